@@ -1,0 +1,36 @@
+"""cxr-harness: a plugin-based benchmark harness for imbalanced chest X-ray classification.
+
+Importing this package imports no deep-learning framework.
+"""
+
+from .hookspecs import hookimpl
+from .specs import (
+    DEFAULT_CLASSES,
+    BackboneSpec,
+    DatasetSpec,
+    EngineSpec,
+    ExecutorSpec,
+    Fold,
+    Option,
+    Phase,
+    Plan,
+    SamplerSpec,
+    SplitterSpec,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CLASSES",
+    "BackboneSpec",
+    "DatasetSpec",
+    "EngineSpec",
+    "ExecutorSpec",
+    "Fold",
+    "Option",
+    "Phase",
+    "Plan",
+    "SamplerSpec",
+    "SplitterSpec",
+    "hookimpl",
+]

@@ -1,0 +1,123 @@
+"""The ``harness`` command line (click).
+
+Subcommands living in other modules are imported only when used (click's documented
+lazy-group pattern), so ``harness list`` stays fast and imports no framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import click
+
+from .errors import HarnessError
+
+#: command name -> "module:attribute"
+LAZY_COMMANDS = {
+    "metrics": "harness.report_commands:metrics_command",
+    "report": "harness.report_commands:report_command",
+    "data": "harness.data_commands:data_group",
+    "describe": "harness.model_commands:describe_command",
+    "bench": "harness.model_commands:bench_command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in LAZY_COMMANDS:
+            module, attr = LAZY_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:  # user-facing errors: the message, no traceback
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="cxr-harness")
+def main():
+    """cxr-harness: benchmark chest X-ray classifiers on imbalanced data.
+
+    Start with `harness run suites/demo.yaml` (synthetic data, tiny model, CPU, minutes).
+    """
+
+
+@main.command("list")
+@click.argument("kind", required=False,
+                type=click.Choice(["datasets", "backbones", "samplers", "splitters", "engines",
+                                   "executors"]))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
+def list_command(kind, as_json, modules):
+    """Show what every plugin registered, with the plugin that registered it."""
+    from .registry import KINDS, build_registry
+
+    registry = build_registry(modules)
+    kinds = [kind] if kind else list(KINDS)
+    listing = {
+        k: [{"name": name, "plugin": e.plugin, "description": e.spec.description,
+             **({"engines": sorted(e.spec.builders)} if k == "backbones" else {})}
+            for name, e in sorted(registry.entries[k].items())]
+        for k in kinds
+    }
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for k, items in listing.items():
+        click.secho(f"{k}:", bold=True)
+        for item in items:
+            extra = f" [{', '.join(item['engines'])}]" if "engines" in item else ""
+            click.echo(f"  {item['name']:<18} {item['description']}{extra}  "
+                       f"(plugin: {item['plugin']})")
+
+
+@main.command("run")
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the runs (with their ids) and stop.")
+@click.option("--only", multiple=True, metavar="KEY=VALUE",
+              help="Keep runs whose backbone/sampler/engine/fold/seed matches; repeatable.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing run.")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where run folders go.")
+@click.option("--reports-dir", default="reports", show_default=True, help="Where reports go.")
+@click.option("--no-report", is_flag=True, help="Do not render the report at the end.")
+def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report):
+    """Train every run of SUITE that is not done yet, then render its report."""
+    from .runner import StopSuite, dry_run_table, run_suite
+
+    try:
+        result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
+                           runs_root=runs_dir, reports_root=reports_dir,
+                           render=not no_report and not dry_run, echo=click.echo)
+    except StopSuite as exc:
+        click.secho(f"stopped: {exc}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.secho("interrupted: finished runs are kept; run the same command to resume",
+                    fg="yellow", err=True)
+        sys.exit(130)
+    if dry_run:
+        rows = dry_run_table(result, runs_dir)
+        click.echo(f"suite {result.suite.name!r}: {len(rows)} runs")
+        for row in rows:
+            click.echo(f"  {row['run_id']:<48} {row['state']}")
+        return
+    failed = [o for o in result.outcomes if o.state != "done"]
+    click.echo(f"done: {result.count('done')} of {len(result.runs)} runs"
+               + (f", {len(failed)} failed" if failed else ""))
+    for o in failed:
+        click.echo(f"  failed: {o.run.run_id}: {o.error}")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""Figures from a predictions table alone: the paper's Tables 3 and 4, and what they lack.
+
+Everything here reads ``predictions.csv`` (``uid,true,pred,p_<class>...``) and knows nothing
+about frameworks, so it works on files made outside the harness too. Per class, one class
+against the rest (the paper's equations 1-5): TP = correctly detected, FN = not detected,
+FP = wrongly detected as that class. JSON output holds fractions; the report shows percent.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from .errors import HarnessError
+
+#: Per-class figures of the paper's Table 4 (equations 1-4), in its column order.
+TABLE4_FIGURES = ("sensitivity", "specificity", "accuracy", "precision")
+#: Whole-table figures (the paper reports only ``accuracy``).
+SUMMARY_FIGURES = ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "macro_auroc")
+
+
+@dataclass
+class Predictions:
+    """A validated predictions table; labels are indices into ``classes``."""
+
+    classes: list[str]
+    uids: list[str]
+    true: np.ndarray
+    pred: np.ndarray
+    #: (n, n_classes) probabilities, or None when the file has no ``p_`` columns.
+    proba: np.ndarray | None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+
+def read_predictions(path: str | Path, classes: Sequence[str] | None = None) -> Predictions:
+    """Read and check a predictions file; every problem names the file, line and column.
+
+    ``classes`` fixes the class names and their order; without it they come from the
+    ``p_<class>`` columns in header order (or, when there are none, from the labels seen).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such predictions file")
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        raise HarnessError(f"{path}: empty file; expected a header line "
+                           "'uid,true,pred,p_<class>,...' and one line per image")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in ("uid", "true", "pred") if c not in header]
+    if missing:
+        raise HarnessError(
+            f"{path}: missing column(s) {', '.join(missing)} in the header (found: "
+            f"{', '.join(header)}); a predictions file needs uid,true,pred and one "
+            "p_<class> column per class")
+    prob_cols = [h for h in header if h.startswith("p_")]
+    if classes is not None:
+        classes = list(classes)
+        wanted = [f"p_{c}" for c in classes]
+        absent = [c for c in wanted if c not in header]
+        if prob_cols and absent:
+            raise HarnessError(
+                f"{path}: missing column(s) {', '.join(absent)} for classes "
+                f"{', '.join(classes)} (found: {', '.join(header)}); write one p_<class> column "
+                "per class or pass the file's classes with --classes")
+        extra = [c for c in prob_cols if c not in wanted]
+        if extra:
+            raise HarnessError(
+                f"{path}: column(s) {', '.join(extra)} name no class of {', '.join(classes)}; "
+                "pass the file's classes with --classes")
+        prob_cols = wanted if prob_cols else []
+    elif prob_cols:
+        classes = [c[2:] for c in prob_cols]
+
+    body = rows[1:]
+    while body and not any(cell.strip() for cell in body[-1]):
+        body.pop()  # a trailing blank line is harmless
+    if not body:
+        raise HarnessError(f"{path}: a header but no predictions (the file looks truncated); "
+                           "re-run the run that wrote it")
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise HarnessError(
+                f"{path}, line {i + 2}: {len(row)} field(s) where the header has "
+                f"{len(header)} (the file looks truncated or hand-edited); re-run the run "
+                "that wrote it or fix that line")
+
+    col = {name: header.index(name) for name in header}
+    uids = [row[col["uid"]].strip() for row in body]
+    if classes is None:
+        seen = {row[col[k]].strip() for row in body for k in ("true", "pred")}
+        classes = sorted(seen)
+    index = {c: k for k, c in enumerate(classes)}
+    labels = {}
+    for name in ("true", "pred"):
+        values = np.empty(len(body), dtype=np.int64)
+        for i, row in enumerate(body):
+            value = row[col[name]].strip()
+            if value not in index:
+                raise HarnessError(
+                    f"{path}, line {i + 2}, column '{name}': unknown label {value!r}; known "
+                    f"classes: {', '.join(classes)} (pass the file's classes with --classes)")
+            values[i] = index[value]
+        labels[name] = values
+
+    proba = None
+    if prob_cols:
+        proba = np.empty((len(body), len(prob_cols)), dtype=np.float64)
+        for j, name in enumerate(prob_cols):
+            for i, row in enumerate(body):
+                text = row[col[name]].strip()
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = math.nan
+                if not math.isfinite(value):
+                    raise HarnessError(
+                        f"{path}, line {i + 2}, column '{name}': {text!r} is not a finite "
+                        "number; probabilities must be numbers (the file may be truncated)")
+                proba[i, j] = value
+    return Predictions(classes=list(classes), uids=uids, true=labels["true"],
+                       pred=labels["pred"], proba=proba, source=str(path))
+
+
+def confusion(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows = true class, columns = predicted class (the paper's Figure 4)."""
+    codes = np.asarray(true) * n_classes + np.asarray(pred)
+    return np.bincount(codes, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def figures(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Every count-based figure from confusion matrices of shape (..., k, k).
+
+    Vectorised over leading axes so one call serves a single run and a thousand bootstrap
+    resamples alike. Undefined ratios (0/0) are NaN.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    n = cm.sum(axis=(-2, -1))
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support = cm.sum(axis=-1)      # images of the class
+    predicted = cm.sum(axis=-2)    # images called the class
+    fn = support - tp
+    fp = predicted - tp
+    tn = n[..., None] - tp - fn - fp
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN slice
+        out = {
+            "sensitivity": tp / support,
+            "specificity": tn / (tn + fp),
+            "accuracy_c": (tp + tn) / n[..., None],
+            "precision": tp / predicted,
+            "f1": 2 * tp / (2 * tp + fp + fn),
+            "accuracy": tp.sum(axis=-1) / n,
+        }
+        # As sklearn: balanced accuracy averages recall over classes present in the truth,
+        # macro F1 over classes present in the truth or the predictions.
+        out["balanced_accuracy"] = np.nanmean(np.where(support > 0, out["sensitivity"], np.nan),
+                                              axis=-1)
+        out["macro_f1"] = np.nanmean(out["f1"], axis=-1)
+        # Multiclass MCC (Gorodkin's R_K, as sklearn.metrics.matthews_corrcoef); 0 when undefined.
+        cov_tp = tp.sum(axis=-1) * n - (predicted * support).sum(axis=-1)
+        cov_pp = n * n - (predicted * predicted).sum(axis=-1)
+        cov_tt = n * n - (support * support).sum(axis=-1)
+        denom = np.sqrt(cov_pp * cov_tt)
+        out["mcc"] = np.where(denom > 0, cov_tp / np.where(denom > 0, denom, 1.0), 0.0)
+    return out
+
+
+def bootstrap_intervals(true: np.ndarray, pred: np.ndarray, n_classes: int, n: int = 1000,
+                        seed: int = 0, level: float = 0.95,
+                        chunk: int = 200) -> dict[str, np.ndarray]:
+    """Percentile bootstrap intervals of every figure in ``figures``: arrays (2, ...).
+
+    Written here rather than with ``scipy.stats.bootstrap`` (sklearn has none): scipy
+    resamples once per statistic and gives a NaN interval as soon as one resample leaves a
+    rare class out (COVID-19 has ~31 test images), while one ``bincount`` over all
+    resamples yields every per-class figure at once and ``nanpercentile`` skips such
+    resamples.
+    """
+    rng = np.random.default_rng(seed)
+    codes = np.asarray(true) * n_classes + np.asarray(pred)
+    kk = n_classes * n_classes
+    cms = []
+    for start in range(0, n, chunk):
+        b = min(chunk, n - start)
+        idx = rng.integers(0, len(codes), size=(b, len(codes)))
+        flat = codes[idx] + (np.arange(b) * kk)[:, None]
+        cms.append(np.bincount(flat.ravel(), minlength=b * kk).reshape(b, n_classes, n_classes))
+    boot = figures(np.concatenate(cms))
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        return {k: np.nanpercentile(v, q, axis=0) for k, v in boot.items()}
+
+
+def auroc_per_class(true: np.ndarray, proba: np.ndarray | None, n_classes: int) -> np.ndarray:
+    """One-vs-rest AUROC per class; NaN where a class is absent (or alone) in the truth."""
+    out = np.full(n_classes, np.nan)
+    if proba is None:
+        return out
+    for k in range(n_classes):
+        positive = np.asarray(true) == k
+        if 0 < positive.sum() < len(positive):
+            out[k] = roc_auc_score(positive, proba[:, k])
+    return out
+
+
+def compute_metrics(table: Predictions, classes: Sequence[str] | None = None, *,
+                    bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """All figures of one predictions table as a JSON-ready dict (fractions, None for n/a)."""
+    classes = list(classes) if classes is not None else list(table.classes)
+    if classes != list(table.classes):
+        raise HarnessError(f"{table.source}: read with classes {table.classes}, "
+                           f"asked for {classes}")
+    k = len(classes)
+    cm = confusion(table.true, table.pred, k)
+    fig = figures(cm)
+    auroc = auroc_per_class(table.true, table.proba, k)
+    ci = bootstrap_intervals(table.true, table.pred, k, n=bootstrap, seed=seed,
+                             level=level) if bootstrap > 0 else None
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    tp = np.diag(cm)
+    per_class = {}
+    for i, name in enumerate(classes):
+        entry = {
+            "support": int(support[i]),
+            "correct": int(tp[i]),
+            "not_detected": int(support[i] - tp[i]),
+            "wrong_detected": int(predicted[i] - tp[i]),
+            "true_negative": int(cm.sum() - support[i] - predicted[i] + tp[i]),
+            "sensitivity": _num(fig["sensitivity"][i]),
+            "specificity": _num(fig["specificity"][i]),
+            "accuracy": _num(fig["accuracy_c"][i]),
+            "precision": _num(fig["precision"][i]),
+            "f1": _num(fig["f1"][i]),
+            "auroc": _num(auroc[i]),
+        }
+        if ci is not None:
+            entry["ci"] = {name_: [_num(ci[key][0][i]), _num(ci[key][1][i])]
+                           for name_, key in (("sensitivity", "sensitivity"),
+                                              ("specificity", "specificity"),
+                                              ("accuracy", "accuracy_c"),
+                                              ("precision", "precision"), ("f1", "f1"))}
+        per_class[name] = entry
+    result: dict[str, Any] = {
+        "classes": classes,
+        "n": int(cm.sum()),
+        "accuracy": _num(fig["accuracy"]),
+        "balanced_accuracy": _num(fig["balanced_accuracy"]),
+        "macro_f1": _num(fig["macro_f1"]),
+        "mcc": _num(fig["mcc"]),
+        "macro_auroc": _num(np.nanmean(auroc)) if np.isfinite(auroc).any() else None,
+        "confusion": cm.tolist(),
+        "per_class": per_class,
+    }
+    if ci is not None:
+        result["ci"] = {key: [_num(ci[key][0]), _num(ci[key][1])]
+                        for key in ("accuracy", "balanced_accuracy", "macro_f1", "mcc")}
+        result["bootstrap"] = {"n": bootstrap, "seed": seed, "level": level,
+                               "method": "percentile"}
+    return result
+
+
+def _num(value: Any) -> float | None:
+    """A plain float for JSON; NaN (undefined) becomes None."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def format_text(metrics: dict[str, Any]) -> str:
+    """Tables 3 and 4 and the other figures as plain text (``harness metrics``)."""
+    classes = metrics["classes"]
+    pc = metrics["per_class"]
+    width = max(14, *(len(c) + 2 for c in classes))
+    lines = [f"{metrics['n']} images, classes: {', '.join(classes)}", "",
+             "Table 3 (counts)".ljust(16) + "".join(c.rjust(width) for c in classes)]
+    for key, label in (("correct", "correct"), ("not_detected", "not detected"),
+                       ("wrong_detected", "wrong detected"), ("support", "images")):
+        lines.append(label.ljust(16) + "".join(str(pc[c][key]).rjust(width) for c in classes))
+    lines += ["", "Table 4 (%)".ljust(16) + "".join(c.rjust(width) for c in classes)]
+    for key in TABLE4_FIGURES:
+        lines.append(key.ljust(16) + "".join(pct(pc[c][key]).rjust(width) for c in classes))
+    lines.append("auroc".ljust(16) + "".join(fmt(pc[c]["auroc"]).rjust(width) for c in classes))
+    if "ci" in next(iter(pc.values())):
+        level = round(metrics["bootstrap"]["level"] * 100)
+        lines += ["", f"{level}% bootstrap intervals (%, n={metrics['bootstrap']['n']})"]
+        for key in TABLE4_FIGURES:
+            lines.append(key.ljust(16) + "".join(
+                f"{pct(pc[c]['ci'][key][0])}-{pct(pc[c]['ci'][key][1])}".rjust(width)
+                for c in classes))
+    lines += ["", f"overall accuracy   {pct(metrics['accuracy'])} %",
+              f"balanced accuracy  {pct(metrics['balanced_accuracy'])} %",
+              f"macro F1           {fmt(metrics['macro_f1'])}",
+              f"MCC                {fmt(metrics['mcc'])}",
+              f"macro AUROC        {fmt(metrics['macro_auroc'])}"]
+    return "\n".join(lines)
+
+
+def pct(value: float | None) -> str:
+    """A fraction as the paper prints it: percent, two decimals; n/a when undefined."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value * 100:.2f}"
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"

@@ -1,0 +1,166 @@
+"""The plugin registry: loads plugins through pluggy and indexes what they register.
+
+Built-in plugins come through the same ``harness`` entry-point group as third-party ones,
+so nothing here knows which plugins exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import HarnessError
+from .validate import suggest
+from .specs import (
+    BackboneSpec,
+    DatasetSpec,
+    EngineSpec,
+    ExecutorSpec,
+    SamplerSpec,
+    SplitterSpec,
+)
+
+ENTRY_POINT_GROUP = "harness"
+
+#: kind -> (hook name, spec class); the order is the order of ``harness list``.
+KINDS: dict[str, tuple[str, type]] = {
+    "datasets": ("register_datasets", DatasetSpec),
+    "backbones": ("register_backbones", BackboneSpec),
+    "samplers": ("register_samplers", SamplerSpec),
+    "splitters": ("register_splitters", SplitterSpec),
+    "engines": ("register_engines", EngineSpec),
+    "executors": ("register_executors", ExecutorSpec),
+}
+
+
+class UnknownNameError(HarnessError):
+    """A suite or command named a plugin thing that nobody registered."""
+
+
+class PluginError(HarnessError):
+    """A plugin failed to load or to register, or two plugins clash."""
+
+
+@dataclass
+class Entry:
+    spec: Any
+    plugin: str
+
+
+@dataclass
+class Registry:
+    """Everything registered, by kind and name, with the plugin that registered it."""
+
+    entries: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    def get(self, kind: str, name: str) -> Any:
+        known = self.entries[kind]
+        if name not in known:
+            raise UnknownNameError(unknown_message(kind, name, known))
+        return known[name].spec
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def add(self, kind: str, spec: Any, plugin: str) -> None:
+        expected = KINDS[kind][1]
+        if not isinstance(spec, expected):
+            raise PluginError(
+                f"plugin {plugin!r} registered {spec!r} with {KINDS[kind][0]}; "
+                f"expected a {expected.__name__}"
+            )
+        existing = self.entries[kind].get(spec.name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind[:-1]} {spec.name!r} is registered twice: by plugin "
+                f"{existing.plugin!r} and by plugin {plugin!r}; uninstall or rename one of them"
+            )
+        self.entries[kind][spec.name] = Entry(spec, plugin)
+
+
+def unknown_message(kind: str, name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = suggest(name, known)
+    hint = f" Did you mean {close!r}?" if close else ""
+    return f"unknown {kind[:-1]} {name!r}.{hint} Known {kind}: {', '.join(known) or '(none)'}"
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Register every module of the ``harness`` entry-point group (built-ins included)."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken third-party plugin must say who it is
+            dist = getattr(getattr(ep, "dist", None), "name", "?")
+            raise PluginError(
+                f"plugin {ep.name!r} (entry point {ep.value!r} of distribution {dist!r}) "
+                f"failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        pm.register(module, name=ep.name)
+
+
+def load_modules(pm: pluggy.PluginManager, modules: Iterable[str]) -> None:
+    """Register plugin modules named by import path (a suite's ``plugins:`` list)."""
+    for dotted in modules:
+        if pm.get_plugin(dotted) is not None:
+            continue
+        try:
+            module = importlib.import_module(dotted)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin module {dotted!r} could not be imported: {type(exc).__name__}: {exc}. "
+                "Check the name in the suite's 'plugins:' list and that it is installed."
+            ) from exc
+        pm.register(module, name=dotted)
+
+
+def collect(pm: pluggy.PluginManager) -> Registry:
+    """Call every ``register_*`` hook on every plugin and index the results."""
+    pm.check_pending()  # a misspelled hook name fails loudly
+    registry = Registry()
+    for kind, (hook_name, _) in KINDS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
+            try:
+                impl.function(register=lambda spec, k=kind, p=plugin: registry.add(k, spec, p))
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {plugin!r} raised in {hook_name}: {type(exc).__name__}: {exc}"
+                ) from exc
+    return registry
+
+
+def build_registry(
+    modules: Iterable[str] = (), extra_plugins: Iterable[Any] = (), entry_points: bool = True
+) -> Registry:
+    """The one way to get a registry: entry points, then suite modules, then objects."""
+    pm = plugin_manager()
+    if entry_points:
+        load_entry_points(pm)
+    load_modules(pm, modules)
+    for plugin in extra_plugins:
+        pm.register(plugin, name=plugin_name(plugin))
+    return collect(pm)
+
+
+def plugin_name(plugin: Any) -> str:
+    """A readable name for a plugin object: its module name, or its class name."""
+    name = getattr(plugin, "__name__", None) or type(plugin).__name__
+    return name if isinstance(name, str) else repr(plugin)

@@ -1,0 +1,76 @@
+"""Results on disk: atomic writes and the layout of one run's folder.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a
+crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+CONFIG = "config.json"
+PLAN = "plan.json"
+HISTORY = "history.csv"
+PREDICTIONS = "predictions.csv"
+METRICS = "metrics.json"
+STATUS = "status.json"
+CHECKPOINTS = "checkpoints"
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Call ``write(file)`` on a temporary file, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def run_state(run_dir: Path) -> str:
+    """``done``, ``failed``, ``running`` (started, maybe interrupted) or ``pending``."""
+    status = run_dir / STATUS
+    if status.exists():
+        try:
+            state = read_json(status).get("state", "pending")
+        except (json.JSONDecodeError, OSError):
+            return "running"
+        if state == "done" and not (run_dir / PREDICTIONS).exists():
+            return "running"
+        return state
+    return "pending"

@@ -1,0 +1,267 @@
+"""The suite model: a YAML file validated into typed dataclasses, and its run matrix.
+
+A suite says what to train (datasets, split, matrix of backbone × sampler × engine × fold ×
+seed) and how (training settings). ``expand`` turns it into ``RunSpec`` objects whose
+``run_id`` is stable: the same settings always give the same id, changed settings a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .specs import DEFAULT_CLASSES
+from .validate import SuiteError, to_dataclass
+
+
+@dataclass
+class DatasetRef:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SplitConfig:
+    kind: str = "grouped-kfold"
+    folds: int = 5
+    seed: int = 0
+    #: Fraction of the training patients held out for model selection (``holdout``).
+    select_fraction: float = 0.15
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def check(self):
+        if self.folds < 2:
+            return "folds", f"expected an integer >= 2, got {self.folds}"
+        if not 0.0 < self.select_fraction < 1.0:
+            return "select_fraction", f"expected a number in (0, 1), got {self.select_fraction}"
+        return None
+
+
+@dataclass
+class Matrix:
+    backbone: list[str] = field(default_factory=lambda: ["tiny"])
+    sampler: list[str] = field(default_factory=lambda: ["phased"])
+    engine: list[str] = field(default_factory=lambda: ["torch"])
+    #: 1-based fold numbers; empty means every fold of the split.
+    fold: list[int] = field(default_factory=list)
+    seed: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass
+class Augmentation:
+    """The paper's Table 2 augmentation, applied per sample on the device."""
+
+    hflip: bool = True
+    vflip: bool = True
+    rotation: float = 360.0
+    zoom: float = 0.05
+    shift: float = 0.05
+    shear: float = 0.05
+    fill: Literal["nearest", "constant", "reflect"] = "nearest"
+    enabled: bool = True
+
+
+@dataclass
+class Training:
+    epochs_per_phase: int = 100
+    batch_size: int = 30
+    optimizer: Literal["nadam", "adam", "sgd", "adamw"] = "nadam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    head: Literal["paper", "gap"] = "paper"
+    weights: str = "imagenet"
+    #: ``holdout``: patient-grouped selection split from training; ``last``: last epoch;
+    #: ``paper``: validation drawn from the test set as the authors did (optimistic).
+    selection: Literal["holdout", "last", "paper"] = "holdout"
+    #: Figure that picks the best epoch on the selection split (the paper: accuracy).
+    selection_metric: Literal["balanced_accuracy", "accuracy"] = "balanced_accuracy"
+    normalization: Literal["unit", "imagenet"] = "unit"
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    workers: int = 0
+    max_steps_per_epoch: int = 0
+
+    def check(self):
+        for key in ("epochs_per_phase", "batch_size"):
+            if getattr(self, key) < 1:
+                return key, f"expected a positive integer, got {getattr(self, key)}"
+        if self.lr <= 0:
+            return "lr", f"expected a positive number, got {self.lr}"
+        return None
+
+
+@dataclass
+class ExecutorConfig:
+    name: str = "local"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReportConfig:
+    title: str = ""
+    bootstrap: int = 1000
+    #: Folds whose confusion matrices are drawn (the paper shows folds 1 and 3); empty: all.
+    confusion_folds: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Suite:
+    name: str
+    datasets: list[DatasetRef]
+    description: str = ""
+    plugins: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    image_size: int = 300
+    cache_dir: str = ""
+    on_bad_image: Literal["skip", "fail"] = "skip"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    matrix: Matrix = field(default_factory=Matrix)
+    training: Training = field(default_factory=Training)
+    #: Per-backbone overrides of training settings (the paper: batch 30/30/20).
+    backbones: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Options per sampler name (e.g. ``phased: {phases: 8}``).
+    samplers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Training budget (images seen) of every strategy: ``equal`` to the ``phased`` plan's
+    #: on the same fold, each strategy's ``natural`` one, or a fixed number of images.
+    budget: int | Literal["equal", "natural"] = "equal"
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    #: Where the suite file lives; relative dataset roots resolve against it.
+    source: str = ""
+
+    def check(self):
+        if self.image_size < 8:
+            return "image_size", f"expected an integer >= 8, got {self.image_size}"
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            return "classes", f"expected two or more distinct class names, got {self.classes}"
+        if not self.datasets:
+            return "datasets", "expected at least one dataset"
+        return None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the matrix, fully resolved: everything a worker needs to train it."""
+
+    suite: str
+    backbone: str
+    sampler: str
+    engine: str
+    fold: int
+    seed: int
+    training: dict[str, Any]
+    sampler_options: dict[str, Any]
+    run_id: str
+
+    def key(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "sampler": self.sampler, "engine": self.engine,
+                "fold": self.fold, "seed": self.seed}
+
+    def combination(self) -> str:
+        """The report groups folds and seeds of one combination together."""
+        return f"{self.backbone} / {self.sampler} / {self.engine}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such suite file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_suite(data, str(path))
+
+
+def parse_suite(data: Any, source: str) -> Suite:
+    if isinstance(data, dict):
+        data = dict(data)
+        data.setdefault("source", source)
+    suite = to_dataclass(data, Suite, "", source)
+    for i, ref in enumerate(suite.datasets):
+        if not ref.name:
+            raise SuiteError(f"{source}: datasets[{i}].name: expected a dataset name")
+    return suite
+
+
+def _training_for(suite: Suite, backbone: str) -> dict[str, Any]:
+    merged = dataclasses.asdict(suite.training)
+    overrides = suite.backbones.get(backbone, {})
+    where = f"backbones.{backbone}"
+    merged_overrides = {**merged, **overrides}
+    # Validate the merged result so a typo in an override names its own key path.
+    to_dataclass(merged_overrides, Training, where, suite.source or suite.name)
+    return merged_overrides
+
+
+def run_id_for(key: dict[str, Any], resolved: dict[str, Any]) -> str:
+    digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:6]
+    return (f"{key['backbone']}-{key['sampler']}-{key['engine']}"
+            f"-f{key['fold']}-s{key['seed']}-{digest}")
+
+
+def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
+    """Every run of the matrix, in a stable order (backbone, sampler, engine, fold, seed)."""
+    n_folds = n_folds or suite.split.folds
+    folds = suite.matrix.fold or list(range(1, n_folds + 1))
+    for f in folds:
+        if not 1 <= f <= n_folds:
+            raise SuiteError(f"{suite.source}: matrix.fold: fold {f} does not exist; "
+                             f"the split has folds 1..{n_folds}")
+    runs = []
+    for backbone in suite.matrix.backbone:
+        training = _training_for(suite, backbone)
+        for sampler in suite.matrix.sampler:
+            sampler_options = suite.samplers.get(sampler, {})
+            for engine in suite.matrix.engine:
+                for fold in folds:
+                    for seed in suite.matrix.seed:
+                        key = {"backbone": backbone, "sampler": sampler, "engine": engine,
+                               "fold": fold, "seed": seed}
+                        resolved = {
+                            **key, "training": training, "sampler_options": sampler_options,
+                            "budget": suite.budget,
+                            "data": data_identity(suite),
+                        }
+                        runs.append(RunSpec(
+                            suite=suite.name, training=training,
+                            sampler_options=sampler_options,
+                            run_id=run_id_for(key, resolved), **key))
+    return runs
+
+
+def data_identity(suite: Suite) -> dict[str, Any]:
+    """The suite settings that change which images a run sees (part of every run id)."""
+    return {
+        "datasets": [dataclasses.asdict(d) for d in suite.datasets],
+        "classes": suite.classes,
+        "image_size": suite.image_size,
+        "split": dataclasses.asdict(suite.split),
+        "samplers": suite.samplers,
+    }
+
+
+def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") -> list[RunSpec]:
+    """Keep runs matching every ``key=value`` (``value`` may be a comma-separated list)."""
+    keys = ("backbone", "sampler", "engine", "fold", "seed")
+    for item in only:
+        if "=" not in item:
+            raise SuiteError(f"{source} {item!r}: expected key=value, e.g. sampler=phased")
+        key, value = item.split("=", 1)
+        if key not in keys:
+            raise SuiteError(f"{source} {item!r}: unknown key {key!r}; known: {', '.join(keys)}")
+        wanted = {v.strip() for v in value.split(",")}
+        runs = [r for r in runs if str(getattr(r, key)) in wanted]
+    return runs

@@ -1,0 +1,111 @@
+"""One run in its own process: ``python -m harness.worker RUN_DIR``.
+
+A process per run keeps TensorFlow and torch apart and frees every byte of GPU memory
+when a run ends. The worker reads only the run folder (``config.json``, ``plan.json``) and
+the image cache, so it does not depend on how the runner prepared them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .cache import open_cache
+from .errors import HarnessError
+from .job import Job
+from .registry import build_registry
+from .specs import Phase, Plan
+from .suite import RunSpec, Training
+from .validate import to_dataclass
+
+
+def load_job(run_dir: Path) -> tuple[Job, object]:
+    config = store.read_json(run_dir / store.CONFIG)
+    plan_data = store.read_json(run_dir / store.PLAN)
+    run = RunSpec(**config["run"])
+    suite = config["suite"]
+    registry = build_registry(suite.get("plugins", []))
+    engine = registry.get("engines", run.engine)
+    backbone = registry.get("backbones", run.backbone)
+    if run.engine not in backbone.builders:
+        raise HarnessError(f"backbone {run.backbone!r} has no build for engine {run.engine!r}; "
+                           f"it supports: {', '.join(sorted(backbone.builders))}")
+    cache = open_cache(suite["cache"])
+    classes = list(suite["classes"])
+    labels = np.full(len(cache.uids), -1, dtype=np.int64)
+    parts = {}
+    for part in ("train", "select", "test"):
+        uids = plan_data[part]["uids"]
+        rows = cache.rows(uids)
+        labels[rows] = [classes.index(c) for c in plan_data[part]["labels"]]
+        parts[part] = rows
+    plan_json = plan_data["plan"]
+    plan = Plan(phases=[Phase(**p) for p in plan_json["phases"]],
+                class_weights=plan_json["class_weights"], loss=plan_json["loss"],
+                loss_options=plan_json["loss_options"], notes=plan_json["notes"])
+    training = to_dataclass(run.training, Training, "training", str(run_dir / store.CONFIG))
+    job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
+              images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
+              test=parts["test"], plan=plan, training=training, backbone=backbone)
+    return job, engine
+
+
+def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["uid", "true", "pred"] + [f"p_{c}" for c in classes])
+    for uid, t, p in zip(uids, true, probs):
+        writer.writerow([uid, t, classes[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
+    return buf.getvalue()
+
+
+def run(run_dir: Path) -> None:
+    started = time.time()
+    store.write_json(run_dir / store.STATUS, {"state": "running", "started": started})
+    job, engine = load_job(run_dir)
+    probs = np.asarray(engine.train(job), dtype=np.float64)
+    if probs.shape != (len(job.test), job.n_classes):
+        raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
+                           f"{probs.shape}; expected {(len(job.test), job.n_classes)}")
+    plan_data = store.read_json(run_dir / store.PLAN)
+    bootstrap = store.read_json(run_dir / store.CONFIG)["suite"].get("report", {}).get(
+        "bootstrap", 1000)
+    store.write_text(run_dir / store.PREDICTIONS, predictions_csv(
+        plan_data["test"]["uids"], plan_data["test"]["labels"], probs, job.classes))
+    from .metrics import compute_metrics, read_predictions
+
+    table = read_predictions(run_dir / store.PREDICTIONS, job.classes)
+    store.write_json(run_dir / store.METRICS, compute_metrics(table, job.classes,
+                                                                 bootstrap=bootstrap))
+    store.write_json(run_dir / store.STATUS, {
+        "state": "done", "started": started, "finished": time.time(),
+        "seconds": time.time() - started})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    run_dir = Path(argv[0])
+    try:
+        run(run_dir)
+        return 0
+    except BaseException as exc:  # record why, then let the runner go on with other runs
+        message = (str(exc) if isinstance(exc, HarnessError)
+                   else f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted"
+        state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.write_json(run_dir / store.STATUS, {
+            "state": state, "error": message, "traceback": traceback.format_exc()})
+        print(f"run {run_dir.name} failed: {message}", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

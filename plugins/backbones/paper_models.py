@@ -1,0 +1,63 @@
+"""The paper's networks as backbones: Xception, ResNet50V2 and their concatenation.
+
+Each name means the same network in both engines (``keras``: ``keras.applications``;
+``torch``: timm blocks in the Keras layout); timm's own ResNet-v2 layout is offered
+separately as ``resnetv2_50_timm``. Builders are lazy wrappers, so importing this module
+(``harness list``) imports neither torch nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from harness import BackboneSpec, Option, hookimpl
+
+TORCH = "harness_plugins.backbones.torch_models"
+KERAS = "harness_plugins.backbones.keras_models"
+
+
+def lazy(module: str, function: str) -> Callable[..., Any]:
+    """A builder that imports ``module`` (and its framework) only when called."""
+
+    def build(image_size: int, weights: Any = "none", options: Any = None) -> Any:
+        return getattr(importlib.import_module(module), function)(
+            image_size=image_size, weights=weights, options=options)
+
+    build.__name__ = build.__qualname__ = function
+    build.__doc__ = f"Calls {module}.{function} (imported on first use)."
+    return build
+
+
+def builders(function: str, engines: tuple[str, ...] = ("torch", "keras")) -> dict[str, Any]:
+    modules = {"torch": TORCH, "keras": KERAS}
+    return {engine: lazy(modules[engine], function) for engine in engines}
+
+
+@hookimpl
+def register_backbones(register):
+    register(BackboneSpec(
+        name="xception",
+        description="Xception without its top (keras.applications / timm legacy_xception); "
+                    "10x10x2048 at 300",
+        builders=builders("build_xception"),
+    ))
+    register(BackboneSpec(
+        name="resnet50v2",
+        description="ResNet50V2 without its top, Keras layout (stride in each stage's last "
+                    "block) in both engines; 10x10x2048 at 300",
+        builders=builders("build_resnet50v2"),
+    ))
+    register(BackboneSpec(
+        name="resnetv2_50_timm",
+        description="timm's resnetv2_50 (stride in each stage's first block); torch only",
+        builders=builders("build_resnetv2_50_timm", engines=("torch",)),
+    ))
+    register(BackboneSpec(
+        name="concat",
+        description="Two or more backbones on one shared input, feature maps concatenated "
+                    "on channels (the paper: xception + resnet50v2)",
+        builders=builders("build_concat"),
+        options=[Option("members", "backbones to concatenate (two or more)",
+                        default=["xception", "resnet50v2"])],
+    ))

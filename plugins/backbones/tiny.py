@@ -1,0 +1,69 @@
+"""The ``tiny`` backbone: a few conv blocks that learn the synthetic data on a laptop CPU.
+
+It exists so the whole flow (cache, phases, training, report) runs in minutes without a GPU;
+it makes no claim about chest X-rays. Frameworks are imported inside the builders only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from harness import BackboneSpec, Option, hookimpl
+
+DEFAULT_CHANNELS = (16, 32, 64, 64)
+
+
+def _channels(options: Mapping[str, Any] | None) -> list[int]:
+    return [int(c) for c in (options or {}).get("channels", DEFAULT_CHANNELS)]
+
+
+def build_torch(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+    """conv3×3-BN-ReLU-maxpool blocks; the feature map is ``S / 2**blocks`` on a side."""
+    import torch
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    in_chs = 3
+    for out_chs in _channels(options):
+        layers += [nn.Conv2d(in_chs, out_chs, 3, padding=1, bias=False), nn.BatchNorm2d(out_chs),
+                   nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        in_chs = out_chs
+    model = nn.Sequential(*layers)
+    model.out_channels = in_chs
+    if weights not in ("none", "", None):
+        if weights == "imagenet":
+            from harness.errors import HarnessError
+            raise HarnessError("backbone 'tiny' has no ImageNet weights; use weights: none "
+                               "or a path to a saved state dict")
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model
+
+
+def build_keras(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+    """The same blocks in Keras (channels last)."""
+    import keras
+
+    layers: list[Any] = [keras.Input((image_size, image_size, 3))]
+    for out_chs in _channels(options):
+        layers += [keras.layers.Conv2D(out_chs, 3, padding="same", use_bias=False),
+                   keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                   keras.layers.MaxPooling2D(2)]
+    model = keras.Sequential(layers, name="tiny")
+    if weights not in ("none", "", None):
+        if weights == "imagenet":
+            from harness.errors import HarnessError
+            raise HarnessError("backbone 'tiny' has no ImageNet weights; use weights: none "
+                               "or a path to saved weights")
+        model.load_weights(weights)
+    return model
+
+
+@hookimpl
+def register_backbones(register):
+    register(BackboneSpec(
+        name="tiny",
+        description="Four conv-BN-ReLU-pool blocks (16-64 channels) for CPU demos and tests",
+        builders={"torch": build_torch, "keras": build_keras},
+        options=[Option("channels", "output channels of each conv block",
+                        default=list(DEFAULT_CHANNELS))],
+    ))

@@ -1,0 +1,316 @@
+"""The ieee8023 COVID-19 image data collection (github.com/ieee8023/covid-chestxray-dataset).
+
+Reads ``metadata.csv`` and the image folders of any released version: the flat ``finding``
+values of 2020 (``COVID-19``, ``COVID-19, ARDS``, ``SARS``) and the later hierarchical ones
+(``Pneumonia/Viral/COVID-19``), the old ``Patientid`` spelling and the trailing empty column.
+The finding → class mapping is data (a preset or the suite's own dict), and every row that
+is not used is counted by reason, so a summary accounts for the whole metadata file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from harness import DatasetSpec, Option, hookimpl
+from harness.errors import HarnessError
+
+from . import dataset_files
+from .dicom import is_dicom, read_image_file
+
+NAME = "ieee8023"
+FETCH_HINT = "get it with: harness data fetch ieee8023 DEST"
+
+#: The views the paper kept (frontal radiographs).
+PAPER_VIEWS = ("PA", "AP", "AP Supine", "AP semi erect")
+
+#: Mapping presets: ``{finding pattern: class}``, first match wins. A pattern matches the
+#: whole ``finding`` or its last ``/`` token, case-insensitively, with shell wildcards.
+PRESETS: dict[str, dict[str, str]] = {
+    # The authors' selection (paper section 3.1, early-April-2020 metadata): 180 COVID-19
+    # images and 42 pneumonia images (Pneumocystis, Streptococcus, SARS).
+    "paper": {
+        "COVID-19": "covid19",
+        "COVID-19, ARDS": "covid19",
+        "Pneumocystis": "pneumonia",
+        "SARS": "pneumonia",
+        "Streptococcus": "pneumonia",
+    },
+    # Later versions: every pneumonia finding is pneumonia, "No Finding" is normal.
+    "current": {
+        "COVID-19": "covid19",
+        "COVID-19, ARDS": "covid19",
+        "No Finding": "normal",
+        "Pneumonia": "pneumonia",
+        "Pneumonia/*": "pneumonia",
+        # flat spellings of 2020 for what later sits under Pneumonia/...
+        "SARS": "pneumonia",
+        "MERS*": "pneumonia",
+        "Pneumocystis": "pneumonia",
+        "Streptococcus": "pneumonia",
+        "Staphylococcus*": "pneumonia",
+        "Klebsiella": "pneumonia",
+        "Legionella": "pneumonia",
+        "Mycoplasma*": "pneumonia",
+        "Chlamydophila": "pneumonia",
+        "E.Coli": "pneumonia",
+        "Bacterial": "pneumonia",
+        "Viral": "pneumonia",
+        "Fungal": "pneumonia",
+        "Influenza": "pneumonia",
+        "Varicella": "pneumonia",
+        "Herpes*": "pneumonia",
+        "Lipoid": "pneumonia",
+        "Aspergillosis": "pneumonia",
+        "Nocardia": "pneumonia",
+        "Candida": "pneumonia",
+    },
+}
+
+#: ``finding`` values that mean "not labelled yet".
+UNLABELLED = ("", "todo", "unknown")
+
+#: Exclusion reasons, in the order rows are tested.
+CT, NOT_XRAY, UNLABELLED_REASON, VIEW, UNMAPPED, OTHER_CLASS, MISSING, UNREADABLE, DUPLICATE = (
+    "ct", "not x-ray", "todo/unknown", "view", "unmapped finding", "class not in suite",
+    "missing file", "unreadable file", "duplicate image",
+)
+
+OPTIONS = (
+    Option("root", "folder holding metadata.csv and images/ (relative to the suite file)",
+           required=True),
+    Option("mapping", "finding → class: a preset ('paper', 'current') or a dict "
+           "{finding pattern: class}", "paper"),
+    Option("views", "views to keep", list(PAPER_VIEWS)),
+    Option("metadata", "metadata file name inside root", "metadata.csv"),
+    Option("verify", "open every image header now and count unreadable files", False),
+)
+
+REQUIRED_COLUMNS = ("patientid", "finding", "view", "modality", "filename")
+
+
+def mapping_for(options: Mapping[str, Any]) -> dict[str, str | None]:
+    """The finding → class mapping the options ask for, checked against the suite classes."""
+    mapping = options.get("mapping", "paper")
+    if isinstance(mapping, str):
+        if mapping not in PRESETS:
+            raise HarnessError(f"{NAME}: option 'mapping' is {mapping!r}; expected a preset "
+                               f"({', '.join(PRESETS)}) or a dict {{finding: class}}")
+        return dict(PRESETS[mapping])
+    if not isinstance(mapping, Mapping):
+        raise HarnessError(f"{NAME}: option 'mapping' must be a preset name or a dict "
+                           f"{{finding: class}}, got {type(mapping).__name__}")
+    classes = list(options.get("classes") or [])
+    for finding, cls in mapping.items():
+        if cls is not None and classes and cls not in classes:
+            raise HarnessError(f"{NAME}: option 'mapping' maps {finding!r} to {cls!r}, which "
+                               f"is not a class of the suite ({', '.join(classes)})")
+    return {str(k): (None if v is None else str(v)) for k, v in mapping.items()}
+
+
+def map_finding(finding: str, mapping: Mapping[str, str | None]) -> str | None:
+    """Class of one ``finding`` value, or None when no pattern matches."""
+    whole = finding.strip().lower()
+    last = whole.rsplit("/", 1)[-1].strip()
+    for pattern, cls in mapping.items():
+        p = pattern.strip().lower()
+        if fnmatch.fnmatchcase(whole, p) or fnmatch.fnmatchcase(last, p):
+            return cls
+    return None
+
+
+def read_metadata(path: Path) -> pd.DataFrame:
+    """``metadata.csv`` of any version with lower-case column names and no empty columns."""
+    if not path.is_file():
+        raise HarnessError(f"{NAME}: no metadata file at {path}; option 'root' must be the "
+                           f"dataset folder ({FETCH_HINT})")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise HarnessError(f"{NAME}: cannot read {path} as CSV: {exc}") from exc
+    frame = frame.loc[:, [c for c in frame.columns
+                          if str(c).strip() and not str(c).startswith("Unnamed:")]]
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise HarnessError(f"{NAME}: {path} lacks column(s) {', '.join(missing)}; found: "
+                           f"{', '.join(frame.columns)}")
+    if "folder" not in frame.columns:
+        frame["folder"] = "images"
+    return frame
+
+
+def _modality_reason(modality: str) -> str | None:
+    m = modality.strip().lower().replace("-", "").replace(" ", "")
+    if m == "xray":
+        return None
+    return CT if m == "ct" else NOT_XRAY
+
+
+def _readable(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        if is_dicom(path):
+            return True
+        with Image.open(path):
+            return True
+    except Exception:
+        return False
+
+
+class _Groups:
+    """Union-find over patient ids: patients that share an image become one group."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def records(options: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per usable image; ``attrs["exclusions"]`` counts every dropped row by reason."""
+    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
+    metadata = root / str(options.get("metadata") or "metadata.csv")
+    frame = read_metadata(metadata)
+    mapping = mapping_for(options)
+    classes = set(options.get("classes") or [])
+    views = {str(v).strip().lower() for v in (options.get("views") or PAPER_VIEWS)}
+    verify = bool(options.get("verify", False))
+
+    exclusions: dict[str, int] = {}
+    listings: dict[str, dict[str, str]] = {}
+    kept: list[dict[str, Any]] = []
+    for i, row in enumerate(frame.to_dict("records")):
+        reason = _modality_reason(row["modality"])
+        finding = row["finding"].strip()
+        cls = None
+        if reason is None and finding.lower() in UNLABELLED:
+            reason = UNLABELLED_REASON
+        if reason is None and row["view"].strip().lower() not in views:
+            reason = VIEW
+        if reason is None:
+            cls = map_finding(finding, mapping)
+            if cls is None:
+                reason = UNMAPPED
+            elif classes and cls not in classes:
+                reason = OTHER_CLASS
+        path = None
+        if reason is None:
+            where = (f"{metadata} row {i + 1} (patientid {row['patientid']!r}, "
+                     f"filename {row['filename']!r})")
+            folder = row["folder"].strip() or "images"
+            name = row["filename"].strip()
+            path = dataset_files.inside(root, f"{folder}/{name}", where)
+            if path.parent == root / folder and "/" not in name:
+                if folder not in listings:
+                    listings[folder] = dataset_files.listing(root / folder)
+                real = listings[folder].get(name)
+                path = root / folder / real if real is not None else None
+            elif not path.is_file():
+                path = None
+            if path is None:
+                reason = MISSING
+            elif verify and not _readable(path):
+                reason = UNREADABLE
+        if reason is not None:
+            exclusions[reason] = exclusions.get(reason, 0) + 1
+            continue
+        kept.append({
+            "uid": f"{NAME}/{name}" if folder == "images" else f"{NAME}/{folder}/{name}",
+            "path": str(path),
+            "label": cls,
+            "original_patient_id": row["patientid"].strip(),
+            "source": NAME,
+            "view": row["view"].strip(),
+            "finding": finding,
+            "filename": row["filename"].strip(),
+            "modality": row["modality"].strip(),
+            "sex": row.get("sex", "").strip(),
+            "age": row.get("age", "").strip(),
+        })
+    out = _merge_shared_images(kept, exclusions)
+    out.attrs["exclusions"] = exclusions
+    return out
+
+
+COLUMNS = ("uid", "path", "label", "patient_id", "source", "view", "original_patient_id",
+           "finding", "filename", "modality", "sex", "age")
+
+
+def _merge_shared_images(kept: list[dict[str, Any]], exclusions: dict[str, int]) -> pd.DataFrame:
+    """One record per image file; patients sharing a file form one ``patient_id`` group."""
+    groups = _Groups()
+    owner: dict[str, str] = {}
+    for rec in kept:
+        pid = rec["original_patient_id"]
+        groups.find(pid)
+        if rec["path"] in owner:
+            groups.union(owner[rec["path"]], pid)
+        else:
+            owner[rec["path"]] = pid
+    members: dict[str, set[str]] = {}
+    for pid in list(groups.parent):
+        members.setdefault(groups.find(pid), set()).add(pid)
+
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for rec in kept:
+        by_path.setdefault(rec["path"], []).append(rec)
+    rows = []
+    for rec in kept:
+        same = by_path[rec["path"]]
+        if rec is not same[0]:
+            continue  # a later row for a file already used
+        if len({r["label"] for r in same}) > 1:
+            exclusions["conflicting labels"] = exclusions.get("conflicting labels", 0) + len(same)
+            continue
+        if len(same) > 1:
+            exclusions[DUPLICATE] = exclusions.get(DUPLICATE, 0) + len(same) - 1
+        group = sorted(members[groups.find(rec["original_patient_id"])], key=_id_order)
+        rows.append({**rec, "patient_id": f"{NAME}/" + "+".join(group)})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _id_order(pid: str):
+    return (0, int(pid), "") if pid.isdigit() else (1, 0, pid)
+
+
+def read_image(record: Mapping[str, Any], options: Mapping[str, Any]):
+    """Decode one image by its content (some ``.jpg`` files hold PNG data)."""
+    return read_image_file(record["path"])
+
+
+def fingerprint(options: Mapping[str, Any]) -> str:
+    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
+    metadata = root / str(options.get("metadata") or "metadata.csv")
+    folders = sorted({str(f).strip() or "images"
+                      for f in read_metadata(metadata)["folder"]})
+    return dataset_files.fingerprint([metadata], [root / f for f in folders], salt="ieee8023-1")
+
+
+SPEC = DatasetSpec(
+    name=NAME,
+    description="ieee8023 COVID-19 image data collection (metadata.csv + images/)",
+    records=records,
+    read_image=read_image,
+    options=OPTIONS,
+    fingerprint=fingerprint,
+)
+
+
+@hookimpl
+def register_datasets(register):
+    register(SPEC)

@@ -1,0 +1,210 @@
+"""The RSNA Pneumonia Detection Challenge (Kaggle, 2018) as normal / pneumonia images.
+
+``stage_2_train_labels.csv`` has one row per box (``Target`` 1 = lung opacity), so patients
+repeat; ``stage_2_detailed_class_info.csv`` says ``Normal``, ``Lung Opacity`` or
+``No Lung Opacity / Not Normal``. The paper used Normal → normal and Target 1 → pneumonia
+and left the third class out; that rule is the default ``mapping`` here. Images are
+``<patientId>.dcm`` (JPEG Baseline DICOM) or the ``<patientId>.png`` conversions the
+paper's authors used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from harness import DatasetSpec, Option, hookimpl
+from harness.errors import HarnessError
+
+from . import dataset_files
+from .dicom import read_image_file
+
+NAME = "rsna"
+FETCH_HINT = "see: harness data fetch rsna DEST"
+
+#: detailed class → suite class; a class mapped to None is dropped and counted.
+DEFAULT_MAPPING: dict[str, str | None] = {
+    "Normal": "normal",
+    "Lung Opacity": "pneumonia",
+    "No Lung Opacity / Not Normal": None,
+}
+IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
+
+OPTIONS = (
+    Option("root", "folder of the Kaggle download (relative to the suite file)", required=True),
+    Option("images", "image folder inside root", "stage_2_train_images"),
+    Option("labels", "box labels CSV inside root (patientId,...,Target); '' for none",
+           "stage_2_train_labels.csv"),
+    Option("class_info", "detailed class CSV inside root (patientId,class); '' for none",
+           "stage_2_detailed_class_info.csv"),
+    Option("mapping", "detailed class → suite class (null drops); merged over the default "
+           "{Normal: normal, Lung Opacity: pneumonia, No Lung Opacity / Not Normal: null}", {}),
+    Option("headers", "read ViewPosition, PatientSex and PatientAge from every DICOM header "
+           "(slow on the full set)", False),
+)
+
+
+def _mapping(options: Mapping[str, Any]) -> dict[str, str | None]:
+    extra = options.get("mapping") or {}
+    if not isinstance(extra, Mapping):
+        raise HarnessError(f"{NAME}: option 'mapping' must be a dict {{class: suite class}}")
+    mapping = {**DEFAULT_MAPPING, **{str(k): v for k, v in extra.items()}}
+    classes = list(options.get("classes") or [])
+    for key, cls in extra.items():
+        if cls is not None and classes and cls not in classes:
+            raise HarnessError(f"{NAME}: option 'mapping' maps {key!r} to {cls!r}, which is not "
+                               f"a class of the suite ({', '.join(classes)})")
+    return mapping
+
+
+def _read_csv(root: Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    if not name:
+        return None
+    path = root / name
+    if not path.is_file():
+        raise HarnessError(f"{NAME}: {path} does not exist; set option "
+                           f"'{'labels' if 'Target' in columns else 'class_info'}' to the file "
+                           "name or to '' if your copy has none")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise HarnessError(f"{NAME}: {path} lacks column(s) {', '.join(missing)}; found: "
+                           f"{', '.join(frame.columns)}")
+    frame["patientId"] = frame["patientId"].str.strip()
+    return frame
+
+
+def patient_classes(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per patient: ``patientId``, ``target`` (max over boxes or NA) and ``detail``."""
+    labels = _read_csv(root, str(options.get("labels", "stage_2_train_labels.csv") or ""),
+                       ("patientId", "Target"))
+    info = _read_csv(root, str(options.get("class_info", "stage_2_detailed_class_info.csv")
+                               or ""), ("patientId", "class"))
+    if labels is None and info is None:
+        raise HarnessError(f"{NAME}: options 'labels' and 'class_info' are both empty; "
+                           "at least one label file is needed")
+    parts = []
+    if labels is not None:
+        target = pd.to_numeric(labels["Target"].str.strip(), errors="coerce")
+        parts.append(target.groupby(labels["patientId"], sort=False).max().rename("target"))
+    if info is not None:
+        detail = info.assign(cls=info["class"].str.strip()).drop_duplicates(["patientId", "cls"])
+        conflicting = detail["patientId"].duplicated(keep=False)
+        detail.loc[conflicting, "cls"] = "<conflicting>"
+        parts.append(detail.drop_duplicates("patientId").set_index("patientId")["cls"]
+                     .rename("detail"))
+    table = pd.concat(parts, axis=1, sort=False)
+    table.index.name = "patientId"
+    for column in ("target", "detail"):
+        if column not in table:
+            table[column] = pd.NA
+    return table.reset_index()
+
+
+def _label(target, detail, mapping) -> tuple[str | None, str | None]:
+    """(class, exclusion reason): Target 1 means pneumonia whatever the detail file says."""
+    if pd.notna(target) and target == 1 and mapping.get("Lung Opacity") is not None:
+        return mapping["Lung Opacity"], None
+    if isinstance(detail, str):
+        if detail == "<conflicting>":
+            return None, "conflicting labels"
+        if detail not in mapping:
+            return None, f"unknown class {detail!r}"
+        cls = mapping[detail]
+        return (cls, None) if cls is not None else (None, detail)
+    return None, "no class info (Target 0 without detailed class)"
+
+
+def records(options: Mapping[str, Any]) -> pd.DataFrame:
+    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
+    images = root / str(options.get("images") or "stage_2_train_images")
+    if not images.is_dir():
+        raise HarnessError(f"{NAME}: image folder {images} does not exist; set option 'images' "
+                           f"(default stage_2_train_images) ({FETCH_HINT})")
+    mapping = _mapping(options)
+    classes = set(options.get("classes") or [])
+    files = _image_files(images)
+    exclusions: dict[str, int] = {}
+    rows = []
+    for pid, target, detail in patient_classes(root, options)[
+            ["patientId", "target", "detail"]].itertuples(index=False):
+        cls, reason = _label(target, detail, mapping)
+        if reason is None and classes and cls not in classes:
+            reason = "class not in suite"
+        if reason is None and pid not in files:
+            reason = "missing file"
+        if reason is not None:
+            exclusions[reason] = exclusions.get(reason, 0) + 1
+            continue
+        rows.append({"uid": f"{NAME}/{pid}", "path": str(images / files[pid]), "label": cls,
+                     "patient_id": f"{NAME}/{pid}", "source": NAME, "view": "",
+                     "original_patient_id": pid, "filename": files[pid]})
+    out = pd.DataFrame(rows, columns=["uid", "path", "label", "patient_id", "source", "view",
+                                      "original_patient_id", "filename"])
+    if options.get("headers") and len(out):
+        out = _with_headers(out)
+    out.attrs["exclusions"] = exclusions
+    return out
+
+
+def _image_files(folder: Path) -> dict[str, str]:
+    """``{patientId: file name}``; a DICOM wins over a PNG conversion of the same patient."""
+    found: dict[str, str] = {}
+    for stripped, real in sorted(dataset_files.listing(folder).items()):
+        stem, suffix = Path(stripped).stem, Path(stripped).suffix.lower()
+        if suffix not in IMAGE_SUFFIXES:
+            continue
+        if stem not in found or suffix in (".dcm", ".dicom"):
+            found[stem] = real
+    return found
+
+
+def _with_headers(frame: pd.DataFrame) -> pd.DataFrame:
+    import pydicom
+
+    views, sexes, ages = [], [], []
+    for path in frame["path"]:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True,
+                                 specific_tags=["ViewPosition", "PatientSex", "PatientAge"])
+            views.append(str(ds.get("ViewPosition", "")))
+            sexes.append(str(ds.get("PatientSex", "")))
+            ages.append(str(ds.get("PatientAge", "")))  # a bare number in this dataset
+        except Exception:
+            views.append("")
+            sexes.append("")
+            ages.append("")
+    return frame.assign(view=views, sex=sexes, age=ages)
+
+
+def read_image(record: Mapping[str, Any], options: Mapping[str, Any]):
+    """DICOM or PNG conversion, recognised by content."""
+    return read_image_file(record["path"])
+
+
+def fingerprint(options: Mapping[str, Any]) -> str:
+    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
+    files = [root / str(options.get(key, default) or "")
+             for key, default in (("labels", "stage_2_train_labels.csv"),
+                                  ("class_info", "stage_2_detailed_class_info.csv"))
+             if options.get(key, default)]
+    images = root / str(options.get("images") or "stage_2_train_images")
+    return dataset_files.fingerprint(files, [images], salt="rsna-1")
+
+
+SPEC = DatasetSpec(
+    name=NAME,
+    description="RSNA Pneumonia Detection Challenge (Normal → normal, Lung Opacity → pneumonia)",
+    records=records,
+    read_image=read_image,
+    options=OPTIONS,
+    fingerprint=fingerprint,
+)
+
+
+@hookimpl
+def register_datasets(register):
+    register(SPEC)

@@ -1,0 +1,57 @@
+"""The ``local`` executor: one run per visible GPU at a time, or one after another on a CPU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import ExecutorSpec, Option, hookimpl
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids without importing a framework (``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi``)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() not in ("", "-1")]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def execute(runs, work, options) -> None:
+    gpus = [str(g) for g in options.get("gpus", visible_gpus())]
+    if len(gpus) <= 1:
+        env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus else None
+        for run in runs:
+            work(run, env)
+        return
+    # One worker thread per GPU; each pulls the next run when its GPU is free.
+    queue = list(runs)
+
+    def lane(gpu: str) -> None:
+        while queue:
+            try:
+                run = queue.pop(0)
+            except IndexError:
+                return
+            work(run, {"CUDA_VISIBLE_DEVICES": gpu})
+
+    with ThreadPoolExecutor(max_workers=len(gpus)) as pool:
+        for future in [pool.submit(lane, g) for g in gpus]:
+            future.result()
+
+
+@hookimpl
+def register_executors(register):
+    register(ExecutorSpec(
+        name="local",
+        description="This machine: one run per visible GPU at a time, sequential on CPU",
+        execute=execute,
+        options=(Option("gpus", "GPU ids to use (default: all visible)"),),
+    ))

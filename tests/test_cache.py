@@ -1,0 +1,86 @@
+"""The image cache: decode once, resume, record unreadable images, key by content and size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.cache import fill_cache, open_cache, to_square_uint8
+
+CALLS = "calls.txt"
+
+
+def read_gradient(record, options):
+    """Module-level so worker processes can pickle it; logs each call to count decodes."""
+    with open(options["log"], "a") as fh:
+        fh.write(record["uid"] + "\n")
+    if record["uid"] == "broken":
+        raise ValueError("not an image")
+    i = int(record["i"])
+    return np.full((40, 60), i * 10, dtype=np.uint8)
+
+
+def frame(n, broken=False):
+    rows = [{"uid": f"img{i}", "path": f"/x/{i}.png", "i": i, "_dataset": "d"} for i in range(n)]
+    if broken:
+        rows.append({"uid": "broken", "path": "/x/broken.dcm", "i": 0, "_dataset": "d"})
+    return pd.DataFrame(rows)
+
+
+def fill(tmp_path, records, size=16, fingerprint="v1"):
+    options = {"d": {"log": str(tmp_path / CALLS)}}
+    return fill_cache(tmp_path / "cache", records, {"d": read_gradient}, options, [fingerprint],
+                      size, workers=2, chunk=3, show_progress=False)
+
+
+def decodes(tmp_path):
+    path = tmp_path / CALLS
+    return path.read_text().split() if path.exists() else []
+
+
+def test_fills_resizes_and_decodes_once(tmp_path):
+    cache, errors = fill(tmp_path, frame(7))
+    assert errors == {}
+    assert cache.images.shape == (7, 16, 16) and cache.images.dtype == np.uint8
+    assert [int(cache.images[i].mean()) for i in range(7)] == [i * 10 for i in range(7)]
+    assert len(decodes(tmp_path)) == 7
+    again, _ = fill(tmp_path, frame(7))
+    assert again.path == cache.path
+    assert len(decodes(tmp_path)) == 7  # nothing decoded twice
+    reopened = open_cache(cache.path)
+    assert reopened.uids == [f"img{i}" for i in range(7)]
+    assert list(reopened.rows(["img3", "img0"])) == [3, 0]
+
+
+def test_key_changes_with_size_and_content(tmp_path):
+    a, _ = fill(tmp_path, frame(3), size=16)
+    b, _ = fill(tmp_path, frame(3), size=20)
+    c, _ = fill(tmp_path, frame(3), size=16, fingerprint="v2")
+    assert len({a.path, b.path, c.path}) == 3
+    assert b.images.shape == (3, 20, 20)
+
+
+def test_unreadable_image_is_recorded_not_fatal(tmp_path):
+    cache, errors = fill(tmp_path, frame(4, broken=True))
+    assert list(errors) == ["broken"]
+    assert "/x/broken.dcm: ValueError: not an image" == errors["broken"]
+    assert int(cache.images[3].mean()) == 30
+    fill(tmp_path, frame(4, broken=True))
+    assert decodes(tmp_path).count("broken") == 1  # known-bad images are not retried
+
+
+def test_resumes_an_interrupted_fill(tmp_path):
+    cache, _ = fill(tmp_path, frame(6))
+    filled = np.load(cache.path / "filled.npy")
+    filled[3:] = False  # as if the process died after three images
+    np.save(cache.path / "filled.npy", filled)
+    fill(tmp_path, frame(6))
+    assert sorted(decodes(tmp_path)[6:]) == ["img3", "img4", "img5"]  # only the missing ones
+
+
+def test_square_resize_keeps_uint8_and_values():
+    image = np.zeros((100, 50), np.uint8)
+    image[:, 25:] = 200
+    out = to_square_uint8(image, 10)
+    assert out.shape == (10, 10) and out.dtype == np.uint8
+    assert out[:, :4].max() == 0 and out[:, 6:].min() == 200

@@ -1,0 +1,208 @@
+"""The HTML report, rendered from fake run folders written here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.metrics import compute_metrics, read_predictions
+from harness.report import render_report
+from harness.report_commands import report_command
+
+CLASSES = ["normal", "pneumonia", "covid19"]
+
+
+def write_run(root: Path, sampler: str, fold: int, *, seed: int = 0, state: str = "done",
+              selection: str = "holdout", skill: float = 2.0, n: int = 120,
+              with_metrics: bool = True, error: str = "", budget: int | None = 960) -> Path:
+    """A run folder as the runner writes it; predictions drawn from a seeded generator."""
+    run_id = f"tiny-{sampler}-torch-f{fold}-s{seed}-0a1b2c"
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    run = {"suite": "fixture", "backbone": "tiny", "sampler": sampler, "engine": "torch",
+           "fold": fold, "seed": seed, "run_id": run_id, "sampler_options": {},
+           "training": {"epochs_per_phase": 2, "batch_size": 8, "selection": selection}}
+    suite = {"name": "fixture", "source": "suites/fixture.yaml", "classes": CLASSES,
+             "image_size": 32, "plugins": [], "report": {"bootstrap": 100}}
+    (run_dir / "config.json").write_text(json.dumps({"run": run, "suite": suite,
+                                                     "versions": {"harness": "0.1.0"}}))
+    plan = {"plan": {"phases": [{"indices": list(range(480))}]}}
+    if budget is not None:
+        plan["budget"] = budget
+    (run_dir / "plan.json").write_text(json.dumps(plan))
+    if state != "done":
+        (run_dir / "status.json").write_text(json.dumps({"state": state, "error": error}))
+        return run_dir
+    rng = np.random.default_rng([fold, seed, len(sampler)])
+    true = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+    logits = rng.normal(size=(n, 3)) + skill * np.eye(3)[true]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    with (run_dir / "predictions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["uid", "true", "pred"] + [f"p_{c}" for c in CLASSES])
+        for i in range(n):
+            writer.writerow([f"img{i:04d}", CLASSES[true[i]], CLASSES[int(proba[i].argmax())],
+                             *(f"{v:.6f}" for v in proba[i])])
+    if with_metrics:
+        metrics = compute_metrics(read_predictions(run_dir / "predictions.csv", CLASSES),
+                                  bootstrap=0)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "status.json").write_text(json.dumps({"state": "done"}))
+    return run_dir
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    """Two strategies × two folds, one run without metrics.json, one paper-selected
+    strategy, one failed run and one with a truncated predictions file."""
+    root = tmp_path / "runs" / "fixture"
+    for fold in (1, 2):
+        write_run(root, "none", fold, skill=1.5)
+        write_run(root, "phased", fold, skill=2.5, with_metrics=fold != 2)
+        write_run(root, "oversample", fold, selection="paper", budget=1000)
+    write_run(root, "undersample", 1, state="failed",
+              error="RuntimeError: CUDA out of memory while training phase 3")
+    cut = write_run(root, "undersample", 2)
+    text = (cut / "predictions.csv").read_text()
+    (cut / "predictions.csv").write_text(text[: len(text) // 2].rsplit(",", 2)[0])
+    (cut / "metrics.json").unlink()
+    return root
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_report_tables_and_exports(runs_dir, tmp_path):
+    index = render_report(runs_dir, tmp_path / "out")
+    out = index.parent
+    html = index.read_text()
+    assert index.name == "index.html"
+    assert "http://" not in html and "https://" not in html   # self-contained
+    assert html.count("data:image/png;base64,") >= 3 + 1 + 3   # confusion + trade-off + curves
+
+    # Table 3 export equals counts recomputed from the predictions files.
+    t3 = read_csv(out / "table3.csv")
+    row = next(r for r in t3 if r["sampler"] == "phased" and r["fold"] == "2")
+    table = read_predictions(runs_dir / row["run_id"] / "predictions.csv", CLASSES)
+    m = compute_metrics(table, bootstrap=0)   # this run had no metrics.json: recomputed
+    for c in CLASSES:
+        assert int(row[f"{c}_correct"]) == m["per_class"][c]["correct"]
+        assert int(row[f"{c}_not_detected"]) == m["per_class"][c]["not_detected"]
+        assert int(row[f"{c}_wrong_detected"]) == m["per_class"][c]["wrong_detected"]
+    total = next(r for r in t3 if r["sampler"] == "phased" and r["fold"] == "total")
+    fold_rows = [r for r in t3 if r["sampler"] == "phased" and r["fold"] in ("1", "2")]
+    assert int(total["covid19_correct"]) == sum(int(r["covid19_correct"]) for r in fold_rows)
+
+    # Table 4 export: percent; "average" is the mean over folds of each per-fold figure.
+    t4 = read_csv(out / "table4.csv")
+    folds = [r for r in t4 if r["sampler"] == "none" and r["fold"] in ("1", "2")]
+    avg = next(r for r in t4 if r["sampler"] == "none" and r["fold"] == "average")
+    for col in ("accuracy_pct", "covid19_sensitivity_pct", "pneumonia_precision_pct"):
+        assert float(avg[col]) == pytest.approx(np.mean([float(r[col]) for r in folds]), abs=1e-3)
+    # ... and the page shows the same figures with two decimals.
+    assert f"{float(avg['covid19_sensitivity_pct']):.2f}" in html
+    assert f"{m['per_class']['covid19']['sensitivity'] * 100:.2f}" in html
+    assert "Correct detected" in html and "Not detected" in html and "Wrong detected" in html
+    assert ">Average<" in html
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["sampler"] for c in summary["combinations"]] == ["none", "phased", "oversample"]
+    assert summary["combinations"][0]["budget"] == 960
+    assert summary["combinations"][0]["average"]["accuracy"] == pytest.approx(
+        float(avg["accuracy_pct"]) / 100, abs=1e-5)
+    other = read_csv(out / "other_metrics.csv")
+    assert {"balanced_accuracy", "macro_f1", "mcc", "macro_auroc"} <= set(other[0])
+
+    # Failed runs: the recorded error and the truncated predictions file, by name.
+    failed = {r["run_id"]: r for r in read_csv(out / "failed_runs.csv")}
+    assert "CUDA out of memory" in failed["tiny-undersample-torch-f1-s0-0a1b2c"]["error"]
+    cut = failed["tiny-undersample-torch-f2-s0-0a1b2c"]["error"]
+    assert "predictions.csv, line" in cut and "truncated" in cut
+    assert "CUDA out of memory while training phase 3" in html
+    assert "Failed and unfinished runs" in html
+
+    # Suite config and the comparison section (three samplers) with its exports.
+    assert "suites/fixture.yaml" in html
+    assert 'id="compare-table"' in html
+    assert "Paired against <code>none</code>" in html
+    assert "Paired against <code>phased</code>" in html
+    comparison = read_csv(out / "comparison.csv")
+    assert {r["strategy"] for r in comparison} == {"none", "phased", "oversample"}
+    assert read_csv(out / "comparison_mcnemar.csv")
+
+
+def test_paper_selection_warning(runs_dir, tmp_path):
+    html = render_report(runs_dir, tmp_path / "out").read_text()
+    assert 'id="paper-warning"' in html
+    assert html.count("training.selection: paper") >= 2   # banner and the block itself
+    for sampler in ("oversample", "undersample"):
+        for run in runs_dir.glob(f"tiny-{sampler}-*"):
+            shutil.rmtree(run)
+    html = render_report(runs_dir, tmp_path / "out2").read_text()
+    assert 'id="paper-warning"' not in html and "Optimistic" not in html
+
+
+def test_no_comparison_with_one_sampler(tmp_path):
+    root = tmp_path / "runs" / "one"
+    write_run(root, "phased", 1)
+    write_run(root, "phased", 2)
+    html = render_report(root, tmp_path / "out").read_text()
+    assert "Strategy comparison" not in html
+    assert not (tmp_path / "out" / "comparison.csv").exists()
+
+
+def test_report_command_default_out(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(report_command, [str(runs_dir), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / "fixture" / "index.html").is_file()
+    assert "reports/fixture/index.html" in result.output
+
+
+def test_report_command_missing_folder(tmp_path):
+    result = CliRunner().invoke(report_command, [str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "nope: no such runs folder" in result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(report_command, [str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "no run folders" in result.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_report_in_headless_chromium(runs_dir, tmp_path):
+    from PIL import Image
+
+    index = render_report(runs_dir, tmp_path / "out", bootstrap=20)
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+    url = index.resolve().as_uri()
+    # The comparison table sits below the per-combination blocks: a tall window shows it.
+    shot = tmp_path / "report.png"
+    done = subprocess.run(flags + [f"--user-data-dir={tmp_path / 'profile1'}",
+                                   f"--screenshot={shot}", "--window-size=1280,9000", url],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), done.stderr[-2000:]
+    image = np.asarray(Image.open(shot).convert("L"))
+    assert image.shape == (9000, 1280)
+    assert image.std() > 10                      # not blank
+    rows_with_ink = np.nonzero((image < 200).any(axis=1))[0]
+    assert rows_with_ink.max() > 4000            # content well past the first screen
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line
+               or "Uncaught" in line]
+    assert not console, console
+    dom = subprocess.run(flags + [f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", url],
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert 'id="compare-table"' in dom.stdout
+    assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr

@@ -1,0 +1,160 @@
+"""harness run end to end with the framework-free centroid engine: folders, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import store
+from harness.runner import run_suite
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def run(suite, tmp_path, **kw):
+    kw.setdefault("render", False)
+    return run_suite(suite, runs_root=tmp_path / "runs", reports_root=tmp_path / "reports",
+                     echo=lambda m: None, show_progress=False, **kw)
+
+
+def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
+    suite = make_suite("e2e", matrix={"sampler": ["none", "phased"]})
+    result = run(suite, tmp_path)
+    assert [o.state for o in result.outcomes] == ["done"] * 4
+    run_dirs = sorted((tmp_path / "runs" / "e2e").iterdir())
+    assert len(run_dirs) == 4
+    for d in run_dirs:
+        for name in ("config.json", "plan.json", "history.csv", "predictions.csv",
+                     "metrics.json", "status.json"):
+            assert (d / name).is_file(), f"{d.name}/{name}"
+        config = store.read_json(d / "config.json")
+        assert config["run"]["run_id"] == d.name
+        assert config["versions"]["python"]
+        plan = store.read_json(d / "plan.json")
+        assert set(plan["train"]["uids"]).isdisjoint(plan["test"]["uids"])
+        assert set(plan["select"]["uids"]).isdisjoint(plan["test"]["uids"])
+        header = (d / "predictions.csv").read_text().splitlines()[0]
+        assert header == "uid,true,pred,p_normal,p_pneumonia,p_covid19"
+        n_test = len((d / "predictions.csv").read_text().splitlines()) - 1
+        assert n_test == len(plan["test"]["uids"])
+        metrics = store.read_json(d / "metrics.json")
+        assert metrics["n"] == n_test
+        history = (d / "history.csv").read_text().splitlines()
+        assert history[0].startswith("phase,epoch")
+    mtimes = {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in run_dirs}
+    again = run(suite, tmp_path)
+    assert [o.state for o in again.outcomes] == ["done"] * 4
+    assert {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in run_dirs} == mtimes
+
+
+def test_the_two_folds_test_every_image_once(make_suite, tmp_path):
+    suite = make_suite("cover")
+    run(suite, tmp_path)
+    tested = []
+    for d in (tmp_path / "runs" / "cover").iterdir():
+        tested += store.read_json(d / "plan.json")["test"]["uids"]
+    assert len(tested) == len(set(tested)) == 120
+
+
+def test_centroid_engine_beats_chance(make_suite, tmp_path):
+    suite = make_suite("acc", datasets=[{"name": "synthetic", "options": {"n": 240}}])
+    run(suite, tmp_path)
+    for d in (tmp_path / "runs" / "acc").iterdir():
+        metrics = store.read_json(d / "metrics.json")
+        assert metrics["balanced_accuracy"] > 0.5  # chance is 1/3
+
+
+def test_dry_run_and_only(make_suite, tmp_path):
+    suite = make_suite("dry", matrix={"sampler": ["none", "phased"]})
+    result = run(suite, tmp_path, dry_run=True)
+    assert len(result.runs) == 4 and not (tmp_path / "runs").exists()
+    only = run(suite, tmp_path, only=["sampler=phased", "fold=2"])
+    assert [(o.run.sampler, o.run.fold, o.state) for o in only.outcomes] == [("phased", 2, "done")]
+
+
+def test_failing_run_is_recorded_and_others_go_on(make_suite, tmp_path, monkeypatch):
+    suite = make_suite("fail", matrix={"sampler": ["none", "phased"]},
+                       training={"epochs_per_phase": 1})
+    import harness.runner as runner
+
+    real = runner.run_worker
+
+    def flaky(run_dir, env=None):
+        if "-none-" in Path(run_dir).name and "-f1-" in Path(run_dir).name:
+            store.write_json(Path(run_dir) / "status.json",
+                             {"state": "failed", "error": "CUDA out of memory"})
+            return 1
+        return real(run_dir, env)
+
+    monkeypatch.setattr(runner, "run_worker", flaky)
+    result = run(suite, tmp_path)
+    states = {(o.run.sampler, o.run.fold): (o.state, o.error) for o in result.outcomes}
+    assert states[("none", 1)] == ("failed", "CUDA out of memory")
+    assert sum(1 for s, _ in states.values() if s == "done") == 3
+    with pytest.raises(runner.StopSuite, match="CUDA out of memory"):
+        run(suite, tmp_path, fail_fast=True)
+    monkeypatch.setattr(runner, "run_worker", real)
+    retried = run(suite, tmp_path)  # a failed run is tried again; finished ones are kept
+    assert [o.state for o in retried.outcomes] == ["done"] * 4
+
+
+def test_bad_sampler_option_fails_before_training(make_suite, tmp_path):
+    from harness.errors import HarnessError
+
+    suite = make_suite("werr", samplers={"none": {"no_such_option": 1}})
+    with pytest.raises(HarnessError, match="sampler 'none': unknown option 'no_such_option'"):
+        run(suite, tmp_path)
+    assert not list((tmp_path / "runs").glob("*/*/status.json"))
+
+
+def test_unknown_names_fail_before_any_work(make_suite, tmp_path):
+    from harness.registry import UnknownNameError
+
+    suite = make_suite("unk", matrix={"sampler": ["phazed"]})
+    with pytest.raises(UnknownNameError, match="Did you mean 'phased'"):
+        run(suite, tmp_path)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_dataset_root_is_clear(make_suite, tmp_path):
+    suite = make_suite("root", datasets=[{"name": "ieee8023",
+                                          "options": {"root": str(tmp_path / "nowhere")}}])
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="nowhere"):
+        run(suite, tmp_path)
+
+
+def test_killed_run_resumes_and_completes(make_suite, tmp_path):
+    """Kill `harness run` midway; running it again finishes the suite from checkpoints."""
+    suite = make_suite("kill", training={"epochs_per_phase": 6}, budget="natural")
+    env = {**os.environ, "HARNESS_FAKE_EPOCH_SECONDS": "0.4", "HARNESS_QUIET": "1"}
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--runs-dir",
+           str(tmp_path / "runs"), "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "runs" / "kill"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until the first run has logged some epochs
+        histories = list(runs.glob("*/history.csv")) if runs.exists() else []
+        if histories and len(histories[0].read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = histories[0].parent
+    assert store.run_state(first) != "done"
+    checkpoint = json.loads((first / "checkpoints" / "checkpoint.json").read_text())
+    assert checkpoint["next"] != [0, 0]
+    env["HARNESS_FAKE_EPOCH_SECONDS"] = "0"
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    assert all(store.run_state(d) == "done" for d in runs.iterdir())
+    rows = (first / "history.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(set(rows)) == 6  # resumed, no epoch twice
