@@ -222,7 +222,7 @@ def comparison_figures(runs: Sequence[RunLike], classes: Sequence[str]) -> dict[
     pooled = {s: _pooled(runs, s) for s in strategies}
     figs: dict[str, Any] = {}
     for k, cls in enumerate(classes):
-        fig = Figure(figsize=(9, 3.8), layout="constrained")
+        fig = Figure(figsize=(8.5, 3.4), layout="constrained")
         roc_ax, pr_ax = fig.subplots(1, 2)
         for s in strategies:
             true, proba, _ = pooled[s]

@@ -283,7 +283,7 @@ def format_text(metrics: dict[str, Any]) -> str:
     """Tables 3 and 4 and the other figures as plain text (``harness metrics``)."""
     classes = metrics["classes"]
     pc = metrics["per_class"]
-    width = max(14, *(len(c) + 2 for c in classes))
+    width = max(16, *(len(c) + 2 for c in classes))
     lines = [f"{metrics['n']} images, classes: {', '.join(classes)}", "",
              "Table 3 (counts)".ljust(16) + "".join(c.rjust(width) for c in classes)]
     for key, label in (("correct", "correct"), ("not_detected", "not detected"),

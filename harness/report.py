@@ -245,16 +245,27 @@ def _environment() -> Environment:
     return env
 
 
+def _suite_config(runs_dir: Path) -> dict[str, Any]:
+    """The suite section of the first readable config.json (all runs of a suite share it)."""
+    for path in sorted(runs_dir.glob(f"*/{store.CONFIG}")):
+        try:
+            suite = store.read_json(path).get("suite")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if suite:
+            return suite
+    return {}
+
+
 def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
                   bootstrap: int | None = None, title: str | None = None) -> Path:
     """Render ``index.html`` and the exports; returns the path of ``index.html``."""
     runs_dir = Path(runs_dir)
-    first_pass = load_runs(runs_dir, bootstrap=0)
-    suite = next((r.config["suite"] for r in first_pass if r.config.get("suite")), {})
+    suite = _suite_config(runs_dir)
     report_cfg = suite.get("report") or {}
     n_boot = bootstrap if bootstrap is not None else int(report_cfg.get("bootstrap", 1000))
-    runs = [load_run(r.path, n_boot) if r.state == "done" and r.metrics is None else r
-            for r in first_pass]
+    runs = load_runs(runs_dir, bootstrap=n_boot)
+    suite = suite or next((r.config["suite"] for r in runs if r.config.get("suite")), {})
     suite_name = suite.get("name") or runs_dir.name
     out = Path(out_dir) if out_dir is not None else Path("reports") / suite_name
     classes = list(suite.get("classes") or

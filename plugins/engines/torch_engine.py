@@ -393,6 +393,7 @@ def _train_epoch(job, runner, model, optimizer, scaler, cw, gamma, device, amp_d
         "loss": round(float(total_loss) / max(seen, 1), 6),
         "train_acc": round(float(correct) / max(seen, 1), 6),
         "select_score": "",
+        "images": seen,
         "seconds": round(seconds, 3),
         "images_per_s": round(seen / seconds, 2) if seconds > 0 else 0.0,
     }

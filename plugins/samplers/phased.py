@@ -161,6 +161,8 @@ OPTIONS = (
     Option("common", "images of a class kept in every phase, e.g. {pneumonia: 34}", {}),
     Option("epochs", "epochs per phase (default: the suite's epochs_per_phase)"),
     Option("budget", "images seen in the run; epochs are set to meet it exactly"),
+    Option("split_phases", "phases fixed by the split (the authors' published phase files); "
+                           "passed by the runner when the split has them"),
 )
 
 

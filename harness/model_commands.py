@@ -1,0 +1,152 @@
+"""``harness describe`` and ``harness bench``: model facts and speeds, per engine.
+
+The work happens in ``harness.describe``, run in a child process per engine so that
+TensorFlow and torch never share a process; this module imports neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import click
+
+from .errors import HarnessError
+
+ENGINES = ("keras", "torch")
+
+
+def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run ``harness.describe`` ``task`` in a fresh Python and return its JSON result."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    cmd = [sys.executable, "-m", "harness.describe", task, json.dumps(kwargs)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"{task} did not finish within {timeout:.0f} s") from exc
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise HarnessError(f"{task} failed (exit {proc.returncode}):\n{tail}") from None
+    if "error" in result:
+        raise HarnessError(result["error"])
+    return result["ok"]
+
+
+def _check_backbone(name: str, engine: str, plugins: tuple[str, ...]) -> None:
+    """Fail early, without a framework, on an unknown backbone or a missing build."""
+    from .registry import build_registry
+
+    spec = build_registry(plugins).get("backbones", name)
+    if engine not in spec.builders:
+        raise HarnessError(f"backbone {name!r} has no {engine} build; it supports: "
+                           f"{', '.join(sorted(spec.builders))}")
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+@click.command("describe")
+@click.argument("what", type=click.Choice(["backbone"]))
+@click.argument("name")
+@click.option("--engine", type=click.Choice(ENGINES), default="keras", show_default=True)
+@click.option("--image-size", type=int, default=300, show_default=True)
+@click.option("--head", type=click.Choice(["paper", "gap"]), default="paper", show_default=True)
+@click.option("--classes", "n_classes", type=int, default=3, show_default=True,
+              help="Number of classes of the head.")
+@click.option("--weights", default="none", show_default=True,
+              help="none, imagenet (local cache only) or a weights file.")
+@click.option("--plugin", "plugins", multiple=True, help="Also load this plugin module.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def describe_command(what, name, engine, image_size, head, n_classes, weights, plugins,
+                     as_json):
+    """Feature-map shape and parameter counts of a backbone with the shared head.
+
+    Example: harness describe backbone concat --engine keras --image-size 300
+    (the paper's network: 48,928,811 parameters).
+    """
+    _check_backbone(name, engine, plugins)
+    info = run_child(f"describe-{engine}", backbone=name, image_size=image_size, head=head,
+                     weights=weights, n_classes=n_classes, plugins=list(plugins))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    h, w, c = info["feature_shape"]
+    click.echo(f"backbone {name} ({engine}), input {image_size}x{image_size}x3, head {head}")
+    click.echo(f"feature map: {h}x{w}x{c}")
+    click.echo(f"{'parameters':<12}{'total':>14}{'trainable':>14}{'non-trainable':>16}")
+    for part in ("backbone", "model"):
+        p = info["params"][part]
+        click.echo(f"{part:<12}{_n(p['total']):>14}{_n(p['trainable']):>14}"
+                   f"{_n(p['non_trainable']):>16}")
+
+
+@click.command("bench")
+@click.option("--engine", type=click.Choice([*ENGINES, "all"]), default="all",
+              show_default=True)
+@click.option("--backbone", "backbones", multiple=True,
+              help="Backbone to time (repeatable); default: xception, resnet50v2, concat.")
+@click.option("--image-size", type=int, default=300, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="Default: the paper's (30; 20 for concat).")
+@click.option("--steps", type=int, default=10, show_default=True,
+              help="Timed steps per measurement (after one warm-up step).")
+@click.option("--head", type=click.Choice(["paper", "gap"]), default="paper", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or a GPU.")
+@click.option("--plugin", "plugins", multiple=True, help="Also load this plugin module.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_command(engine, backbones, image_size, batch_size, steps, head, device, plugins,
+                  as_json):
+    """Training, inference and input-pipeline images/s, vs the paper's input pipeline.
+
+    Every engine runs in its own process. The pipeline figure is uint8 cache → augmented
+    batch on the device; the baseline is Keras ImageDataGenerator(...).flow with the
+    paper's Table 2 settings, timed on the same machine in the same run.
+    """
+    if steps < 1:
+        raise HarnessError(f"--steps must be >= 1; got {steps}")
+    engines = list(ENGINES) if engine == "all" else [engine]
+    backbones = list(backbones) or ["xception", "resnet50v2", "concat"]
+    for e in engines:
+        for b in backbones:
+            _check_backbone(b, e, plugins)
+    results: dict[str, Any] = {"image_size": image_size, "steps": steps, "engines": {}}
+    for e in engines:
+        results["engines"][e] = run_child(
+            f"bench-{e}", backbones=backbones, image_size=image_size, batch_size=batch_size,
+            steps=steps, device=device, plugins=list(plugins), head=head)
+    results["paper_pipeline"] = run_child("paper-pipeline", image_size=image_size,
+                                          batch_size=batch_size, steps=steps)
+    paper_rate = results["paper_pipeline"]["images_per_s"]
+    for r in results["engines"].values():
+        rate = r["pipeline"]["images_per_s"]
+        r["pipeline"]["ratio_vs_paper"] = round(rate / paper_rate, 2) if paper_rate else None
+        slowest_train = min((m["train_images_per_s"] for m in r["models"]), default=0)
+        r["pipeline"]["ratio_vs_slowest_training"] = (
+            round(rate / slowest_train, 2) if slowest_train else None)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    click.echo(f"image size {image_size}, {steps} timed steps per figure")
+    click.echo(f"{'engine':<8}{'device':<10}{'precision':<16}{'backbone':<18}{'batch':>6}"
+               f"{'train img/s':>13}{'infer img/s':>13}")
+    for e, r in results["engines"].items():
+        for m in r["models"]:
+            click.echo(f"{e:<8}{r['device']:<10}{r['precision']:<16}{m['backbone']:<18}"
+                       f"{m['batch_size']:>6}{m['train_images_per_s']:>13.1f}"
+                       f"{m['infer_images_per_s']:>13.1f}")
+    click.echo(f"paper pipeline (ImageDataGenerator.flow, Table 2): {paper_rate:.1f} img/s")
+    for e, r in results["engines"].items():
+        p = r["pipeline"]
+        ratio = f"{p['ratio_vs_paper']:.2f}x" if p["ratio_vs_paper"] is not None else "n/a"
+        margin = (f"; {p['ratio_vs_slowest_training']:.2f}x the slowest training rate"
+                  if p["ratio_vs_slowest_training"] is not None else "")
+        click.echo(f"{e} pipeline (cache -> augmented device batch): "
+                   f"{p['images_per_s']:.1f} img/s = {ratio} the paper's{margin}")
