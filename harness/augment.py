@@ -52,7 +52,7 @@ class AugmentParams:
         return len(self.theta)
 
     @classmethod
-    def identity(cls, n: int) -> "AugmentParams":
+    def identity(cls, n: int) -> AugmentParams:
         zeros, ones, no = np.zeros(n), np.ones(n), np.zeros(n, dtype=bool)
         return cls(zeros, zeros.copy(), zeros.copy(), zeros.copy(), ones, ones.copy(), no, no.copy())
 

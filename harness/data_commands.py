@@ -68,7 +68,7 @@ def summarize(records, classes, exclusions, folds=None, notes=()) -> dict[str, A
         "classes": list(classes),
         "table1": table,
         "total": counts(records["label"], classes),
-        "images": int(len(records)),
+        "images": len(records),
         "patients": int(records["patient_id"].nunique()),
         "exclusions": exclusions,
         "notes": list(notes),
@@ -80,7 +80,7 @@ def summarize(records, classes, exclusions, folds=None, notes=()) -> dict[str, A
             "train": counts(labels[f.train], classes),
             "select": counts(labels[f.select], classes),
             "test": counts(labels[f.test], classes),
-            "phases": [int(len(p)) for p in f.phases] if f.phases is not None else None,
+            "phases": [len(p) for p in f.phases] if f.phases is not None else None,
             "first_phase": counts(labels[f.phases[0]], classes) if f.phases else None,
         } for k, f in enumerate(folds, start=1)]
     return out
@@ -181,11 +181,12 @@ def prepare_command(suite_file, quiet):
     suite = load_suite(suite_file)
     registry = build_registry(suite.plugins)
     records = load_records(suite, registry)
-    started = time.perf_counter()
+    started, wall_ns = time.perf_counter(), time.time_ns()
     cache, kept = prepare_cache(suite, records, registry, show_progress=not quiet)
     seconds = time.perf_counter() - started
-    fill = cache.path / "last_fill.json"
-    decoded = json.loads(fill.read_text())["images"] if fill.is_file() else 0
+    fill = cache.path / "last_fill.json"  # written by the cache only when it decoded images
+    fresh = fill.is_file() and fill.stat().st_mtime_ns >= wall_ns
+    decoded = json.loads(fill.read_text())["images"] if fresh else 0
     click.echo(f"cache: {cache.path}")
     click.echo(f"{len(kept)} images ready ({suite.image_size}x{suite.image_size}); "
                f"{decoded} decoded now in {seconds:.1f} s"
@@ -236,7 +237,7 @@ def fetch_ieee8023(dest: Path, url: str, commit: str | None = None) -> None:
 
 
 def _git(args: list[str], what: str) -> None:
-    result = subprocess.run(["git", *args], capture_output=True, text=True)
+    result = subprocess.run(["git", *args], check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise HarnessError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
 
@@ -269,10 +270,9 @@ def bench_decode(n_images: int = 200, size: int = 1024, image_size: int = 300,
                  workers: int | None = None) -> dict[str, Any]:
     import pandas as pd
     import pydicom
-    from PIL import Image
-
     from harness_plugins.datasets import rsna
     from harness_plugins.datasets.dicom import chest_like, write_jpeg_dicom
+    from PIL import Image
 
     from .cache import fill_cache
 

@@ -8,14 +8,15 @@ import sys
 from typing import Callable, Iterator
 
 
-def _enabled(enabled: bool) -> bool:
-    return enabled and os.environ.get("HARNESS_QUIET") != "1"
+def is_enabled(wanted: bool = True) -> bool:
+    """Whether progress should be drawn (``HARNESS_QUIET=1`` turns every bar off)."""
+    return wanted and os.environ.get("HARNESS_QUIET") != "1"
 
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; draws a rich progress bar on stderr while the block runs."""
-    if not _enabled(enabled):
+    if not is_enabled(enabled):
         yield lambda n=1: None
         return
     from rich.console import Console

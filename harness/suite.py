@@ -88,6 +88,8 @@ class Training:
     compile: bool = False
     workers: int = 0
     max_steps_per_epoch: int = 0
+    #: Options for the backbone's builder (e.g. ``members`` of ``concat``).
+    backbone_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self):
         for key in ("epochs_per_phase", "batch_size"):

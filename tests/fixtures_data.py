@@ -14,9 +14,8 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from harness_plugins.datasets.dicom import base_dataset, chest_like, write_jpeg_dicom
+from PIL import Image
 
 # (patientid, finding flat, finding hierarchical, view, modality, filename in metadata,
 #  name on disk or None, how the file is written)
@@ -216,7 +215,6 @@ def paper_records():
     """Records like the paper's data: 180 COVID-19 images of 118 ieee8023 patients, 42
     pneumonia images of 25 patients, and RSNA's 6,012 pneumonia and 8,851 normal patients."""
     import pandas as pd
-
     from harness_plugins.splitters.paper import COVID_TEST_PATIENTS, PNEUMONIA_TEST_PATIENTS
 
     listed = sorted({p for ids in COVID_TEST_PATIENTS.values() for p in ids}, key=int)

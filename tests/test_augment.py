@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.augment import (AugmentParams, affine_matrices, centred_matrices, pixel_matrices,
-                             sample_params)
+from harness.augment import (
+    AugmentParams,
+    affine_matrices,
+    centred_matrices,
+    pixel_matrices,
+    sample_params,
+)
 from harness.suite import Augmentation
 
 S = 9
@@ -95,7 +100,6 @@ def test_composition_order_is_rotation_shift_shear_zoom_then_flip():
 
 def test_torch_and_pixel_conventions_agree_on_a_random_transform():
     rng = np.random.default_rng(3)
-    img = rng.random((16, 16)).astype(np.float32)
     p = sample_params(rng, 1, Augmentation(shift=0.1, zoom=0.1, shear=20.0), 16)
     # Sample both at the same points: nearest neighbour differs only where a point lies on a
     # rounding boundary, so compare the source coordinates instead of the images.

@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from PIL import Image
-
-from fixtures_data import (chest_like, write_broken_dicom, write_rsna_dicom,
-                           write_uncompressed_dicom)
-from harness.cache import fill_cache
+from fixtures_data import chest_like, write_broken_dicom, write_rsna_dicom, write_uncompressed_dicom
 from harness_plugins.datasets import rsna
 from harness_plugins.datasets.dicom import UnreadableImage, read_image_file, window_uint8
+from PIL import Image
+
+from harness.cache import fill_cache
 
 
 def test_rsna_style_dicom_has_the_real_header_and_decodes_full_size(tmp_path):

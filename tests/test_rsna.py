@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fixtures_data import write_rsna, write_rsna_dicom
-from harness.errors import HarnessError
 from harness_plugins.datasets import rsna
+
+from harness.errors import HarnessError
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 PATIENTS = {

@@ -10,13 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness import BackboneSpec  # noqa: E402
-from harness.augment import AugmentParams, affine_matrices  # noqa: E402
-from harness.job import Job  # noqa: E402
-from harness.specs import Phase, Plan  # noqa: E402
-from harness.suite import Augmentation, RunSpec, Training  # noqa: E402
-from harness_plugins.backbones import tiny  # noqa: E402
-from harness_plugins.engines import torch_engine  # noqa: E402
+from harness_plugins.backbones import tiny
+from harness_plugins.engines import torch_engine
+
+from harness import BackboneSpec
+from harness.augment import AugmentParams, affine_matrices
+from harness.job import Job
+from harness.specs import Phase, Plan
+from harness.suite import Augmentation, RunSpec, Training
 
 SIZE = 32
 CLASSES = ["normal", "pneumonia", "covid19"]
@@ -217,7 +218,7 @@ def test_paper_head_concat_model_trains_a_step(tmp_path):
     from harness_plugins.backbones.torch_models import build_concat
 
     spec = BackboneSpec("concat", "", {"torch": build_concat})
-    job = make_job(tmp_path, n=12, size=71, backbone=spec, head="paper", batch_size=2,
+    job = make_job(tmp_path, n=12, size=64, backbone=spec, head="paper", batch_size=2,
                    epochs_per_phase=1, max_steps_per_epoch=1)
     job.plan = Plan(phases=[Phase(indices=[0, 1, 2, 3])])
     probs = torch_engine.train(job)

@@ -7,13 +7,18 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from torch import nn  # noqa: E402
+from harness_plugins.backbones import tiny, torch_models
+from harness_plugins.backbones.torch_heads import build_classifier
+from harness_plugins.backbones.torch_models import (
+    build_concat,
+    build_resnet50v2,
+    build_resnetv2_50_timm,
+    build_xception,
+    describe,
+)
+from torch import nn
 
-from harness.errors import HarnessError  # noqa: E402
-from harness_plugins.backbones import tiny, torch_models  # noqa: E402
-from harness_plugins.backbones.torch_heads import build_classifier  # noqa: E402
-from harness_plugins.backbones.torch_models import (  # noqa: E402
-    build_concat, build_resnet50v2, build_resnetv2_50_timm, build_xception, describe)
+from harness.errors import HarnessError
 
 #: Keras ``include_top=False`` totals (trainable + BN moving statistics).
 KERAS_XCEPTION = 20_861_480

@@ -118,9 +118,6 @@ def build_concat(image_size: int, weights: Any = None,
     the whole concatenated backbone. When the members' maps differ in size each is
     area-averaged to the smallest one (as the torch build's adaptive average pooling).
     """
-    import keras
-    from keras import layers
-
     members = list((options or {}).get("members") or ["xception", "resnet50v2"])
     if len(members) < 2:
         raise HarnessError(f"backbone 'concat' needs two or more members; got {members}")
@@ -132,6 +129,13 @@ def build_concat(image_size: int, weights: Any = None,
     member_weights = weights
     if not no_weights(weights) and str(weights).lower() != "imagenet":
         file_path, member_weights = weights_file("concat", weights), None
+    elif not no_weights(weights):
+        for m in members:  # every missing file is reported before anything is built
+            if m in IMAGENET_FILES:
+                weights_file(m, weights)
+    import keras
+    from keras import layers
+
     nets = [MEMBERS[m](image_size, member_weights, {}) for m in members]
     inp = keras.Input((image_size, image_size, 3), name="image")
     maps = [net(inp) for net in nets]

@@ -9,7 +9,8 @@ separately as ``resnetv2_50_timm``. Builders are lazy wrappers, so importing thi
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness import BackboneSpec, Option, hookimpl
 

@@ -6,7 +6,8 @@ it makes no claim about chest X-rays. Frameworks are imported inside the builder
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from harness import BackboneSpec, Option, hookimpl
 

@@ -19,8 +19,9 @@ string is a path to a state dict (``.pt``/``.pth``/``.safetensors``) for this ba
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from harness.errors import HarnessError
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -21,6 +22,7 @@ def resolve_root(options: Mapping[str, Any], dataset: str, how_to_get: str) -> P
     path = Path(str(root)).expanduser()
     if not path.is_absolute():
         path = Path(options.get("suite_dir") or ".") / path
+    path = Path(os.path.normpath(path.absolute()))  # "suites/../data" reads better as "data"
     if not path.is_dir():
         raise HarnessError(f"{dataset}: option 'root' points to {path}, which is not a folder. "
                            f"Set 'root' to your copy of the dataset ({how_to_get}).")

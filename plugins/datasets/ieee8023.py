@@ -10,8 +10,9 @@ is not used is counted by reason, so a summary accounts for the whole metadata f
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -158,7 +159,7 @@ def _readable(path: Path) -> bool:
             return True
         with Image.open(path):
             return True
-    except Exception:
+    except (OSError, ValueError):  # Pillow's UnidentifiedImageError is an OSError
         return False
 
 

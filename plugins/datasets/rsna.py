@@ -10,8 +10,9 @@ paper's authors used.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -164,6 +165,7 @@ def _image_files(folder: Path) -> dict[str, str]:
 
 def _with_headers(frame: pd.DataFrame) -> pd.DataFrame:
     import pydicom
+    from pydicom.errors import InvalidDicomError
 
     views, sexes, ages = [], [], []
     for path in frame["path"]:
@@ -173,7 +175,7 @@ def _with_headers(frame: pd.DataFrame) -> pd.DataFrame:
             views.append(str(ds.get("ViewPosition", "")))
             sexes.append(str(ds.get("PatientSex", "")))
             ages.append(str(ds.get("PatientAge", "")))  # a bare number in this dataset
-        except Exception:
+        except (InvalidDicomError, OSError, ValueError):  # a PNG, or a broken file
             views.append("")
             sexes.append("")
             ages.append("")

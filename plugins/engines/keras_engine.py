@@ -167,7 +167,6 @@ def batch_dataset(tf, images: np.ndarray, labels: np.ndarray, order: np.ndarray,
                   batch_size: int, n_steps: int, transforms: np.ndarray | None = None):
     """A ``tf.data`` pipeline of uint8 batches read from the cache on a background thread."""
     size = images.shape[1]
-    n_classes_dtype = tf.int32
 
     def gen():
         for step in range(n_steps):
@@ -182,7 +181,7 @@ def batch_dataset(tf, images: np.ndarray, labels: np.ndarray, order: np.ndarray,
             yield batch, labels[idx].astype(np.int32), t
 
     sig = (tf.TensorSpec((None, size, size), tf.uint8),
-           tf.TensorSpec((None,), n_classes_dtype),
+           tf.TensorSpec((None,), tf.int32),
            tf.TensorSpec((None, 8), tf.float32))
     return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(2)
 

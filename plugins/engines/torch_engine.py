@@ -17,17 +17,17 @@ import contextlib
 import math
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from harness import EngineSpec, hookimpl
-from harness import augment
+from harness import EngineSpec, augment, hookimpl
 from harness.errors import HarnessError
 from harness.job import Job, selection_score
-from harness.progress import _enabled as progress_enabled
+from harness.progress import is_enabled as progress_enabled
 from harness.store import atomic_write
 
 LAST = "last.pt"
@@ -177,8 +177,14 @@ class _Progress:
 
         from rich.console import Console
         from rich.errors import LiveError
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn(), TimeRemainingColumn(),
@@ -215,8 +221,8 @@ def load_checkpoint(path, device) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start over
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
         raise HarnessError(f"checkpoint {path} cannot be read ({exc}); delete it to start "
                            "the run from the beginning") from exc
 
@@ -258,7 +264,6 @@ def predict(model, job: Job, indices: np.ndarray, device, amp_dtype, batch_size:
 def build_model(job: Job):
     """Backbone (from its ``torch`` builder) + the training's head, seeded by the run."""
     import torch
-
     from harness_plugins.backbones.torch_heads import build_classifier
 
     builder = job.backbone.builders.get("torch")

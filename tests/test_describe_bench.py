@@ -1,0 +1,81 @@
+"""``harness describe`` and ``harness bench``: counts, shapes and the pipeline ratio.
+
+Both commands run each framework in a child process, so invoking them in-process here
+keeps TensorFlow and torch out of the pytest process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from harness.model_commands import bench_command, describe_command
+
+pytestmark = pytest.mark.keras
+
+# tiny, default channels 16-32-64-64: bias-free 3x3 convs + BatchNorm (gamma, beta | mean, var)
+TINY_CONV = 3 * 3 * (3 * 16 + 16 * 32 + 32 * 64 + 64 * 64)
+TINY_BN = 16 + 32 + 64 + 64
+
+
+def invoke(command, args):
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def test_describe_tiny_keras_prints_shape_and_counts():
+    out = invoke(describe_command, ["backbone", "tiny", "--engine", "keras", "--image-size",
+                                    "64", "--head", "gap"])
+    assert "feature map: 4x4x64" in out
+    counts = r"\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)$"
+    backbone = re.search(r"^backbone" + counts, out, re.MULTILINE)
+    model = re.search(r"^model" + counts, out, re.MULTILINE)
+    as_int = [int(v.replace(",", "")) for v in backbone.groups()]
+    assert as_int == [TINY_CONV + 4 * TINY_BN, TINY_CONV + 2 * TINY_BN, 2 * TINY_BN]
+    assert int(model.group(1).replace(",", "")) == as_int[0] + 64 * 3 + 3
+
+
+def test_describe_counts_agree_between_engines():
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    args = ["backbone", "tiny", "--image-size", "48", "--head", "paper", "--json"]
+    keras = json.loads(invoke(describe_command, [*args, "--engine", "keras"]))
+    torch = json.loads(invoke(describe_command, [*args, "--engine", "torch"]))
+    assert keras["feature_shape"] == torch["feature_shape"] == [3, 3, 64]
+    assert keras["params"] == torch["params"]
+
+
+def test_describe_unknown_backbone_lists_known_ones_without_a_framework():
+    result = CliRunner().invoke(describe_command, ["backbone", "xceptoin", "--engine", "keras"])
+    assert result.exit_code != 0
+    assert "Did you mean 'xception'" in str(result.exception)
+    result = CliRunner().invoke(describe_command, ["backbone", "resnetv2_50_timm",
+                                                   "--engine", "keras"])
+    assert "has no keras build" in str(result.exception)
+
+
+def test_describe_keras_concat_at_300_has_the_papers_parameter_count():
+    out = invoke(describe_command, ["backbone", "concat", "--engine", "keras",
+                                    "--image-size", "300"])
+    assert "feature map: 10x10x4096" in out
+    assert re.search(r"^model\s+48,928,811\s", out, re.MULTILINE), out
+
+
+def test_bench_prints_the_pipeline_ratio_against_the_papers_pipeline():
+    out = invoke(bench_command, ["--engine", "keras", "--backbone", "tiny", "--image-size",
+                                 "32", "--batch-size", "4", "--steps", "2"])
+    row = r"^keras\s+CPU\s+float32\s+tiny\s+4\s+[\d.]+\s+[\d.]+$"
+    assert re.search(row, out, re.MULTILINE), out
+    paper = float(re.search(r"paper pipeline \(ImageDataGenerator.flow, Table 2\): "
+                            r"([\d.]+) img/s", out).group(1))
+    m = re.search(r"keras pipeline \(cache -> augmented device batch\): ([\d.]+) img/s = "
+                  r"([\d.]+)x the paper's", out)
+    assert m, out
+    rate, ratio = float(m.group(1)), float(m.group(2))
+    assert paper > 0 and rate > 0
+    assert ratio == pytest.approx(rate / paper, rel=0.02)

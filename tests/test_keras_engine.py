@@ -1,0 +1,226 @@
+"""The keras engine: augmentation agreement with torch, learning, selection, checkpoints.
+
+TensorFlow (and torch, for the agreement test) run in child processes only, so TF and
+torch never share a process, including the pytest one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.keras
+
+#: A small ``Job`` over learnable images (a bright band whose row depends on the class).
+MAKE_JOB = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from harness.job import Job
+from harness.registry import build_registry
+from harness.specs import Phase, Plan
+from harness.suite import RunSpec, Training
+
+def make_job(run_dir, backbone="tiny", size=32, phases=2, epochs=2, n=60, head_only=(),
+             **training):
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 60, (n, size, size)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 3 + size // 4 * c: 3 + size // 4 * c + size // 6, 3:size - 3] = 220
+    spec = build_registry().get("backbones", backbone)
+    settings = {"epochs_per_phase": epochs, "batch_size": 8, "weights": "none", "lr": 1e-3,
+                "device": "cpu", **training}
+    run = RunSpec(suite="t", backbone=backbone, sampler="none", engine="keras", fold=1,
+                  seed=0, training=settings, sampler_options={}, run_id="r")
+    idx = np.arange(n)
+    train, select, test = idx[:36], idx[36:48], idx[48:]
+    plan = Plan(phases=[Phase(indices=list(range(len(train))), head_only=p in head_only)
+                        for p in range(phases)])
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Job(run=run, run_dir=Path(run_dir), classes=["normal", "pneumonia", "covid19"],
+               image_size=size, images=images, labels=labels, train=train, select=select,
+               test=test, plan=plan, training=Training(**settings), backbone=spec)
+"""
+
+#: The same 6 images and transforms for both engines; image 0 is a marked pixel turned 90°.
+AUGMENT_INPUT = """
+import numpy as np
+from harness import augment
+from harness.suite import Augmentation
+S = 16
+marked = np.zeros((S, S), np.uint8); marked[2, 5] = 255
+rng = np.random.default_rng(3)
+images = np.stack([marked] + [rng.integers(0, 256, (S, S)).astype(np.uint8) for _ in range(5)])
+params = augment.sample_params(np.random.default_rng(0), 6, Augmentation(), S)
+params.theta[0] = 90.0
+params.tx[0] = params.ty[0] = params.shear[0] = 0.0
+params.zx[0] = params.zy[0] = 1.0
+params.hflip[0] = params.vflip[0] = False
+"""
+
+
+def run_py(code: str, timeout: int = 300) -> dict:
+    """Run ``code`` in a fresh Python; its last stdout line is JSON."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+           "HARNESS_QUIET": "1"}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=env, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_augmentation_moves_a_marked_pixel_and_matches_the_torch_engine():
+    keras_out = run_py(AUGMENT_INPUT + """
+        from harness_plugins.engines import keras_engine as ke
+        tf = ke.import_tf("cpu")
+        x = ke.DeviceBatch(tf, S)(images, ke.tf_transforms(params, S)).numpy()
+        assert x.shape == (6, S, S, 3) and np.array_equal(x[..., 0], x[..., 2])
+        print(__import__("json").dumps(x[..., 0].tolist()))
+    """.replace("\n        ", "\n"))
+    keras_out = np.asarray(keras_out)
+    # A 90° turn about the centre takes the pixel at (row 2, col 5) to (5, S - 1 - 2).
+    assert [tuple(p) for p in np.argwhere(keras_out[0] > 0.5)] == [(5, 13)]
+    assert keras_out[0].max() == pytest.approx(1.0, abs=1e-5)
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed: agreement with the torch engine not checked")
+    torch_out = run_py(AUGMENT_INPUT + """
+        import json, torch
+        from harness_plugins.engines import torch_engine as te
+        x = te.device_batch(torch.from_numpy(images), torch.device("cpu"),
+                            theta=augment.affine_matrices(params, S))
+        print(json.dumps(x[:, 0].numpy().tolist()))
+    """.replace("\n        ", "\n"))
+    np.testing.assert_allclose(keras_out, np.asarray(torch_out), atol=1e-4)
+
+
+def test_loss_decreases_on_a_fixed_batch_and_head_only_freezes_the_backbone():
+    out = run_py(MAKE_JOB + """
+import numpy as np
+from harness_plugins.engines import keras_engine as ke
+tf = ke.import_tf("cpu")
+job = make_job("/tmp/unused", head="gap", lr=3e-3)
+job.training.augmentation.enabled = False
+model, net = ke.build_model(job.backbone, 32, 3, "gap", "none")
+opt = ke.make_optimizer(job.training)
+opt.build(model.trainable_variables)
+trainer = ke.Trainer(tf, job, model, net, opt)
+x, y = job.images[:12], job.labels[:12].astype(np.int32)
+t = np.zeros((12, 8), np.float32)
+frozen = [w.copy() for w in net.get_weights()]
+head_before = model.get_layer("head_dense").get_weights()[0].copy()
+step = trainer.train_step(head_only=True)
+step(x, y, t)
+backbone_kept = all(np.array_equal(a, b) for a, b in zip(frozen, net.get_weights()))
+head_moved = not np.array_equal(head_before, model.get_layer("head_dense").get_weights()[0])
+step = trainer.train_step(head_only=False)
+losses = [float(step(x, y, t)[0]) for _ in range(25)]
+print(json.dumps({"losses": losses, "backbone_kept": backbone_kept, "head_moved": head_moved,
+                  "backbone_moved": not all(np.array_equal(a, b)
+                                            for a, b in zip(frozen, net.get_weights()))}))
+""")
+    losses = out["losses"]
+    assert out["backbone_kept"] and out["head_moved"] and out["backbone_moved"]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_weighted_and_focal_losses_match_their_definitions():
+    out = run_py("""
+import json
+import numpy as np
+from harness_plugins.engines import keras_engine as ke
+tf = ke.import_tf("cpu")
+probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.25, 0.25, 0.5]], np.float32)
+y = np.array([0, 2, 1], np.int32)
+w = np.array([1.0, 2.0, 3.0], np.float32)
+ce = float(ke.make_loss(tf, 3, w, "cross_entropy", {})(y, probs))
+focal = float(ke.make_loss(tf, 3, None, "focal", {"gamma": 2.0})(y, probs))
+print(json.dumps({"ce": ce, "focal": focal}))
+""")
+    p = np.array([0.7, 0.6, 0.25])
+    assert out["ce"] == pytest.approx(np.mean(np.array([1.0, 3.0, 2.0]) * -np.log(p)), rel=1e-5)
+    assert out["focal"] == pytest.approx(np.mean((1 - p) ** 2 * -np.log(p)), rel=1e-5)
+
+
+def test_train_predicts_in_test_order_and_resumes_after_a_kill(tmp_path):
+    """A run killed after an epoch's log but before its checkpoint resumes at that epoch:
+    no duplicate history rows, and the same predictions as an uninterrupted run."""
+    out = run_py(MAKE_JOB + f"""
+import csv
+from harness_plugins.engines import keras_engine as ke
+whole = ke.train(make_job("{tmp_path}/whole"))
+
+job = make_job("{tmp_path}/killed")
+log = job.log_epoch
+def log_then_die(**row):
+    log(**row)
+    if len(job.history) == 3:
+        raise KeyboardInterrupt
+job.log_epoch = log_then_die
+try:
+    ke.train(job)
+except KeyboardInterrupt:
+    pass
+ckpt = sorted(p.name for p in job.checkpoint_dir.iterdir())
+resumed_job = make_job("{tmp_path}/killed")
+seen = []
+log2 = resumed_job.log_epoch
+resumed_job.log_epoch = lambda **row: (seen.append((row["phase"], row["epoch"])), log2(**row))
+resumed = ke.train(resumed_job)
+rows = list(csv.DictReader(open("{tmp_path}/killed/history.csv")))
+print(json.dumps({{"whole": whole.tolist(), "resumed": resumed.tolist(), "ckpt": ckpt,
+                  "seen": seen, "rows": [(r["phase"], r["epoch"]) for r in rows],
+                  "columns": list(rows[0]),
+                  "select": [r["select_score"] for r in rows]}}))
+""")
+    whole, resumed = np.asarray(out["whole"]), np.asarray(out["resumed"])
+    assert whole.shape == (12, 3)
+    np.testing.assert_allclose(whole.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(resumed, whole, atol=1e-6)
+    assert out["ckpt"] == ["keras-best.npz", "keras-last.npz"]
+    assert out["seen"] == [[2, 1], [2, 2]]  # the unfinished epoch again, then the next
+    assert out["rows"] == [["1", "1"], ["1", "2"], ["2", "1"], ["2", "2"]]
+    assert out["columns"][:7] == ["phase", "epoch", "loss", "train_acc", "select_score",
+                                  "seconds", "images_per_s"]
+    assert all(0.0 <= float(s) <= 1.0 for s in out["select"])
+    # the images are learnable: after 4 epochs most test images are right
+    assert (whole.argmax(1) == np.arange(48, 60) % 3).mean() >= 0.5
+
+
+def test_selection_last_keeps_the_final_weights_and_skips_scoring(tmp_path):
+    out = run_py(MAKE_JOB + f"""
+import csv
+from harness_plugins.engines import keras_engine as ke
+job = make_job("{tmp_path}/last", phases=1, epochs=2, selection="last")
+probs = ke.train(job)
+rows = list(csv.DictReader(open("{tmp_path}/last/history.csv")))
+print(json.dumps({{"select": [r["select_score"] for r in rows], "shape": list(probs.shape),
+                  "best": (job.checkpoint_dir / "keras-best.npz").exists()}}))
+""")
+    assert out == {"select": ["", ""], "shape": [12, 3], "best": False}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["xception", "resnet50v2", "concat"])
+def test_each_paper_model_trains_a_step_and_predicts_at_a_tiny_size(tmp_path, backbone):
+    """One step at 71 px (tracing the graph dominates: ~15 s single, ~40-80 s concat)."""
+    out = run_py(MAKE_JOB + f"""
+job = make_job("{tmp_path}/run", backbone="{backbone}", size=71, phases=1, epochs=1, n=24,
+               batch_size=4, max_steps_per_epoch=1, selection="last")
+job.train, job.select, job.test = np.arange(8), np.arange(8, 12), np.arange(12, 24)
+job.plan.phases[0].indices = list(range(8))
+from harness_plugins.engines import keras_engine as ke
+probs = ke.train(job)
+print(json.dumps({{"shape": list(probs.shape), "sum": float(probs.sum(1).mean()),
+                  "rows": len(job.history), "loss": job.history[0]["loss"]}}))
+""", timeout=600)
+    assert out["shape"] == [12, 3]
+    assert out["sum"] == pytest.approx(1.0, abs=1e-4)
+    assert out["rows"] == 1 and np.isfinite(out["loss"])

@@ -1,0 +1,165 @@
+"""The paper's split kinds on records with the paper's full composition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_data import paper_records
+from harness_plugins.splitters.paper import (
+    AUTHORS_TEST_PATIENTS,
+    match_files,
+    read_split_files,
+    split_files,
+    split_paper,
+)
+
+from harness.errors import HarnessError
+from harness.prepare import check_folds
+
+ORDER = ["covid19", "pneumonia", "normal"]
+
+
+def composition(records, idx) -> list[int]:
+    counts = records["label"].iloc[idx].value_counts()
+    return [int(counts.get(c, 0)) for c in ORDER]
+
+
+@pytest.fixture(scope="module")
+def records():
+    return paper_records()
+
+
+@pytest.fixture(scope="module")
+def folds(records):
+    return split_paper(records, 5, 0, {"select_from": "none"})
+
+
+def test_paper_split_gives_the_papers_composition_every_fold(records, folds):
+    assert composition(records, np.arange(len(records))) == [180, 6054, 8851]
+    for k, fold in enumerate(folds, start=1):
+        covid_train = 150 if k == 3 else 149
+        assert composition(records, fold.train) == [covid_train, 1634, 2000]
+        assert composition(records, fold.test) == [180 - covid_train, 4420, 6851]
+        assert len(fold.select) == 0
+        assert len(fold.phases) == 8
+        assert {len(p) for p in fold.phases} == {covid_train + 34 + 200 + 250}
+        assert composition(records, fold.phases[0]) == [covid_train, 234, 250]
+    check_folds(folds, records, "paper")
+
+
+def test_phases_draw_new_rsna_images_and_repeat_all_ieee_training_images(records, folds):
+    rsna = records["source"].to_numpy() == "rsna"
+    for fold in folds:
+        drawn = np.concatenate([p[rsna[p]] for p in fold.phases])
+        assert len(drawn) == len(np.unique(drawn)) == 3600
+        ieee = [set(p[~rsna[p]]) for p in fold.phases]
+        assert all(s == ieee[0] for s in ieee)
+        assert set(np.concatenate(fold.phases)) == set(fold.train)
+
+
+def test_the_authors_test_patients_are_the_ieee_test_set(records, folds):
+    ieee = records["source"] == "ieee8023"
+    for k, fold in enumerate(folds, start=1):
+        test_ids = set(records["original_patient_id"].iloc[fold.test][ieee.iloc[fold.test]])
+        assert test_ids == set(AUTHORS_TEST_PATIENTS[k])
+
+
+def test_the_draw_follows_the_seed(records, folds):
+    again = split_paper(records, 5, 0, {"select_from": "none"})
+    other = split_paper(records, 5, 1, {"select_from": "none"})
+    assert all(np.array_equal(a.phases[3], b.phases[3]) for a, b in zip(folds, again))
+    assert not np.array_equal(folds[0].phases[0], other[0].phases[0])
+
+
+def test_a_selection_split_is_carved_from_training(records):
+    small = records[(records["source"] == "ieee8023")
+                    | (records.groupby("label").cumcount() < 700)].reset_index(drop=True)
+    folds = split_paper(small, 5, 0, {"select_from": "train", "select_fraction": 0.2,
+                                      "per_phase": {"normal": 40, "pneumonia": 30}})
+    check_folds(folds, small, "paper")
+    for fold in folds:
+        assert len(fold.select) > 0
+        assert not set(fold.select) & set(np.concatenate(fold.phases))
+        total = composition(small, np.concatenate([fold.train, fold.select]))
+        assert total[1:] == [34 + 240, 320]
+
+
+def test_wrong_fold_count_or_missing_source_is_explained(records):
+    with pytest.raises(HarnessError, match="split.folds is 3; set split.folds: 5"):
+        split_paper(records, 3, 0, {})
+    rsna_only = records[records["source"] == "rsna"].reset_index(drop=True)
+    with pytest.raises(HarnessError, match="needs records of source 'ieee8023'"):
+        split_paper(rsna_only, 5, 0, {})
+
+
+def test_too_few_images_to_draw_warns_once(records):
+    ieee_only = records[records["source"] == "ieee8023"].reset_index(drop=True)
+    with pytest.warns(UserWarning) as caught:
+        folds = split_paper(ieee_only, 5, 0, {"select_from": "none"})
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2  # normal and pneumonia, not once per fold
+    assert messages[0].startswith("split 'paper': only 0 normal images to draw phases from")
+    assert composition(ieee_only, folds[0].test) == [31, 8, 0]
+
+
+# --- files: the authors' published split ---------------------------------------------------
+
+@pytest.fixture
+def split_dir(shared_dir):
+    path = shared_dir / "paper" / "mr7495-splits"
+    if not (path / "All.csv").is_file():
+        pytest.skip("the authors' split files are not present")
+    return path
+
+
+def records_from_all_csv(path) -> pd.DataFrame:
+    """Full-size records named like the authors' files (RSNA as .dcm, as on disk)."""
+    listed = pd.read_csv(path / "All.csv")
+    rsna = listed["filename"].str.fullmatch(r"[0-9a-f-]{36}\.png")
+    names = listed["filename"].where(~rsna, listed["filename"].str.replace(".png", ".dcm"))
+    label = listed["class"].replace({"COVID-19": "covid19"})
+    return pd.DataFrame({"uid": "x/" + names, "path": "/nonexistent/" + names, "label": label,
+                         "patient_id": "p/" + names, "source": np.where(rsna, "rsna", "ieee8023"),
+                         "view": "PA", "filename": names})
+
+
+def test_files_split_reproduces_the_published_phases(split_dir):
+    records = records_from_all_csv(split_dir)
+    assert match_files(records, read_split_files(split_dir)).problems() == ""
+    folds = split_files(records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
+    for k, fold in enumerate(folds, start=1):
+        covid_train = 150 if k == 3 else 149
+        assert composition(records, fold.train) == [covid_train, 1634, 2000]
+        assert composition(records, fold.test) == [180 - covid_train, 4420, 6851]
+        assert [len(p) for p in fold.phases] == [covid_train + 484] * 8
+    published = set(pd.read_csv(split_dir / "fold2" / "train5.csv")["filename"])
+    phase = records["filename"].iloc[folds[1].phases[4]].str.replace(".dcm", ".png")
+    assert set(phase) == published
+
+
+def test_files_split_reports_unmatched_names(split_dir, tmp_path):
+    records = records_from_all_csv(split_dir).iloc[500:].reset_index(drop=True)
+    with pytest.warns(UserWarning, match=r"500 name\(s\) of All.csv match no record"):
+        folds = split_files(records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
+    assert len(folds) == 5
+    with pytest.raises(HarnessError, match="has 5 folds but split.folds is 4"):
+        split_files(records, 4, 0, {"dir": str(split_dir)})
+    with pytest.raises(HarnessError, match="All.csv does not exist"):
+        split_files(records, 5, 0, {"dir": str(tmp_path)})
+
+
+def test_files_split_on_the_real_ieee_mini_keeps_patients_apart(split_dir, shared_dir):
+    from harness_plugins.datasets import ieee8023
+
+    root = shared_dir / "data" / "ieee8023-mini"
+    if not root.is_dir():
+        pytest.skip("ieee8023-mini not present")
+    records = ieee8023.records({"root": str(root), "classes": ["normal", "pneumonia", "covid19"]})
+    with pytest.warns(UserWarning, match="record\\(s\\) are not in All.csv"):
+        folds = split_files(records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
+    check_folds(folds, records, "files")
+    matched = match_files(records, read_split_files(split_dir))
+    # 214 of the authors' 222 ieee8023 images are in the mini set; two of them are lateral
+    # views in this (June 2020) metadata, so the default view filter leaves them out.
+    assert len(matched.index) == 212 and not matched.label_mismatch
