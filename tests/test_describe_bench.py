@@ -78,4 +78,4 @@ def test_bench_prints_the_pipeline_ratio_against_the_papers_pipeline():
     assert m, out
     rate, ratio = float(m.group(1)), float(m.group(2))
     assert paper > 0 and rate > 0
-    assert ratio == pytest.approx(rate / paper, rel=0.02)
+    assert ratio == pytest.approx(rate / paper, rel=0.02, abs=0.006)  # printed to 2 decimals

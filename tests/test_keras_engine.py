@@ -224,3 +224,24 @@ print(json.dumps({{"shape": list(probs.shape), "sum": float(probs.sum(1).mean())
     assert out["shape"] == [12, 3]
     assert out["sum"] == pytest.approx(1.0, abs=1e-4)
     assert out["rows"] == 1 and np.isfinite(out["loss"])
+
+
+def test_harness_run_trains_and_predicts_with_the_keras_engine(make_suite, run_harness,
+                                                                tmp_path):
+    """End to end: the worker process runs the keras engine on synthetic data."""
+    suite = make_suite("kr", plugins=[], image_size=32,
+                       matrix={"backbone": ["tiny"], "sampler": ["phased"],
+                               "engine": ["keras"], "fold": [1]},
+                       samplers={"phased": {"phases": 2}},
+                       training={"epochs_per_phase": 1, "batch_size": 16, "weights": "none",
+                                 "head": "gap", "lr": 2e-3, "device": "cpu"})
+    result = run_harness("run", suite, "--runs-dir", tmp_path / "runs", "--no-report")
+    assert result.exit_code == 0, result.output
+    [run_dir] = [p for p in (tmp_path / "runs" / "kr").iterdir() if p.is_dir()]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "done", status
+    lines = (run_dir / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "uid,true,pred,p_normal,p_pneumonia,p_covid19"
+    assert len(lines) > 10
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert [row.split(",")[:2] for row in history[1:]] == [["1", "1"], ["2", "1"]]
