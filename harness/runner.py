@@ -243,11 +243,22 @@ def run_suite(
         finally:
             result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
     if render:
-        from .report import render_report
+        report = Path(reports_root) / suite.name / "index.html"
+        if pending or not report_is_current(report, runs_root / suite.name):
+            from .report import render_report
 
-        result.report = render_report(runs_root / suite.name, Path(reports_root) / suite.name)
-        echo(f"report: {result.report}")
+            report = render_report(runs_root / suite.name, Path(reports_root) / suite.name)
+        result.report = report
+        echo(f"report: {report}")
     return result
+
+
+def report_is_current(report: Path, suite_runs: Path) -> bool:
+    """A report newer than every run folder's status needs no re-rendering."""
+    if not report.exists():
+        return False
+    built = report.stat().st_mtime
+    return all(p.stat().st_mtime <= built for p in suite_runs.glob(f"*/{store.STATUS}"))
 
 
 def dry_run_table(result: SuiteResult, runs_root: str | Path = "runs") -> list[dict[str, Any]]:

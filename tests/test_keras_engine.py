@@ -207,25 +207,6 @@ print(json.dumps({{"select": [r["select_score"] for r in rows], "shape": list(pr
     assert out == {"select": ["", ""], "shape": [12, 3], "best": False}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["xception", "resnet50v2", "concat"])
-def test_each_paper_model_trains_a_step_and_predicts_at_a_tiny_size(tmp_path, backbone):
-    """One step at 71 px (tracing the graph dominates: ~15 s single, ~40-80 s concat)."""
-    out = run_py(MAKE_JOB + f"""
-job = make_job("{tmp_path}/run", backbone="{backbone}", size=71, phases=1, epochs=1, n=24,
-               batch_size=4, max_steps_per_epoch=1, selection="last")
-job.train, job.select, job.test = np.arange(8), np.arange(8, 12), np.arange(12, 24)
-job.plan.phases[0].indices = list(range(8))
-from harness_plugins.engines import keras_engine as ke
-probs = ke.train(job)
-print(json.dumps({{"shape": list(probs.shape), "sum": float(probs.sum(1).mean()),
-                  "rows": len(job.history), "loss": job.history[0]["loss"]}}))
-""", timeout=600)
-    assert out["shape"] == [12, 3]
-    assert out["sum"] == pytest.approx(1.0, abs=1e-4)
-    assert out["rows"] == 1 and np.isfinite(out["loss"])
-
-
 def test_harness_run_trains_and_predicts_with_the_keras_engine(make_suite, run_harness,
                                                                 tmp_path):
     """End to end: the worker process runs the keras engine on synthetic data."""

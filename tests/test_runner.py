@@ -158,3 +158,17 @@ def test_killed_run_resumes_and_completes(make_suite, tmp_path):
     assert all(store.run_state(d) == "done" for d in runs.iterdir())
     rows = (first / "history.csv").read_text().splitlines()[1:]
     assert len(rows) == len(set(rows)) == 6  # resumed, no epoch twice
+
+
+def test_report_is_rendered_once_and_again_when_runs_change(make_suite, tmp_path):
+    suite = make_suite("rep")
+    first = run(suite, tmp_path, render=True)
+    assert first.report.name == "index.html" and first.report.exists()
+    built = first.report.stat().st_mtime_ns
+    again = run(suite, tmp_path, render=True)  # nothing new: the report is kept as it is
+    assert again.report.stat().st_mtime_ns == built
+    status = next((tmp_path / "runs" / "rep").glob("*/status.json"))
+    store.write_json(status, store.read_json(status))  # a run folder changed after rendering
+    os.utime(status, (time.time() + 5, time.time() + 5))
+    third = run(suite, tmp_path, render=True)
+    assert third.report.stat().st_mtime_ns != built
