@@ -9,13 +9,13 @@ images instead of stopping.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def _fill_chunk(path: str, n: int, size: int, rows: list[int], records: list[dic
         try:
             image = reader[record["_dataset"]](record, opts)
             images[row] = to_square_uint8(np.asarray(image), size)
-        except Exception as exc:  # one bad file must never stop a long preprocessing job
+        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a long job
             errors[row] = f"{record.get('path', record['uid'])}: {type(exc).__name__}: {exc}"
     images.flush()
     return errors
@@ -124,34 +124,33 @@ def fill_cache(
     errors: dict[str, str] = store.read_json(path / ERRORS)
     todo = [i for i in range(n) if not filled[i] and uids[i] not in errors]
     if todo:
-        cols = [c for c in records.columns]
-        as_dicts = records[cols].to_dict("records")
+        as_dicts = records.to_dict("records")
         workers = workers or min(os.cpu_count() or 1, 8)
         chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
         started = time.perf_counter()
         done = 0
         with progress_bar("decoding images into the cache", total=len(todo),
-                          enabled=show_progress) as advance:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {
-                    pool.submit(_fill_chunk, str(path), n, size, rows,
-                                [as_dicts[r] for r in rows], dict(readers),
-                                [options[as_dicts[r]["_dataset"]] for r in rows]): rows
-                    for rows in chunks
-                }
-                for future in as_completed(futures):
-                    rows = futures[future]
-                    bad = future.result()
-                    for r in rows:
-                        if r in bad:
-                            errors[uids[r]] = bad[r]
-                        else:
-                            filled[r] = True
-                    done += len(rows)
-                    advance(len(rows))
-                    # Save progress often so an interrupted preparation resumes where it was.
-                    store.atomic_write(path / FILLED, lambda fh: np.save(fh, filled), mode="wb")
-                    store.write_json(path / ERRORS, errors)
+                          enabled=show_progress) as advance, \
+                ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {
+                pool.submit(_fill_chunk, str(path), n, size, rows,
+                            [as_dicts[r] for r in rows], dict(readers),
+                            [options[as_dicts[r]["_dataset"]] for r in rows]): rows
+                for rows in chunks
+            }
+            for future in as_completed(futures):
+                rows = futures[future]
+                bad = future.result()
+                for r in rows:
+                    if r in bad:
+                        errors[uids[r]] = bad[r]
+                    else:
+                        filled[r] = True
+                done += len(rows)
+                advance(len(rows))
+                # Save progress often so an interrupted preparation resumes where it was.
+                store.atomic_write(path / FILLED, lambda fh: np.save(fh, filled), mode="wb")
+                store.write_json(path / ERRORS, errors)
         rate = done / max(time.perf_counter() - started, 1e-9)
         store.write_json(path / "last_fill.json", {"images": done, "images_per_s": rate})
     view = open_cache(path)

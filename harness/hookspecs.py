@@ -11,7 +11,7 @@ start of ``harness run``). They must be cheap: never import torch or TensorFlow 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import HarnessError
-from .validate import suggest
 from .specs import (
     BackboneSpec,
     DatasetSpec,
@@ -24,6 +24,7 @@ from .specs import (
     SamplerSpec,
     SplitterSpec,
 )
+from .validate import suggest
 
 ENTRY_POINT_GROUP = "harness"
 

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,7 @@ def run_dir_for(runs_root: Path, run: RunSpec) -> Path:
 def git_revision() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=False,
                              cwd=Path(__file__).parent, timeout=5)
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
@@ -96,7 +98,7 @@ def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.nda
         # The authors validated on images drawn from the test set: reproduced, and marked
         # as optimistic in the report.
         rng = np.random.default_rng([suite.split.seed, run.fold, 17])
-        n = max(1, int(round(len(fold.test) * suite.split.select_fraction)))
+        n = max(1, round(len(fold.test) * suite.split.select_fraction))
         return np.sort(rng.choice(fold.test, size=min(n, len(fold.test)), replace=False))
     return fold.select
 
@@ -173,7 +175,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
 def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
     """Run one run in a fresh Python process (frameworks never share a process)."""
     cmd = [sys.executable, "-m", "harness.worker", str(run_dir)]
-    return subprocess.run(cmd, env={**os.environ, **(env or {})}).returncode
+    return subprocess.run(cmd, env={**os.environ, **(env or {})}, check=False).returncode
 
 
 def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(run_dir)
         return 0
-    except BaseException as exc:  # record why, then let the runner go on with other runs
+    except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
         message = (str(exc) if isinstance(exc, HarnessError)
                    else f"{type(exc).__name__}: {exc}")
         if isinstance(exc, KeyboardInterrupt):

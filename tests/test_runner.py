@@ -82,7 +82,7 @@ def test_dry_run_and_only(make_suite, tmp_path):
 def test_failing_run_is_recorded_and_others_go_on(make_suite, tmp_path, monkeypatch):
     suite = make_suite("fail", matrix={"sampler": ["none", "phased"]},
                        training={"epochs_per_phase": 1})
-    import harness.runner as runner
+    from harness import runner
 
     real = runner.run_worker
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from harness_plugins.splitters.grouped_kfold import split
 
 from harness.errors import HarnessError
 from harness.prepare import check_folds
 from harness.specs import Fold
-from harness_plugins.splitters.grouped_kfold import split
 
 
 def make_records(n_patients=200, seed=0):

@@ -35,17 +35,17 @@ def test_valid_suite_is_typed(tmp_path):
 
 @pytest.mark.parametrize("patch, message", [
     ({"trainin": {}}, r"suite.yaml: trainin: unknown key. Did you mean 'training'\?"),
-    ({"training": {"epochs": 3}}, r"suite.yaml: training.epochs: unknown key. Did you mean "
-                                  r"'epochs_per_phase'\?"),
-    ({"training": {"batch_size": "big"}}, r"suite.yaml: training.batch_size: expected an "
-                                          r"integer, got 'big'"),
-    ({"training": {"optimizer": "nadm"}}, r"training.optimizer: expected one of 'nadam'.*"
-                                          r"did you mean 'nadam'"),
+    ({"training": {"epochs": 3}}, (r"suite.yaml: training.epochs: unknown key. Did you mean "
+                                  r"'epochs_per_phase'\?")),
+    ({"training": {"batch_size": "big"}}, (r"suite.yaml: training.batch_size: expected an "
+                                          r"integer, got 'big'")),
+    ({"training": {"optimizer": "nadm"}}, (r"training.optimizer: expected one of 'nadam'.*"
+                                          r"did you mean 'nadam'")),
     ({"split": {"folds": 1}}, r"suite.yaml: split.folds: expected an integer >= 2, got 1"),
     ({"matrix": {"fold": ["x"]}}, r"matrix.fold\[0\]: expected an integer, got 'x'"),
     ({"datasets": [{"options": {}}]}, r"datasets\[0\].name: missing; expected a string"),
-    ({"training": {"augmentation": {"zoom": "lots"}}}, r"training.augmentation.zoom: expected a "
-                                                       r"number"),
+    ({"training": {"augmentation": {"zoom": "lots"}}}, (r"training.augmentation.zoom: expected a "
+                                                       r"number")),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, patch, message):
     data = {**BASE, **patch}

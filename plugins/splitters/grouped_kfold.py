@@ -44,16 +44,16 @@ def carve_selection(records, train_idx: np.ndarray, fraction: float, seed: int
 
     train_idx = np.asarray(train_idx, dtype=np.int64)
     patients, labels, where = patient_table(records, train_idx)
-    n_select = int(round(len(patients) * fraction))
+    n_select = round(len(patients) * fraction)
     if n_select < 1 or len(patients) - n_select < 1:
         return train_idx, train_idx[:0]
     strata = _stratify(labels, 2)
     try:
-        keep, select = next(StratifiedShuffleSplit(1, test_size=n_select, random_state=seed)
+        _, select = next(StratifiedShuffleSplit(1, test_size=n_select, random_state=seed)
                             .split(patients, strata))
     except ValueError:  # too few patients per class to stratify: plain shuffle
         order = np.random.default_rng(seed).permutation(len(patients))
-        keep, select = order[n_select:], order[:n_select]
+        select = order[:n_select]
     chosen = np.zeros(len(patients), dtype=bool)
     chosen[select] = True
     return np.sort(train_idx[~chosen[where]]), np.sort(train_idx[chosen[where]])
