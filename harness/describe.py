@@ -113,6 +113,14 @@ def _fake_cache(folder: Path, n: int, size: int) -> np.ndarray:
     return np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=(n, size, size))
 
 
+def _bench_data(folder: Path, backbones: list[str], batch_size: int | None, steps: int,
+                image_size: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """A noise cache big enough for every timed batch, its labels, and a seeded generator."""
+    b_max = max(batch_size or PAPER_BATCH.get(b, DEFAULT_BATCH) for b in backbones)
+    n = max(b_max * (steps + 1), 64)
+    return _fake_cache(folder, n, image_size), np.arange(n) % 3, np.random.default_rng(0)
+
+
 def _rate(images: int, seconds: float) -> float:
     return round(images / seconds, 2) if seconds > 0 else 0.0
 
@@ -134,11 +142,8 @@ def bench_keras(backbones: list[str], image_size: int, batch_size: int | None, s
     results: dict[str, Any] = {"engine": "keras", "device": _tf_device(tf), "precision": policy,
                                "models": []}
     with tempfile.TemporaryDirectory() as tmp:
-        b_max = max(batch_size or PAPER_BATCH.get(b, DEFAULT_BATCH) for b in backbones)
-        n = max(b_max * (steps + 1), 64)
-        cache = _fake_cache(Path(tmp), n, image_size)
-        labels = np.arange(n) % 3
-        rng = np.random.default_rng(0)
+        cache, labels, rng = _bench_data(Path(tmp), backbones, batch_size, steps, image_size)
+        n = len(labels)
 
         # The input pipeline alone: cache → tf.data batch → augmented float batch on device.
         prep = ke.DeviceBatch(tf, image_size)
@@ -244,11 +249,8 @@ def bench_torch(backbones: list[str], image_size: int, batch_size: int | None, s
             torch.cuda.synchronize(dev)
 
     with tempfile.TemporaryDirectory() as tmp:
-        b_max = max(batch_size or PAPER_BATCH.get(b, DEFAULT_BATCH) for b in backbones)
-        n = max(b_max * (steps + 1), 64)
-        cache = _fake_cache(Path(tmp), n, image_size)
-        labels = np.arange(n) % 3
-        rng = np.random.default_rng(0)
+        cache, labels, rng = _bench_data(Path(tmp), backbones, batch_size, steps, image_size)
+        n = len(labels)
 
         b = batch_size or DEFAULT_BATCH
         order = rng.permutation(n)[: b * (steps + 1)]

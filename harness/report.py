@@ -134,6 +134,14 @@ def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
     return result
 
 
+def current_run_ids(runs_dir: Path) -> set[str] | None:
+    """Run ids of the suite as last run (``manifest.json``); ``None`` when there is none."""
+    try:
+        return set(store.read_json(runs_dir / store.MANIFEST)["run_ids"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 def load_runs(runs_dir: str | Path, bootstrap: int = 1000) -> list[RunResult]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
@@ -141,6 +149,9 @@ def load_runs(runs_dir: str | Path, bootstrap: int = 1000) -> list[RunResult]:
                            "'harness run'")
     folders = sorted(p for p in runs_dir.iterdir()
                      if p.is_dir() and ((p / store.CONFIG).exists() or (p / store.STATUS).exists()))
+    current = current_run_ids(runs_dir)
+    if current is not None:
+        folders = [p for p in folders if p.name in current]
     if not folders:
         raise HarnessError(f"{runs_dir}: no run folders (folders with config.json) inside; "
                            "run 'harness run SUITE' first")

@@ -229,6 +229,9 @@ def run_suite(
     result = SuiteResult(suite, runs)
     if dry_run:
         return result
+    store.write_json(runs_root / suite.name / store.MANIFEST, {
+        "suite": suite.name, "source": suite.source,
+        "run_ids": [r.run_id for r in expand(suite)]})
     done = [r for r in runs if store.run_state(run_dir_for(runs_root, r)) == "done"]
     pending = [r for r in runs if r not in done]
     result.outcomes = [RunOutcome(r, "done") for r in done]

@@ -20,6 +20,9 @@ PREDICTIONS = "predictions.csv"
 METRICS = "metrics.json"
 STATUS = "status.json"
 CHECKPOINTS = "checkpoints"
+#: ``runs/<suite>/manifest.json``: the run ids of the suite as last run, so a report leaves
+#: out folders that earlier settings of the suite left behind.
+MANIFEST = "manifest.json"
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> None:

@@ -172,3 +172,56 @@ def test_report_is_rendered_once_and_again_when_runs_change(make_suite, tmp_path
     os.utime(status, (time.time() + 5, time.time() + 5))
     third = run(suite, tmp_path, render=True)
     assert third.report.stat().st_mtime_ns != built
+
+
+SPLITTER_PLUGIN = '''
+import numpy as np
+from harness import Fold, SplitterSpec, hookimpl
+
+def split(records, n_folds, seed, options):
+    idx = np.arange(len(records))
+    folds = []
+    for k in range(n_folds):
+        test = idx[idx % n_folds == k]
+        train = idx[idx % n_folds != k]
+        folds.append(Fold(train=train, select=train[:0], test=test,
+                          phases=[train[: len(train) // 2], train[len(train) // 2:]]))
+    return folds
+
+@hookimpl
+def register_splitters(register):
+    register(SplitterSpec(name="fixed-phases", description="phases fixed by the split",
+                          split=split))
+'''
+
+
+def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypatch):
+    (tmp_path / "fixed_phases_plugin.py").write_text(SPLITTER_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    suite = make_suite("fixed", plugins=["harness.testing.fakes", "fixed_phases_plugin"],
+                       split={"kind": "fixed-phases", "folds": 2},
+                       datasets=[{"name": "synthetic",
+                                  "options": {"n": 120, "images_per_patient": 1}}],
+                       matrix={"sampler": ["phased"]}, budget="natural",
+                       training={"selection": "last"})
+    result = run(suite, tmp_path)
+    assert [o.state for o in result.outcomes] == ["done", "done"]
+    for d in (tmp_path / "runs" / "fixed").iterdir():
+        plan = store.read_json(d / "plan.json")
+        train = plan["train"]["uids"]
+        phases = [[train[i] for i in p["indices"]] for p in plan["plan"]["phases"]]
+        assert phases == [train[: len(train) // 2], train[len(train) // 2:]]
+        assert "fixed by the split" in plan["plan"]["notes"]
+
+
+def test_report_leaves_out_runs_of_earlier_settings(make_suite, tmp_path):
+    from harness.report import load_runs
+
+    run(make_suite("evolve", training={"epochs_per_phase": 1}), tmp_path)
+    run(make_suite("evolve", training={"epochs_per_phase": 2}), tmp_path)
+    runs_dir = tmp_path / "runs" / "evolve"
+    assert len([p for p in runs_dir.iterdir() if p.is_dir()]) == 4  # nothing deleted
+    shown = load_runs(runs_dir, bootstrap=0)
+    assert len(shown) == 2
+    assert {r.config["run"]["training"]["epochs_per_phase"] for r in shown} == {2}
