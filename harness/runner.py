@@ -232,8 +232,17 @@ def run_suite(
     store.write_json(runs_root / suite.name / store.MANIFEST, {
         "suite": suite.name, "source": suite.source,
         "run_ids": [r.run_id for r in expand(suite)]})
-    done = [r for r in runs if store.run_state(run_dir_for(runs_root, r)) == "done"]
-    pending = [r for r in runs if r not in done]
+    done, pending = [], []
+    for r in runs:
+        run_dir = run_dir_for(runs_root, r)
+        if store.run_state(run_dir) != "done":
+            pending.append(r)
+        elif store.predictions_complete(run_dir):
+            done.append(r)
+        else:
+            echo(f"{r.run_id}: predictions.csv does not match plan.json's test images; "
+                 "training this run again")
+            pending.append(r)
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")

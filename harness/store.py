@@ -78,3 +78,18 @@ def run_state(run_dir: Path) -> str:
             return "running"
         return state
     return "pending"
+
+
+def predictions_complete(run_dir: Path) -> bool:
+    """A done run's ``predictions.csv`` has one row per test image of its ``plan.json``.
+
+    Files are written atomically, so a short file means damage from outside (a full disk, a
+    partial copy); such a run is trained again instead of being reported from half its rows.
+    """
+    try:
+        expected = len(read_json(run_dir / PLAN)["test"]["uids"])
+        with open(run_dir / PREDICTIONS, "rb") as fh:
+            rows = sum(1 for line in fh if line.strip()) - 1
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return False
+    return rows == expected

@@ -225,3 +225,20 @@ def test_report_leaves_out_runs_of_earlier_settings(make_suite, tmp_path):
     shown = load_runs(runs_dir, bootstrap=0)
     assert len(shown) == 2
     assert {r.config["run"]["training"]["epochs_per_phase"] for r in shown} == {2}
+
+
+def test_truncated_predictions_are_trained_again_not_reported(make_suite, tmp_path):
+    suite = make_suite("trunc")
+    run(suite, tmp_path)
+    victim, other = sorted((tmp_path / "runs" / "trunc").glob("*/predictions.csv"))
+    rows = victim.read_text().splitlines()
+    victim.write_text("\n".join(rows[: len(rows) // 2]) + "\n")
+    kept = other.stat().st_mtime_ns
+    messages = []
+    result = run_suite(suite, runs_root=tmp_path / "runs", echo=messages.append,
+                       show_progress=False, render=False)
+    assert any("predictions.csv does not match" in m and victim.parent.name in m
+               for m in messages)
+    assert [o.state for o in result.outcomes] == ["done", "done"]
+    assert len(victim.read_text().splitlines()) == len(rows)
+    assert other.stat().st_mtime_ns == kept  # the intact finished run is not touched
