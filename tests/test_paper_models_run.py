@@ -26,7 +26,7 @@ def test_paper_networks_run_end_to_end(make_suite, run_harness, tmp_path, engine
                                  "selection": "last"})
     result = run_harness("run", suite, "--runs-dir", tmp_path / "runs", "--no-report")
     assert result.exit_code == 0, result.output
-    runs = sorted((tmp_path / "runs" / f"paper-{engine}").iterdir())
+    runs = sorted(p.parent for p in (tmp_path / "runs" / f"paper-{engine}").glob("*/config.json"))
     assert sorted(json.loads((r / "config.json").read_text())["run"]["backbone"]
                   for r in runs) == sorted(NETWORKS)
     for run in runs:

@@ -18,6 +18,11 @@ from harness.runner import run_suite
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
+def run_dirs(folder: Path) -> list[Path]:
+    """The run folders of a suite (``manifest.json`` lies beside them)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
 def run(suite, tmp_path, **kw):
     kw.setdefault("render", False)
     return run_suite(suite, runs_root=tmp_path / "runs", reports_root=tmp_path / "reports",
@@ -28,9 +33,11 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
     suite = make_suite("e2e", matrix={"sampler": ["none", "phased"]})
     result = run(suite, tmp_path)
     assert [o.state for o in result.outcomes] == ["done"] * 4
-    run_dirs = sorted((tmp_path / "runs" / "e2e").iterdir())
-    assert len(run_dirs) == 4
-    for d in run_dirs:
+    folders = run_dirs(tmp_path / "runs" / "e2e")
+    assert len(folders) == 4
+    manifest = store.read_json(tmp_path / "runs" / "e2e" / "manifest.json")
+    assert sorted(manifest["run_ids"]) == [d.name for d in folders]
+    for d in folders:
         for name in ("config.json", "plan.json", "history.csv", "predictions.csv",
                      "metrics.json", "status.json"):
             assert (d / name).is_file(), f"{d.name}/{name}"
@@ -48,17 +55,17 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         assert metrics["n"] == n_test
         history = (d / "history.csv").read_text().splitlines()
         assert history[0].startswith("phase,epoch")
-    mtimes = {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in run_dirs}
+    mtimes = {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in folders}
     again = run(suite, tmp_path)
     assert [o.state for o in again.outcomes] == ["done"] * 4
-    assert {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in run_dirs} == mtimes
+    assert {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in folders} == mtimes
 
 
 def test_the_two_folds_test_every_image_once(make_suite, tmp_path):
     suite = make_suite("cover")
     run(suite, tmp_path)
     tested = []
-    for d in (tmp_path / "runs" / "cover").iterdir():
+    for d in run_dirs(tmp_path / "runs" / "cover"):
         tested += store.read_json(d / "plan.json")["test"]["uids"]
     assert len(tested) == len(set(tested)) == 120
 
@@ -66,7 +73,7 @@ def test_the_two_folds_test_every_image_once(make_suite, tmp_path):
 def test_centroid_engine_beats_chance(make_suite, tmp_path):
     suite = make_suite("acc", datasets=[{"name": "synthetic", "options": {"n": 240}}])
     run(suite, tmp_path)
-    for d in (tmp_path / "runs" / "acc").iterdir():
+    for d in run_dirs(tmp_path / "runs" / "acc"):
         metrics = store.read_json(d / "metrics.json")
         assert metrics["balanced_accuracy"] > 0.5  # chance is 1/3
 
@@ -155,7 +162,7 @@ def test_killed_run_resumes_and_completes(make_suite, tmp_path):
     assert checkpoint["next"] != [0, 0]
     env["HARNESS_FAKE_EPOCH_SECONDS"] = "0"
     subprocess.run(cmd, env=env, check=True, capture_output=True)
-    assert all(store.run_state(d) == "done" for d in runs.iterdir())
+    assert all(store.run_state(d) == "done" for d in run_dirs(runs))
     rows = (first / "history.csv").read_text().splitlines()[1:]
     assert len(rows) == len(set(rows)) == 6  # resumed, no epoch twice
 
@@ -207,7 +214,7 @@ def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypa
                        training={"selection": "last"})
     result = run(suite, tmp_path)
     assert [o.state for o in result.outcomes] == ["done", "done"]
-    for d in (tmp_path / "runs" / "fixed").iterdir():
+    for d in run_dirs(tmp_path / "runs" / "fixed"):
         plan = store.read_json(d / "plan.json")
         train = plan["train"]["uids"]
         phases = [[train[i] for i in p["indices"]] for p in plan["plan"]["phases"]]
@@ -221,7 +228,7 @@ def test_report_leaves_out_runs_of_earlier_settings(make_suite, tmp_path):
     run(make_suite("evolve", training={"epochs_per_phase": 1}), tmp_path)
     run(make_suite("evolve", training={"epochs_per_phase": 2}), tmp_path)
     runs_dir = tmp_path / "runs" / "evolve"
-    assert len([p for p in runs_dir.iterdir() if p.is_dir()]) == 4  # nothing deleted
+    assert len(run_dirs(runs_dir)) == 4  # nothing deleted
     shown = load_runs(runs_dir, bootstrap=0)
     assert len(shown) == 2
     assert {r.config["run"]["training"]["epochs_per_phase"] for r in shown} == {2}
