@@ -91,7 +91,7 @@ def list_command(kind, as_json, modules):
 @click.option("--no-report", is_flag=True, help="Do not render the report at the end.")
 def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report):
     """Train every run of SUITE that is not done yet, then render its report."""
-    from .runner import StopSuite, dry_run_table, run_suite
+    from .runner import StopSuite, dry_run_table, run_suite, summary_rows
 
     try:
         result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
@@ -110,6 +110,7 @@ def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_repor
         for row in rows:
             click.echo(f"  {row['run_id']:<48} {row['state']}")
         return
+    print_summary(summary_rows(result, runs_dir))
     failed = [o for o in result.outcomes if o.state != "done"]
     click.echo(f"done: {result.count('done')} of {len(result.runs)} runs"
                + (f", {len(failed)} failed" if failed else ""))
@@ -117,6 +118,19 @@ def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_repor
         click.echo(f"  failed: {o.run.run_id}: {o.error}")
     if failed:
         sys.exit(1)
+
+
+def print_summary(rows: list[dict]) -> None:
+    """Mean over folds and seeds of each combination (percent); the report has the rest."""
+    if not rows:
+        return
+    keys = [k for k in rows[0] if k not in ("combination", "runs")]
+    width = max(len(r["combination"]) for r in rows) + 2
+    click.echo("mean over runs (%)".ljust(width) + "runs" +
+               "".join(f"{k.replace('_', ' '):>22}" for k in keys))
+    for r in rows:
+        cells = "".join(f"{'n/a' if r[k] is None else f'{100 * r[k]:.1f}':>22}" for k in keys)
+        click.echo(f"{r['combination']:<{width}}{r['runs']:>4}{cells}")
 
 
 if __name__ == "__main__":

@@ -278,3 +278,33 @@ def report_is_current(report: Path, suite_runs: Path) -> bool:
 def dry_run_table(result: SuiteResult, runs_root: str | Path = "runs") -> list[dict[str, Any]]:
     return [{"run_id": r.run_id, **r.key(),
              "state": store.run_state(run_dir_for(Path(runs_root), r))} for r in result.runs]
+
+
+def summary_rows(result: SuiteResult, runs_root: str | Path = "runs") -> list[dict[str, Any]]:
+    """Per combination, the mean over its finished runs of a few headline figures.
+
+    Read from each run's ``metrics.json``: the terminal summary of ``harness run``; the
+    report has everything else.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for outcome in result.outcomes:
+        path = run_dir_for(Path(runs_root), outcome.run) / store.METRICS
+        if outcome.state == "done" and path.exists():
+            groups.setdefault(outcome.run.combination(), []).append(store.read_json(path))
+    rows = []
+    for combination, metrics in groups.items():
+        support = metrics[0].get("per_class", {})
+        rarest = min(support, key=lambda c: support[c].get("support", 0)) if support else "?"
+
+        def mean(get, metrics=metrics):
+            values = [v for v in (get(m) for m in metrics) if v is not None]
+            return float(np.mean(values)) if values else None
+        rows.append({
+            "combination": combination, "runs": len(metrics),
+            "accuracy": mean(lambda m: m.get("accuracy")),
+            "balanced_accuracy": mean(lambda m: m.get("balanced_accuracy")),
+            "macro_auroc": mean(lambda m: m.get("macro_auroc")),
+            f"{rarest}_sensitivity": mean(
+                lambda m, c=rarest: m.get("per_class", {}).get(c, {}).get("sensitivity")),
+        })
+    return rows

@@ -249,3 +249,19 @@ def test_truncated_predictions_are_trained_again_not_reported(make_suite, tmp_pa
     assert [o.state for o in result.outcomes] == ["done", "done"]
     assert len(victim.read_text().splitlines()) == len(rows)
     assert other.stat().st_mtime_ns == kept  # the intact finished run is not touched
+
+
+def test_run_prints_a_summary_per_combination(make_suite, run_harness, tmp_path):
+    suite = make_suite("summ", matrix={"sampler": ["none", "phased"]})
+    result = run_harness("run", suite, "--runs-dir", tmp_path / "runs", "--reports-dir",
+                         tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    lines = {line.split("  ")[0]: line for line in result.output.splitlines()}
+    for sampler in ("none", "phased"):
+        row = lines[f"pixels / {sampler} / centroid"].split()
+        accuracy = float(row[-4])
+        metrics = [store.read_json(p) for p in (tmp_path / "runs" / "summ").glob(
+            f"pixels-{sampler}-*/metrics.json")]
+        assert accuracy == pytest.approx(100 * sum(m["accuracy"] for m in metrics) / 2, abs=0.06)
+    assert "covid19 sensitivity" in result.output
+    assert (tmp_path / "reports" / "summ" / "index.html").exists()
