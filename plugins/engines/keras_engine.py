@@ -28,6 +28,7 @@ import numpy as np
 from harness import EngineSpec, augment, hookimpl
 from harness.errors import HarnessError
 from harness.job import selection_score
+from harness.progress import Bars, is_enabled
 
 #: Checkpoint files in ``job.checkpoint_dir``: the last epoch, and the best one so far.
 LAST = "keras-last.npz"
@@ -361,7 +362,8 @@ def epoch_transforms(job, phase: int, epoch: int, n: int, batch_size: int) -> np
     return np.concatenate(out) if out else np.zeros((0, 8), np.float32)
 
 
-def run_epoch(job, trainer: Trainer, state: State, head_only: bool) -> tuple[dict, bool]:
+def run_epoch(job, trainer: Trainer, state: State, head_only: bool,
+              bars: Bars | None = None) -> tuple[dict, bool]:
     """One epoch of training, then the selection score; returns the history row."""
     tf, t = trainer.tf, job.training
     started = time.perf_counter()
@@ -372,12 +374,16 @@ def run_epoch(job, trainer: Trainer, state: State, head_only: bool) -> tuple[dic
     step = trainer.train_step(head_only)
     trainer.reseed(state.phase, state.epoch)
     total_loss, correct, seen = 0.0, 0, 0
+    bars = bars or Bars(False)
+    steps_task = bars.task(f"phase {state.phase + 1} epoch {state.epoch + 1} steps", n_steps)
     for x, y, tr in batch_dataset(tf, job.images, job.labels, order, t.batch_size, n_steps,
                                   transforms):
         loss, hits = step(x, y, tr)
         total_loss += float(loss) * int(y.shape[0])
         correct += int(hits)
         seen += int(y.shape[0])
+        bars.update(steps_task, advance=1)
+    bars.remove(steps_task)
     seconds = time.perf_counter() - started
     row: dict[str, Any] = {
         "phase": state.phase + 1, "epoch": state.epoch + 1,
@@ -423,16 +429,24 @@ def train(job) -> np.ndarray:
     state, best = restored if restored else (State(), None)
 
     phases = job.plan.phases
-    while state.phase < len(phases):
-        if state.epoch >= job.phase_epochs(state.phase):
-            state.phase, state.epoch = state.phase + 1, 0
-            continue
-        row, improved = run_epoch(job, trainer, state, phases[state.phase].head_only)
-        if improved:
-            best = model.get_weights()
-        job.log_epoch(**row)
-        state.epoch += 1
-        save_checkpoint(job, model, optimizer, state, best if improved else None)
+    bars = Bars(is_enabled())
+    epochs_done = sum(job.phase_epochs(p) for p in range(state.phase)) + state.epoch
+    epochs_task = bars.task("epochs (all phases)",
+                            sum(job.phase_epochs(p) for p in range(len(phases))), epochs_done)
+    try:
+        while state.phase < len(phases):
+            if state.epoch >= job.phase_epochs(state.phase):
+                state.phase, state.epoch = state.phase + 1, 0
+                continue
+            row, improved = run_epoch(job, trainer, state, phases[state.phase].head_only, bars)
+            if improved:
+                best = model.get_weights()
+            job.log_epoch(**row)
+            state.epoch += 1
+            save_checkpoint(job, model, optimizer, state, best if improved else None)
+            bars.update(epochs_task, advance=1)
+    finally:
+        bars.close()
 
     if selects_each_epoch(job) and best is not None:
         model.set_weights(best)

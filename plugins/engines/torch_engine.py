@@ -13,7 +13,6 @@ seed, phase and epoch).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import time
@@ -27,6 +26,7 @@ import numpy as np
 from harness import EngineSpec, augment, hookimpl
 from harness.errors import HarnessError
 from harness.job import Job, selection_score
+from harness.progress import Bars
 from harness.progress import is_enabled as progress_enabled
 from harness.store import atomic_write
 
@@ -169,50 +169,6 @@ def make_optimizer(params, training):
     raise HarnessError(f"training.optimizer {kind!r} is not known; use nadam, adam, adamw or sgd")
 
 
-# ---------------------------------------------------------------- progress
-
-
-class _Progress:
-    """Phase / epoch / step bars (rich), or nothing when quiet."""
-
-    def __init__(self, enabled: bool):
-        self.bar = None
-        self.stack = contextlib.ExitStack()
-        if not enabled:
-            return
-        import sys
-
-        from rich.console import Console
-        from rich.errors import LiveError
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), TimeRemainingColumn(),
-                       console=Console(file=sys.stderr), transient=True)
-        try:
-            self.stack.enter_context(bar)
-            self.bar = bar
-        except LiveError:  # another live display owns the terminal
-            self.bar = None
-
-    def task(self, description: str, total: int, completed: int = 0):
-        return self.bar.add_task(description, total=total, completed=completed) if self.bar else None
-
-    def update(self, task, **kwargs) -> None:
-        if self.bar is not None and task is not None:
-            self.bar.update(task, **kwargs)
-
-    def close(self) -> None:
-        self.stack.close()
-
-
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -317,7 +273,7 @@ def train(job: Job) -> np.ndarray:
 
     phases = job.plan.phases
     pin = device.type == "cuda"
-    bar = _Progress(progress_enabled(True))
+    bar = Bars(progress_enabled(True))
     try:
         phase_task = bar.task("phases", len(phases), completed=pos.phase)
         for phase in range(pos.phase, len(phases)):
@@ -398,8 +354,7 @@ def _train_epoch(job, runner, model, optimizer, scaler, cw, gamma, device, amp_d
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    if bar.bar is not None and step_task is not None:
-        bar.bar.remove_task(step_task)
+    bar.remove(step_task)
     return {
         "phase": phase + 1, "epoch": epoch + 1,
         "loss": round(float(total_loss) / max(seen, 1), 6),
