@@ -9,6 +9,8 @@ the number of patients (``StratifiedGroupKFold`` is quadratic-ish and takes minu
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from harness import Fold, Option, SplitterSpec, hookimpl
@@ -68,9 +70,11 @@ def split(records, n_folds: int, seed: int, options) -> list[Fold]:
         raise HarnessError(f"split.folds is {n_folds} but the data has only {len(patients)} "
                            "patients; lower split.folds")
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class with fewer patients than folds cannot be in all
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(splitter.split(patients, _stratify(labels, n_folds)))
     folds = []
-    for k, (_, test_patients) in enumerate(splitter.split(patients,
-                                                          _stratify(labels, n_folds))):
+    for k, (_, test_patients) in enumerate(parts):
         in_test = np.zeros(len(patients), dtype=bool)
         in_test[test_patients] = True
         test = everything[in_test[where]]
