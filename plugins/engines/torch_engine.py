@@ -304,6 +304,7 @@ def train(job: Job) -> np.ndarray:
                 _prune_best(folder, pos.best_file)
                 bar.update(epoch_task, advance=1)
             bar.update(phase_task, advance=1)
+            bar.remove(epoch_task)  # finished phases fold into the phases bar
         for p in model.parameters():
             p.requires_grad_(True)
     finally:
