@@ -54,20 +54,29 @@ class SuiteResult:
 
 def check_names(suite: Suite, registry: Registry) -> None:
     """Fail before any work when the suite names something nobody registered."""
-    for ref in suite.datasets:
-        registry.get("datasets", ref.name)
-    registry.get("splitters", suite.split.kind)
-    registry.get("executors", suite.executor.name)
+    from .registry import UnknownNameError
+
+    def get(kind: str, name: str, key: str):
+        try:
+            return registry.get(kind, name)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{suite.source}: {key}: {exc}") from None
+
+    for i, ref in enumerate(suite.datasets):
+        get("datasets", ref.name, f"datasets[{i}].name")
+    get("splitters", suite.split.kind, "split.kind")
+    get("executors", suite.executor.name, "executor.name")
     for name in suite.matrix.sampler:
-        registry.get("samplers", name)
+        get("samplers", name, "matrix.sampler")
     for name in suite.matrix.engine:
-        registry.get("engines", name)
+        get("engines", name, "matrix.engine")
     for name in suite.matrix.backbone:
-        spec = registry.get("backbones", name)
+        spec = get("backbones", name, "matrix.backbone")
         for engine in suite.matrix.engine:
             if engine not in spec.builders:
-                raise HarnessError(f"{suite.source}: backbone {name!r} cannot be built by engine "
-                                   f"{engine!r}; it supports {', '.join(sorted(spec.builders))}")
+                raise HarnessError(f"{suite.source}: matrix.backbone: backbone {name!r} cannot "
+                                   f"be built by engine {engine!r}; it supports "
+                                   f"{', '.join(sorted(spec.builders))}")
 
 
 def run_dir_for(runs_root: Path, run: RunSpec) -> Path:

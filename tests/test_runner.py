@@ -125,7 +125,8 @@ def test_unknown_names_fail_before_any_work(make_suite, tmp_path):
     from harness.registry import UnknownNameError
 
     suite = make_suite("unk", matrix={"sampler": ["phazed"]})
-    with pytest.raises(UnknownNameError, match="Did you mean 'phased'"):
+    with pytest.raises(UnknownNameError, match=r"unk.yaml: matrix.sampler: unknown sampler "
+                                               r"'phazed'. Did you mean 'phased'"):
         run(suite, tmp_path)
     assert not (tmp_path / "runs").exists()
 
