@@ -1,4 +1,4 @@
-"""Progress bars for every long operation (rich), quiet when asked or not on a terminal."""
+"""Progress bars for every long operation (rich, on stderr); ``HARNESS_QUIET=1`` hides them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def is_enabled(wanted: bool = True) -> bool:
@@ -13,12 +14,8 @@ def is_enabled(wanted: bool = True) -> bool:
     return wanted and os.environ.get("HARNESS_QUIET") != "1"
 
 
-@contextlib.contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a rich progress bar on stderr while the block runs."""
-    if not is_enabled(enabled):
-        yield lambda n=1: None
-        return
+def _rich_progress(transient: bool) -> Any:
+    """One look for every bar: description, bar, done/total, elapsed, remaining."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -29,10 +26,18 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         TimeRemainingColumn,
     )
 
-    console = Console(file=sys.stderr)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(file=sys.stderr), transient=transient)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a progress bar while the block runs."""
+    if not is_enabled(enabled):
+        yield lambda n=1: None
+        return
+    with _rich_progress(transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
 
@@ -45,20 +50,9 @@ class Bars:
         self.stack = contextlib.ExitStack()
         if not enabled:
             return
-        from rich.console import Console
         from rich.errors import LiveError
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), TimeRemainingColumn(),
-                       console=Console(file=sys.stderr), transient=True)
+        bar = _rich_progress(transient=True)
         try:
             self.stack.enter_context(bar)
             self.bar = bar
