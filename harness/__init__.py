@@ -3,8 +3,8 @@
 Importing this package imports no deep-learning framework.
 """
 
-from .hookspecs import hookimpl
-from .specs import (
+from harness.plugin.hookspecs import hookimpl
+from harness.plugin.specs import (
     DEFAULT_CLASSES,
     BackboneSpec,
     DatasetSpec,

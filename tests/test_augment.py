@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.augment import (
+from harness.config.suite import Augmentation
+from harness.training.augment import (
     AugmentParams,
     affine_matrices,
     centred_matrices,
     pixel_matrices,
     sample_params,
 )
-from harness.suite import Augmentation
 
 S = 9
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.cache import fill_cache, open_cache, to_square_uint8
+from harness.data.cache import fill_cache, open_cache, to_square_uint8
 
 CALLS = "calls.txt"
 

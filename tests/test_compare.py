@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.compare import (
+from harness.analysis.compare import (
     compare_strategies,
     comparison_figures,
     direction,
@@ -17,7 +17,7 @@ from harness.compare import (
     paired_test,
     summarise,
 )
-from harness.metrics import Predictions, compute_metrics
+from harness.analysis.metrics import Predictions, compute_metrics
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 

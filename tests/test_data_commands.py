@@ -16,8 +16,8 @@ from fixtures_data import (
 )
 from harness_plugins.splitters.paper import split_paper
 
-from harness.cli import main
-from harness.data_commands import render, summarize
+from harness.cli.data_commands import render, summarize
+from harness.cli.main import main
 
 RSNA_PATIENTS = {f"n{i}": ("Normal", 0) for i in range(6)} | {
     f"p{i}": ("Lung Opacity", 1 + i % 2) for i in range(5)} | {

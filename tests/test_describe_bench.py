@@ -13,7 +13,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from harness.model_commands import bench_command, describe_command
+from harness.cli.model_commands import bench_command, describe_command
 
 pytestmark = pytest.mark.keras
 

@@ -11,7 +11,7 @@ from harness_plugins.datasets import rsna
 from harness_plugins.datasets.dicom import UnreadableImage, read_image_file, window_uint8
 from PIL import Image
 
-from harness.cache import fill_cache
+from harness.data.cache import fill_cache
 
 
 def test_rsna_style_dicom_has_the_real_header_and_decodes_full_size(tmp_path):

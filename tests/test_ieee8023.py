@@ -10,8 +10,8 @@ from fixtures_data import IEEE_EXPECTED, IEEE_ROWS, gradient, write_ieee8023
 from harness_plugins.datasets import ieee8023
 from harness_plugins.splitters.grouped_kfold import split as grouped_split
 
+from harness.data.prepare import check_folds
 from harness.errors import HarnessError
-from harness.prepare import check_folds
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 

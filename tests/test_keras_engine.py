@@ -23,10 +23,10 @@ MAKE_JOB = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from harness.job import Job
-from harness.registry import build_registry
-from harness.specs import Phase, Plan
-from harness.suite import RunSpec, Training
+from harness.runs.job import Job
+from harness.plugin.registry import build_registry
+from harness.plugin.specs import Phase, Plan
+from harness.config.suite import RunSpec, Training
 
 def make_job(run_dir, backbone="tiny", size=32, phases=2, epochs=2, n=60, head_only=(),
              **training):
@@ -53,8 +53,8 @@ def make_job(run_dir, backbone="tiny", size=32, phases=2, epochs=2, n=60, head_o
 #: The same 6 images and transforms for both engines; image 0 is a marked pixel turned 90°.
 AUGMENT_INPUT = """
 import numpy as np
-from harness import augment
-from harness.suite import Augmentation
+from harness.training import augment
+from harness.config.suite import Augmentation
 S = 16
 marked = np.zeros((S, S), np.uint8); marked[2, 5] = 255
 rng = np.random.default_rng(3)

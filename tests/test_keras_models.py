@@ -14,9 +14,9 @@ import textwrap
 
 import pytest
 
-from harness.describe import head_params
+from harness.cli.describe import head_params
 from harness.errors import HarnessError
-from harness.registry import build_registry
+from harness.plugin.registry import build_registry
 
 pytestmark = pytest.mark.keras
 
@@ -36,7 +36,7 @@ def run_tf(code: str, timeout: int = 300) -> dict:
 def test_paper_backbones_registered_for_both_engines_without_importing_frameworks():
     out = run_tf("""
         import json, sys
-        from harness.registry import build_registry
+        from harness.plugin.registry import build_registry
         reg = build_registry()
         specs = {n: sorted(reg.get("backbones", n).builders)
                  for n in ("xception", "resnet50v2", "resnetv2_50_timm", "concat")}
@@ -90,7 +90,7 @@ def test_small_models_shapes_and_parameter_counts():
     """Tiny-image variants: same parameters as at 300 (conv nets), smaller feature maps."""
     out = run_tf("""
         import json
-        from harness.registry import build_registry
+        from harness.plugin.registry import build_registry
         from harness_plugins.engines.keras_engine import build_model
         reg = build_registry()
         rows = {}

@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
-from harness.errors import HarnessError
-from harness.metrics import (
+from harness.analysis.metrics import (
     bootstrap_intervals,
     compute_metrics,
     confusion,
     figures,
     read_predictions,
 )
-from harness.report_commands import metrics_command
+from harness.cli.report_commands import metrics_command
+from harness.errors import HarnessError
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "paper"

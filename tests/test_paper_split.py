@@ -14,8 +14,8 @@ from harness_plugins.splitters.paper import (
     split_paper,
 )
 
+from harness.data.prepare import check_folds
 from harness.errors import HarnessError
-from harness.prepare import check_folds
 
 ORDER = ["covid19", "pneumonia", "normal"]
 

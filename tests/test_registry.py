@@ -11,7 +11,7 @@ import types
 import pytest
 
 from harness import DatasetSpec, SamplerSpec, hookimpl
-from harness.registry import PluginError, UnknownNameError, build_registry
+from harness.plugin.registry import PluginError, UnknownNameError, build_registry
 
 
 def sampler_plugin(name: str, plugin_name: str = "p"):
@@ -125,7 +125,7 @@ def test_suite_plugin_module_that_does_not_import():
 
 
 def test_list_json_and_no_framework_import():
-    code = ("import sys, json; from click.testing import CliRunner; from harness.cli import main;"
+    code = ("import sys, json; from click.testing import CliRunner; from harness.cli.main import main;"
             "r = CliRunner().invoke(main, ['list', '--json']);"
             "data = json.loads(r.output);"
             "print(json.dumps({'kinds': sorted(data), 'torch': 'torch' in sys.modules,"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.metrics import compute_metrics, read_predictions
-from harness.report import render_report
-from harness.report_commands import report_command
+from harness.analysis.metrics import compute_metrics, read_predictions
+from harness.analysis.report import render_report
+from harness.cli.report_commands import report_command
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import store
-from harness.runner import run_suite
+from harness.runs import store
+from harness.runs.runner import run_suite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -89,7 +89,7 @@ def test_dry_run_and_only(make_suite, tmp_path):
 def test_failing_run_is_recorded_and_others_go_on(make_suite, tmp_path, monkeypatch):
     suite = make_suite("fail", matrix={"sampler": ["none", "phased"]},
                        training={"epochs_per_phase": 1})
-    from harness import runner
+    from harness.runs import runner
 
     real = runner.run_worker
 
@@ -122,7 +122,7 @@ def test_bad_sampler_option_fails_before_training(make_suite, tmp_path):
 
 
 def test_unknown_names_fail_before_any_work(make_suite, tmp_path):
-    from harness.registry import UnknownNameError
+    from harness.plugin.registry import UnknownNameError
 
     suite = make_suite("unk", matrix={"sampler": ["phazed"]})
     with pytest.raises(UnknownNameError, match=r"unk.yaml: matrix.sampler: unknown sampler "
@@ -144,7 +144,7 @@ def test_killed_run_resumes_and_completes(make_suite, tmp_path):
     """Kill `harness run` midway; running it again finishes the suite from checkpoints."""
     suite = make_suite("kill", training={"epochs_per_phase": 6}, budget="natural")
     env = {**os.environ, "HARNESS_FAKE_EPOCH_SECONDS": "0.4", "HARNESS_QUIET": "1"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--runs-dir",
+    cmd = [sys.executable, "-m", "harness.cli.main", "run", str(suite), "--runs-dir",
            str(tmp_path / "runs"), "--no-report"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -224,7 +224,7 @@ def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypa
 
 
 def test_report_leaves_out_runs_of_earlier_settings(make_suite, tmp_path):
-    from harness.report import load_runs
+    from harness.analysis.report import load_runs
 
     run(make_suite("evolve", training={"epochs_per_phase": 1}), tmp_path)
     run(make_suite("evolve", training={"epochs_per_phase": 2}), tmp_path)

@@ -11,7 +11,7 @@ import pytest
 from harness_plugins.samplers import baseline, phased
 
 from harness.errors import HarnessError
-from harness.registry import build_registry
+from harness.plugin.registry import build_registry
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 NORMAL, PNEUMONIA, COVID = 0, 1, 2

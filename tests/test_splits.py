@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from harness_plugins.splitters.grouped_kfold import split
 
+from harness.data.prepare import check_folds
 from harness.errors import HarnessError
-from harness.prepare import check_folds
-from harness.specs import Fold
+from harness.plugin.specs import Fold
 
 
 def make_records(n_patients=200, seed=0):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from harness.suite import expand, filter_runs, load_suite
-from harness.validate import SuiteError
+from harness.config.suite import expand, filter_runs, load_suite
+from harness.config.validate import SuiteError
 
 BASE = {
     "name": "s",

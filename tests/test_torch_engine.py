@@ -14,10 +14,10 @@ from harness_plugins.backbones import tiny
 from harness_plugins.engines import torch_engine
 
 from harness import BackboneSpec
-from harness.augment import AugmentParams, affine_matrices
-from harness.job import Job
-from harness.specs import Phase, Plan
-from harness.suite import Augmentation, RunSpec, Training
+from harness.config.suite import Augmentation, RunSpec, Training
+from harness.plugin.specs import Phase, Plan
+from harness.runs.job import Job
+from harness.training.augment import AugmentParams, affine_matrices
 
 SIZE = 32
 CLASSES = ["normal", "pneumonia", "covid19"]

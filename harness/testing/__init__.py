@@ -56,7 +56,7 @@ def make_suite(tmp_path: Path):
 
 @pytest.fixture
 def harness_registry():
-    from harness.registry import build_registry
+    from harness.plugin.registry import build_registry
 
     def build(*plugins: Any):
         modules = [p for p in plugins if isinstance(p, str)]
@@ -70,7 +70,7 @@ def harness_registry():
 def run_harness(monkeypatch, tmp_path: Path):
     from click.testing import CliRunner
 
-    from harness.cli import main
+    from harness.cli.main import main
 
     monkeypatch.setenv("HARNESS_QUIET", "1")
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from harness import BackboneSpec, EngineSpec, hookimpl
-from harness.store import write_json
+from harness.runs.store import write_json
 
 
 def _features(images: np.ndarray, cells: int = 8) -> np.ndarray:

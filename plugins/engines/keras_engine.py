@@ -3,7 +3,7 @@
 It follows the same contract as the torch engine: the backbone comes from the run's
 ``BackboneSpec`` (``builders["keras"]``), the head is shared (``paper`` or ``gap``), phases run
 in order with model and optimizer state carried over, every epoch iterates
-``job.epoch_indices`` and draws its augmentation from ``harness.augment`` with the same
+``job.epoch_indices`` and draws its augmentation from ``harness.training.augment`` with the same
 seed, so both engines see the same images transformed the same way.
 
 The input pipeline reads uint8 batches from the memory-mapped cache on a ``tf.data``
@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from harness import EngineSpec, augment, hookimpl
+from harness import EngineSpec, hookimpl
 from harness.errors import HarnessError
-from harness.job import selection_score
 from harness.progress import Bars, is_enabled
+from harness.runs.job import selection_score
+from harness.training import augment
 
 #: Checkpoint files in ``job.checkpoint_dir``: the last epoch, and the best one so far.
 LAST = "keras-last.npz"
@@ -223,7 +224,7 @@ class State:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    from harness.store import atomic_write
+    from harness.runs.store import atomic_write
 
     def write(fh):
         np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)

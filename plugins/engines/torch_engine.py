@@ -2,7 +2,7 @@
 
 One code path for CPU and GPU: uint8 batches come from the memory-mapped cache (a thread
 reads the next batch while the device works; pinned memory and non-blocking copies on CUDA),
-and on the device they are scaled, augmented with the shared ``harness.augment`` matrices
+and on the device they are scaled, augmented with the shared ``harness.training.augment`` matrices
 (``affine_grid``/``grid_sample``), replicated to 3 channels and, on CUDA, laid out channels-last.
 Model and optimizer state carry over between phases, as in the paper. After every epoch the
 engine scores the selection split (``holdout``/``paper``), logs a history row and writes an
@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from harness import EngineSpec, augment, hookimpl
+from harness import EngineSpec, hookimpl
 from harness.errors import HarnessError
-from harness.job import Job, selection_score
 from harness.progress import Bars
 from harness.progress import is_enabled as progress_enabled
-from harness.store import atomic_write
+from harness.runs.job import Job, selection_score
+from harness.runs.store import atomic_write
+from harness.training import augment
 
 LAST = "last.pt"
 BEST_PATTERN = re.compile(r"best-p(\d+)-e(\d+)\.pt$")

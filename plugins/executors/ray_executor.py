@@ -1,6 +1,6 @@
 """The ``ray`` executor: spread runs over a Ray cluster, one GPU (or CPU slot) per run.
 
-Each run is still a ``harness.worker`` process on some node; the run folders must live on
+Each run is still a ``harness.runs.worker`` process on some node; the run folders must live on
 storage every node sees (a shared file system), as the image cache must. The runner reads
 each run's outcome from its folder afterwards, so nothing has to travel back from a node.
 ``--fail-fast`` stops only the runs not yet scheduled.

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.specs import DEFAULT_CLASSES, Phase
+from harness.plugin.specs import DEFAULT_CLASSES, Phase
 
 #: Options the runner passes to every sampler: the suite's class names, its epochs per
 #: phase, and phases fixed by the split (the authors' published phase files), if any.

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import store
-from .errors import HarnessError
-from .progress import progress_bar
+from harness.errors import HarnessError
+from harness.progress import progress_bar
+from harness.runs import store
 
 IMAGES = "images.u8"
 INDEX = "index.json"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .suite import Augmentation
+from harness.config.suite import Augmentation
 
 #: Resampling of the augmented image, as Keras ``ImageDataGenerator`` (order 1).
 INTERPOLATION = "bilinear"

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import stats
 
-from .metrics import Predictions
+from harness.analysis.metrics import Predictions
 
 #: Strategies every other one is compared against, when present.
 REFERENCES = ("none", "phased")

@@ -14,9 +14,10 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import HarnessError
-from .specs import (
+from harness.config.validate import suggest
+from harness.errors import HarnessError
+from harness.plugin import hookspecs
+from harness.plugin.specs import (
     BackboneSpec,
     DatasetSpec,
     EngineSpec,
@@ -24,7 +25,6 @@ from .specs import (
     SamplerSpec,
     SplitterSpec,
 )
-from .validate import suggest
 
 ENTRY_POINT_GROUP = "harness"
 

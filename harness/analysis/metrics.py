@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 #: Per-class figures of the paper's Table 4 (equations 1-4), in its column order.
 TABLE4_FIGURES = ("sensitivity", "specificity", "accuracy", "precision")

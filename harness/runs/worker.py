@@ -1,4 +1,4 @@
-"""One run in its own process: ``python -m harness.worker RUN_DIR``.
+"""One run in its own process: ``python -m harness.runs.worker RUN_DIR``.
 
 A process per run keeps TensorFlow and torch apart and frees every byte of GPU memory
 when a run ends. The worker reads only the run folder (``config.json``, ``plan.json``) and
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
-from .cache import open_cache
-from .errors import HarnessError
-from .job import Job
-from .registry import build_registry
-from .specs import Phase, Plan
-from .suite import RunSpec, Training
-from .validate import to_dataclass
+from harness.config.suite import RunSpec, Training
+from harness.config.validate import to_dataclass
+from harness.data.cache import open_cache
+from harness.errors import HarnessError
+from harness.plugin.registry import build_registry
+from harness.plugin.specs import Phase, Plan
+from harness.runs import store
+from harness.runs.job import Job
 
 
 def load_job(run_dir: Path) -> tuple[Job, object]:
@@ -79,7 +79,7 @@ def run(run_dir: Path) -> None:
         "bootstrap", 1000)
     store.write_text(run_dir / store.PREDICTIONS, predictions_csv(
         plan_data["test"]["uids"], plan_data["test"]["labels"], probs, job.classes))
-    from .metrics import compute_metrics, read_predictions
+    from harness.analysis.metrics import compute_metrics, read_predictions
 
     table = read_predictions(run_dir / store.PREDICTIONS, job.classes)
     store.write_json(run_dir / store.METRICS, compute_metrics(table, job.classes,

@@ -1,6 +1,6 @@
 """``harness describe`` and ``harness bench``: model facts and speeds, per engine.
 
-The work happens in ``harness.describe``, run in a child process per engine so that
+The work happens in ``harness.cli.describe``, run in a child process per engine so that
 TensorFlow and torch never share a process; this module imports neither.
 """
 
@@ -14,15 +14,15 @@ from typing import Any
 
 import click
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 ENGINES = ("keras", "torch")
 
 
 def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Run ``harness.describe`` ``task`` in a fresh Python and return its JSON result."""
+    """Run ``harness.cli.describe`` ``task`` in a fresh Python and return its JSON result."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    cmd = [sys.executable, "-m", "harness.describe", task, json.dumps(kwargs)]
+    cmd = [sys.executable, "-m", "harness.cli.describe", task, json.dumps(kwargs)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
                               check=False)
@@ -41,7 +41,7 @@ def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[st
 
 def _check_backbone(name: str, engine: str, plugins: tuple[str, ...]) -> None:
     """Fail early, without a framework, on an unknown backbone or a missing build."""
-    from .registry import build_registry
+    from harness.plugin.registry import build_registry
 
     spec = build_registry(plugins).get("backbones", name)
     if engine not in spec.builders:

@@ -22,9 +22,17 @@ import numpy as np
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from . import compare, store
-from .errors import HarnessError
-from .metrics import TABLE4_FIGURES, Predictions, compute_metrics, fmt, pct, read_predictions
+from harness.analysis import compare
+from harness.analysis.metrics import (
+    TABLE4_FIGURES,
+    Predictions,
+    compute_metrics,
+    fmt,
+    pct,
+    read_predictions,
+)
+from harness.errors import HarnessError
+from harness.runs import store
 
 OTHER_FIGURES = (("balanced_accuracy", "Balanced accuracy", "pct"),
                  ("macro_f1", "Macro F1", "fmt"), ("mcc", "MCC", "fmt"),
@@ -246,7 +254,7 @@ def png_data_uri(fig) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("harness", "templates"),
+    env = Environment(loader=PackageLoader("harness.analysis", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["pct"] = pct

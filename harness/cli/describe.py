@@ -1,4 +1,4 @@
-"""Model facts and speed, measured inside one framework: ``python -m harness.describe``.
+"""Model facts and speed, measured inside one framework: ``python -m harness.cli.describe``.
 
 ``harness describe`` and ``harness bench`` (``model_commands.py``) run these functions in a
 child process per engine, so TensorFlow and torch never share a process and the command
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import HarnessError
-from .registry import build_registry
+from harness.errors import HarnessError
+from harness.plugin.registry import build_registry
 
 #: The paper's batch sizes (30 for a single network, 20 for the concatenation).
 PAPER_BATCH = {"concat": 20}
@@ -131,8 +131,8 @@ def bench_keras(backbones: list[str], image_size: int, batch_size: int | None, s
     import keras
     from harness_plugins.engines import keras_engine as ke
 
-    from harness import augment
-    from harness.suite import Augmentation, Training
+    from harness.config.suite import Augmentation, Training
+    from harness.training import augment
 
     tf = ke.import_tf(device)
     policy = ke.precision_policy(tf, "auto")
@@ -208,8 +208,8 @@ class _BenchJob:
     """The few ``Job`` fields ``keras_engine.Trainer`` reads."""
 
     def __init__(self, image_size: int, training):
-        from harness.specs import Plan
-        from harness.suite import RunSpec
+        from harness.config.suite import RunSpec
+        from harness.plugin.specs import Plan
 
         self.image_size, self.training, self.n_classes = image_size, training, 3
         self.plan = Plan(phases=[])
@@ -232,8 +232,8 @@ def bench_torch(backbones: list[str], image_size: int, batch_size: int | None, s
     from harness_plugins.backbones.torch_heads import build_classifier
     from harness_plugins.engines import torch_engine as te
 
-    from harness import augment
-    from harness.suite import Augmentation, Training
+    from harness.config.suite import Augmentation, Training
+    from harness.training import augment
 
     dev = te.resolve_device(device)
     amp = te.autocast_dtype(dev, "auto")
@@ -347,7 +347,7 @@ TASKS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.describe TASK JSON_KWARGS``: prints the result as JSON."""
+    """``python -m harness.cli.describe TASK JSON_KWARGS``: prints the result as JSON."""
     argv = sys.argv[1:] if argv is None else argv
     task, kwargs = argv[0], json.loads(argv[1])
     try:

@@ -156,7 +156,7 @@ class SplitterSpec:
 
 
 class TrainJob(Protocol):
-    """What an engine receives (see ``harness.job.Job`` for the concrete class)."""
+    """What an engine receives (see ``harness.runs.job.Job`` for the concrete class)."""
 
     run_dir: Any
     config: Any

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cache import CacheView, default_cache_root, fill_cache
-from .errors import HarnessError
-from .registry import Registry
-from .specs import RECORD_COLUMNS, Fold
-from .suite import Suite
+from harness.config.suite import Suite
+from harness.data.cache import CacheView, default_cache_root, fill_cache
+from harness.errors import HarnessError
+from harness.plugin.registry import Registry
+from harness.plugin.specs import RECORD_COLUMNS, Fold
 
 
 @dataclass

@@ -12,15 +12,15 @@ import sys
 
 import click
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 #: command name -> "module:attribute"
 LAZY_COMMANDS = {
-    "metrics": "harness.report_commands:metrics_command",
-    "report": "harness.report_commands:report_command",
-    "data": "harness.data_commands:data_group",
-    "describe": "harness.model_commands:describe_command",
-    "bench": "harness.model_commands:bench_command",
+    "metrics": "harness.cli.report_commands:metrics_command",
+    "report": "harness.cli.report_commands:report_command",
+    "data": "harness.cli.data_commands:data_group",
+    "describe": "harness.cli.model_commands:describe_command",
+    "bench": "harness.cli.model_commands:bench_command",
 }
 
 
@@ -59,7 +59,7 @@ def main():
 @click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
 def list_command(kind, as_json, modules):
     """Show what every plugin registered, with the plugin that registered it."""
-    from .registry import KINDS, build_registry
+    from harness.plugin.registry import KINDS, build_registry
 
     registry = build_registry(modules)
     kinds = [kind] if kind else list(KINDS)
@@ -91,7 +91,7 @@ def list_command(kind, as_json, modules):
 @click.option("--no-report", is_flag=True, help="Do not render the report at the end.")
 def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report):
     """Train every run of SUITE that is not done yet, then render its report."""
-    from .runner import StopSuite, dry_run_table, run_suite, summary_rows
+    from harness.runs.runner import StopSuite, dry_run_table, run_suite, summary_rows
 
     try:
         result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,

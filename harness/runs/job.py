@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from . import store
-from .specs import BackboneSpec, Plan
-from .suite import RunSpec, Training
+from harness.config.suite import RunSpec, Training
+from harness.plugin.specs import BackboneSpec, Plan
+from harness.runs import store
 
 
 @dataclass

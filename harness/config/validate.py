@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 
 class SuiteError(HarnessError):

@@ -21,8 +21,8 @@ from typing import Any
 import click
 import numpy as np
 
-from .errors import HarnessError
-from .specs import DEFAULT_CLASSES
+from harness.errors import HarnessError
+from harness.plugin.specs import DEFAULT_CLASSES
 
 IEEE8023_URL = "https://github.com/ieee8023/covid-chestxray-dataset"
 #: Overrides the clone URL (a mirror, or a local repository in tests).
@@ -134,12 +134,12 @@ def render(summary: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def summary_command(suite_file, dataset, root, mapping, verify, as_json):
     """Table 1, exclusions by reason and the per-fold composition (no image is decoded)."""
-    from .registry import build_registry
+    from harness.plugin.registry import build_registry
 
     notes: list[str] = []
     if suite_file:
-        from .prepare import load_records, make_folds
-        from .suite import load_suite
+        from harness.config.suite import load_suite
+        from harness.data.prepare import load_records, make_folds
 
         suite = load_suite(suite_file)
         registry = build_registry(suite.plugins)
@@ -174,9 +174,9 @@ def summary_command(suite_file, dataset, root, mapping, verify, as_json):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def prepare_command(suite_file, quiet):
     """Decode every image of a suite into the cache (parallel, resumable)."""
-    from .prepare import load_records, prepare_cache
-    from .registry import build_registry
-    from .suite import load_suite
+    from harness.config.suite import load_suite
+    from harness.data.prepare import load_records, prepare_cache
+    from harness.plugin.registry import build_registry
 
     suite = load_suite(suite_file)
     registry = build_registry(suite.plugins)
@@ -274,7 +274,7 @@ def bench_decode(n_images: int = 200, size: int = 1024, image_size: int = 300,
     from harness_plugins.datasets.dicom import chest_like, write_jpeg_dicom
     from PIL import Image
 
-    from .cache import fill_cache
+    from harness.data.cache import fill_cache
 
     workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .errors import HarnessError
-from .metrics import compute_metrics, format_text, read_predictions
+from harness.analysis.metrics import compute_metrics, format_text, read_predictions
+from harness.errors import HarnessError
 
 
 @click.command("metrics")
@@ -40,7 +40,9 @@ def metrics_command(predictions: Path, as_json: bool, classes: str | None, boots
               help="Bootstrap resamples (default: the suite's report.bootstrap).")
 def report_command(runs_dir: Path, out_dir: Path | None, bootstrap: int | None) -> None:
     """Render reports/<suite>/index.html from the run folders in RUNS_DIR (runs/<suite>)."""
-    from .report import render_report  # matplotlib and jinja2 only when a report is made
+    from harness.analysis.report import (
+        render_report,  # matplotlib and jinja2 only when a report is made
+    )
 
     try:
         index = render_report(runs_dir, out_dir, bootstrap=bootstrap)

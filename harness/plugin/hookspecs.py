@@ -15,7 +15,14 @@ from collections.abc import Callable
 
 import pluggy
 
-from .specs import BackboneSpec, DatasetSpec, EngineSpec, ExecutorSpec, SamplerSpec, SplitterSpec
+from harness.plugin.specs import (
+    BackboneSpec,
+    DatasetSpec,
+    EngineSpec,
+    ExecutorSpec,
+    SamplerSpec,
+    SplitterSpec,
+)
 
 PROJECT = "harness"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -26,7 +33,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register datasets of labelled chest X-rays.
 
-    :param register: call it with one :class:`~harness.specs.DatasetSpec` per dataset.
+    :param register: call it with one :class:`~harness.plugin.specs.DatasetSpec` per dataset.
 
     Called once when the registry is built. The spec's callables run later, when a suite
     that names the dataset is prepared.
@@ -37,7 +44,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 def register_backbones(register: Callable[[BackboneSpec], None]) -> None:
     """Register feature extractors (backbones).
 
-    :param register: call it with one :class:`~harness.specs.BackboneSpec` per backbone,
+    :param register: call it with one :class:`~harness.plugin.specs.BackboneSpec` per backbone,
         whose ``builders`` map engine names to model builders.
 
     Called once when the registry is built. Builders run only inside a worker process.
@@ -48,7 +55,7 @@ def register_backbones(register: Callable[[BackboneSpec], None]) -> None:
 def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
     """Register imbalance strategies (samplers).
 
-    :param register: call it with one :class:`~harness.specs.SamplerSpec` per strategy.
+    :param register: call it with one :class:`~harness.plugin.specs.SamplerSpec` per strategy.
 
     Called once when the registry is built. ``plan`` is called once per run, with the
     training labels of that run's fold.
@@ -59,7 +66,7 @@ def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
 def register_splitters(register: Callable[[SplitterSpec], None]) -> None:
     """Register ways of dividing records into folds.
 
-    :param register: call it with one :class:`~harness.specs.SplitterSpec` per split kind.
+    :param register: call it with one :class:`~harness.plugin.specs.SplitterSpec` per split kind.
 
     Called once when the registry is built; ``split`` is called once per suite.
     """
@@ -69,7 +76,7 @@ def register_splitters(register: Callable[[SplitterSpec], None]) -> None:
 def register_engines(register: Callable[[EngineSpec], None]) -> None:
     """Register training engines (a framework that trains a backbone over a plan).
 
-    :param register: call it with one :class:`~harness.specs.EngineSpec` per engine.
+    :param register: call it with one :class:`~harness.plugin.specs.EngineSpec` per engine.
 
     Called once when the registry is built. ``train`` runs in a worker process, one process
     per run, so two frameworks never share a process.
@@ -80,7 +87,7 @@ def register_engines(register: Callable[[EngineSpec], None]) -> None:
 def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
     """Register executors: where and how the pending runs of a suite are carried out.
 
-    :param register: call it with one :class:`~harness.specs.ExecutorSpec` per executor.
+    :param register: call it with one :class:`~harness.plugin.specs.ExecutorSpec` per executor.
 
     Called once when the registry is built; ``execute`` is called once per ``harness run``.
     """

@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, store
-from .errors import HarnessError
-from .prepare import Prepared, prepare
-from .registry import Registry, build_registry
-from .specs import Fold, Plan
-from .suite import RunSpec, Suite, expand, filter_runs, load_suite
+from harness import __version__
+from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
+from harness.data.prepare import Prepared, prepare
+from harness.errors import HarnessError
+from harness.plugin.registry import Registry, build_registry
+from harness.plugin.specs import Fold, Plan
+from harness.runs import store
 
 
 class StopSuite(HarnessError):
@@ -54,7 +55,7 @@ class SuiteResult:
 
 def check_names(suite: Suite, registry: Registry) -> None:
     """Fail before any work when the suite names something nobody registered."""
-    from .registry import UnknownNameError
+    from harness.plugin.registry import UnknownNameError
 
     def get(kind: str, name: str, key: str):
         try:
@@ -183,7 +184,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
 
 def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
     """Run one run in a fresh Python process (frameworks never share a process)."""
-    cmd = [sys.executable, "-m", "harness.worker", str(run_dir)]
+    cmd = [sys.executable, "-m", "harness.runs.worker", str(run_dir)]
     return subprocess.run(cmd, env={**os.environ, **(env or {})}, check=False).returncode
 
 
@@ -268,7 +269,7 @@ def run_suite(
     if render:
         report = Path(reports_root) / suite.name / "index.html"
         if pending or not report_is_current(report, runs_root / suite.name):
-            from .report import render_report
+            from harness.analysis.report import render_report
 
             report = render_report(runs_root / suite.name, Path(reports_root) / suite.name)
         result.report = report

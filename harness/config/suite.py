@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-from .specs import DEFAULT_CLASSES
-from .validate import SuiteError, to_dataclass
+from harness.config.validate import SuiteError, to_dataclass
+from harness.plugin.specs import DEFAULT_CLASSES
 
 
 @dataclass

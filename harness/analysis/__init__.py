@@ -1,0 +1,1 @@
+"""From predictions to conclusions: metrics, strategy comparison, the HTML report."""

@@ -1,0 +1,1 @@
+"""Records to pixels: the image cache and the preparation of a suite's data and folds."""

@@ -1,0 +1,1 @@
+"""The plugin contract: what plugins register, the hooks, and the registry."""

@@ -1,0 +1,1 @@
+"""Training shared by every engine: augmentation parameters (and the loop)."""
