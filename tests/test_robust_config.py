@@ -102,8 +102,8 @@ HARNESS = [sys.executable, "-c", "import sys; from harness.cli.main import main;
                                          "training.max_steps_per_epoch")])
 def test_cli_errors_are_one_line_exit_2(tmp_path, patch, key):
     path = write(tmp_path, small_suite(**{"name": "ok", **patch}))
-    out = subprocess.run([*HARNESS, "run", str(path), "--dry-run"], capture_output=True,
-                         text=True, cwd=tmp_path)
+    out = subprocess.run([*HARNESS, "run", str(path), "--dry-run"], check=False,
+                         capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0, out.stderr
     assert f"suite.yaml: {key}: expected" in out.stderr
@@ -143,6 +143,7 @@ def test_fakes_load_without_pytest(tmp_path):
             "from harness.plugin.registry import build_registry\n"
             "r = build_registry(['harness.testing.fakes'])\n"
             "print(r.get('engines', 'centroid').name)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "centroid"

@@ -20,7 +20,6 @@ import yaml
 from harness.config.validate import SuiteError, between, to_dataclass
 from harness.plugin.specs import DEFAULT_CLASSES
 
-
 #: A suite name becomes the folder ``runs/<name>`` and ``reports/<name>``: a slug, never a path.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CLASS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}")
