@@ -237,3 +237,16 @@ def paper_records():
     frame["path"] = "/nonexistent/" + frame["filename"]
     frame["view"] = "PA"
     return frame
+
+
+def records_from_all_csv(path):
+    """Full-size records named like the authors' files (RSNA as .dcm, as on disk)."""
+    import pandas as pd
+
+    listed = pd.read_csv(path / "All.csv")
+    rsna = listed["filename"].str.fullmatch(r"[0-9a-f-]{36}\.png")
+    names = listed["filename"].where(~rsna, listed["filename"].str.replace(".png", ".dcm"))
+    label = listed["class"].replace({"COVID-19": "covid19"})
+    return pd.DataFrame({"uid": "x/" + names, "path": "/nonexistent/" + names, "label": label,
+                         "patient_id": "p/" + names, "source": np.where(rsna, "rsna", "ieee8023"),
+                         "view": "PA", "filename": names})

@@ -100,9 +100,12 @@ class Training:
     weight_decay: float = field(default=0.0, metadata=between(0, 10))
     head: Literal["paper", "gap"] = "paper"
     weights: str = "imagenet"
-    #: ``holdout``: patient-grouped selection split from training; ``last``: last epoch;
-    #: ``paper``: validation drawn from the test set as the authors did (optimistic).
+    #: ``holdout``: the splitter's selection split (patient-grouped, from training);
+    #: ``last``: last epoch; ``paper``: the authors' set drawn from the test set (optimistic).
     selection: Literal["holdout", "last", "paper"] = "holdout"
+    #: ``selection: paper``: test images per class in the selection set (the authors: 300
+    #: normal + 300 pneumonia + every COVID-19 test image, 631 in all).
+    select_per_class: int = field(default=300, metadata=between(1, 10**9))
     #: Figure that picks the best epoch on the selection split (the paper: accuracy).
     selection_metric: Literal["balanced_accuracy", "accuracy"] = "balanced_accuracy"
     normalization: Literal["unit", "imagenet"] = "unit"
