@@ -112,6 +112,20 @@ class ReportConfig:
     bootstrap: int = 1000
     #: Folds whose confusion matrices are drawn (the paper shows folds 1 and 3); empty: all.
     confusion_folds: list[int] = field(default_factory=list)
+    #: Level of the comparison's tests, after correction over the family shown.
+    alpha: float = 0.05
+    #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
+    correction: Literal["holm", "fdr_bh"] = "holm"
+    #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
+    #: named like COVID-19, else the rarest.
+    focus_class: str = ""
+
+    def check(self):
+        if self.bootstrap < 0:
+            return "bootstrap", f"expected an integer >= 0, got {self.bootstrap}"
+        if not 0.0 < self.alpha < 0.5:
+            return "alpha", f"expected a number in (0, 0.5), got {self.alpha}"
+        return None
 
 
 @dataclass
@@ -146,6 +160,10 @@ class Suite:
             return "classes", f"expected two or more distinct class names, got {self.classes}"
         if not self.datasets:
             return "datasets", "expected at least one dataset"
+        if self.report.focus_class and self.report.focus_class not in self.classes:
+            return "report.focus_class", (f"expected one of the classes "
+                                          f"{', '.join(self.classes)}, got "
+                                          f"{self.report.focus_class!r}")
         return None
 
 
