@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -182,7 +184,12 @@ def prepare_command(suite_file, quiet):
     registry = build_registry(suite.plugins)
     records = load_records(suite, registry)
     started, wall_ns = time.perf_counter(), time.time_ns()
-    cache, kept = prepare_cache(suite, records, registry, show_progress=not quiet)
+    try:
+        cache, kept = prepare_cache(suite, records, registry, show_progress=not quiet)
+    except KeyboardInterrupt as exc:
+        click.secho("interrupted: every image decoded so far is kept in the cache; run the "
+                    "same command to decode the rest", fg="yellow", err=True)
+        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
     seconds = time.perf_counter() - started
     fill = cache.path / "last_fill.json"  # written by the cache only when it decoded images
     fresh = fill.is_file() and fill.stat().st_mtime_ns >= wall_ns
