@@ -23,6 +23,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.analysis import compare
+from harness.analysis.dropped import dropped_images
 from harness.analysis.metrics import (
     TABLE4_FIGURES,
     Predictions,
@@ -321,6 +322,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "figures4": TABLE4_FIGURES, "other_figures": OTHER_FIGURES,
         "runs_dir": str(runs_dir),
+        "dropped": dropped_images(r.config for r in runs),
     }
     out.mkdir(parents=True, exist_ok=True)
     html = _environment().get_template("report.html.j2").render(**context)
