@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.compare import (
-    compare_strategies,
-    comparison_figures,
-    direction,
-    mcnemar,
-    paired_test,
-    summarise,
-)
+from harness.analysis.compare import compare_strategies
+from harness.analysis.figures import comparison_figures
+from harness.analysis.intervals import summarise
+from harness.analysis.significance import direction, mcnemar, paired_test
 from harness.analysis.metrics import Predictions, compute_metrics
 
 CLASSES = ["normal", "pneumonia", "covid19"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_data import paper_records
+from fixtures_data import paper_records, records_from_all_csv
 from harness_plugins.splitters.paper import (
     AUTHORS_TEST_PATIENTS,
     match_files,
@@ -111,17 +111,6 @@ def split_dir(shared_dir):
     if not (path / "All.csv").is_file():
         pytest.skip("the authors' split files are not present")
     return path
-
-
-def records_from_all_csv(path) -> pd.DataFrame:
-    """Full-size records named like the authors' files (RSNA as .dcm, as on disk)."""
-    listed = pd.read_csv(path / "All.csv")
-    rsna = listed["filename"].str.fullmatch(r"[0-9a-f-]{36}\.png")
-    names = listed["filename"].where(~rsna, listed["filename"].str.replace(".png", ".dcm"))
-    label = listed["class"].replace({"COVID-19": "covid19"})
-    return pd.DataFrame({"uid": "x/" + names, "path": "/nonexistent/" + names, "label": label,
-                         "patient_id": "p/" + names, "source": np.where(rsna, "rsna", "ieee8023"),
-                         "view": "PA", "filename": names})
 
 
 def test_files_split_reproduces_the_published_phases(split_dir):

@@ -224,7 +224,7 @@ def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypa
 
 
 def test_report_leaves_out_runs_of_earlier_settings(make_suite, tmp_path):
-    from harness.analysis.report import load_runs
+    from harness.analysis.loading import load_runs
 
     run(make_suite("evolve", training={"epochs_per_phase": 1}), tmp_path)
     run(make_suite("evolve", training={"epochs_per_phase": 2}), tmp_path)

@@ -8,17 +8,16 @@ test matches pooled predictions on (fold, seed, uid).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import stats
 
+from harness.analysis.intervals import summarise
+from harness.analysis.loading import REFERENCES
 from harness.analysis.metrics import Predictions
+from harness.analysis.significance import direction, mcnemar, paired_test
 
-#: Strategies every other one is compared against, when present.
-REFERENCES = ("none", "phased")
 #: Whole-table figures of the comparison (per-class ones are added per class).
 SUMMARY = (("macro_auroc", "macro AUROC"), ("balanced_accuracy", "balanced accuracy"),
            ("macro_f1", "macro F1"), ("mcc", "MCC"))
@@ -56,80 +55,6 @@ def ordered_strategies(runs: Sequence[RunLike]) -> list[str]:
     """References first (``none``, ``phased``), then the others in order of appearance."""
     seen = list(dict.fromkeys(r.sampler for r in runs))
     return [s for s in REFERENCES if s in seen] + [s for s in seen if s not in REFERENCES]
-
-
-def summarise(values: Sequence[float], level: float = 0.95,
-              bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
-    """Mean ± sd over folds and the t-interval of the mean (None where it cannot exist).
-
-    The interval is clipped to the figure's range: with few folds a t-interval can reach
-    past 100 %, which no figure can.
-    """
-    a = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    out: dict[str, Any] = {"n": int(a.size), "mean": None, "sd": None, "ci": [None, None]}
-    if a.size:
-        out["mean"] = float(a.mean())
-    if a.size >= 2:
-        sd = float(a.std(ddof=1))
-        out["sd"] = sd
-        if sd > 0:
-            lo, hi = stats.t.interval(level, a.size - 1, loc=a.mean(), scale=sd / math.sqrt(a.size))
-            out["ci"] = [float(max(lo, bounds[0])), float(min(hi, bounds[1]))]
-        else:
-            out["ci"] = [float(a.mean()), float(a.mean())]
-    return out
-
-
-def paired_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """Paired t-test and Wilcoxon signed-rank test of per-fold figures ``a`` vs ``b``."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    d = x - y
-    out: dict[str, Any] = {"n_pairs": int(d.size), "mean_diff": float(d.mean()) if d.size else None,
-                           "t_p": None, "wilcoxon_p": None}
-    if d.size >= 2 and np.any(d != d[0]):
-        out["t_p"] = float(stats.ttest_rel(x, y).pvalue)
-    if d.size >= 1 and np.any(d != 0):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # small-sample notes from scipy
-            out["wilcoxon_p"] = float(stats.wilcoxon(x, y).pvalue)
-    return out
-
-
-def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict[str, Any]:
-    """McNemar's test of two classifiers on the same images.
-
-    Written with scipy rather than taken from statsmodels, which the harness does not
-    depend on: the exact test is a two-sided binomial test of the discordant pairs, the
-    chi-squared one uses Edwards' continuity correction.
-    """
-    a_right, b_right = np.asarray(a_right, bool), np.asarray(b_right, bool)
-    only_a = int(np.sum(a_right & ~b_right))
-    only_b = int(np.sum(~a_right & b_right))
-    discordant = only_a + only_b
-    out = {"n": int(a_right.size), "both_right": int(np.sum(a_right & b_right)),
-           "only_strategy_right": only_a, "only_reference_right": only_b,
-           "both_wrong": int(np.sum(~a_right & ~b_right)), "p_exact": 1.0, "chi2": 0.0,
-           "p_chi2": 1.0}
-    if discordant:
-        out["p_exact"] = float(stats.binomtest(only_a, discordant, 0.5).pvalue)
-        chi2 = (abs(only_a - only_b) - 1) ** 2 / discordant
-        out["chi2"] = float(chi2)
-        out["p_chi2"] = float(stats.chi2.sf(chi2, 1))
-    return out
-
-
-def direction(diff: float | None, p: float | None, strategy: str, reference: str,
-              alpha: float = 0.05) -> str:
-    """A plain sentence: which side is higher and whether the test says it is real."""
-    if diff is None or diff == 0:
-        return "no difference"
-    higher = strategy if diff > 0 else reference
-    if p is None:
-        return f"higher with {higher} (untested: too few pairs)"
-    verdict = "significant" if p < alpha else "not significant"
-    return f"higher with {higher} ({verdict} at {alpha:g})"
 
 
 def _pairs(runs: Sequence[RunLike], strategy: str, reference: str) -> list[tuple[Any, Any]]:
@@ -201,75 +126,3 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str],
     return {"strategies": strategies, "classes": list(classes), "metrics": keys,
             "table": table, "budget": budgets, "paired": paired, "mcnemar": mcn,
             "covid_class": covid, "tradeoff": tradeoff, "level": level, "alpha": alpha}
-
-
-def _pooled(runs: Sequence[RunLike], strategy: str) -> tuple[np.ndarray, np.ndarray, int]:
-    parts = [r.predictions for r in runs if r.sampler == strategy
-             and r.predictions is not None and r.predictions.proba is not None]
-    if not parts:
-        return np.zeros(0, int), np.zeros((0, 0)), 0
-    return (np.concatenate([p.true for p in parts]), np.concatenate([p.proba for p in parts]),
-            len(parts))
-
-
-def comparison_figures(runs: Sequence[RunLike], classes: Sequence[str]) -> dict[str, Any]:
-    """Matplotlib figures: ROC and PR per class, and the COVID-19 trade-off."""
-    from matplotlib.figure import Figure
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
-
-    strategies = ordered_strategies(runs)
-    colors = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
-    pooled = {s: _pooled(runs, s) for s in strategies}
-    figs: dict[str, Any] = {}
-    for k, cls in enumerate(classes):
-        fig = Figure(figsize=(8.5, 3.4), layout="constrained")
-        roc_ax, pr_ax = fig.subplots(1, 2)
-        for s in strategies:
-            true, proba, _ = pooled[s]
-            positive = true == k
-            if proba.size == 0 or positive.all() or not positive.any():
-                continue
-            fpr, tpr, _ = roc_curve(positive, proba[:, k])
-            roc_ax.plot(fpr, tpr, color=colors[s], label=f"{s} (AUC {auc(fpr, tpr):.3f})")
-            prec, rec, _ = precision_recall_curve(positive, proba[:, k])
-            pr_ax.plot(rec, prec, color=colors[s], label=s, drawstyle="steps-post")
-        roc_ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
-        roc_ax.set(title=f"ROC: {cls}", xlabel="false positive rate",
-                   ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
-        pr_ax.set(title=f"precision-recall: {cls}", xlabel="sensitivity (recall)",
-                  ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
-        for ax in (roc_ax, pr_ax):
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8, loc="lower right" if ax is roc_ax else "lower left")
-        figs[f"curves_{cls}"] = fig
-
-    covid = covid_class(classes, runs)
-    k = list(classes).index(covid)
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.subplots()
-    for s in strategies:
-        true, proba, n_runs = pooled[s]
-        positive = true == k
-        if proba.size and positive.any() and not positive.all():
-            fpr, tpr, _ = roc_curve(positive, proba[:, k])
-            ax.plot(fpr * (~positive).sum() / n_runs, tpr, color=colors[s], alpha=0.45, lw=1)
-        pts = [(r.metrics["per_class"][covid]["wrong_detected"],
-                r.metrics["per_class"][covid]["sensitivity"]) for r in runs if r.sampler == s]
-        pts = [(x, y) for x, y in pts if y is not None]
-        if pts:
-            xs, ys = np.array(pts, float).T
-            ax.scatter(xs, ys, color=colors[s], s=18, alpha=0.6)
-            ax.scatter([xs.mean()], [ys.mean()], color=colors[s], s=90, marker="D",
-                       edgecolor="black", label=f"{s}: {ys.mean() * 100:.1f}% at {xs.mean():.1f} FP")
-    ax.set(title=f"{covid}: sensitivity vs false positives per test fold",
-           xlabel=f"images wrongly called {covid} (per fold)", ylabel=f"{covid} sensitivity",
-           ylim=(0, 1.02))
-    # Zoom on the operating points; the threshold curves run far to the right otherwise.
-    xs_all = [r.metrics["per_class"][covid]["wrong_detected"] for r in runs]
-    ax.set_xlim(0, max(10, 3 * max(xs_all, default=0)))
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
-    figs["tradeoff"] = fig
-    return figs

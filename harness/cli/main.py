@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 LAZY_COMMANDS = {
     "metrics": "harness.cli.report_commands:metrics_command",
     "report": "harness.cli.report_commands:report_command",
+    "optimism": "harness.cli.report_commands:optimism_command",
     "data": "harness.cli.data_commands:data_group",
     "describe": "harness.cli.model_commands:describe_command",
     "bench": "harness.cli.model_commands:bench_command",

@@ -76,9 +76,12 @@ class Training:
     weight_decay: float = 0.0
     head: Literal["paper", "gap"] = "paper"
     weights: str = "imagenet"
-    #: ``holdout``: patient-grouped selection split from training; ``last``: last epoch;
-    #: ``paper``: validation drawn from the test set as the authors did (optimistic).
+    #: ``holdout``: the splitter's selection split (patient-grouped, from training);
+    #: ``last``: last epoch; ``paper``: the authors' set drawn from the test set (optimistic).
     selection: Literal["holdout", "last", "paper"] = "holdout"
+    #: ``selection: paper``: test images per class in the selection set (the authors: 300
+    #: normal + 300 pneumonia + every COVID-19 test image, 631 in all).
+    select_per_class: int = 300
     #: Figure that picks the best epoch on the selection split (the paper: accuracy).
     selection_metric: Literal["balanced_accuracy", "accuracy"] = "balanced_accuracy"
     normalization: Literal["unit", "imagenet"] = "unit"
@@ -92,7 +95,7 @@ class Training:
     backbone_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self):
-        for key in ("epochs_per_phase", "batch_size"):
+        for key in ("epochs_per_phase", "batch_size", "select_per_class"):
             if getattr(self, key) < 1:
                 return key, f"expected a positive integer, got {getattr(self, key)}"
         if self.lr <= 0:

@@ -1,8 +1,11 @@
 """The ieee8023 COVID-19 image data collection (github.com/ieee8023/covid-chestxray-dataset).
 
-Reads ``metadata.csv`` and the image folders of any released version: the flat ``finding``
-values of 2020 (``COVID-19``, ``COVID-19, ARDS``, ``SARS``) and the later hierarchical ones
-(``Pneumonia/Viral/COVID-19``), the old ``Patientid`` spelling and the trailing empty column.
+Reads ``metadata.csv`` and the image folders of every schema generation since February
+2020: the flat ``finding`` values of 2020 (``COVID-19``, ``COVID-19, ARDS``, ``SARS``) and the
+later hierarchical ones (``Pneumonia/Viral/COVID-19``); capitalised or spaced headers
+(``Patientid``, ``clinical notes``) and the trailing empty column; the earliest files with no
+``modality`` column (CT and MRI are then read from ``view``) and no ``folder`` column (the
+images are in ``images/``).
 The finding → class mapping is data (a preset or the suite's own dict), and every row that
 is not used is counted by reason, so a summary accounts for the whole metadata file.
 """
@@ -90,7 +93,23 @@ OPTIONS = (
     Option("verify", "open every image header now and count unreadable files", False),
 )
 
-REQUIRED_COLUMNS = ("patientid", "finding", "view", "modality", "filename")
+REQUIRED_COLUMNS = ("patientid", "finding", "view", "filename")
+
+#: ``view`` values that meant a CT slice before the ``modality`` column existed.
+CT_VIEWS = ("ct", "axial", "coronal", "sagittal")
+
+
+def column_key(name: Any) -> str:
+    """``Patient ID``, ``patient_id`` and ``patientid`` are one column across generations."""
+    return "".join(ch for ch in str(name).strip().lower() if ch not in " _-")
+
+
+def modality_from_view(view: str) -> str:
+    """The earliest files recorded CT slices (and the odd MRI) only in ``view``."""
+    v = view.strip().lower()
+    if v in CT_VIEWS or v.startswith("ct"):
+        return "CT"
+    return "MRI" if "mri" in v else "X-ray"
 
 
 def mapping_for(options: Mapping[str, Any]) -> dict[str, str | None]:
@@ -134,11 +153,14 @@ def read_metadata(path: Path) -> pd.DataFrame:
         raise HarnessError(f"{NAME}: cannot read {path} as CSV: {exc}") from exc
     frame = frame.loc[:, [c for c in frame.columns
                           if str(c).strip() and not str(c).startswith("Unnamed:")]]
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    original = [str(c).strip() for c in frame.columns]
+    frame.columns = [column_key(c) for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise HarnessError(f"{NAME}: {path} lacks column(s) {', '.join(missing)}; found: "
-                           f"{', '.join(frame.columns)}")
+                           f"{', '.join(original)}")
+    if "modality" not in frame.columns:
+        frame["modality"] = frame["view"].map(modality_from_view)
     if "folder" not in frame.columns:
         frame["folder"] = "images"
     return frame
