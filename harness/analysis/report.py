@@ -83,7 +83,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
     runs = load_runs(runs_dir, bootstrap=n_boot)
     suite = suite or next((r.config["suite"] for r in runs if r.config.get("suite")), {})
     suite_name = suite.get("name") or runs_dir.name
-    out = Path(out_dir) if out_dir is not None else Path("reports") / suite_name
+    out = Path(out_dir) if out_dir is not None else store.child("reports", suite_name)
     classes = list(suite.get("classes") or
                    next((r.metrics["classes"] for r in runs if r.metrics), []))
     combos = group(runs)

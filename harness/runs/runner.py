@@ -81,7 +81,7 @@ def check_names(suite: Suite, registry: Registry) -> None:
 
 
 def run_dir_for(runs_root: Path, run: RunSpec) -> Path:
-    return Path(runs_root) / run.suite / run.run_id
+    return store.child(runs_root, run.suite, run.run_id)
 
 
 def git_revision() -> str:
@@ -260,7 +260,7 @@ def run_suite(
     result = SuiteResult(suite, runs)
     if dry_run:
         return result
-    store.write_json(runs_root / suite.name / store.MANIFEST, {
+    store.write_json(store.child(runs_root, suite.name) / store.MANIFEST, {
         "suite": suite.name, "source": suite.source,
         "run_ids": [r.run_id for r in expand(suite)]})
     done, pending = [], []
@@ -290,11 +290,12 @@ def run_suite(
         finally:
             result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
     if render:
-        report = Path(reports_root) / suite.name / "index.html"
+        out = store.child(reports_root, suite.name)
+        report = out / "index.html"
         if pending or not report_is_current(report, runs_root / suite.name):
             from harness.analysis.report import render_report
 
-            report = render_report(runs_root / suite.name, Path(reports_root) / suite.name)
+            report = render_report(store.child(runs_root, suite.name), out)
         result.report = report
         echo(f"report: {report}")
     return result
