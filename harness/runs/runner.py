@@ -23,7 +23,7 @@ import numpy as np
 
 from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
-from harness.data.prepare import Prepared, prepare
+from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan
@@ -195,6 +195,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
             "datasets": [dataclasses.asdict(d) for d in suite.datasets],
             "report": dataclasses.asdict(suite.report),
         },
+        "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
                      "platform": platform.platform()},
@@ -280,6 +281,8 @@ def run_suite(
          f"{len(pending)} to run")
     if pending:
         prepared = prepare(suite, registry, show_progress=show_progress)
+        for line in dropped_lines(prepared.dropped):
+            echo(line)
         for run in pending:
             write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
         executor = registry.get("executors", suite.executor.name)
