@@ -6,7 +6,7 @@ after any of them (``data summary`` needs no images, ``data prepare`` no folds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ class Prepared:
     folds: list[Fold]
     #: ``{dataset: {reason: count}}`` of rows and images left out.
     exclusions: dict[str, dict[str, int]]
+    #: Images left out because they could not be read: see :func:`unreadable_images`.
+    dropped: list[dict[str, str]] = field(default_factory=list)
 
 
 def suite_dir(suite: Suite) -> Path:
@@ -95,10 +97,36 @@ def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
         exclusions = records.attrs["exclusions"]
         for name, n in records[bad].groupby("_dataset").size().items():
             exclusions[name]["unreadable file"] = exclusions[name].get("unreadable file", 0) + int(n)
+        dropped = unreadable_images(records[bad], errors)
         records = records[~bad].reset_index(drop=True)
         records.attrs["exclusions"] = exclusions
         records.attrs["unreadable"] = errors
+        records.attrs["dropped"] = dropped
     return cache, records
+
+
+def unreadable_images(records: pd.DataFrame, errors: dict[str, str]) -> list[dict[str, str]]:
+    """One row per image the cache could not read: ``uid``, ``dataset``, ``file`` and
+    ``reason`` (what went into each run's ``config.json`` and the report)."""
+    rows = []
+    for uid, dataset, path in records[["uid", "_dataset", "path"]].itertuples(index=False):
+        message = errors[uid]
+        prefix = f"{path}: "  # the cache's messages start with the file
+        rows.append({"uid": str(uid), "dataset": str(dataset), "file": str(path),
+                     "reason": message[len(prefix):] if message.startswith(prefix) else message})
+    return rows
+
+
+def dropped_lines(dropped: list[dict[str, str]], shown: int = 5) -> list[str]:
+    """What ``harness run`` prints about images left out while reading."""
+    if not dropped:
+        return []
+    lines = [f"{len(dropped)} unreadable image(s) left out of every run (all listed in each "
+             "run's config.json under 'dropped_images' and in the report):"]
+    lines += [f"  {d['file']}: {d['reason']}" for d in dropped[:shown]]
+    if len(dropped) > shown:
+        lines.append(f"  ... and {len(dropped) - shown} more")
+    return lines
 
 
 def make_folds(suite: Suite, records: pd.DataFrame, registry: Registry) -> list[Fold]:
@@ -128,4 +156,5 @@ def prepare(suite: Suite, registry: Registry, show_progress: bool = True) -> Pre
     records = load_records(suite, registry)
     cache, records = prepare_cache(suite, records, registry, show_progress)
     folds = make_folds(suite, records, registry)
-    return Prepared(records, cache, folds, records.attrs.get("exclusions", {}))
+    return Prepared(records, cache, folds, records.attrs.get("exclusions", {}),
+                    records.attrs.get("dropped", []))

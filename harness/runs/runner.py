@@ -22,7 +22,7 @@ import numpy as np
 
 from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
-from harness.data.prepare import Prepared, prepare
+from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan
@@ -106,8 +106,10 @@ def git_revision() -> str:
 
 
 def _part(records, idx: np.ndarray) -> dict[str, list]:
+    """Uids, labels and patients of one part (patients: the report's bootstrap clusters)."""
     return {"uids": records["uid"].to_numpy()[idx].tolist(),
-            "labels": records["label"].to_numpy()[idx].tolist()}
+            "labels": records["label"].to_numpy()[idx].tolist(),
+            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist()}
 
 
 def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.ndarray:
@@ -204,6 +206,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
             "datasets": [dataclasses.asdict(d) for d in suite.datasets],
             "report": dataclasses.asdict(suite.report),
         },
+        "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
                      "platform": platform.platform()},
@@ -326,6 +329,8 @@ def run_suite(
     try:
         if pending:
             prepared = prepare(suite, registry, show_progress=show_progress)
+            for line in dropped_lines(prepared.dropped):
+                echo(line)
             for run in pending:
                 write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
             executor = registry.get("executors", suite.executor.name)
