@@ -6,7 +6,7 @@ after any of them (``data summary`` needs no images, ``data prepare`` no folds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ class Prepared:
     folds: list[Fold]
     #: ``{dataset: {reason: count}}`` of rows and images left out.
     exclusions: dict[str, dict[str, int]]
+    #: ``config.json``'s ``"data"``: per dataset its version, options and class counts.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def suite_dir(suite: Suite) -> Path:
@@ -128,4 +130,7 @@ def prepare(suite: Suite, registry: Registry, show_progress: bool = True) -> Pre
     records = load_records(suite, registry)
     cache, records = prepare_cache(suite, records, registry, show_progress)
     folds = make_folds(suite, records, registry)
-    return Prepared(records, cache, folds, records.attrs.get("exclusions", {}))
+    from harness.data.provenance import data_provenance
+
+    return Prepared(records, cache, folds, records.attrs.get("exclusions", {}),
+                    data_provenance(suite, records, registry))
