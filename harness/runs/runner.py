@@ -194,6 +194,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
             "report": dataclasses.asdict(suite.report),
         },
         "data": prepared.provenance,
+        "data_notes": prepared.notes,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
                      "platform": platform.platform()},
