@@ -177,10 +177,18 @@ def test_fetch_rsna_prints_the_kaggle_steps(tmp_path):
     assert "stage_2_train_images" in result.output and not (tmp_path / "rsna").exists()
 
 
-def test_bench_decode_measures_both_paths():
+def test_bench_decode_measures_both_paths_side_by_side():
     result = invoke("bench-decode", "--n", 6, "--size", 128, "--image-size", 32, "--workers", 2,
-                    "--json")
+                    "--repeats", 2, "--json")
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.output)
-    assert numbers["images"] == 6 and numbers["plain_s"] > 0
-    assert numbers["ratio_1_worker"] > 0 and numbers["ratio_workers"] > 0
+    assert numbers["images"] == 6 and numbers["workers"] == 2
+    assert len(numbers["plain_s"]) == len(numbers["cache_s"]) == 2
+    assert numbers["speedups"] == pytest.approx(
+        [p / c for p, c in zip(numbers["plain_s"], numbers["cache_s"])])
+    assert numbers["speedup"] == pytest.approx(sum(numbers["speedups"]) / 2)
+    assert numbers["decoder_ms"] > 0 and numbers["default_decoder_ms"] > 0
+    assert all(c > 0 for c in numbers["cache_cpu_s"])
+    assert numbers["verdict"].split()[0] in ("at", "inconclusive:", "below")
+    text = invoke("bench-decode", "--n", 4, "--size", 64, "--image-size", 16, "--repeats", 1)
+    assert "speed-up over the plain loop" in text.output and "verdict:" in text.output

@@ -58,7 +58,7 @@ def test_version_is_the_commit_of_a_clone_else_a_content_hash(suite, tmp_path):
     git("init", "--quiet", cwd=root)
     git("add", ".", cwd=root)
     git("commit", "--quiet", "-m", "snapshot", cwd=root)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+    head = subprocess.run(["git", "rev-parse", "HEAD"], check=True, cwd=root, capture_output=True,
                           text=True).stdout.strip()
     cloned = data_provenance(suite, prepared.records, registry)["ieee8023"]["version"]
     assert cloned["git_commit"] == head and cloned["git_dirty"] is False

@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.analysis import compare, figures
 from harness.analysis.data_section import data_section
+from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
 from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's inputs)
     Combination,
@@ -83,7 +84,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
     runs = load_runs(runs_dir, bootstrap=n_boot)
     suite = suite or next((r.config["suite"] for r in runs if r.config.get("suite")), {})
     suite_name = suite.get("name") or runs_dir.name
-    out = Path(out_dir) if out_dir is not None else Path("reports") / suite_name
+    out = Path(out_dir) if out_dir is not None else store.child("reports", suite_name)
     classes = list(suite.get("classes") or
                    next((r.metrics["classes"] for r in runs if r.metrics), []))
     combos = group(runs)
@@ -102,6 +103,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "figures4": TABLE4_FIGURES, "other_figures": OTHER_FIGURES,
         "runs_dir": str(runs_dir),
         "data": data_section(runs),
+        "dropped": dropped_images(r.config for r in runs),
     }
     out.mkdir(parents=True, exist_ok=True)
     html = _environment().get_template("report.html.j2").render(**context)

@@ -40,6 +40,6 @@ def data_provenance(suite: Suite, records: pd.DataFrame, registry: Registry) -> 
             "version": version,
             "options": dict(ref.options),
             "counts": {c: int(found.get(c, 0)) for c in suite.classes},
-            "images": int(len(labels)),
+            "images": len(labels),
         }
     return out

@@ -23,7 +23,7 @@ import numpy as np
 
 from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
-from harness.data.prepare import Prepared, prepare
+from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan
@@ -81,7 +81,7 @@ def check_names(suite: Suite, registry: Registry) -> None:
 
 
 def run_dir_for(runs_root: Path, run: RunSpec) -> Path:
-    return Path(runs_root) / run.suite / run.run_id
+    return store.child(runs_root, run.suite, run.run_id)
 
 
 def git_revision() -> str:
@@ -195,6 +195,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
         },
         "data": prepared.provenance,
         "data_notes": prepared.notes,
+        "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
                      "platform": platform.platform()},
@@ -261,7 +262,7 @@ def run_suite(
     result = SuiteResult(suite, runs)
     if dry_run:
         return result
-    store.write_json(runs_root / suite.name / store.MANIFEST, {
+    store.write_json(store.child(runs_root, suite.name) / store.MANIFEST, {
         "suite": suite.name, "source": suite.source,
         "run_ids": [r.run_id for r in expand(suite)]})
     done, pending = [], []
@@ -280,6 +281,8 @@ def run_suite(
          f"{len(pending)} to run")
     if pending:
         prepared = prepare(suite, registry, show_progress=show_progress)
+        for line in dropped_lines(prepared.dropped):
+            echo(line)
         for run in pending:
             write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
         executor = registry.get("executors", suite.executor.name)
@@ -289,11 +292,12 @@ def run_suite(
         finally:
             result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
     if render:
-        report = Path(reports_root) / suite.name / "index.html"
+        out = store.child(reports_root, suite.name)
+        report = out / "index.html"
         if pending or not report_is_current(report, runs_root / suite.name):
             from harness.analysis.report import render_report
 
-            report = render_report(runs_root / suite.name, Path(reports_root) / suite.name)
+            report = render_report(store.child(runs_root, suite.name), out)
         result.report = report
         echo(f"report: {report}")
     return result

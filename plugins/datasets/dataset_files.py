@@ -46,14 +46,14 @@ def listing(folder: Path) -> dict[str, str]:
     return names
 
 
-def inside(root: Path, relative: str, where: str) -> Path:
-    """``root / relative``, refusing absolute paths and ``..`` that leave the root."""
+def inside(root: Path, relative: str, where: str, remedy: str = "fix or remove this row") -> Path:
+    """``root / relative``, refusing absolute paths, ``..`` and symlinks that leave the root."""
     candidate = Path(relative)
     resolved_root = root.resolve()
     target = (resolved_root / candidate).resolve()
     if candidate.is_absolute() or (target != resolved_root and resolved_root not in target.parents):
         raise HarnessError(f"{where}: path {relative!r} leaves the dataset root {root}; "
-                           "fix or remove this row")
+                           f"{remedy}")
     return root / candidate
 
 

@@ -121,7 +121,9 @@ def _label(target, detail, mapping) -> tuple[str | None, str | None]:
 
 def records(options: Mapping[str, Any]) -> pd.DataFrame:
     root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
-    images = root / str(options.get("images") or "stage_2_train_images")
+    images = dataset_files.inside(root, str(options.get("images") or "stage_2_train_images"),
+                                  f"{NAME}: option 'images'",
+                                  "name a folder inside the root")
     if not images.is_dir():
         raise HarnessError(f"{NAME}: image folder {images} does not exist; set option 'images' "
                            f"(default stage_2_train_images) ({FETCH_HINT})")
@@ -140,7 +142,12 @@ def records(options: Mapping[str, Any]) -> pd.DataFrame:
         if reason is not None:
             exclusions[reason] = exclusions.get(reason, 0) + 1
             continue
-        rows.append({"uid": f"{NAME}/{pid}", "path": str(images / files[pid]), "label": cls,
+        path = images / files[pid]
+        if path.is_symlink():  # a link may point anywhere: refused unless it stays inside
+            dataset_files.inside(root, str(path.relative_to(root)),
+                                 f"{NAME}: image of patient {pid!r}",
+                                 "copy the file into the root or remove the link")
+        rows.append({"uid": f"{NAME}/{pid}", "path": str(path), "label": cls,
                      "patient_id": f"{NAME}/{pid}", "source": NAME, "view": "",
                      "original_patient_id": pid, "filename": files[pid]})
     out = pd.DataFrame(rows, columns=["uid", "path", "label", "patient_id", "source", "view",
