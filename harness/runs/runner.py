@@ -165,6 +165,26 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
     return sampler.plan(labels, np.random.default_rng(seed), options)
 
 
+def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
+    return sum(p.epochs or epochs_per_phase for p in plan.phases)
+
+
+def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.ndarray,
+                                seed: list[int], split_phases: list[list[int]] | None,
+                                epochs_per_phase: int) -> int:
+    """Selection evaluations every strategy of the suite gets under ``budget: equal``.
+
+    Equal images seen is not equal exposure: a strategy that trains over few images for many
+    epochs would otherwise be scored (and could be picked) after each of them. The fewest
+    epochs any strategy of the matrix has on this fold bounds how often all can be scored,
+    so every run gets that many evaluations, spread evenly over its own epochs.
+    """
+    return max(1, min(total_epochs(make_plan(suite, registry, s, suite.samplers.get(s, {}),
+                                             labels, seed, split_phases, epochs_per_phase),
+                                   epochs_per_phase)
+                      for s in suite.matrix.sampler))
+
+
 def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry) -> dict:
     """What ``plan.json`` holds: the sampler's plan and the images of every part."""
     classes = list(suite.classes)
@@ -178,9 +198,16 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
                      run.training["epochs_per_phase"])
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
+    extra = {}
+    if suite.budget == "equal" and len(select) and \
+            run.training.get("select_evaluations") is None:
+        extra["select_evaluations"] = equal_selection_evaluations(
+            suite, registry, train_labels, [suite.split.seed, run.fold, run.seed], phases,
+            run.training["epochs_per_phase"])
     return {
         "sampler": run.sampler,
         "budget": plan.budget(run.training["epochs_per_phase"]),
+        **extra,
         "phase_class_counts": per_phase,
         "plan": plan.to_json(),
         "train": _part(records, fold.train),
@@ -206,6 +233,8 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
             "datasets": [dataclasses.asdict(d) for d in suite.datasets],
             "report": dataclasses.asdict(suite.report),
         },
+        "data": prepared.provenance,
+        "data_notes": prepared.notes,
         "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),

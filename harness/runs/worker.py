@@ -8,6 +8,7 @@ the image cache, so it does not depend on how the runner prepared them.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import signal
 import sys
@@ -52,6 +53,10 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
                 class_weights=plan_json["class_weights"], loss=plan_json["loss"],
                 loss_options=plan_json["loss_options"], notes=plan_json["notes"])
     training = to_dataclass(run.training, Training, "training", str(run_dir / store.CONFIG))
+    if plan_data.get("select_evaluations") is not None and \
+            getattr(training, "select_evaluations", 0) is None:
+        # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)
+        training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
