@@ -289,13 +289,17 @@ class Work:
     def started(self, run: RunSpec, where: str = "training") -> None:
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
 
-    def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
+    def finished(self, run: RunSpec, code: int | None, seconds: float,
+                 error: str = "") -> RunOutcome:
+        """Record how the run ended; ``error`` says why when the executor knows better than
+        the folder (a task or job that never got to start its worker)."""
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
         if outcome.state in ("running", "pending") or (code not in (0, None)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
-            outcome.state, outcome.error = "failed", f"worker exited with code {code}"
+            outcome.state = "failed"
+            outcome.error = error or f"worker exited with code {code}"
             store.write_json(run_dir / store.STATUS, {"state": "failed", "error": outcome.error})
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
                   f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))

@@ -44,6 +44,8 @@ def train(job) -> np.ndarray:
         start = tuple(state["next"])
         job.restore_history(state["history"])
     delay = float(os.environ.get("HARNESS_FAKE_EPOCH_SECONDS", "0"))
+    trace = os.environ.get("HARNESS_FAKE_TRACE")
+    fail = os.environ.get("HARNESS_FAKE_FAIL")
     for phase in range(len(job.plan.phases)):
         for epoch in range(job.phase_epochs(phase)):
             if (phase, epoch) < start:
@@ -59,6 +61,13 @@ def train(job) -> np.ndarray:
             nxt = (phase, epoch + 1) if epoch + 1 < job.phase_epochs(phase) else (phase + 1, 0)
             write_json(ckpt, {"sums": sums, "counts": counts, "next": nxt,
                               "history": job.history})
+            if trace:  # for executor tests: which process finished which epoch
+                with open(trace, "a") as fh:
+                    fh.write(json.dumps({"run_dir": str(job.run_dir), "phase": phase + 1,
+                                         "epoch": epoch + 1, "pid": os.getpid(),
+                                         "ppid": os.getppid()}) + "\n")
+            if fail and job.run_dir.parent.name == fail:
+                raise RuntimeError("fake failure (HARNESS_FAKE_FAIL names this suite)")
     centroids = sums / np.maximum(counts, 1)[:, None]
     return _probs(_features(job.images[job.test]), centroids)
 

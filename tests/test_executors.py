@@ -1,0 +1,200 @@
+"""The Ray and Slurm executors on this machine: a local Ray instance (``ray.init`` with two
+CPUs) and submitit's local executor, with the framework-free fake engine.
+
+Each epoch the fake engine finishes is appended to a trace file (run folder, phase, epoch,
+worker pid and its parent's pid) after its checkpoint is written, so the tests can kill a
+worker's parent midway and then check that nothing finished was trained twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.runs import store
+from harness.runs.runner import StopSuite, run_suite
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+EPOCHS = 8
+
+
+def run(suite, tmp_path, **kw):
+    kw.setdefault("render", False)
+    return run_suite(suite, runs_root=tmp_path / "runs", reports_root=tmp_path / "reports",
+                     echo=lambda m: None, show_progress=False, **kw)
+
+
+def traced(trace: Path, suite: str) -> list[dict]:
+    if not trace.exists():
+        return []
+    lines = [json.loads(line) for line in trace.read_text().splitlines() if line.strip()]
+    return [t for t in lines if Path(t["run_dir"]).parent.name == suite]
+
+
+def kill_midway(trace: Path, suite: str, sig: int, after: int = 3) -> dict:
+    """In a thread: once a run has finished ``after`` epochs, send ``sig`` to its worker's
+    parent (the Ray worker process, or the submitit job); returns what was killed."""
+    killed: dict = {}
+
+    def watch():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for t in traced(trace, suite):
+                if t["epoch"] >= after:
+                    killed.update(t)
+                    os.kill(t["ppid"], sig)
+                    return
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return killed
+
+
+def assert_trained_once(trace: Path, tmp_path: Path, suite: str) -> dict[str, list[dict]]:
+    """Every run done, its history complete, no finished epoch trained twice."""
+    folders = sorted(p for p in (tmp_path / "runs" / suite).iterdir()
+                     if p.is_dir() and (p / store.CONFIG).exists())
+    by_run: dict[str, list[dict]] = {}
+    for t in traced(trace, suite):
+        by_run.setdefault(Path(t["run_dir"]).name, []).append(t)
+    for d in folders:
+        assert store.run_state(d) == "done", d.name
+        with open(d / store.HISTORY, newline="") as fh:
+            rows = [(r["phase"], r["epoch"]) for r in csv.DictReader(fh)]
+        assert len(rows) == len(set(rows)) == EPOCHS, d.name
+        epochs = [(t["phase"], t["epoch"]) for t in by_run[d.name]]
+        assert len(epochs) == len(set(epochs)), f"{d.name} trained an epoch twice: {epochs}"
+    return by_run
+
+
+def executor_suite(make_suite, name: str, executor: dict, **overrides):
+    return make_suite(name, matrix={"seed": [0, 1]}, budget="natural",
+                      training={"epochs_per_phase": EPOCHS}, executor=executor, **overrides)
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    ray = pytest.importorskip("ray")
+    trace = tmp_path_factory.mktemp("ray") / "trace.jsonl"
+    env = {"HARNESS_FAKE_EPOCH_SECONDS": "0.25", "HARNESS_FAKE_TRACE": str(trace),
+           "HARNESS_FAKE_FAIL": "rayfail", "HARNESS_QUIET": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the Ray workers inherit it
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    yield trace
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+RAY = {"name": "ray", "options": {"gpus_per_run": 0, "cpus_per_run": 1, "max_retries": 2}}
+
+
+def test_ray_retries_a_killed_worker_and_trains_nothing_twice(make_suite, tmp_path, local_ray):
+    trace = local_ray
+    suite = executor_suite(make_suite, "ray4", RAY)
+    killed = kill_midway(trace, "ray4", signal.SIGKILL)
+    result = run(suite, tmp_path)
+    assert [o.state for o in result.outcomes] == ["done"] * 4
+    assert killed, "no worker was killed"
+    by_run = assert_trained_once(trace, tmp_path, "ray4")
+    assert len(by_run) == 4
+    attempts = by_run[Path(killed["run_dir"]).name]
+    pids = list(dict.fromkeys(t["pid"] for t in attempts))
+    assert len(pids) == 2  # retried once, in a new worker ...
+    resumed = [t["epoch"] for t in attempts if t["pid"] == pids[1]]
+    assert resumed[0] > 1  # ... that went on from the checkpoint
+    others = [runs for name, runs in by_run.items() if name != Path(killed["run_dir"]).name]
+    assert all(len({t["pid"] for t in runs}) == 1 for runs in others)
+
+
+def test_ray_fail_fast_cancels_the_runs_not_finished(make_suite, tmp_path, local_ray):
+    # One run at a time (two CPUs each); every run of this suite fails at its first epoch.
+    suite = executor_suite(make_suite, "rayfail", {**RAY, "options": {
+        **RAY["options"], "cpus_per_run": 2}})
+    with pytest.raises(StopSuite, match="fake failure"):
+        run(suite, tmp_path, fail_fast=True)
+    states = [store.run_state(d) for d in (tmp_path / "runs" / "rayfail").iterdir()
+              if d.is_dir()]
+    assert len(states) == 4 and states.count("failed") >= 1 and "done" not in states
+    assert states.count("pending") >= 2  # cancelled before they started
+
+
+def test_ray_ctrl_c_interrupts_the_runs_and_they_resume(make_suite, tmp_path, local_ray):
+    trace = local_ray
+    suite = executor_suite(make_suite, "rayint", RAY)
+
+    def press_ctrl_c():  # in the driver, once a run is under way
+        wait_for_epoch(trace, "rayint", 2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run(suite, tmp_path)
+    states = [store.run_state(d) for d in (tmp_path / "runs" / "rayint").iterdir()
+              if d.is_dir()]
+    assert "running" not in states  # every started worker recorded its interruption
+    assert states.count("interrupted") >= 1 and "done" not in states
+    again = run(suite, tmp_path)
+    assert [o.state for o in again.outcomes] == ["done"] * 4
+    assert_trained_once(trace, tmp_path, "rayint")
+
+
+def wait_for_epoch(trace: Path, suite: str, epoch: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(t["epoch"] >= epoch
+                                                  for t in traced(trace, suite)):
+        time.sleep(0.05)
+
+
+def test_ray_without_gpus_says_how_to_run_on_cpus(make_suite, tmp_path, local_ray):
+    from harness.errors import HarnessError
+
+    suite = executor_suite(make_suite, "raygpu", {"name": "ray", "options": {}})
+    with pytest.raises(HarnessError, match="gpus_per_run: 0"):
+        run(suite, tmp_path)
+
+
+def test_slurm_local_requeues_a_preempted_job_which_resumes(make_suite, tmp_path,
+                                                            monkeypatch):
+    pytest.importorskip("submitit")
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv("HARNESS_FAKE_EPOCH_SECONDS", "0.25")
+    monkeypatch.setenv("HARNESS_FAKE_TRACE", str(trace))
+    suite = make_suite("slurm2", budget="natural", training={"epochs_per_phase": EPOCHS},
+                       executor={"name": "slurm", "options": {
+                           "cluster": "local", "gpus_per_run": 0, "cpus_per_run": 1,
+                           "poll_seconds": 0.2, "time_min": 10}})
+    # Slurm warns a job with SIGUSR2 before preempting it or at its time limit.
+    killed = kill_midway(trace, "slurm2", signal.SIGUSR2)
+    result = run(suite, tmp_path)
+    assert [o.state for o in result.outcomes] == ["done"] * 2
+    assert killed, "no job was signalled"
+    by_run = assert_trained_once(trace, tmp_path, "slurm2")
+    attempts = by_run[Path(killed["run_dir"]).name]
+    pids = list(dict.fromkeys(t["pid"] for t in attempts))
+    assert len(pids) == 2
+    assert next(t["epoch"] for t in attempts if t["pid"] == pids[1]) > 1
+    logs = list((tmp_path / "runs" / "slurm2" / "slurm").glob("*/*_log.out"))
+    assert logs  # submitit's logs lie beside the run folders
+
+
+def test_slurm_without_slurm_says_so(make_suite, tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    from harness.errors import HarnessError
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    suite = make_suite("noslurm", executor={"name": "slurm"})
+    with pytest.raises(HarnessError, match="sbatch not found.*cluster: local"):
+        run(suite, tmp_path)
