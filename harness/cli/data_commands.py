@@ -114,7 +114,7 @@ def render(summary: dict[str, Any]) -> str:
 
 def near_duplicates(suite, records, registry):
     """Records with near-duplicate patients merged, or None when the cache is not filled."""
-    from harness.data.duplicates import filled_cache, merge_near_duplicates
+    from harness.data.duplicates import filled_cache, merge_near_duplicates, searched_datasets
 
     found = filled_cache(suite, records, registry)
     if found is None:
@@ -122,7 +122,7 @@ def near_duplicates(suite, records, registry):
     cache, unreadable = found
     kept = records[~records["uid"].isin(unreadable)].reset_index(drop=True)
     kept.attrs = dict(records.attrs)
-    return merge_near_duplicates(kept, cache)
+    return merge_near_duplicates(kept, cache, searched_datasets(suite, registry))
 
 
 @data_group.command("summary")

@@ -87,13 +87,22 @@ def thumbnail_correlation(cache, a: str, b: str) -> float:
     return float(np.corrcoef(thumbs[0], thumbs[1])[0, 1])
 
 
-def merge_near_duplicates(records: pd.DataFrame, cache,
+def searched_datasets(suite, registry) -> set[str]:
+    """The suite's datasets whose images may repeat (all but ``distinct_images`` ones)."""
+    return {ref.name for ref in suite.datasets
+            if not registry.get("datasets", ref.name).distinct_images}
+
+
+def merge_near_duplicates(records: pd.DataFrame, cache, datasets: set[str] | None = None,
                           threshold: int = THRESHOLD) -> pd.DataFrame:
     """Records whose near-duplicate images across patients share one ``patient_id``.
 
-    ``attrs["near_duplicates"]`` lists each such pair (uids, patients, distance).
+    Only images of ``datasets`` (default: all) are compared. ``attrs["near_duplicates"]``
+    lists each such pair (uids, patients, distance in bits).
     """
-    hashes = perceptual_hashes(cache, records["uid"])
+    searched = records if datasets is None or "_dataset" not in records else \
+        records[records["_dataset"].isin(datasets)]
+    hashes = perceptual_hashes(cache, searched["uid"])
     patient = dict(zip(records["uid"].astype(str), records["patient_id"].astype(str)))
     pairs = [(a, b, d) for a, b, d in close_pairs(hashes, threshold)
              if patient[a] != patient[b]
