@@ -95,8 +95,10 @@ def git_revision() -> str:
 
 
 def _part(records, idx: np.ndarray) -> dict[str, list]:
+    """Uids, labels and patients of one part (patients: the report's bootstrap clusters)."""
     return {"uids": records["uid"].to_numpy()[idx].tolist(),
-            "labels": records["label"].to_numpy()[idx].tolist()}
+            "labels": records["label"].to_numpy()[idx].tolist(),
+            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist()}
 
 
 def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.ndarray:
