@@ -18,6 +18,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.analysis import compare, figures
+from harness.analysis.data_section import data_section
 from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
 from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's inputs)
@@ -105,6 +106,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "figures4": TABLE4_FIGURES, "other_figures": OTHER_FIGURES,
         "runs_dir": str(runs_dir),
+        "data": data_section(runs),
         "dropped": dropped_images(r.config for r in runs),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 ``summary`` shows Table 1 (images per source and class), every excluded row by reason and
 each fold's composition, without decoding any image. ``prepare`` fills the image cache.
-``fetch`` clones ieee8023 or prints the Kaggle steps for RSNA. ``bench-decode`` measures the
+``fetch`` runs the dataset's own fetch step (ieee8023: a pinned clone; RSNA: the Kaggle steps). ``bench-decode`` measures the
 cache against a plain pydicom + Pillow loop on RSNA-like DICOMs.
 """
 
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,28 +23,6 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.plugin.specs import DEFAULT_CLASSES
-
-IEEE8023_URL = "https://github.com/ieee8023/covid-chestxray-dataset"
-#: Overrides the clone URL (a mirror, or a local repository in tests).
-URL_ENV = "HARNESS_IEEE8023_URL"
-
-RSNA_STEPS = """\
-The RSNA Pneumonia Detection Challenge data needs a Kaggle account and the competition's
-rules accepted (https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/rules). Then:
-
-  pip install kaggle
-  # put your API token in ~/.kaggle/kaggle.json (Kaggle > Settings > API > Create New Token)
-  chmod 600 ~/.kaggle/kaggle.json
-  kaggle competitions download -c rsna-pneumonia-detection-challenge -p {dest}
-  cd {dest} && unzip -q rsna-pneumonia-detection-challenge.zip
-
-{dest} then holds stage_2_train_labels.csv, stage_2_detailed_class_info.csv and
-stage_2_train_images/ (26,684 DICOMs, about 3.5 GB). Use it in a suite as:
-
-  datasets:
-    - name: rsna
-      options: {{root: {dest}}}
-"""
 
 
 @click.group("data")
@@ -211,42 +187,22 @@ def prepare_command(suite_file, quiet):
 # --- fetch ---------------------------------------------------------------------------------
 
 @data_group.command("fetch")
-@click.argument("dataset", type=click.Choice(["ieee8023", "rsna"]))
+@click.argument("dataset")
 @click.argument("dest", type=click.Path(file_okay=False))
-@click.option("--commit", help="Check out this commit after cloning (ieee8023).")
-@click.option("--url", help=f"Clone from here instead of {IEEE8023_URL} (or set ${URL_ENV}).")
+@click.option("--commit", help="Version to check out where the dataset is a git repository "
+              "(a commit id, or 'latest'); default: the dataset's documented one.")
+@click.option("--url", help="Fetch from here instead of the dataset's home (a mirror).")
 def fetch_command(dataset, dest, commit, url):
-    """Clone ieee8023 (optionally at a pinned commit), or print the Kaggle steps for RSNA.
+    """Get a copy of DATASET into DEST, or print how (each dataset says: `harness list
+    datasets`). ieee8023 is cloned at the last commit before 11 April 2020, close to the
+    paper's data (`--commit latest` for the newest); rsna prints the Kaggle steps."""
+    from harness.plugin.registry import build_registry
 
-    No commit of ieee8023 from the paper's time (early April 2020) is recorded by the
-    authors, so the default is the latest version; the paper's exact images are in their
-    split files (split kind 'files'). The 2020-06-22 version, the last with flat findings
-    like the paper's, is commit 584034aa7fbf06496741f11008d72fd791c8e443.
-    """
-    if dataset == "rsna":
-        click.echo(RSNA_STEPS.format(dest=dest))
-        return
-    fetch_ieee8023(Path(dest), url or os.environ.get(URL_ENV) or IEEE8023_URL, commit)
-    click.echo(f"ieee8023 is in {dest}" + (f" at commit {commit}" if commit else " (latest)"))
-    click.echo(f"use it with: datasets: [{{name: ieee8023, options: {{root: {dest}}}}}]")
-
-
-def fetch_ieee8023(dest: Path, url: str, commit: str | None = None) -> None:
-    if shutil.which("git") is None:
-        raise HarnessError("'git' is not installed; install git, or download "
-                           f"{IEEE8023_URL}/archive/master.zip and unzip it")
-    if dest.exists() and any(dest.iterdir()):
-        raise HarnessError(f"{dest} exists and is not empty; choose a new folder")
-    _git(["clone", "--quiet", url, str(dest)], f"cloning {url}")
-    if commit:
-        _git(["-C", str(dest), "checkout", "--quiet", "--detach", commit],
-             f"checking out commit {commit}")
-
-
-def _git(args: list[str], what: str) -> None:
-    result = subprocess.run(["git", *args], check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise HarnessError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
+    spec = build_registry().get("datasets", dataset)
+    if spec.fetch is None:
+        raise HarnessError(f"dataset {dataset!r} has no fetch step; get its files yourself "
+                           "and point the suite's 'root' option at them")
+    click.echo(spec.fetch(Path(dest), {"commit": commit, "url": url}))
 
 
 # --- bench-decode --------------------------------------------------------------------------
@@ -269,14 +225,14 @@ def bench_decode_command(n_images, size, image_size, workers, repeats, as_json):
     click.echo(f"  decoder: {result['decoder_ms']:.1f} ms per image (Pillow); pydicom's default "
                f"plugin {result['default_decoder_ms']:.1f} ms "
                f"({result['decoder_speedup']:.2f}x, {result['decoder_images']} images)")
-    click.echo(f"  plain loop, same decoder, 1 process: "
+    click.echo("  plain loop, same decoder, 1 process: "
                + ", ".join(f"{t:.2f}" for t in result["plain_s"]) + " s")
     click.echo(f"  cache, {workers} workers:  "
                + ", ".join(f"{t:.2f}" for t in result["cache_s"]) + " s")
-    click.echo(f"  speed-up over the plain loop: "
+    click.echo("  speed-up over the plain loop: "
                + ", ".join(f"{r:.2f}x" for r in result["speedups"])
                + f" (median {result['speedup']:.2f}x)")
-    click.echo(f"  CPU seconds, plain / cache (parent + workers): "
+    click.echo("  CPU seconds, plain / cache (parent + workers): "
                + ", ".join(f"{p:.2f}/{c:.2f}" for p, c in
                            zip(result["plain_cpu_s"], result["cache_cpu_s"]))
                + f" (the pool adds {100 * result['cpu_overhead']:+.1f} %)")

@@ -6,6 +6,7 @@ after any of them (``data summary`` needs no images, ``data prepare`` no folds).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ class Prepared:
     exclusions: dict[str, dict[str, int]]
     #: Images left out because they could not be read: see :func:`unreadable_images`.
     dropped: list[dict[str, str]] = field(default_factory=list)
+    #: ``config.json``'s ``"data"``: per dataset its version, options and class counts.
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: Warnings about the data raised while splitting (e.g. "differs from the paper").
+    notes: list[str] = field(default_factory=list)
 
 
 def suite_dir(suite: Suite) -> Path:
@@ -113,7 +118,7 @@ def unreadable_images(records: pd.DataFrame, errors: dict[str, str]) -> list[dic
         message = errors[uid]
         prefix = f"{path}: "  # the cache's messages start with the file
         rows.append({"uid": str(uid), "dataset": str(dataset), "file": str(path),
-                     "reason": message[len(prefix):] if message.startswith(prefix) else message})
+                     "reason": message.removeprefix(prefix)})
     return rows
 
 
@@ -155,6 +160,14 @@ def check_folds(folds: list[Fold], records: pd.DataFrame, kind: str) -> None:
 def prepare(suite: Suite, registry: Registry, show_progress: bool = True) -> Prepared:
     records = load_records(suite, registry)
     cache, records = prepare_cache(suite, records, registry, show_progress)
-    folds = make_folds(suite, records, registry)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folds = make_folds(suite, records, registry)
+    for w in caught:  # shown to the user as before, and kept for every run's config.json
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    from harness.data.provenance import data_provenance
+
     return Prepared(records, cache, folds, records.attrs.get("exclusions", {}),
-                    records.attrs.get("dropped", []))
+                    records.attrs.get("dropped", []),
+                    provenance=data_provenance(suite, records, registry),
+                    notes=list(dict.fromkeys(str(w.message) for w in caught)))

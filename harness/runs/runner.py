@@ -195,6 +195,8 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
             "datasets": [dataclasses.asdict(d) for d in suite.datasets],
             "report": dataclasses.asdict(suite.report),
         },
+        "data": prepared.provenance,
+        "data_notes": prepared.notes,
         "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
