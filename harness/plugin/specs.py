@@ -195,3 +195,19 @@ class ExecutorSpec:
     description: str
     execute: Callable[..., None]
     options: Sequence[Option] = ()
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """An experiment tracker: ``create(options) -> harness.Tracker``.
+
+    ``create`` is called once per process that reports to it (the ``harness run`` process
+    and each run's worker), so it must be cheap and must not fail for a server that is
+    down: connect lazily, in the tracker's methods (the core calls them off the training
+    thread, with a time limit).
+    """
+
+    name: str
+    description: str
+    create: Callable[[Mapping[str, Any]], Any]
+    options: Sequence[Option] = ()

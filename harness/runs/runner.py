@@ -8,10 +8,9 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import subprocess
-import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan
-from harness.runs import store
+from harness.runs import launch, store, tracking
 
 
 class StopSuite(HarnessError):
@@ -71,6 +70,18 @@ def check_names(suite: Suite, registry: Registry) -> None:
         get("samplers", name, "matrix.sampler")
     for name in suite.matrix.engine:
         get("engines", name, "matrix.engine")
+    for i, ref in enumerate(suite.trackers):
+        spec = get("trackers", ref.name, f"trackers[{i}].name")
+        known = [o.name for o in spec.options]
+        for key in ref.options:
+            if key not in known:
+                from harness.config.validate import SuiteError, suggest
+
+                close = suggest(str(key), known)
+                raise SuiteError(f"{suite.source}: trackers[{i}].options.{key}: unknown option"
+                                 f" of tracker {ref.name!r}."
+                                 + (f" Did you mean {close!r}?" if close else "")
+                                 + f" Options here: {', '.join(known) or '(none)'}")
     for name in suite.matrix.backbone:
         spec = get("backbones", name, "matrix.backbone")
         for engine in suite.matrix.engine:
@@ -236,8 +247,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
 
 def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
     """Run one run in a fresh Python process (frameworks never share a process)."""
-    cmd = [sys.executable, "-m", "harness.runs.worker", str(run_dir)]
-    return subprocess.run(cmd, env={**os.environ, **(env or {})}, check=False).returncode
+    return launch.run_worker(run_dir, env)
 
 
 def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
@@ -247,29 +257,64 @@ def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
     return RunOutcome(run, state, seconds or status.get("seconds", 0.0), status.get("error", ""))
 
 
-def make_work(runs_root: Path, fail_fast: bool, total: int,
-              echo: Callable[[str], None]) -> Callable[..., None]:
-    counter = iter(range(1, total + 1))
+class Work:
+    """What an executor does with the pending runs of one ``harness run``.
 
-    def work(run: RunSpec, env: dict[str, str] | None = None) -> None:
-        run_dir = run_dir_for(runs_root, run)
-        n = next(counter, total)
-        echo(f"[{n}/{total}] {run.run_id}: training")
-        started = time.time()
-        code = run_worker(run_dir, env)
-        outcome = outcome_of(run_dir, run, time.time() - started)
-        if outcome.state in ("running", "pending") or (code != 0 and outcome.state == "done"):
+    The simple executor calls ``work(run, env)``: start the worker here and wait for it.
+    Executors that start workers elsewhere (Ray tasks, Slurm jobs) use the parts:
+    ``run_dir(run)`` is what the remote side needs (``python -m harness.runs.worker
+    RUN_DIR``, see ``harness.runs.launch``), ``started(run)`` when it is handed over and
+    ``finished(run, code, seconds)`` when its worker has exited: the outcome is read back
+    from the run folder. ``finished`` raises ``StopSuite`` under ``--fail-fast`` and
+    ``KeyboardInterrupt`` when the run was interrupted; the executor then cancels what is
+    still pending and lets the exception go on.
+    """
+
+    def __init__(self, runs_root: Path, fail_fast: bool, total: int,
+                 echo: Callable[[str], None]):
+        self.runs_root = Path(runs_root)
+        self.fail_fast = fail_fast
+        self.total = total
+        self.echo = echo
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def run_dir(self, run: RunSpec) -> Path:
+        return run_dir_for(self.runs_root, run)
+
+    def _number(self, run: RunSpec) -> int:
+        with self._lock:
+            return self._numbers.setdefault(run.run_id, min(len(self._numbers) + 1, self.total))
+
+    def started(self, run: RunSpec, where: str = "training") -> None:
+        self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
+
+    def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
+        run_dir = self.run_dir(run)
+        outcome = outcome_of(run_dir, run, seconds)
+        if outcome.state in ("running", "pending") or (code not in (0, None)
+                                                        and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
             outcome.state, outcome.error = "failed", f"worker exited with code {code}"
             store.write_json(run_dir / store.STATUS, {"state": "failed", "error": outcome.error})
-        echo(f"[{n}/{total}] {run.run_id}: {outcome.state} in {outcome.seconds:.0f} s"
-             + (f" — {outcome.error}" if outcome.error else ""))
+        self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
+                  f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
         if outcome.state == "interrupted":
             raise KeyboardInterrupt
-        if outcome.state != "done" and fail_fast:
+        if outcome.state != "done" and self.fail_fast:
             raise StopSuite(f"run {run.run_id} failed (--fail-fast): {outcome.error}")
+        return outcome
 
-    return work
+    def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
+        self.started(run)
+        started = time.time()
+        code = run_worker(self.run_dir(run), env)
+        self.finished(run, code, time.time() - started)
+
+
+def make_work(runs_root: Path, fail_fast: bool, total: int,
+              echo: Callable[[str], None]) -> Work:
+    return Work(runs_root, fail_fast, total, echo)
 
 
 def run_suite(
@@ -308,28 +353,53 @@ def run_suite(
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
-    if pending:
-        prepared = prepare(suite, registry, show_progress=show_progress)
-        for line in dropped_lines(prepared.dropped):
-            echo(line)
-        for run in pending:
-            write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
-        executor = registry.get("executors", suite.executor.name)
-        work = make_work(runs_root, fail_fast, len(pending), echo)
-        try:
-            executor.execute(pending, work, suite.executor.options)
-        finally:
-            result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
-    if render:
-        out = store.child(reports_root, suite.name)
-        report = out / "index.html"
-        if pending or not report_is_current(report, runs_root / suite.name):
-            from harness.analysis.report import render_report
+    suite_runs = store.child(runs_root, suite.name)
+    trackers = start_trackers(suite, registry, suite_runs, pending)
+    try:
+        if pending:
+            prepared = prepare(suite, registry, show_progress=show_progress)
+            for line in dropped_lines(prepared.dropped):
+                echo(line)
+            for run in pending:
+                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+            executor = registry.get("executors", suite.executor.name)
+            work = make_work(runs_root, fail_fast, len(pending), echo)
+            try:
+                executor.execute(pending, work, suite.executor.options)
+            finally:
+                result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
+        if render:
+            out = store.child(reports_root, suite.name)
+            report = out / "index.html"
+            if pending or not report_is_current(report, suite_runs):
+                from harness.analysis.report import render_report
 
-            report = render_report(store.child(runs_root, suite.name), out)
-        result.report = report
-        echo(f"report: {report}")
+                report = render_report(suite_runs, out)
+            result.report = report
+            echo(f"report: {report}")
+    finally:
+        if trackers:
+            trackers.suite_end(tracking.suite_end(
+                suite_runs, suite.name, {o.run.run_id: o.state for o in result.outcomes},
+                result.report.parent if result.report else None))
+            trackers.close()
     return result
+
+
+def start_trackers(suite: Suite, registry: Registry, suite_runs: Path,
+                   pending: list[RunSpec]) -> tracking.Trackers:
+    """Tell the suite's trackers it starts; ``trackers.json`` tells every worker of them."""
+    from harness.plugin.trackers import SuiteInfo
+
+    refs = [dataclasses.asdict(t) for t in suite.trackers]
+    trackers = tracking.build(registry, refs)
+    if trackers:
+        trackers.suite_start(SuiteInfo(
+            name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
+            pending=tuple(r.run_id for r in pending),
+            run_ids=tuple(r.run_id for r in expand(suite))))
+    tracking.write_settings(suite_runs, refs, suite.plugins, trackers)
+    return trackers
 
 
 def report_is_current(report: Path, suite_runs: Path) -> bool:
