@@ -2,8 +2,9 @@
 
 Every run of a suite (and every later suite over the same data and size) reads from it, so
 DICOM/JPEG decoding and resizing never happen twice. The folder name is a hash of the
-dataset content and the size; filling is parallel, resumable, and records unreadable
-images instead of stopping.
+dataset content and the size. Filling is parallel and keeps every image as soon as it is
+written: Ctrl-C or SIGTERM stops it at once and the next fill decodes only the rest.
+Unreadable images, including one that crashes its decoder, are recorded, not fatal.
 """
 
 from __future__ import annotations
