@@ -81,6 +81,18 @@ class Training:
     selection: Literal["holdout", "last", "paper"] = "holdout"
     #: Figure that picks the best epoch on the selection split (the paper: accuracy).
     selection_metric: Literal["balanced_accuracy", "accuracy"] = "balanced_accuracy"
+    #: Score the selection split after every k-th epoch of the run (and after the last).
+    select_every: int = 1
+    #: When set: exactly this many selection scores per run, spread evenly over its epochs
+    #: (the last included), so strategies with different epoch counts get equal chances.
+    select_evaluations: int | None = None
+    #: A resumable checkpoint every this many minutes (and at every phase end, and on
+    #: SIGTERM/SIGINT); 0: only at phase ends and on signals.
+    checkpoint_minutes: float = 10.0
+    #: Dropout rate of the head (the paper: 0.5).
+    dropout: float = 0.5
+    #: CPU threads of the engine; 0: the cores not busy with other processes at run start.
+    threads: int = 0
     normalization: Literal["unit", "imagenet"] = "unit"
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
@@ -97,6 +109,17 @@ class Training:
                 return key, f"expected a positive integer, got {getattr(self, key)}"
         if self.lr <= 0:
             return "lr", f"expected a positive number, got {self.lr}"
+        if self.select_every < 1:
+            return "select_every", f"expected an integer >= 1, got {self.select_every}"
+        if self.select_evaluations is not None and self.select_evaluations < 1:
+            return "select_evaluations", ("expected an integer >= 1 or null, got "
+                                          f"{self.select_evaluations}")
+        if self.checkpoint_minutes < 0:
+            return "checkpoint_minutes", f"expected a number >= 0, got {self.checkpoint_minutes}"
+        if not 0.0 <= self.dropout < 1.0:
+            return "dropout", f"expected a number in [0, 1), got {self.dropout}"
+        if self.threads < 0:
+            return "threads", f"expected an integer >= 0, got {self.threads}"
         return None
 
 

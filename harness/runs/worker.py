@@ -70,10 +70,11 @@ def run(run_dir: Path) -> None:
     started = time.time()
     store.write_json(run_dir / store.STATUS, {"state": "running", "started": started})
     job, engine = load_job(run_dir)
-    probs = np.asarray(engine.train(job), dtype=np.float64)
-    if probs.shape != (len(job.test), job.n_classes):
-        raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
-                           f"{probs.shape}; expected {(len(job.test), job.n_classes)}")
+    from harness.training.batches import free_cores
+    from harness.training.loop import train
+
+    threads = job.training.threads or free_cores()
+    probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
     plan_data = store.read_json(run_dir / store.PLAN)
     bootstrap = store.read_json(run_dir / store.CONFIG)["suite"].get("report", {}).get(
         "bootstrap", 1000)
