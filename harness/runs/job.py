@@ -47,6 +47,8 @@ class Job:
     training: Training
     backbone: BackboneSpec
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The suite's trackers (``harness.runs.tracking.Trackers``), told of every history row.
+    tracker: Any = None
 
     @property
     def n_classes(self) -> int:
@@ -106,6 +108,8 @@ class Job:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        if self.tracker is not None:
+            self.tracker.epoch(row, len(self.history))
 
     def restore_history(self, rows: list[dict[str, Any]]) -> None:
         """At the start of training: the rows of the checkpoint resumed from (or none)."""

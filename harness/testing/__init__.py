@@ -1,6 +1,8 @@
-"""A pytest plugin for testing harness plugins the way the harness tests itself.
+"""Helpers for testing harness plugins the way the harness tests itself.
 
-Installed through the ``pytest11`` entry point, it gives every test session:
+``small_suite`` and the fakes (``plugins: [harness.testing.fakes]``) need no pytest. The
+pytest plugin (``harness.testing.pytest_plugin``, installed through the ``pytest11`` entry
+point) gives every test session:
 
 - ``make_suite(**overrides)``: writes a small suite YAML (synthetic data, fast settings) into
   ``tmp_path`` and returns its path; overrides are merged key by key.
@@ -13,11 +15,7 @@ milliseconds without any framework.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-import pytest
-import yaml
 
 FAKES = "harness.testing.fakes"
 
@@ -40,41 +38,3 @@ def small_suite(name: str = "t", **overrides: Any) -> dict[str, Any]:
         else:
             suite[key] = value
     return suite
-
-
-@pytest.fixture
-def make_suite(tmp_path: Path):
-    def make(name: str = "t", **overrides: Any) -> Path:
-        data = small_suite(name, **overrides)
-        data.setdefault("cache_dir", str(tmp_path / "cache"))
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        return path
-
-    return make
-
-
-@pytest.fixture
-def harness_registry():
-    from harness.plugin.registry import build_registry
-
-    def build(*plugins: Any):
-        modules = [p for p in plugins if isinstance(p, str)]
-        objects = [p for p in plugins if not isinstance(p, str)]
-        return build_registry(modules, extra_plugins=objects)
-
-    return build
-
-
-@pytest.fixture
-def run_harness(monkeypatch, tmp_path: Path):
-    from click.testing import CliRunner
-
-    from harness.cli.main import main
-
-    monkeypatch.setenv("HARNESS_QUIET", "1")
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
