@@ -43,7 +43,8 @@ class DatasetSpec:
     and the label mapping in force), so a result says which data it came from.
     ``fetch(dest, options)`` gets a copy into ``dest`` (or explains how) for ``harness data
     fetch NAME DEST``; ``options`` holds the command's ``--commit`` and ``--url``. It returns
-    the lines to print.
+    the lines to print. ``distinct_images`` declares that no two records show one
+    radiograph (generated data): the near-duplicate search skips the dataset.
     """
 
     name: str
@@ -54,6 +55,7 @@ class DatasetSpec:
     fingerprint: Callable[[Mapping[str, Any]], str] | None = None
     version: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
+    distinct_images: bool = False
 
 
 @dataclass(frozen=True)
