@@ -138,7 +138,8 @@ def test_ray_fail_fast_cancels_the_runs_not_finished(make_suite, tmp_path, local
         run(suite, tmp_path, fail_fast=True)
     states = [store.run_state(d) for d in (tmp_path / "runs" / "rayfail").iterdir()
               if d.is_dir()]
-    assert len(states) == 4 and states.count("failed") >= 1 and "done" not in states
+    # Ray need not start the tasks in order: a seed-8 run may finish before the failure.
+    assert len(states) == 4 and states.count("failed") == 1
     assert states.count("pending") >= 2  # cancelled before they started
 
 
