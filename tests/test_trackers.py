@@ -260,3 +260,14 @@ def test_mlflow_run_that_resumes_goes_on_in_the_same_mlflow_run(tmp_path, monkey
     assert runs["tags.harness.resumed"][0] == "true"
     history = mlflow.MlflowClient(uri).get_metric_history(runs["run_id"][0], "loss")
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
+
+
+def test_mlflow_tracking_uri_option_then_environment_then_beside_the_runs(tmp_path, monkeypatch):
+    from harness_plugins.trackers.mlflow_tracker import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri({}, tmp_path / "runs") == \
+        f"sqlite:///{(tmp_path / 'runs').resolve().as_posix()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    assert tracking_uri({}, tmp_path) == "http://tracking:5000"
+    assert tracking_uri({"tracking_uri": "file:/x/mlruns"}, tmp_path) == "file:/x/mlruns"
