@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,6 +23,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.progress import progress_bar
 from harness.runs import store
+from harness.runs.lifetime import die_with_parent
 
 IMAGES = "images.u8"
 INDEX = "index.json"
@@ -131,7 +133,8 @@ def fill_cache(
         done = 0
         with progress_bar("decoding images into the cache", total=len(todo),
                           enabled=show_progress) as advance, \
-                ProcessPoolExecutor(max_workers=workers) as pool:
+                ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
+                                    initargs=(signal.SIGTERM, os.getpid())) as pool:
             futures = {
                 pool.submit(_fill_chunk, str(path), n, size, rows,
                             [as_dicts[r] for r in rows], dict(readers),

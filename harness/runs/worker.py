@@ -3,6 +3,10 @@
 A process per run keeps TensorFlow and torch apart and frees every byte of GPU memory
 when a run ends. The worker reads only the run folder (``config.json``, ``plan.json``) and
 the image cache, so it does not depend on how the runner prepared them.
+
+The worker owns its folder while it runs (the folder lock): a second worker for the same
+run, from another ``harness run``, waits, then finds the run done and exits. It dies with
+its parent, so killing ``harness run`` never leaves a run training unseen.
 """
 
 from __future__ import annotations
@@ -22,15 +26,23 @@ from harness.data.cache import open_cache
 from harness.errors import HarnessError
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
-from harness.runs import store
+from harness.runs import lifetime
+from harness.runs.folder import DamagedFile, RunFolder, RunLock
 from harness.runs.job import Job
+
+#: Exit code of a worker that found its run already done by another process.
+ALREADY_DONE = 3
 
 
 def load_job(run_dir: Path) -> tuple[Job, object]:
-    config = store.read_json(run_dir / store.CONFIG)
-    plan_data = store.read_json(run_dir / store.PLAN)
-    run = RunSpec(**config["run"])
-    suite = config["suite"]
+    folder = RunFolder(run_dir)
+    config = folder.config()
+    plan_file = folder.plan()
+    try:
+        run = RunSpec(**config.run)
+    except TypeError as exc:
+        raise DamagedFile(folder.file("config.json"), f"unexpected run settings ({exc})") from None
+    suite = config.suite
     registry = build_registry(suite.get("plugins", []))
     engine = registry.get("engines", run.engine)
     backbone = registry.get("backbones", run.backbone)
@@ -42,15 +54,21 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     labels = np.full(len(cache.uids), -1, dtype=np.int64)
     parts = {}
     for part in ("train", "select", "test"):
-        uids = plan_data[part]["uids"]
-        rows = cache.rows(uids)
-        labels[rows] = [classes.index(c) for c in plan_data[part]["labels"]]
+        p = getattr(plan_file, part)
+        rows = cache.rows(p.uids)
+        try:
+            labels[rows] = [classes.index(c) for c in p.labels]
+        except ValueError as exc:
+            raise DamagedFile(folder.file("plan.json"), f"{part}: {exc}") from None
         parts[part] = rows
-    plan_json = plan_data["plan"]
-    plan = Plan(phases=[Phase(**p) for p in plan_json["phases"]],
-                class_weights=plan_json["class_weights"], loss=plan_json["loss"],
-                loss_options=plan_json["loss_options"], notes=plan_json["notes"])
-    training = to_dataclass(run.training, Training, "training", str(run_dir / store.CONFIG))
+    plan_json = plan_file.plan
+    try:
+        plan = Plan(phases=[Phase(**p) for p in plan_json["phases"]],
+                    class_weights=plan_json["class_weights"], loss=plan_json["loss"],
+                    loss_options=plan_json["loss_options"], notes=plan_json["notes"])
+    except (KeyError, TypeError) as exc:
+        raise DamagedFile(folder.file("plan.json"), f"unexpected plan ({exc})") from None
+    training = to_dataclass(run.training, Training, "training", str(folder.file("config.json")))
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
@@ -67,32 +85,44 @@ def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes
 
 
 def run(run_dir: Path) -> None:
+    folder = RunFolder(run_dir)
     started = time.time()
-    store.write_json(run_dir / store.STATUS, {"state": "running", "started": started})
+    folder.write_status("running", started=started)
     job, engine = load_job(run_dir)
     probs = np.asarray(engine.train(job), dtype=np.float64)
     if probs.shape != (len(job.test), job.n_classes):
         raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
                            f"{probs.shape}; expected {(len(job.test), job.n_classes)}")
-    plan_data = store.read_json(run_dir / store.PLAN)
-    bootstrap = store.read_json(run_dir / store.CONFIG)["suite"].get("report", {}).get(
-        "bootstrap", 1000)
-    store.write_text(run_dir / store.PREDICTIONS, predictions_csv(
-        plan_data["test"]["uids"], plan_data["test"]["labels"], probs, job.classes))
-    from harness.analysis.metrics import compute_metrics, read_predictions
+    if not np.isfinite(probs).all():
+        raise HarnessError(f"engine {job.run.engine!r} returned probabilities that are not "
+                           "finite (the training diverged?)")
+    plan_file = folder.plan()
+    folder.write_predictions(predictions_csv(plan_file.test.uids, plan_file.test.labels, probs,
+                                             job.classes))
+    from harness.analysis.metrics import compute_metrics
 
-    table = read_predictions(run_dir / store.PREDICTIONS, job.classes)
-    store.write_json(run_dir / store.METRICS, compute_metrics(table, job.classes,
-                                                                 bootstrap=bootstrap))
-    store.write_json(run_dir / store.STATUS, {
-        "state": "done", "started": started, "finished": time.time(),
-        "seconds": time.time() - started})
+    table = folder.predictions(job.classes)
+    folder.write_metrics(compute_metrics(table, job.classes,
+                                         bootstrap=folder.config().bootstrap))
+    folder.write_status("done", started=started, finished=time.time(),
+                        seconds=time.time() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
+    lifetime.die_with_parent(parent=lifetime.parent_from_env())
+    lifetime.interrupt_on_term()
+    lock = RunFolder(run_dir).lock()
     try:
+        try:
+            lock.acquire(timeout=0)
+        except RunLock.Busy as exc:
+            print(f"{exc}; waiting for it", file=sys.stderr, flush=True)
+            lock.acquire()
+        if RunFolder(run_dir).verified() is None:
+            print(f"run {run_dir.name}: already done by another process", file=sys.stderr)
+            return ALREADY_DONE
         run(run_dir)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
@@ -101,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.write_json(run_dir / store.STATUS, {
-            "state": state, "error": message, "traceback": traceback.format_exc()})
+        if lock.is_held:
+            RunFolder(run_dir).write_status(state, error=message,
+                                            traceback=traceback.format_exc())
         print(f"run {run_dir.name} failed: {message}", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":
