@@ -216,8 +216,8 @@ def test_worker_dies_with_its_parent_and_the_run_resumes(make_suite, tmp_path):
     assert len(epochs) == len(set(epochs)) == 40
 
 
-def test_pool_processes_die_with_their_parent(tmp_path):
-    """What the image-cache pool uses: a child asking to die with its parent does."""
+def test_a_child_asking_to_die_with_its_parent_does(tmp_path):
+    """``lifetime.die_with_parent``, as the worker uses it, with a SIGKILLed parent."""
     code = ("import subprocess, sys, time\n"
             "child = subprocess.Popen([sys.executable, '-c', 'import os, signal, time; "
             "from harness.runs.lifetime import die_with_parent; "

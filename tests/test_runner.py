@@ -221,6 +221,8 @@ def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypa
         phases = [[train[i] for i in p["indices"]] for p in plan["plan"]["phases"]]
         assert phases == [train[: len(train) // 2], train[len(train) // 2:]]
         assert "fixed by the split" in plan["plan"]["notes"]
+        # test patients are recorded: the report's bootstrap resamples them
+        assert len(plan["test"]["patients"]) == len(plan["test"]["uids"]) > 0
 
 
 def test_report_leaves_out_runs_of_earlier_settings(make_suite, tmp_path):

@@ -67,24 +67,9 @@ def write_exports(out: Path, blocks: list[dict], comparisons: list[dict],
     _csv(out / "other_metrics.csv", other_head, other)
     _csv(out / "failed_runs.csv", ["run_id", "state", "error"],
          [[r.run_id, r.state, r.error] for r in not_done])
-    for i, cmp in enumerate(comparisons):
+    for cmp in comparisons:
         suffix = "" if len(comparisons) == 1 else f"_{cmp['backbone']}_{cmp['engine']}"
-        d = cmp["data"]
-        _csv(out / f"comparison{suffix}.csv",
-             ["strategy", "metric", "mean", "sd", "ci_low", "ci_high", "n_folds", "budget"],
-             [[s, k, e["mean"], e["sd"], e["ci"][0], e["ci"][1], e["n"], d["budget"][s]]
-              for s in d["strategies"] for k, _ in d["metrics"] for e in [d["table"][s][k]]])
-        _csv(out / f"comparison_paired{suffix}.csv",
-             ["strategy", "reference", "metric", "n_pairs", "mean_diff", "t_p", "wilcoxon_p",
-              "direction"],
-             [[p["strategy"], p["reference"], p["metric"], p["n_pairs"], p["mean_diff"],
-               p["t_p"], p["wilcoxon_p"], p["direction"]] for p in d["paired"]])
-        _csv(out / f"comparison_mcnemar{suffix}.csv",
-             ["strategy", "reference", "folds", "n", "both_right", "only_strategy_right",
-              "only_reference_right", "both_wrong", "p_exact", "chi2", "p_chi2", "direction"],
-             [[m[k] for k in ("strategy", "reference", "folds", "n", "both_right",
-                              "only_strategy_right", "only_reference_right", "both_wrong",
-                              "p_exact", "chi2", "p_chi2", "direction")] for m in d["mcnemar"]])
+        write_comparison(out, suffix, cmp["data"])
     store.write_json(out / "summary.json", {
         "suite": suite_name, "classes": classes, "note": "figures are fractions (0-1)",
         "combinations": summary_blocks,
@@ -93,3 +78,30 @@ def write_exports(out: Path, blocks: list[dict], comparisons: list[dict],
         "not_done": [{"run_id": r.run_id, "state": r.state, "error": r.error,
                       "path": str(r.path)} for r in not_done],
     })
+
+
+def write_comparison(out: Path, suffix: str, d: dict[str, Any]) -> None:
+    """The comparison's tables: strategies × metrics, budget, paired tests, McNemar."""
+    _csv(out / f"comparison{suffix}.csv",
+         ["strategy", "metric", "mean", "sd", "ci_low", "ci_high", "n_units", "images_seen"],
+         [[s, k, e["mean"], e["sd"], e["ci"][0], e["ci"][1], e["n"],
+           d["budget"][s].get("images_seen")]
+          for s in d["strategies"] for k, _ in d["metrics"] for e in [d["table"][s][k]]])
+    keys = ("images_seen", "epochs", "distinct_images", "selection_checkpoints")
+    _csv(out / f"comparison_budget{suffix}.csv", ["strategy", *keys],
+         [[s, *(d["budget"][s].get(k) for k in keys)] for s in d["strategies"]])
+    _csv(out / f"comparison_paired{suffix}.csv",
+         ["strategy", "reference", "metric", "n_units", "unit", "df", "mean_diff", "ci_low",
+          "ci_high", "t", "p", "p_adjusted", "correction", "family_size", "verdict", "sentence"],
+         [[p["strategy"], p["reference"], p["metric"], p["n_units"], p["unit"], p["df"],
+           p["mean_diff"], p["ci"][0], p["ci"][1], p["t"], p["p"], p["p_adjusted"],
+           d["family"]["correction"], d["family"]["size"], p["verdict"], p["sentence"]]
+          for p in d["paired"]])
+    _csv(out / f"comparison_mcnemar{suffix}.csv",
+         ["strategy", "reference", "focus_class", "fold", "seed", "n", "both_right",
+          "only_strategy_right", "only_reference_right", "both_wrong", "diff", "ci_low",
+          "ci_high", "p_exact", "min_p", "p_adjusted", "verdict", "sentence"],
+         [[m["strategy"], m["reference"], m["focus"], m["fold"], m["seed"], m["n"],
+           m["both_right"], m["only_strategy_right"], m["only_reference_right"],
+           m["both_wrong"], m["diff"], m["ci"][0], m["ci"][1], m["p"], m["min_p"],
+           m["p_adjusted"], m["verdict"], m["sentence"]] for m in d["mcnemar"]])

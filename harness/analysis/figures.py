@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.compare import RunLike, covid_class, ordered_strategies
+from harness.analysis.compare import RunLike, focus_class, ordered_strategies
 
 
 def png_data_uri(fig) -> str:
@@ -59,8 +59,9 @@ def _pooled(runs: Sequence[RunLike], strategy: str) -> tuple[np.ndarray, np.ndar
             len(parts))
 
 
-def comparison_figures(runs: Sequence[RunLike], classes: Sequence[str]) -> dict[str, Any]:
-    """Matplotlib figures: ROC and PR per class, and the COVID-19 trade-off."""
+def comparison_figures(runs: Sequence[RunLike], classes: Sequence[str],
+                       focus: str | None = None) -> dict[str, Any]:
+    """Matplotlib figures: ROC and PR per class, and the focus class's trade-off."""
     from matplotlib.figure import Figure
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
@@ -91,7 +92,7 @@ def comparison_figures(runs: Sequence[RunLike], classes: Sequence[str]) -> dict[
                 ax.legend(fontsize=8, loc="lower right" if ax is roc_ax else "lower left")
         figs[f"curves_{cls}"] = fig
 
-    covid = covid_class(classes, runs)
+    covid = focus_class(classes, runs, focus)
     k = list(classes).index(covid)
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()

@@ -35,6 +35,11 @@ class RunResult:
     #: Exposure beyond images seen (epochs, distinct images, selection checkpoints), read
     #: from plan.json and history.csv; see ``budget.exposure``.
     exposure: dict[str, Any] = field(default_factory=dict)
+    #: Images in the fold's training and test parts (the corrected t-test's ratio).
+    n_train: int | None = None
+    n_test: int | None = None
+    #: Test image uid -> patient id (the bootstrap's clusters); empty for older run folders.
+    patients: dict[str, str] = field(default_factory=dict)
 
     @property
     def run(self) -> dict[str, Any]:
@@ -107,6 +112,11 @@ def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
         try:
             plan = store.read_json(path / store.PLAN)
             result.budget = images_seen(plan, result.run.get("training", {}))
+            train, test = plan.get("train") or {}, plan.get("test") or {}
+            result.n_train = len(train["uids"]) if "uids" in train else None
+            result.n_test = len(test["uids"]) if "uids" in test else None
+            if "patients" in test:
+                result.patients = dict(zip(test["uids"], map(str, test["patients"])))
         except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError):
             plan, result.budget = {}, None
     result.exposure = exposure(path, plan, result.run.get("training", {}), result.budget)

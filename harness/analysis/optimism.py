@@ -77,8 +77,8 @@ def optimism_gap(optimistic_runs: Path, clean_runs: Path) -> dict[str, Any]:
 
 
 def format_gap(gap: dict[str, Any]) -> str:
-    lines = [f"optimism gap: {gap['optimistic']} minus {gap['clean']} "
-             f"({gap['pairs']} paired runs on the same test images)",
+    lines = [(f"optimism gap: {gap['optimistic']} minus {gap['clean']} "
+              f"({gap['pairs']} paired runs on the same test images)"),
              f"  {'metric':<28}{'mean':>10}{'min':>10}{'max':>10}  (percentage points)"]
     for name, v in gap["metrics"].items():
         lines.append(f"  {name:<28}" + "".join(f"{100 * v[k]:>+10.2f}"

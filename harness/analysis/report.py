@@ -18,6 +18,8 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.analysis import compare, figures
+from harness.analysis.data_section import data_section
+from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
 from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's inputs)
     Combination,
@@ -59,15 +61,19 @@ def combination_block(combo: Combination, classes: list[str], report_cfg: dict[s
 
 
 def comparison_sections(combos: list[Combination], classes: list[str],
-                        report_cfg: dict[str, Any]) -> list[dict[str, Any]]:
+                        report_cfg: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
     """One strategy comparison per backbone / engine that has more than one sampler."""
     out = []
+    focus = report_cfg.get("focus_class") or None
     for (backbone, engine) in dict.fromkeys((c.backbone, c.engine) for c in combos):
         done = [r for c in combos if (c.backbone, c.engine) == (backbone, engine) for r in c.runs]
         if len({r.sampler for r in done}) > 1:
-            figs = figures.comparison_figures(done, classes)
-            out.append({"backbone": backbone, "engine": engine,
-                        "data": compare.compare_strategies(done, classes),
+            figs = figures.comparison_figures(done, classes, focus)
+            data = compare.compare_strategies(
+                done, classes, alpha=float(report_cfg.get("alpha", 0.05)),
+                correction=str(report_cfg.get("correction", "holm")), focus=focus,
+                bootstrap=n_boot)
+            out.append({"backbone": backbone, "engine": engine, "data": data,
                         "figures": {k: figures.png_data_uri(f) for k, f in figs.items()}})
     return out
 
@@ -87,7 +93,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
                    next((r.metrics["classes"] for r in runs if r.metrics), []))
     combos = group(runs)
     blocks = [combination_block(c, classes, report_cfg, n_boot) for c in combos]
-    comparisons = comparison_sections(combos, classes, report_cfg)
+    comparisons = comparison_sections(combos, classes, report_cfg, n_boot)
     not_done = [r for r in runs if r.state != "done"]
     context = {
         "title": title or report_cfg.get("title") or f"cxr-harness report: {suite_name}",
@@ -100,6 +106,8 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "figures4": TABLE4_FIGURES, "other_figures": OTHER_FIGURES,
         "runs_dir": str(runs_dir),
+        "data": data_section(runs),
+        "dropped": dropped_images(r.config for r in runs),
     }
     out.mkdir(parents=True, exist_ok=True)
     html = _environment().get_template("report.html.j2").render(**context)

@@ -46,12 +46,34 @@ def combination_tables(combo: Combination, classes: list[str]) -> dict[str, Any]
             "other": other, "other_average": other_avg}
 
 
+def clusters_of(runs: list[RunResult]) -> tuple[list[str], str]:
+    """One bootstrap cluster per prediction of ``runs`` and a caption of what one draw is.
+
+    The patient where the run folder records it, else the image: either way an image
+    predicted in several folds (or seeds) is one cluster, drawn once with all its predictions.
+    """
+    clusters, known = [], 0
+    for r in runs:
+        for u in r.predictions.uids:
+            p = r.patients.get(u)
+            known += p is not None
+            clusters.append(f"patient:{p}" if p is not None else f"image:{u}")
+    if known == len(clusters):
+        what = "patients (all their test images, in every fold and seed, drawn together)"
+    elif known:
+        what = "patients where recorded, else distinct images (all their predictions together)"
+    else:
+        what = "distinct test images (an image's predictions in every fold and seed together)"
+    return clusters, what
+
+
 def pooled_metrics(combo: Combination, classes: list[str], bootstrap: int) -> dict[str, Any]:
-    """Figures with bootstrap intervals on the predictions of all folds together."""
+    """Figures with patient-cluster bootstrap intervals on the predictions of all folds."""
     preds = [r.predictions for r in combo.runs]
+    clusters, what = clusters_of(combo.runs)
     table = Predictions(classes=list(classes), uids=[u for p in preds for u in p.uids],
                         true=np.concatenate([p.true for p in preds]),
                         pred=np.concatenate([p.pred for p in preds]),
                         proba=None if any(p.proba is None for p in preds)
                         else np.concatenate([p.proba for p in preds]))
-    return compute_metrics(table, bootstrap=bootstrap)
+    return compute_metrics(table, bootstrap=bootstrap, clusters=clusters, resampled=what)

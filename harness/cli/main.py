@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 
 import click
@@ -41,6 +42,9 @@ class LazyGroup(click.Group):
         except HarnessError as exc:  # user-facing errors: the message, no traceback
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except KeyboardInterrupt as exc:  # 128 + the signal, as shells report it (not 1)
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
 
 
 @click.group(cls=LazyGroup)

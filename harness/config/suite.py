@@ -134,6 +134,13 @@ class ReportConfig:
     bootstrap: int = field(default=1000, metadata=between(0, 100_000))
     #: Folds whose confusion matrices are drawn (the paper shows folds 1 and 3); empty: all.
     confusion_folds: list[int] = field(default_factory=list, metadata=between(1, MAX_FOLDS))
+    #: Level of the comparison's tests, after correction over the family shown.
+    alpha: float = field(default=0.05, metadata=between(0.0, 0.5, above=True))
+    #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
+    correction: Literal["holm", "fdr_bh"] = "holm"
+    #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
+    #: named like COVID-19, else the rarest.
+    focus_class: str = ""
 
 
 @dataclass
@@ -178,6 +185,10 @@ class Suite:
         for i, module in enumerate(self.plugins):
             if not MODULE_RE.fullmatch(module):
                 return f"plugins[{i}]", f"expected a dotted module name, got {module!r}"
+        if self.report.focus_class and self.report.focus_class not in self.classes:
+            return "report.focus_class", (f"expected one of the classes "
+                                          f"{', '.join(self.classes)}, got "
+                                          f"{self.report.focus_class!r}")
         return None
 
 

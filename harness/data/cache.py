@@ -8,11 +8,15 @@ images instead of stopping.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import os
 import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,6 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.progress import progress_bar
 from harness.runs import store
-from harness.runs.lifetime import die_with_parent
 
 IMAGES = "images.u8"
 INDEX = "index.json"
@@ -82,19 +85,132 @@ def open_cache(path: str | Path) -> CacheView:
     return CacheView(path=path, images=images, uids=index["uids"])
 
 
-def _fill_chunk(path: str, n: int, size: int, rows: list[int], records: list[dict],
-                reader: Callable, options: list[Mapping[str, Any]]) -> dict[int, str]:
-    """Decode one chunk of rows into the memory map (runs in a worker process)."""
-    images = np.memmap(Path(path) / IMAGES, dtype=np.uint8, mode="r+", shape=(n, size, size))
-    errors: dict[int, str] = {}
-    for row, record, opts in zip(rows, records, options):
-        try:
-            image = reader[record["_dataset"]](record, opts)
-            images[row] = to_square_uint8(np.asarray(image), size)
-        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a long job
-            errors[row] = f"{record.get('path', record['uid'])}: {type(exc).__name__}: {exc}"
-    images.flush()
-    return errors
+class FillInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while the cache filled; ``signum`` says which.
+
+    A KeyboardInterrupt, so every caller that already stops cleanly on Ctrl-C does the same
+    on SIGTERM (a scheduler's preemption, ``kill``).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Filler:
+    """Decodes rows into the memory map and marks each one filled as soon as it is written.
+
+    ``filled.npy`` is itself memory-mapped, so a row's mark reaches the page cache right after
+    its pixels: an interrupted or killed fill keeps every image it finished, and a resume
+    decodes only the rest.
+    """
+
+    def __init__(self, path: Path, n: int, size: int, records: list[dict],
+                 readers: Mapping[str, Callable], options: Mapping[str, Mapping[str, Any]]):
+        self.images = np.memmap(path / IMAGES, dtype=np.uint8, mode="r+", shape=(n, size, size))
+        self.filled = np.load(path / FILLED, mmap_mode="r+")
+        self.size, self.records, self.readers, self.options = size, records, readers, options
+
+    def fill(self, rows: list[int]) -> dict[int, str]:
+        errors: dict[int, str] = {}
+        for row in rows:
+            record = self.records[row]
+            dataset = record["_dataset"]
+            try:
+                image = self.readers[dataset](record, self.options[dataset])
+                self.images[row] = to_square_uint8(np.asarray(image), self.size)
+            except Exception as exc:  # noqa: BLE001 - one bad file must never stop a long job
+                errors[row] = f"{record.get('path', record['uid'])}: {type(exc).__name__}: {exc}"
+                continue
+            self.filled[row] = True
+        return errors
+
+
+_worker_filler: _Filler | None = None
+
+
+def _start_worker(parent: int, *args: Any) -> None:
+    """Pool initializer: die with the parent, leave Ctrl-C and SIGTERM to it, open the maps."""
+    global _worker_filler
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        # PR_SET_PDEATHSIG (1): the kernel kills this worker when its parent dies, even by
+        # SIGKILL, so no decoder is ever left running on its own.
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+    # A terminal's Ctrl-C reaches the whole process group; the parent alone decides, and
+    # stops the workers with SIGTERM (the parent's own SIGTERM handler is inherited by fork).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker_filler = _Filler(*args)
+
+
+def _fill_rows(rows: list[int]) -> dict[int, str]:
+    assert _worker_filler is not None
+    return _worker_filler.fill(rows)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End the workers now, mid-image: what they finished is already marked filled.
+
+    ``shutdown(cancel_futures=True)`` alone waits for every running chunk to finish, so the
+    workers are terminated as well (public API from Python 3.14, the executor's process table
+    before it).
+    """
+    terminate = getattr(pool, "terminate_workers", None)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    if terminate is not None:
+        terminate()
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=1.0)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=1.0)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`FillInterrupted` while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise FillInterrupted(signum)
+
+    # Only where Python's defaults are in place: a caller's own handler (or an ignored
+    # SIGINT under nohup) is kept.
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {s: signal.signal(s, interrupt) for s, default in defaults.items()
+                if signal.getsignal(s) is default}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def chunk_size(todo: int, workers: int) -> int:
+    """Rows per task: about 32 tasks per worker, so that the last tasks leave no worker idle
+    for long, and at most 16 rows, so that progress and errors are recorded often. A task
+    costs well under a millisecond to hand out, an image 5-20 ms to decode."""
+    return max(1, min(16, math.ceil(todo / (workers * 32))))
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    return max(1, min(usable_cores(), 8))
 
 
 def fill_cache(
@@ -105,13 +221,14 @@ def fill_cache(
     fingerprints: list[str],
     size: int,
     workers: int | None = None,
-    chunk: int = 64,
+    chunk: int | None = None,
     show_progress: bool = True,
 ) -> tuple[CacheView, dict[str, str]]:
     """Decode every record into the cache (only rows not yet filled) and open it.
 
     ``records`` is a DataFrame with ``uid``, ``path`` and ``_dataset`` (the dataset name that
-    reads it). Returns the cache and ``{uid: error}`` for unreadable images.
+    reads it). Returns the cache and ``{uid: error}`` for unreadable images. SIGINT or
+    SIGTERM stops the fill at once (:class:`FillInterrupted`), keeping every decoded image.
     """
     uids = [str(u) for u in records["uid"]]
     path = Path(root) / cache_key(fingerprints, uids, size)
@@ -126,35 +243,45 @@ def fill_cache(
     errors: dict[str, str] = store.read_json(path / ERRORS)
     todo = [i for i in range(n) if not filled[i] and uids[i] not in errors]
     if todo:
-        as_dicts = records.to_dict("records")
-        workers = workers or min(os.cpu_count() or 1, 8)
+        workers = max(1, min(workers or default_workers(), len(todo)))
+        chunk = chunk or chunk_size(len(todo), workers)
         chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+        args = (path, n, size, records.to_dict("records"), dict(readers), dict(options))
         started = time.perf_counter()
-        done = 0
         with progress_bar("decoding images into the cache", total=len(todo),
-                          enabled=show_progress) as advance, \
-                ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
-                                    initargs=(signal.SIGTERM, os.getpid())) as pool:
-            futures = {
-                pool.submit(_fill_chunk, str(path), n, size, rows,
-                            [as_dicts[r] for r in rows], dict(readers),
-                            [options[as_dicts[r]["_dataset"]] for r in rows]): rows
-                for rows in chunks
-            }
-            for future in as_completed(futures):
-                rows = futures[future]
-                bad = future.result()
-                for r in rows:
-                    if r in bad:
-                        errors[uids[r]] = bad[r]
-                    else:
-                        filled[r] = True
-                done += len(rows)
-                advance(len(rows))
-                # Save progress often so an interrupted preparation resumes where it was.
-                store.atomic_write(path / FILLED, lambda fh: np.save(fh, filled), mode="wb")
+                          enabled=show_progress) as advance, _sigterm_interrupts():
+            try:
+                if workers == 1:  # no pool: nothing to start, nothing to pickle
+                    filler = _Filler(*args)
+                    for rows in chunks:
+                        _record(errors, uids, filler.fill(rows), path)
+                        advance(len(rows))
+                else:
+                    _fill_in_pool(workers, chunks, args, errors, uids, path, advance)
+            finally:
                 store.write_json(path / ERRORS, errors)
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        store.write_json(path / "last_fill.json", {"images": done, "images_per_s": rate})
+        rate = len(todo) / max(time.perf_counter() - started, 1e-9)
+        store.write_json(path / "last_fill.json", {"images": len(todo), "images_per_s": rate})
     view = open_cache(path)
     return view, errors
+
+
+def _record(errors: dict[str, str], uids: list[str], bad: dict[int, str], path: Path) -> None:
+    if bad:
+        errors.update({uids[r]: message for r, message in bad.items()})
+        store.write_json(path / ERRORS, errors)
+
+
+def _fill_in_pool(workers: int, chunks: list[list[int]], args: tuple, errors: dict[str, str],
+                  uids: list[str], path: Path, advance: Callable[[int], None]) -> None:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                               initargs=(os.getpid(), *args))
+    try:
+        futures = {pool.submit(_fill_rows, rows): rows for rows in chunks}
+        for future in as_completed(futures):
+            _record(errors, uids, future.result(), path)
+            advance(len(futures[future]))
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)

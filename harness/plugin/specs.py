@@ -38,7 +38,12 @@ class DatasetSpec:
     and may carry ``attrs["exclusions"]``: a ``{reason: count}`` dict of dropped rows.
     ``read_image(record, options)`` returns a 2-D ``uint8`` grayscale array for one row.
     ``fingerprint(options)`` returns a string that changes whenever the content changes; the
-    image cache is keyed by it.
+    image cache is keyed by it. ``version(options)`` returns a JSON-able dict recorded in
+    every run's ``config.json`` (e.g. ``{"git_commit": ...}`` or ``{"content_sha256": ...}``
+    and the label mapping in force), so a result says which data it came from.
+    ``fetch(dest, options)`` gets a copy into ``dest`` (or explains how) for ``harness data
+    fetch NAME DEST``; ``options`` holds the command's ``--commit`` and ``--url``. It returns
+    the lines to print.
     """
 
     name: str
@@ -47,6 +52,8 @@ class DatasetSpec:
     read_image: Callable[[Mapping[str, Any], Mapping[str, Any]], np.ndarray]
     options: Sequence[Option] = ()
     fingerprint: Callable[[Mapping[str, Any]], str] | None = None
+    version: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
 
 
 @dataclass(frozen=True)

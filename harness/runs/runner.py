@@ -23,7 +23,7 @@ import numpy as np
 
 from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
-from harness.data.prepare import Prepared, prepare
+from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan
@@ -97,8 +97,10 @@ def git_revision() -> str:
 
 
 def _part(records, idx: np.ndarray) -> dict[str, list]:
+    """Uids, labels and patients of one part (patients: the report's bootstrap clusters)."""
     return {"uids": records["uid"].to_numpy()[idx].tolist(),
-            "labels": records["label"].to_numpy()[idx].tolist()}
+            "labels": records["label"].to_numpy()[idx].tolist(),
+            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist()}
 
 
 def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.ndarray:
@@ -201,6 +203,9 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
             "datasets": [dataclasses.asdict(d) for d in suite.datasets],
             "report": dataclasses.asdict(suite.report),
         },
+        "data": prepared.provenance,
+        "data_notes": prepared.notes,
+        "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
                      "platform": platform.platform()},
@@ -331,6 +336,8 @@ def run_suite(
     if pending:
         restart_runs(pending, restart, runs_root, echo)
         prepared = prepare(suite, registry, show_progress=show_progress)
+        for line in dropped_lines(prepared.dropped):
+            echo(line)
         for run in pending:
             write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
         executor = registry.get("executors", suite.executor.name)

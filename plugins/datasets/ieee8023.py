@@ -27,6 +27,14 @@ from .dicom import is_dicom, read_image_file
 
 NAME = "ieee8023"
 FETCH_HINT = "get it with: harness data fetch ieee8023 DEST"
+URL = "https://github.com/ieee8023/covid-chestxray-dataset"
+#: Overrides the clone URL (a mirror, or a local repository in tests).
+URL_ENV = "HARNESS_IEEE8023_URL"
+#: ``fetch`` checks out the last commit before this instant unless told otherwise. The
+#: authors recorded no commit; the paper's web references were accessed on 10 April 2020,
+#: so this is the collection as it stood then. ``harness data summary`` on a paper suite
+#: compares what it holds with the paper's Table 1.
+PAPER_SNAPSHOT = "2020-04-11T00:00:00Z"
 
 #: The views the paper kept (frontal radiographs).
 PAPER_VIEWS = ("PA", "AP", "AP Supine", "AP semi erect")
@@ -324,6 +332,33 @@ def fingerprint(options: Mapping[str, Any]) -> str:
     return dataset_files.fingerprint([metadata], [root / f for f in folders], salt="ieee8023-1")
 
 
+def version(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The clone's commit (else a content hash) and the finding → class mapping in force."""
+    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
+    metadata = root / str(options.get("metadata") or "metadata.csv")
+    folders = sorted({str(f).strip() or "images" for f in read_metadata(metadata)["folder"]})
+    mapping = options.get("mapping", "paper")
+    return {**dataset_files.version(root, [metadata], [root / f for f in folders]),
+            "mapping": mapping if isinstance(mapping, str) else "custom",
+            "finding_to_class": mapping_for(options)}
+
+
+def fetch(dest, options: Mapping[str, Any]) -> str:
+    """Clone the collection at the paper-time snapshot (``--commit latest``: the newest)."""
+    import os
+
+    url = options.get("url") or os.environ.get(URL_ENV) or URL
+    commit = options.get("commit")
+    latest = commit == "latest"
+    head = dataset_files.git_clone(str(url), Path(dest), None if latest else commit,
+                                   before=None if (latest or commit) else PAPER_SNAPSHOT)
+    how = ("the newest commit" if latest else f"commit {commit}" if commit else
+           f"the last commit before {PAPER_SNAPSHOT} (close to the paper's data; "
+           "--commit latest for the newest)")
+    return (f"ieee8023 is in {dest} at commit {head}: {how}\n"
+            f"use it with: datasets: [{{name: ieee8023, options: {{root: {dest}}}}}]")
+
+
 SPEC = DatasetSpec(
     name=NAME,
     description="ieee8023 COVID-19 image data collection (metadata.csv + images/)",
@@ -331,6 +366,8 @@ SPEC = DatasetSpec(
     read_image=read_image,
     options=OPTIONS,
     fingerprint=fingerprint,
+    version=version,
+    fetch=fetch,
 )
 
 
