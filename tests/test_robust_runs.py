@@ -14,6 +14,7 @@ import pytest
 
 from harness.runs.folder import RunFolder
 from harness.runs.runner import run_suite
+from harness.runs.worker import ALREADY_DONE
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -143,7 +144,7 @@ def test_a_busy_run_waits_for_its_owner_then_is_not_trained_again(make_suite, tm
     finally:
         lock.release()
     _, err = worker.communicate(timeout=60)
-    assert worker.returncode == 0
+    assert worker.returncode == ALREADY_DONE
     assert f"being trained by pid {os.getpid()}" in err
     assert "already done by another process" in err
     assert folder.status().started == 1.0  # not trained a second time

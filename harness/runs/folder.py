@@ -94,6 +94,8 @@ class Part:
 
     uids: list[str]
     labels: list[str]
+    #: The patient of each image (the report's bootstrap resamples patients), when known.
+    patients: list[str] | None = None
 
 
 @dataclass
@@ -107,9 +109,15 @@ class PlanFile:
     select: Part
     test: Part
     phase_class_counts: list[dict[str, int]] = field(default_factory=list)
+    #: Keys this version does not know, kept as they are.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for name in ("train", "select", "test"):
+            if out[name]["patients"] is None:
+                del out[name]["patients"]
+        return {**out.pop("extra"), **out}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanFile:
@@ -117,15 +125,21 @@ class PlanFile:
         for name in ("train", "select", "test"):
             part = data[name]
             uids, labels = list(part["uids"]), list(part["labels"])
-            if len(uids) != len(labels):
-                raise ValueError(f"{name}: {len(uids)} uids but {len(labels)} labels")
-            parts[name] = Part([str(u) for u in uids], [str(v) for v in labels])
+            patients = part.get("patients")
+            if len(uids) != len(labels) or (patients is not None
+                                            and len(list(patients)) != len(uids)):
+                raise ValueError(f"{name}: {len(uids)} uids but {len(labels)} labels"
+                                 + ("" if patients is None else f", {len(patients)} patients"))
+            parts[name] = Part([str(u) for u in uids], [str(v) for v in labels],
+                               None if patients is None else [str(p) for p in patients])
         if not parts["test"].uids:
             raise ValueError("test: no images")
         if not isinstance(data["plan"].get("phases"), list) or not data["plan"]["phases"]:
             raise ValueError("plan.phases: expected a non-empty list")
+        known = {f.name for f in fields(cls)}
         return cls(sampler=str(data["sampler"]), budget=data.get("budget"), plan=data["plan"],
-                   phase_class_counts=list(data.get("phase_class_counts", [])), **parts)
+                   phase_class_counts=list(data.get("phase_class_counts", [])),
+                   extra={k: v for k, v in data.items() if k not in known}, **parts)
 
 
 @dataclass
@@ -141,6 +155,8 @@ class RunConfig:
     versions: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
+    #: Keys this version does not know, kept as they are.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -158,13 +174,14 @@ class RunConfig:
         out = asdict(self)
         if out["data"] is None:
             del out["data"]
-        return out
+        return {**out.pop("extra"), **out}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
         config = cls(run=dict(data["run"]), suite=dict(data["suite"]),
                      versions=dict(data.get("versions") or {}), data=data.get("data"),
-                     fingerprint=dict(data.get("fingerprint") or {}))
+                     fingerprint=dict(data.get("fingerprint") or {}),
+                     extra={k: v for k, v in data.items() if k not in {f.name for f in fields(cls)}})
         str(config.run["run_id"])
         classes = config.suite["classes"]
         if not isinstance(classes, list) or len(classes) < 2:
