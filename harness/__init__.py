@@ -16,7 +16,9 @@ from harness.plugin.specs import (
     Plan,
     SamplerSpec,
     SplitterSpec,
+    TrackerSpec,
 )
+from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker
 
 __version__ = "0.1.0"
 
@@ -30,7 +32,13 @@ __all__ = [
     "Option",
     "Phase",
     "Plan",
+    "RunEnd",
+    "RunInfo",
     "SamplerSpec",
     "SplitterSpec",
+    "SuiteEnd",
+    "SuiteInfo",
+    "Tracker",
+    "TrackerSpec",
     "hookimpl",
 ]

@@ -53,8 +53,15 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         assert n_test == len(plan["test"]["uids"])
         metrics = store.read_json(d / "metrics.json")
         assert metrics["n"] == n_test
+        assert metrics["bootstrap"]["resampled"] == "patients"
         history = (d / "history.csv").read_text().splitlines()
         assert history[0].startswith("phase,epoch")
+    # budget: equal also equalises selection evaluations: the fewest epochs of any strategy
+    # on the fold, for every run of that fold.
+    for fold in (1, 2):
+        plans = [store.read_json(d / "plan.json") for d in folders if f"-f{fold}-" in d.name]
+        epochs = [sum(p["epochs"] or 2 for p in plan["plan"]["phases"]) for plan in plans]
+        assert [plan["select_evaluations"] for plan in plans] == [min(epochs)] * 2
     mtimes = {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in folders}
     again = run(suite, tmp_path)
     assert [o.state for o in again.outcomes] == ["done"] * 4

@@ -59,7 +59,7 @@ def main():
 @main.command("list")
 @click.argument("kind", required=False,
                 type=click.Choice(["datasets", "backbones", "samplers", "splitters", "engines",
-                                   "executors"]))
+                                   "executors", "trackers"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
 def list_command(kind, as_json, modules):

@@ -129,6 +129,21 @@ class ExecutorConfig:
 
 
 @dataclass
+class TrackerRef:
+    """A tracker the suite reports to (``trackers: [mlflow, {name: tensorboard}]``)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Seconds the tracker may hold up a process in all before it is switched off.
+    timeout: float = 30.0
+
+    def check(self):
+        if not self.timeout > 0:
+            return "timeout", f"expected a number of seconds > 0, got {self.timeout}"
+        return None
+
+
+@dataclass
 class ReportConfig:
     title: str = ""
     bootstrap: int = field(default=1000, metadata=between(0, 100_000))
@@ -165,6 +180,8 @@ class Suite:
     budget: int | Literal["equal", "natural"] = field(default="equal",
                                                       metadata=between(1, MAX_BUDGET))
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    #: Experiment trackers every run reports to (``mlflow``, ``tensorboard``, plugins).
+    trackers: list[TrackerRef] = field(default_factory=list)
     report: ReportConfig = field(default_factory=ReportConfig)
     #: Where the suite file lives; relative dataset roots resolve against it.
     source: str = ""
@@ -234,6 +251,11 @@ def parse_suite(data: Any, source: str) -> Suite:
     if isinstance(data, dict):
         data = dict(data)
         data.setdefault("source", source)
+        trackers = data.get("trackers")
+        if isinstance(trackers, (list, str)):
+            # A bare name stands for a tracker with its default options.
+            data["trackers"] = [{"name": t} if isinstance(t, str) else t
+                                for t in (trackers if isinstance(trackers, list) else [trackers])]
     suite = to_dataclass(data, Suite, "", source)
     for i, ref in enumerate(suite.datasets):
         if not ref.name:

@@ -2,8 +2,9 @@
 
 Every run of a suite (and every later suite over the same data and size) reads from it, so
 DICOM/JPEG decoding and resizing never happen twice. The folder name is a hash of the
-dataset content and the size; filling is parallel, resumable, and records unreadable
-images instead of stopping.
+dataset content and the size. Filling is parallel and keeps every image as soon as it is
+written: Ctrl-C or SIGTERM stops it at once and the next fill decodes only the rest.
+Unreadable images, including one that crashes its decoder, are recorded, not fatal.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,16 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.progress import progress_bar
+from harness.progress import is_enabled, progress_bar
 from harness.runs import store
 
 IMAGES = "images.u8"
 INDEX = "index.json"
 FILLED = "filled.npy"
 ERRORS = "errors.json"
+#: Rows a worker began decoding in the current fill (finds the image that crashed a worker).
+STARTED = "started.npy"
+LOCK = "fill.lock"
 
 
 def default_cache_root() -> Path:
@@ -109,6 +114,7 @@ class _Filler:
                  readers: Mapping[str, Callable], options: Mapping[str, Mapping[str, Any]]):
         self.images = np.memmap(path / IMAGES, dtype=np.uint8, mode="r+", shape=(n, size, size))
         self.filled = np.load(path / FILLED, mmap_mode="r+")
+        self.started = np.load(path / STARTED, mmap_mode="r+")
         self.size, self.records, self.readers, self.options = size, records, readers, options
 
     def fill(self, rows: list[int]) -> dict[int, str]:
@@ -116,6 +122,7 @@ class _Filler:
         for row in rows:
             record = self.records[row]
             dataset = record["_dataset"]
+            self.started[row] = True
             try:
                 image = self.readers[dataset](record, self.options[dataset])
                 self.images[row] = to_square_uint8(np.asarray(image), self.size)
@@ -233,6 +240,34 @@ def fill_cache(
     uids = [str(u) for u in records["uid"]]
     path = Path(root) / cache_key(fingerprints, uids, size)
     path.mkdir(parents=True, exist_ok=True)
+    with _fill_lock(path, show_progress):
+        errors = _fill_locked(path, uids, records, readers, options, size, workers, chunk,
+                              show_progress)
+    return open_cache(path), errors
+
+
+@contextlib.contextmanager
+def _fill_lock(path: Path, show_progress: bool) -> Iterator[None]:
+    """One filling process per cache: a second ``harness run`` or ``data prepare`` on the
+    same data waits, then finds the images decoded."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path / LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if is_enabled(show_progress):
+            print(f"waiting for another process that fills the cache {path}", file=sys.stderr)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fill_locked(path: Path, uids: list[str], records: Any, readers: Mapping[str, Callable],
+                 options: Mapping[str, Mapping[str, Any]], size: int, workers: int | None,
+                 chunk: int | None, show_progress: bool) -> dict[str, str]:
     n = len(uids)
     if not (path / INDEX).exists():
         np.memmap(path / IMAGES, dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size)).flush()
@@ -242,28 +277,27 @@ def fill_cache(
     filled = np.load(path / FILLED)
     errors: dict[str, str] = store.read_json(path / ERRORS)
     todo = [i for i in range(n) if not filled[i] and uids[i] not in errors]
-    if todo:
-        workers = max(1, min(workers or default_workers(), len(todo)))
-        chunk = chunk or chunk_size(len(todo), workers)
-        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-        args = (path, n, size, records.to_dict("records"), dict(readers), dict(options))
-        started = time.perf_counter()
-        with progress_bar("decoding images into the cache", total=len(todo),
-                          enabled=show_progress) as advance, _sigterm_interrupts():
-            try:
-                if workers == 1:  # no pool: nothing to start, nothing to pickle
-                    filler = _Filler(*args)
-                    for rows in chunks:
-                        _record(errors, uids, filler.fill(rows), path)
-                        advance(len(rows))
-                else:
-                    _fill_in_pool(workers, chunks, args, errors, uids, path, advance)
-            finally:
-                store.write_json(path / ERRORS, errors)
-        rate = len(todo) / max(time.perf_counter() - started, 1e-9)
-        store.write_json(path / "last_fill.json", {"images": len(todo), "images_per_s": rate})
-    view = open_cache(path)
-    return view, errors
+    if not todo:
+        return errors
+    workers = max(1, min(workers or default_workers(), len(todo)))
+    np.save(path / STARTED, np.zeros(n, dtype=bool))
+    args = (path, n, size, records.to_dict("records"), dict(readers), dict(options))
+    started = time.perf_counter()
+    rows = todo
+    with _sigterm_interrupts():
+        try:
+            while rows:
+                crashed = _fill_in_pool(workers, rows, chunk or chunk_size(len(rows), workers),
+                                        args, errors, uids, path,
+                                        (len(todo), len(todo) - len(rows), show_progress))
+                if not crashed:
+                    break
+                rows = _after_crash(rows, args, errors, uids, path)
+        finally:
+            store.write_json(path / ERRORS, errors)
+    rate = len(todo) / max(time.perf_counter() - started, 1e-9)
+    store.write_json(path / "last_fill.json", {"images": len(todo), "images_per_s": rate})
+    return errors
 
 
 def _record(errors: dict[str, str], uids: list[str], bad: dict[int, str], path: Path) -> None:
@@ -272,16 +306,53 @@ def _record(errors: dict[str, str], uids: list[str], bad: dict[int, str], path: 
         store.write_json(path / ERRORS, errors)
 
 
-def _fill_in_pool(workers: int, chunks: list[list[int]], args: tuple, errors: dict[str, str],
-                  uids: list[str], path: Path, advance: Callable[[int], None]) -> None:
+def _fill_in_pool(workers: int, rows: list[int], chunk: int, args: tuple,
+                  errors: dict[str, str], uids: list[str], path: Path,
+                  progress: tuple[int, int, bool]) -> bool:
+    """Decode ``rows`` in a pool; False when done, True when a worker died (a crash)."""
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
                                initargs=(os.getpid(), *args))
+    total, done, show_progress = progress
     try:
-        futures = {pool.submit(_fill_rows, rows): rows for rows in chunks}
-        for future in as_completed(futures):
-            _record(errors, uids, future.result(), path)
-            advance(len(futures[future]))
+        # Submitting forks the workers: before the progress bar starts its thread, so that
+        # no worker inherits a lock that thread held.
+        futures = {pool.submit(_fill_rows, rows[i:i + chunk]): len(rows[i:i + chunk])
+                   for i in range(0, len(rows), chunk)}
+        with progress_bar("decoding images into the cache", total=total,
+                          enabled=show_progress) as advance:
+            advance(done)
+            for future in as_completed(futures):
+                try:
+                    bad = future.result()
+                except BrokenProcessPool:
+                    _stop_pool(pool)
+                    return True
+                _record(errors, uids, bad, path)
+                advance(futures[future])
     except BaseException:
         _stop_pool(pool)
         raise
     pool.shutdown(wait=True)
+    return False
+
+
+def _after_crash(rows: list[int], args: tuple, errors: dict[str, str], uids: list[str],
+                 path: Path) -> list[int]:
+    """A decoder killed its worker (a segfault in a C library, the out-of-memory killer).
+
+    The rows that were being decoded are decoded again one at a time, each in a pool of its
+    own: one that kills its worker again is recorded as unreadable. Returns the rows left.
+    """
+    filled, began = np.load(path / FILLED), np.load(path / STARTED)
+    suspects = [r for r in rows if began[r] and not filled[r] and uids[r] not in errors]
+    if not suspects:
+        raise HarnessError(f"the processes filling the cache {path} died before decoding any "
+                           "image (out of memory?); run again with fewer workers")
+    records = args[3]
+    for row in suspects:
+        if _fill_in_pool(1, [row], 1, args, errors, uids, path, (1, 0, False)):
+            where = records[row].get("path", uids[row])
+            _record(errors, uids, {row: f"{where}: the decoder crashed its process (a "
+                                        "segmentation fault or out of memory)"}, path)
+    filled = np.load(path / FILLED)
+    return [r for r in rows if not filled[r] and uids[r] not in errors]

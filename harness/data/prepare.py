@@ -126,8 +126,8 @@ def dropped_lines(dropped: list[dict[str, str]], shown: int = 5) -> list[str]:
     """What ``harness run`` prints about images left out while reading."""
     if not dropped:
         return []
-    lines = [f"{len(dropped)} unreadable image(s) left out of every run (all listed in each "
-             "run's config.json under 'dropped_images' and in the report):"]
+    lines = [(f"{len(dropped)} unreadable image(s) left out of every run (all listed in each "
+              "run's config.json under 'dropped_images' and in the report):")]
     lines += [f"  {d['file']}: {d['reason']}" for d in dropped[:shown]]
     if len(dropped) > shown:
         lines.append(f"  ... and {len(dropped) - shown} more")
@@ -160,6 +160,9 @@ def check_folds(folds: list[Fold], records: pd.DataFrame, kind: str) -> None:
 def prepare(suite: Suite, registry: Registry, show_progress: bool = True) -> Prepared:
     records = load_records(suite, registry)
     cache, records = prepare_cache(suite, records, registry, show_progress)
+    from harness.data.duplicates import merge_near_duplicates, searched_datasets
+
+    records = merge_near_duplicates(records, cache, searched_datasets(suite, registry))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         folds = make_folds(suite, records, registry)

@@ -43,7 +43,8 @@ class DatasetSpec:
     and the label mapping in force), so a result says which data it came from.
     ``fetch(dest, options)`` gets a copy into ``dest`` (or explains how) for ``harness data
     fetch NAME DEST``; ``options`` holds the command's ``--commit`` and ``--url``. It returns
-    the lines to print.
+    the lines to print. ``distinct_images`` declares that no two records show one
+    radiograph (generated data): the near-duplicate search skips the dataset.
     """
 
     name: str
@@ -54,6 +55,7 @@ class DatasetSpec:
     fingerprint: Callable[[Mapping[str, Any]], str] | None = None
     version: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
+    distinct_images: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,4 +196,20 @@ class ExecutorSpec:
     name: str
     description: str
     execute: Callable[..., None]
+    options: Sequence[Option] = ()
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """An experiment tracker: ``create(options) -> harness.Tracker``.
+
+    ``create`` is called once per process that reports to it (the ``harness run`` process
+    and each run's worker), so it must be cheap and must not fail for a server that is
+    down: connect lazily, in the tracker's methods (the core calls them off the training
+    thread, with a time limit).
+    """
+
+    name: str
+    description: str
+    create: Callable[[Mapping[str, Any]], Any]
     options: Sequence[Option] = ()

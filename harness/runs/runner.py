@@ -8,10 +8,9 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import subprocess
-import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan
-from harness.runs import lifetime, store
+from harness.runs import launch, store, tracking
 from harness.runs.folder import CONFIG, PLAN, DamagedFile, PlanFile, RunConfig, RunFolder
 from harness.runs.worker import ALREADY_DONE
 
@@ -73,6 +72,18 @@ def check_names(suite: Suite, registry: Registry) -> None:
         get("samplers", name, "matrix.sampler")
     for name in suite.matrix.engine:
         get("engines", name, "matrix.engine")
+    for i, ref in enumerate(suite.trackers):
+        spec = get("trackers", ref.name, f"trackers[{i}].name")
+        known = [o.name for o in spec.options]
+        for key in ref.options:
+            if key not in known:
+                from harness.config.validate import SuiteError, suggest
+
+                close = suggest(str(key), known)
+                raise SuiteError(f"{suite.source}: trackers[{i}].options.{key}: unknown option"
+                                 f" of tracker {ref.name!r}."
+                                 + (f" Did you mean {close!r}?" if close else "")
+                                 + f" Options here: {', '.join(known) or '(none)'}")
     for name in suite.matrix.backbone:
         spec = get("backbones", name, "matrix.backbone")
         for engine in suite.matrix.engine:
@@ -156,6 +167,26 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
     return sampler.plan(labels, np.random.default_rng(seed), options)
 
 
+def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
+    return sum(p.epochs or epochs_per_phase for p in plan.phases)
+
+
+def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.ndarray,
+                                seed: list[int], split_phases: list[list[int]] | None,
+                                epochs_per_phase: int) -> int:
+    """Selection evaluations every strategy of the suite gets under ``budget: equal``.
+
+    Equal images seen is not equal exposure: a strategy that trains over few images for many
+    epochs would otherwise be scored (and could be picked) after each of them. The fewest
+    epochs any strategy of the matrix has on this fold bounds how often all can be scored,
+    so every run gets that many evaluations, spread evenly over its own epochs.
+    """
+    return max(1, min(total_epochs(make_plan(suite, registry, s, suite.samplers.get(s, {}),
+                                             labels, seed, split_phases, epochs_per_phase),
+                                   epochs_per_phase)
+                      for s in suite.matrix.sampler))
+
+
 def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry) -> dict:
     """What ``plan.json`` holds: the sampler's plan and the images of every part."""
     classes = list(suite.classes)
@@ -169,9 +200,16 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
                      run.training["epochs_per_phase"])
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
+    extra = {}
+    if suite.budget == "equal" and len(select) and \
+            run.training.get("select_evaluations") is None:
+        extra["select_evaluations"] = equal_selection_evaluations(
+            suite, registry, train_labels, [suite.split.seed, run.fold, run.seed], phases,
+            run.training["epochs_per_phase"])
     return {
         "sampler": run.sampler,
         "budget": plan.budget(run.training["epochs_per_phase"]),
+        **extra,
         "phase_class_counts": per_phase,
         "plan": plan.to_json(),
         "train": _part(records, fold.train),
@@ -216,13 +254,8 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
 
 
 def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
-    """Run one run in a fresh Python process (frameworks never share a process).
-
-    The worker dies with this process (``harness.runs.lifetime``).
-    """
-    cmd = [sys.executable, "-m", "harness.runs.worker", str(run_dir)]
-    env = {**os.environ, **(env or {}), lifetime.PARENT_ENV: str(os.getpid())}
-    return subprocess.run(cmd, env=env, check=False).returncode
+    """Run one run in a fresh Python process (frameworks never share a process)."""
+    return launch.run_worker(run_dir, env)
 
 
 def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
@@ -276,35 +309,68 @@ def restart_runs(runs: list[RunSpec], restart: dict[str, bool], runs_root: Path,
             lock.release()
 
 
-def make_work(runs_root: Path, fail_fast: bool, total: int,
-              echo: Callable[[str], None]) -> Callable[..., None]:
-    counter = iter(range(1, total + 1))
+class Work:
+    """What an executor does with the pending runs of one ``harness run``.
 
-    def work(run: RunSpec, env: dict[str, str] | None = None) -> None:
-        run_dir = run_dir_for(runs_root, run)
-        n = next(counter, total)
-        echo(f"[{n}/{total}] {run.run_id}: training")
-        started = time.time()
-        code = run_worker(run_dir, env)
-        folder = RunFolder(run_dir)
-        outcome = outcome_of(run_dir, run, time.time() - started)
-        by_other = code == ALREADY_DONE and outcome.state == "done"
-        if outcome.state in ("running", "pending") or (
-                code not in (0, ALREADY_DONE) and outcome.state == "done"):
+    The simple executor calls ``work(run, env)``: start the worker here and wait for it.
+    Executors that start workers elsewhere (Ray tasks, Slurm jobs) use the parts:
+    ``run_dir(run)`` is what the remote side needs (``python -m harness.runs.worker
+    RUN_DIR``, see ``harness.runs.launch``), ``started(run)`` when it is handed over and
+    ``finished(run, code, seconds)`` when its worker has exited: the outcome is read back
+    from the run folder. ``finished`` raises ``StopSuite`` under ``--fail-fast`` and
+    ``KeyboardInterrupt`` when the run was interrupted; the executor then cancels what is
+    still pending and lets the exception go on.
+    """
+
+    def __init__(self, runs_root: Path, fail_fast: bool, total: int,
+                 echo: Callable[[str], None]):
+        self.runs_root = Path(runs_root)
+        self.fail_fast = fail_fast
+        self.total = total
+        self.echo = echo
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def run_dir(self, run: RunSpec) -> Path:
+        return run_dir_for(self.runs_root, run)
+
+    def _number(self, run: RunSpec) -> int:
+        with self._lock:
+            return self._numbers.setdefault(run.run_id, min(len(self._numbers) + 1, self.total))
+
+    def started(self, run: RunSpec, where: str = "training") -> None:
+        self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
+
+    def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
+        run_dir = self.run_dir(run)
+        outcome = outcome_of(run_dir, run, seconds)
+        if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
+                                                        and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
             outcome.state, outcome.error = "failed", f"worker exited with code {code}"
-            folder.write_status("failed", error=outcome.error)
-        if by_other:
-            echo(f"[{n}/{total}] {run.run_id}: done by another harness process")
-            return
-        echo(f"[{n}/{total}] {run.run_id}: {outcome.state} in {outcome.seconds:.0f} s"
-             + (f" — {outcome.error}" if outcome.error else ""))
+            RunFolder(run_dir).write_status("failed", error=outcome.error)
+        if code == ALREADY_DONE and outcome.state == "done":
+            self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: done by another "
+                      "harness process")
+            return outcome
+        self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
+                  f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
         if outcome.state == "interrupted":
             raise KeyboardInterrupt
-        if outcome.state != "done" and fail_fast:
+        if outcome.state != "done" and self.fail_fast:
             raise StopSuite(f"run {run.run_id} failed (--fail-fast): {outcome.error}")
+        return outcome
 
-    return work
+    def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
+        self.started(run)
+        started = time.time()
+        code = run_worker(self.run_dir(run), env)
+        self.finished(run, code, time.time() - started)
+
+
+def make_work(runs_root: Path, fail_fast: bool, total: int,
+              echo: Callable[[str], None]) -> Work:
+    return Work(runs_root, fail_fast, total, echo)
 
 
 def run_suite(
@@ -330,32 +396,57 @@ def run_suite(
         "suite": suite.name, "source": suite.source,
         "run_ids": [r.run_id for r in expand(suite)]})
     done, pending, restart = triage(runs, runs_root, echo)
+    restart_runs(pending, restart, runs_root, echo)
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
-    if pending:
-        restart_runs(pending, restart, runs_root, echo)
-        prepared = prepare(suite, registry, show_progress=show_progress)
-        for line in dropped_lines(prepared.dropped):
-            echo(line)
-        for run in pending:
-            write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
-        executor = registry.get("executors", suite.executor.name)
-        work = make_work(runs_root, fail_fast, len(pending), echo)
-        try:
-            executor.execute(pending, work, suite.executor.options)
-        finally:
-            result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
-    if render:
-        out = store.child(reports_root, suite.name)
-        report = out / "index.html"
-        if pending or not report_is_current(report, runs_root / suite.name):
-            from harness.analysis.report import render_report
+    suite_runs = store.child(runs_root, suite.name)
+    trackers = start_trackers(suite, registry, suite_runs, pending)
+    try:
+        if pending:
+            prepared = prepare(suite, registry, show_progress=show_progress)
+            for line in dropped_lines(prepared.dropped):
+                echo(line)
+            for run in pending:
+                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+            executor = registry.get("executors", suite.executor.name)
+            work = make_work(runs_root, fail_fast, len(pending), echo)
+            try:
+                executor.execute(pending, work, suite.executor.options)
+            finally:
+                result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
+        if render:
+            out = store.child(reports_root, suite.name)
+            report = out / "index.html"
+            if pending or not report_is_current(report, suite_runs):
+                from harness.analysis.report import render_report
 
-            report = render_report(store.child(runs_root, suite.name), out)
-        result.report = report
-        echo(f"report: {report}")
+                report = render_report(suite_runs, out)
+            result.report = report
+            echo(f"report: {report}")
+    finally:
+        if trackers:
+            trackers.suite_end(tracking.suite_end(
+                suite_runs, suite.name, {o.run.run_id: o.state for o in result.outcomes},
+                result.report.parent if result.report else None))
+            trackers.close()
     return result
+
+
+def start_trackers(suite: Suite, registry: Registry, suite_runs: Path,
+                   pending: list[RunSpec]) -> tracking.Trackers:
+    """Tell the suite's trackers it starts; ``trackers.json`` tells every worker of them."""
+    from harness.plugin.trackers import SuiteInfo
+
+    refs = [dataclasses.asdict(t) for t in suite.trackers]
+    trackers = tracking.build(registry, refs)
+    if trackers:
+        trackers.suite_start(SuiteInfo(
+            name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
+            pending=tuple(r.run_id for r in pending),
+            run_ids=tuple(r.run_id for r in expand(suite))))
+    tracking.write_settings(suite_runs, refs, suite.plugins, trackers)
+    return trackers
 
 
 def report_is_current(report: Path, suite_runs: Path) -> bool:

@@ -3,16 +3,14 @@
 A process per run keeps TensorFlow and torch apart and frees every byte of GPU memory
 when a run ends. The worker reads only the run folder (``config.json``, ``plan.json``) and
 the image cache, so it does not depend on how the runner prepared them.
-
-The worker owns its folder while it runs (the folder lock): a second worker for the same
-run, from another ``harness run``, waits, then finds the run done and exits. It dies with
-its parent, so killing ``harness run`` never leaves a run training unseen.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import signal
 import sys
 import time
 import traceback
@@ -26,7 +24,7 @@ from harness.data.cache import open_cache
 from harness.errors import HarnessError
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
-from harness.runs import lifetime
+from harness.runs import launch, tracking
 from harness.runs.folder import DamagedFile, RunFolder, RunLock
 from harness.runs.job import Job
 
@@ -38,6 +36,7 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     folder = RunFolder(run_dir)
     config = folder.config()
     plan_file = folder.plan()
+    plan_data = plan_file.to_json()
     try:
         run = RunSpec(**config.run)
     except TypeError as exc:
@@ -69,6 +68,10 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     except (KeyError, TypeError) as exc:
         raise DamagedFile(folder.file("plan.json"), f"unexpected plan ({exc})") from None
     training = to_dataclass(run.training, Training, "training", str(folder.file("config.json")))
+    if plan_data.get("select_evaluations") is not None and \
+            getattr(training, "select_evaluations", 0) is None:
+        # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)
+        training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
@@ -84,11 +87,15 @@ def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes
     return buf.getvalue()
 
 
-def run(run_dir: Path) -> None:
+def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     folder = RunFolder(run_dir)
     started = time.time()
+    trackers = trackers if trackers is not None else tracking.Trackers()
     folder.write_status("running", started=started)
     job, engine = load_job(run_dir)
+    if trackers:
+        job.tracker = trackers
+        trackers.run_start(tracking.run_info(run_dir, folder.config().to_json()))
     probs = np.asarray(engine.train(job), dtype=np.float64)
     if probs.shape != (len(job.test), job.n_classes):
         raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
@@ -102,18 +109,23 @@ def run(run_dir: Path) -> None:
     from harness.analysis.metrics import compute_metrics
 
     table = folder.predictions(job.classes)
-    folder.write_metrics(compute_metrics(table, job.classes,
-                                         bootstrap=folder.config().bootstrap))
+    patients = plan_file.test.patients  # bootstrap clusters: a patient's images
+    folder.write_metrics(compute_metrics(
+        table, job.classes, bootstrap=folder.config().bootstrap, clusters=patients,
+        resampled="patients" if patients else "images"))
     folder.write_status("done", started=started, finished=time.time(),
                         seconds=time.time() - started)
+    if trackers:
+        trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
-    lifetime.die_with_parent(parent=lifetime.parent_from_env())
-    lifetime.interrupt_on_term()
+    launch.die_with_parent()
+    started = time.time()
     lock = RunFolder(run_dir).lock()
+    trackers = tracking.Trackers()
     try:
         try:
             lock.acquire(timeout=0)
@@ -123,20 +135,26 @@ def main(argv: list[str] | None = None) -> int:
         if RunFolder(run_dir).verified() is None:
             print(f"run {run_dir.name}: already done by another process", file=sys.stderr)
             return ALREADY_DONE
-        run(run_dir)
+        trackers = tracking.for_run(run_dir)
+        run(run_dir, trackers)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C must not cut the record short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         message = (str(exc) if isinstance(exc, HarnessError)
                    else f"{type(exc).__name__}: {exc}")
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        if lock.is_held:
+        if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
             RunFolder(run_dir).write_status(state, error=message,
                                             traceback=traceback.format_exc())
         print(f"run {run_dir.name} failed: {message}", file=sys.stderr)
+        if trackers:
+            trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
+        trackers.close()
         lock.release()
 
 
