@@ -96,13 +96,15 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     if trackers:
         job.tracker = trackers
         trackers.run_start(tracking.run_info(run_dir, folder.config().to_json()))
-    probs = np.asarray(engine.train(job), dtype=np.float64)
-    if probs.shape != (len(job.test), job.n_classes):
+    from harness.training.batches import free_cores
+    from harness.training.loop import train
+
+    threads = job.training.threads or free_cores()
+    probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
+    if probs.shape != (len(job.test), job.n_classes) or not np.isfinite(probs).all():
         raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
-                           f"{probs.shape}; expected {(len(job.test), job.n_classes)}")
-    if not np.isfinite(probs).all():
-        raise HarnessError(f"engine {job.run.engine!r} returned probabilities that are not "
-                           "finite (the training diverged?)")
+                           f"{probs.shape} (expected {(len(job.test), job.n_classes)}) or "
+                           "not finite (the training diverged?)")
     plan_file = folder.plan()
     folder.write_predictions(predictions_csv(plan_file.test.uids, plan_file.test.labels, probs,
                                              job.classes))
