@@ -81,7 +81,9 @@ class Phase:
     ``indices`` are positions into the training labels given to the sampler. When
     ``sample_weights`` is set, each epoch draws ``draws`` (default ``len(indices)``) images
     with replacement using these weights (a fresh draw per epoch). ``head_only`` freezes the
-    backbone (classifier re-training).
+    backbone (the head trains); ``classifier_only`` freezes everything but the final linear
+    classifier; ``reset_classifier`` re-draws that layer at the phase's start (cRT, Kang et
+    al. 2020: ``classifier_only`` + ``reset_classifier``).
     """
 
     indices: list[int]
@@ -89,6 +91,8 @@ class Phase:
     draws: int | None = None
     head_only: bool = False
     epochs: int | None = None
+    classifier_only: bool = False
+    reset_classifier: bool = False
 
     def images_per_epoch(self) -> int:
         if self.sample_weights is not None:
@@ -102,7 +106,8 @@ class Plan:
 
     Engines apply a plan identically: phases in order, model and optimizer state carried
     over; ``class_weights`` multiply the per-sample loss; ``loss`` is ``"cross_entropy"``
-    or ``"focal"`` (``loss_options["gamma"]``).
+    or ``"focal"`` (``loss_options``: ``gamma``, and ``alpha``, one weight per class or
+    ``None``); see ``harness.training.optim``.
     """
 
     phases: list[Phase]
@@ -173,15 +178,19 @@ class TrainJob(Protocol):
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """A training framework: ``train(job) -> probabilities`` for ``job.test`` images.
+    """A training framework: ``build(context) -> model`` with the primitives of
+    ``harness.training.engine.EngineModel`` (train an epoch over given batches, predict,
+    get/set state and weights, freeze parts, reset the classifier).
 
-    Called inside a worker process, so it may import its framework; the module that
-    registers it must not import the framework at import time.
+    The core's loop (``harness.training.loop``) does everything else. ``build`` is called
+    inside a worker process, so it may import its framework; the module that registers the
+    engine must not import the framework at import time. ``framework`` names the framework
+    (``torch``, ``tensorflow``): runs of different frameworks never share a process.
     """
 
     name: str
     description: str
-    train: Callable[[Any], np.ndarray]
+    build: Callable[[Any], Any]
     framework: str = ""
 
 
