@@ -137,11 +137,11 @@ def merge_near_duplicates(records: pd.DataFrame, cache, datasets: set[str] | Non
 def describe(pairs: list[dict[str, Any]], shown: int = 10) -> list[str]:
     """Lines for ``harness data summary``."""
     if not pairs:
-        return [f"  none (perceptual hash within {THRESHOLD} of 64 bits and thumbnail "
-                f"correlation >= {MIN_CORRELATION})"]
-    lines = [f"  {len(pairs)} pair(s) of images filed under different patients, each pair's "
-             f"patients merged into one group (perceptual hash within {THRESHOLD} of 64 bits "
-             f"and thumbnail correlation >= {MIN_CORRELATION}):"]
+        return [(f"  none (perceptual hash within {THRESHOLD} of 64 bits and thumbnail "
+                 f"correlation >= {MIN_CORRELATION})")]
+    lines = [(f"  {len(pairs)} pair(s) of images filed under different patients, each pair's "
+              f"patients merged into one group (perceptual hash within {THRESHOLD} of 64 bits "
+              f"and thumbnail correlation >= {MIN_CORRELATION}):")]
     for p in pairs[:shown]:
         lines.append(f"  {p['uids'][0]} ({p['patients'][0]}) = {p['uids'][1]} "
                      f"({p['patients'][1]}), {p['distance']} bits")
