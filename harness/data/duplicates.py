@@ -14,6 +14,7 @@ id stays in ``original_patient_id``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def close_pairs(hashes: dict[str, int], threshold: int = THRESHOLD) -> list[tupl
     values = np.array([hashes[u] for u in uids], dtype=np.uint64)
     bounds = np.linspace(0, 64, threshold + 2).astype(int)
     found: dict[tuple[int, int], int] = {}
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in pairwise(bounds):
         chunk = (values >> np.uint64(lo)) & np.uint64((1 << int(hi - lo)) - 1)
         order = np.argsort(chunk, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(chunk[order]) != 0])
