@@ -110,10 +110,12 @@ def git_revision() -> str:
 
 
 def _part(records, idx: np.ndarray) -> dict[str, list]:
-    """Uids, labels and patients of one part (patients: the report's bootstrap clusters)."""
+    """Uids, labels, patients and sources of one part (patients: the report's bootstrap
+    clusters; sources: its per-source figures)."""
     return {"uids": records["uid"].to_numpy()[idx].tolist(),
             "labels": records["label"].to_numpy()[idx].tolist(),
-            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist()}
+            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist(),
+            "sources": records["source"].astype(str).to_numpy()[idx].tolist()}
 
 
 def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.ndarray:
