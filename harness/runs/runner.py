@@ -8,6 +8,7 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import subprocess
 import threading
@@ -400,6 +401,26 @@ class Work:
         self.echo = echo
         self._numbers: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: Warm hosts (``harness.runs.warm``) and what each engine's host preloads; an
+        #: engine missing here (TensorFlow) gets a fresh worker process per run.
+        self.pool = None
+        self.preload: dict[str, list[str]] = {}
+
+    def warm(self, registry: Registry, engines: list[str]) -> None:
+        """Train the runs of engines whose framework forks safely in warm hosts."""
+        from harness.runs import warm
+
+        for name in engines:
+            spec = registry.get("engines", name)
+            modules = warm.preload_for(spec.framework, spec.build.__module__)
+            if modules is not None:
+                self.preload[name] = modules
+        if self.preload and os.environ.get("HARNESS_WARM_WORKERS", "1") != "0":
+            self.pool = warm.Pool()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     def run_dir(self, run: RunSpec) -> Path:
         return run_dir_for(self.runs_root, run)
@@ -411,13 +432,17 @@ class Work:
     def started(self, run: RunSpec, where: str = "training") -> None:
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
 
-    def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
+    def finished(self, run: RunSpec, code: int | None, seconds: float,
+                 error: str = "") -> RunOutcome:
+        """Record how the run ended; ``error`` says why when the executor knows better than
+        the folder (a task or job that never got to start its worker)."""
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
         if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
-            outcome.state, outcome.error = "failed", f"worker exited with code {code}"
+            outcome.state = "failed"
+            outcome.error = error or f"worker exited with code {code}"
             RunFolder(run_dir).write_status("failed", error=outcome.error)
         if code == ALREADY_DONE and outcome.state == "done":
             self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: done by another "
@@ -434,7 +459,10 @@ class Work:
     def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
         self.started(run)
         started = time.time()
-        code = run_worker(self.run_dir(run), env)
+        if self.pool is not None and run.engine in self.preload:
+            code = self.pool.run(self.preload[run.engine], self.run_dir(run), env)
+        else:
+            code = run_worker(self.run_dir(run), env)
         self.finished(run, code, time.time() - started)
 
 
@@ -492,9 +520,11 @@ def run_suite(
                 write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
+            work.warm(registry, sorted({r.engine for r in pending}))
             try:
                 executor.execute(pending, work, suite.executor.options)
             finally:
+                work.close()
                 result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
         if render:
             out = store.child(reports_root, suite.name)
