@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from fixtures_data import write_ieee8023
+
 from harness.cli.main import main
 from harness.testing import small_suite
 
