@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.plugin.check import build_backbone
+from harness.plugin.options import validate_options
 from harness.plugin.registry import build_registry
 
 #: The paper's batch sizes (30 for a single network, 20 for the concatenation).
@@ -47,8 +49,9 @@ def _spec(backbone: str, plugins: list[str]):
     return build_registry(plugins).get("backbones", backbone)
 
 
-def _options(spec, options: dict[str, Any] | None) -> dict[str, Any]:
-    return {**{o.name: o.default for o in spec.options}, **(options or {})}
+def _options(spec, options: dict[str, Any] | None):
+    """The backbone's options from the command line, validated into its model."""
+    return validate_options(spec.options, options or {}, "--options", f"backbone {spec.name!r}")
 
 
 # ------------------------------------------------------------------------------- describe
@@ -78,11 +81,7 @@ def describe_torch(backbone: str, image_size: int, head: str, weights: str = "no
     from harness_plugins.backbones.torch_heads import build_classifier
 
     spec = _spec(backbone, list(plugins))
-    if "torch" not in spec.builders:
-        raise HarnessError(f"backbone {backbone!r} has no torch build; it supports: "
-                           f"{', '.join(sorted(spec.builders))}")
-    net = spec.builders["torch"](image_size=image_size, weights=weights,
-                                 options=_options(spec, options))
+    net = build_backbone(spec, "torch", image_size, weights, _options(spec, options))
     model = build_classifier(net, head, n_classes, image_size)
     model.eval()
     with torch.no_grad():
@@ -270,8 +269,7 @@ def bench_torch(backbones: list[str], image_size: int, batch_size: int | None, s
             bs = batch_size or PAPER_BATCH.get(name, DEFAULT_BATCH)
             spec = registry.get("backbones", name)
             torch.manual_seed(0)
-            net = spec.builders["torch"](image_size=image_size, weights="none",
-                                         options=_options(spec, None))
+            net = build_backbone(spec, "torch", image_size, "none", None)
             model = build_classifier(net, head, 3, image_size).to(dev)
             model = model.to(memory_format=torch.channels_last)
             opt = te.make_optimizer(model.parameters(), Training(batch_size=bs))

@@ -81,13 +81,13 @@ def open_cache(path: str | Path) -> CacheView:
 
 
 def _fill_chunk(path: str, n: int, size: int, rows: list[int], records: list[dict],
-                reader: Callable, options: list[Mapping[str, Any]]) -> dict[int, str]:
+                reader: Callable, options: list[tuple[Any, Any]]) -> dict[int, str]:
     """Decode one chunk of rows into the memory map (runs in a worker process)."""
     images = np.memmap(Path(path) / IMAGES, dtype=np.uint8, mode="r+", shape=(n, size, size))
     errors: dict[int, str] = {}
     for row, record, opts in zip(rows, records, options):
         try:
-            image = reader[record["_dataset"]](record, opts)
+            image = reader[record["_dataset"]](record, *opts)
             images[row] = to_square_uint8(np.asarray(image), size)
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop a long job
             errors[row] = f"{record.get('path', record['uid'])}: {type(exc).__name__}: {exc}"
@@ -99,7 +99,7 @@ def fill_cache(
     root: Path,
     records: Any,
     readers: Mapping[str, Callable],
-    options: Mapping[str, Mapping[str, Any]],
+    options: Mapping[str, tuple[Any, Any]],
     fingerprints: list[str],
     size: int,
     workers: int | None = None,
@@ -109,7 +109,8 @@ def fill_cache(
     """Decode every record into the cache (only rows not yet filled) and open it.
 
     ``records`` is a DataFrame with ``uid``, ``path`` and ``_dataset`` (the dataset name that
-    reads it). Returns the cache and ``{uid: error}`` for unreadable images.
+    reads it); ``options`` maps a dataset name to its reader's ``(options, context)``.
+    Returns the cache and ``{uid: error}`` for unreadable images.
     """
     uids = [str(u) for u in records["uid"]]
     path = Path(root) / cache_key(fingerprints, uids, size)

@@ -1,23 +1,27 @@
-"""A pytest plugin for testing harness plugins the way the harness tests itself.
+"""Helpers for testing harness plugins the way the harness tests itself.
 
-Installed through the ``pytest11`` entry point, it gives every test session:
+Importing this package needs no pytest: ``small_suite`` and ``harness.testing.fakes`` (the
+fake ``centroid`` engine and ``pixels`` backbone, which train in milliseconds without any
+framework) work in any script. The pytest fixtures live in ``harness.testing.pytest_plugin``,
+installed through the ``pytest11`` entry point, so every test session has:
 
 - ``make_suite(**overrides)``: writes a small suite YAML (synthetic data, fast settings) into
   ``tmp_path`` and returns its path; overrides are merged key by key.
 - ``harness_registry(*plugins)``: a registry with extra plugin objects or modules.
 - ``run_harness(*args)``: runs the ``harness`` CLI in-process and returns click's result.
-
-The fake ``centroid`` engine and ``pixels`` backbone (``harness.testing.fakes``) train in
-milliseconds without any framework.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
+import numpy as np
 import yaml
+
+from harness.plugin.options import validate_options
+from harness.plugin.specs import DEFAULT_CLASSES, DatasetContext, Plan, SamplerContext
 
 FAKES = "harness.testing.fakes"
 
@@ -42,39 +46,32 @@ def small_suite(name: str = "t", **overrides: Any) -> dict[str, Any]:
     return suite
 
 
-@pytest.fixture
-def make_suite(tmp_path: Path):
-    def make(name: str = "t", **overrides: Any) -> Path:
-        data = small_suite(name, **overrides)
-        data.setdefault("cache_dir", str(tmp_path / "cache"))
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        return path
-
-    return make
+def write_suite(path: Path, name: str = "t", **overrides: Any) -> Path:
+    """``small_suite(name, **overrides)`` written as YAML to ``path``."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(small_suite(name, **overrides), sort_keys=False))
+    return path
 
 
-@pytest.fixture
-def harness_registry():
-    from harness.plugin.registry import build_registry
+def plan_with(spec: Any, labels: Any, options: Mapping[str, Any] | None = None, *,
+              classes: Sequence[str] = DEFAULT_CLASSES, budget: int | None = None,
+              epochs_per_phase: int = 1, split_phases: list[list[int]] | None = None,
+              seed: Any = 0) -> Plan:
+    """Call a sampler spec's ``plan`` as the runner would: options validated, a context built."""
+    opts = validate_options(spec.options, options or {}, f"samplers.{spec.name}", "test")
+    context = SamplerContext(classes=tuple(classes), rng=np.random.default_rng(seed),
+                             budget=budget, epochs_per_phase=epochs_per_phase,
+                             split_phases=split_phases)
+    return spec.plan(np.asarray(labels), opts, context)
 
-    def build(*plugins: Any):
-        modules = [p for p in plugins if isinstance(p, str)]
-        objects = [p for p in plugins if not isinstance(p, str)]
-        return build_registry(modules, extra_plugins=objects)
 
-    return build
+def records_with(spec: Any, options: Mapping[str, Any] | None = None, *,
+                 classes: Sequence[str] = DEFAULT_CLASSES, suite_dir: str | Path = "."):
+    """Call a dataset spec's ``records`` as the runner would; returns the records table."""
+    opts = validate_options(spec.options, options or {}, "datasets[0].options", "test")
+    return spec.records(opts, dataset_context(spec, classes, suite_dir))
 
 
-@pytest.fixture
-def run_harness(monkeypatch, tmp_path: Path):
-    from click.testing import CliRunner
-
-    from harness.cli.main import main
-
-    monkeypatch.setenv("HARNESS_QUIET", "1")
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
+def dataset_context(spec: Any, classes: Sequence[str] = DEFAULT_CLASSES,
+                    suite_dir: str | Path = ".") -> DatasetContext:
+    return DatasetContext(classes=tuple(classes), suite_dir=Path(suite_dir), name=spec.name)

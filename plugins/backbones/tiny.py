@@ -6,19 +6,26 @@ it makes no claim about chest X-rays. Frameworks are imported inside the builder
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from harness import BackboneSpec, Option, hookimpl
+from pydantic import Field, PositiveInt
+
+from harness import BackboneSpec, Options, hookimpl
 
 DEFAULT_CHANNELS = (16, 32, 64, 64)
 
 
-def _channels(options: Mapping[str, Any] | None) -> list[int]:
-    return [int(c) for c in (options or {}).get("channels", DEFAULT_CHANNELS)]
+class TinyOptions(Options):
+    channels: list[PositiveInt] = Field(default_factory=lambda: list(DEFAULT_CHANNELS),
+                                        min_length=1,
+                                        description="output channels of each conv block")
 
 
-def build_torch(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+def _channels(options: TinyOptions | None) -> list[int]:
+    return list(TinyOptions.of(options).channels)
+
+
+def build_torch(image_size: int, weights: str = "none", options: TinyOptions | None = None):
     """conv3×3-BN-ReLU-maxpool blocks; the feature map is ``S / 2**blocks`` on a side."""
     import torch
     from torch import nn
@@ -40,7 +47,7 @@ def build_torch(image_size: int, weights: str = "none", options: Mapping[str, An
     return model
 
 
-def build_keras(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+def build_keras(image_size: int, weights: str = "none", options: TinyOptions | None = None):
     """The same blocks in Keras (channels last)."""
     import keras
 
@@ -65,6 +72,5 @@ def register_backbones(register):
         name="tiny",
         description="Four conv-BN-ReLU-pool blocks (16-64 channels) for CPU demos and tests",
         builders={"torch": build_torch, "keras": build_keras},
-        options=[Option("channels", "output channels of each conv block",
-                        default=list(DEFAULT_CHANNELS))],
+        options=TinyOptions,
     ))

@@ -25,6 +25,7 @@ import numpy as np
 
 from harness import EngineSpec, hookimpl
 from harness.errors import HarnessError
+from harness.plugin.check import build_backbone
 from harness.progress import Bars
 from harness.progress import is_enabled as progress_enabled
 from harness.runs.job import Job, selection_score
@@ -230,13 +231,9 @@ def build_model(job: Job):
     import torch
     from harness_plugins.backbones.torch_heads import build_classifier
 
-    builder = job.backbone.builders.get("torch")
-    if builder is None:
-        raise HarnessError(f"backbone {job.backbone.name!r} has no torch build; engines it "
-                           f"supports: {', '.join(job.backbone.builders) or 'none'}")
     torch.manual_seed(job.run.seed)
-    options = dict(getattr(job.training, "backbone_options", None) or {})
-    backbone = builder(image_size=job.image_size, weights=job.training.weights, options=options)
+    backbone = build_backbone(job.backbone, "torch", job.image_size, job.training.weights,
+                              job.training.backbone_options)
     return build_classifier(backbone, job.training.head, job.n_classes, job.image_size)
 
 
@@ -368,10 +365,46 @@ def _train_epoch(job, runner, model, optimizer, scaler, cw, gamma, device, amp_d
     }
 
 
+def check_backbone(build, image_size: int) -> str | None:
+    """The torch backbone contract (``harness.BACKBONE_CONTRACT["torch"]``), or a problem.
+
+    Built on the meta device (no memory, no compute) when the builder allows it, else on the
+    CPU; one forward pass of a ``(1, 3, S, S)`` batch gives the feature-map shape.
+    """
+    import torch
+    from torch import nn
+
+    try:
+        with torch.device("meta"):
+            model = build()
+        device = "meta"
+    except HarnessError:
+        raise
+    except Exception:  # noqa: BLE001 - some builders need real tensors: build on the CPU
+        model, device = build(), "cpu"
+    if not isinstance(model, nn.Module):
+        return f"its torch build returned {type(model).__name__}, not a torch.nn.Module"
+    channels = getattr(model, "out_channels", None)
+    if not isinstance(channels, int) or isinstance(channels, bool):
+        return ("the torch module has no integer attribute 'out_channels' (the number of "
+                "channels of its feature map, which the classifier head is built on)")
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, image_size, image_size, device=device))
+    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return (f"maps a (1, 3, {image_size}, {image_size}) batch to {shape}; expected a "
+                "(1, C, H, W) feature map")
+    if int(out.shape[1]) != channels:
+        return (f"out_channels is {channels} but its feature map has {int(out.shape[1])} "
+                "channels")
+    return None
+
+
 @hookimpl
 def register_engines(register):
     register(EngineSpec(
-        name="torch", framework="torch", train=train,
+        name="torch", framework="torch", train=train, check_backbone=check_backbone,
         description="PyTorch + timm; device augmentation, bf16/fp16 autocast, resumable "
                     "per-epoch checkpoints",
     ))
