@@ -23,7 +23,9 @@ from harness.plugin.specs import (
     SamplerSpec,
     SplitterContext,
     SplitterSpec,
+    TrackerSpec,
 )
+from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker
 
 __version__ = "0.1.0"
 
@@ -40,11 +42,17 @@ __all__ = [
     "Options",
     "Phase",
     "Plan",
+    "RunEnd",
+    "RunInfo",
     "SamplerContext",
     "SamplerOptions",
     "SamplerSpec",
     "SplitterContext",
     "SplitterSpec",
+    "SuiteEnd",
+    "SuiteInfo",
+    "Tracker",
+    "TrackerSpec",
     "hookimpl",
     "meet_budget",
 ]

@@ -62,6 +62,16 @@ IEEE_EXPECTED = {
 FLAT_HEADER = ["Patientid", "offset", "sex", "age", "finding", "survival", "view", "modality",
                "date", "location", "folder", "filename", "doi", "url", "license",
                "clinical_notes", "other_notes", ""]
+#: February 2020: no ``modality`` (CT only in ``view``), no ``folder``, spaced note columns.
+EARLIEST_HEADER = ["Patientid", "offset", "sex", "age", "finding", "survival", "view", "date",
+                   "location", "filename", "doi", "url", "license", "clinical notes",
+                   "other notes"]
+#: Capitalised, spaced headers.
+SPACED_HEADER = ["Patient ID", "Offset", "Sex", "Age", "Finding", "Survival", "View",
+                 "Modality", "Date", "Location", "Folder", "File name", "DOI", "URL",
+                 "License", "Clinical notes", "Other notes"]
+#: Schema generations: header and whether findings are hierarchical.
+GENERATIONS = {"earliest": (EARLIEST_HEADER, False), "spaced": (SPACED_HEADER, False)}
 HIERARCHICAL_HEADER = ["patientid", "offset", "sex", "age", "finding", "RT_PCR_positive",
                        "survival", "intubated", "view", "modality", "date", "location", "folder",
                        "filename", "doi", "url", "license", "clinical_notes", "other_notes"]
@@ -100,17 +110,18 @@ def write_ieee8023(root: Path, generation: str = "flat", rows=IEEE_ROWS) -> Path
     """An ieee8023 copy: ``metadata.csv`` (``flat`` 2020 or ``hierarchical`` schema) + images/."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    header = FLAT_HEADER if generation == "flat" else HIERARCHICAL_HEADER
+    header, hierarchical = GENERATIONS.get(generation, (
+        FLAT_HEADER if generation == "flat" else HIERARCHICAL_HEADER, generation != "flat"))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for i, (pid, flat, hier, view, modality, name, disk, how) in enumerate(rows):
-        values = {h: "" for h in header}
-        values.update({header[0]: pid, "offset": "0", "sex": "M", "age": "50",
-                       "finding": flat if generation == "flat" else hier, "view": view,
-                       "modality": modality, "folder": "images", "filename": name,
-                       "clinical_notes": "line one\nline two, with a comma"})
-        writer.writerow([values[h] for h in header])
+        values = {"offset": "0", "sex": "M", "age": "50",
+                  "finding": hier if hierarchical else flat, "view": view,
+                  "modality": modality, "folder": "images", "filename": name,
+                  "clinicalnotes": "line one\nline two, with a comma"}
+        key = [h.lower().replace(" ", "").replace("_", "") for h in header]
+        writer.writerow([pid if j == 0 else values.get(k, "") for j, k in enumerate(key)])
         if disk is not None:
             write_picture(root / "images" / disk, how, seed=i)
     (root / "metadata.csv").write_text(buf.getvalue())
@@ -237,3 +248,16 @@ def paper_records():
     frame["path"] = "/nonexistent/" + frame["filename"]
     frame["view"] = "PA"
     return frame
+
+
+def records_from_all_csv(path):
+    """Full-size records named like the authors' files (RSNA as .dcm, as on disk)."""
+    import pandas as pd
+
+    listed = pd.read_csv(path / "All.csv")
+    rsna = listed["filename"].str.fullmatch(r"[0-9a-f-]{36}\.png")
+    names = listed["filename"].where(~rsna, listed["filename"].str.replace(".png", ".dcm"))
+    label = listed["class"].replace({"COVID-19": "covid19"})
+    return pd.DataFrame({"uid": "x/" + names, "path": "/nonexistent/" + names, "label": label,
+                         "patient_id": "p/" + names, "source": np.where(rsna, "rsna", "ieee8023"),
+                         "view": "PA", "filename": names})

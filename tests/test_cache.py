@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
-from harness.data.cache import fill_cache, open_cache, to_square_uint8
+from harness.data.cache import cache_key, fill_cache, open_cache, to_square_uint8
 
 CALLS = "calls.txt"
 
@@ -84,3 +89,45 @@ def test_square_resize_keeps_uint8_and_values():
     out = to_square_uint8(image, 10)
     assert out.shape == (10, 10) and out.dtype == np.uint8
     assert out[:, :4].max() == 0 and out[:, 6:].min() == 200
+
+
+def read_or_die(record, options):
+    """Kills its own process on one row, as a segfaulting C decoder would."""
+    if record["uid"] == "crash":
+        os._exit(1)
+    return read_gradient(record, options)
+
+
+def test_a_decoder_that_kills_its_worker_is_recorded_and_the_rest_filled(tmp_path):
+    records = frame(10)
+    records = pd.concat([records.iloc[:4], pd.DataFrame([{"uid": "crash", "path": "/x/c.dcm",
+                                                          "i": 0, "_dataset": "d"}]),
+                         records.iloc[4:]], ignore_index=True)
+    options = {"d": {"log": str(tmp_path / CALLS)}}
+    cache, errors = fill_cache(tmp_path / "cache", records, {"d": read_or_die}, options, ["v"],
+                               16, workers=2, chunk=2, show_progress=False)
+    assert list(errors) == ["crash"]
+    assert errors["crash"].startswith("/x/c.dcm: the decoder crashed its process")
+    rows = [i for i, u in enumerate(cache.uids) if u != "crash"]
+    assert [int(cache.images[r].mean()) for r in rows] == [i * 10 for i in range(10)]
+    assert sorted(set(decodes(tmp_path))) == [f"img{i}" for i in range(10)]
+    before = len(decodes(tmp_path))
+    fill_cache(tmp_path / "cache", records, {"d": read_or_die}, options, ["v"], 16,
+               workers=2, show_progress=False)
+    assert len(decodes(tmp_path)) == before  # the crashing image is not tried again
+
+
+def test_a_second_filler_waits_for_the_first(tmp_path):
+    records = frame(4)
+    path = tmp_path / "cache" / cache_key(["v1"], list(records["uid"]), 16)
+    path.mkdir(parents=True)
+    holder = FileLock(str(path / "fill.lock"))
+    holder.acquire()
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(view=fill(tmp_path, records)[0]))
+    thread.start()
+    time.sleep(1.0)
+    assert decodes(tmp_path) == [] and thread.is_alive()  # waiting, not decoding
+    holder.release()
+    thread.join(timeout=60)
+    assert len(decodes(tmp_path)) == 4 and result["view"].path == path

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.compare import (
-    compare_strategies,
-    comparison_figures,
-    direction,
-    mcnemar,
-    paired_test,
-    summarise,
-)
+from harness.analysis.compare import compare_strategies, design_of
+from harness.analysis.figures import comparison_figures
+from harness.analysis.intervals import paired_difference, summarise
 from harness.analysis.metrics import Predictions, compute_metrics
+from harness.analysis.significance import correct, corrected_ttest, mcnemar_exact, verdict
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 
@@ -30,13 +26,17 @@ class Run:
     metrics: dict
     predictions: Predictions
     budget: int | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    patients: dict = field(default_factory=dict)
+    exposure: dict = field(default_factory=dict)
 
 
-def make_run(sampler, fold, true, pred, uids=None, budget=None):
+def make_run(sampler, fold, true, pred, uids=None, budget=None, seed=0, **kw):
     true, pred = np.asarray(true), np.asarray(pred)
     uids = uids or [f"f{fold}-{i}" for i in range(len(true))]
     preds = Predictions(CLASSES, uids, true, pred, np.eye(3)[pred] * 0.8 + 0.1 / 1.5)
-    return Run(sampler, fold, 0, compute_metrics(preds, bootstrap=0), preds, budget)
+    return Run(sampler, fold, seed, compute_metrics(preds, bootstrap=0), preds, budget, **kw)
 
 
 #           images:   0  1  2  3  4  5  6  7  8  9
@@ -50,83 +50,188 @@ PHASED = {1: [0, 0, 2, 1, 1, 1, 0, 2, 2, 2],    # 3 of 3, one false covid19
 
 @pytest.fixture
 def runs():
-    out = [make_run("none", f, TRUE[f], NONE[f], budget=200) for f in (1, 2)]
+    exposure = {"images_seen": 200, "epochs": 4, "distinct_images": 50,
+                "selection_checkpoints": 4}
+    out = [make_run("none", f, TRUE[f], NONE[f], budget=200, exposure=dict(exposure))
+           for f in (1, 2)]
     # phased predictions listed in reverse: McNemar must match images by uid, not position
     for f in (1, 2):
         uids = [f"f{f}-{i}" for i in range(10)][::-1]
-        out.append(make_run("phased", f, TRUE[f][::-1], PHASED[f][::-1], uids, budget=200))
+        out.append(make_run("phased", f, TRUE[f][::-1], PHASED[f][::-1], uids, budget=200,
+                            exposure={**exposure, "epochs": 8 + f}))
     return out
 
 
-def test_table_is_mean_sd_and_t_interval_over_folds(runs):
-    result = compare_strategies(runs, CLASSES)
+def test_corrected_resampled_ttest_hand_computed():
+    # Nadeau & Bengio: d = (.02, .03, .01, .04, 0), n_test/n_train = 1/4. By hand: mean .02,
+    # s² = (0 + 1 + 1 + 4 + 4)e-4 / 4 = 2.5e-4, var of the mean (1/5 + 1/4) s² = 1.125e-4,
+    # t = .02 / sqrt(1.125e-4) = 4·sqrt(2)/3 = 1.8856, df 4, two-sided p 0.1324 (t table);
+    # 95 % interval .02 ± 2.7764 · 0.010607 = [-0.00945, 0.04945].
+    res = corrected_ttest([0.02, 0.03, 0.01, 0.04, 0.00], 0.25)
+    assert res["t"] == pytest.approx(4 * math.sqrt(2) / 3)
+    assert res["df"] == 4 and res["p"] == pytest.approx(0.13242, abs=1e-5)
+    assert res["ci"] == [pytest.approx(-0.009449, abs=1e-6), pytest.approx(0.049449, abs=1e-6)]
+    # The uncorrected paired t-test would call the same differences significant.
+    assert stats.ttest_1samp([0.02, 0.03, 0.01, 0.04, 0.00], 0).pvalue < 0.05
+    # Bouckaert & Frank, 2 folds x 3 repetitions (n_test/n_train = 1): d = (1..6)/100,
+    # mean .035, s² = 3.5e-4, t² = .035² / ((1/6 + 1) 3.5e-4) = 3 exactly, df 5, p 0.1438.
+    res = corrected_ttest(np.arange(1, 7) / 100, 1.0, repetitions=3)
+    assert res["t"] == pytest.approx(math.sqrt(3)) and res["df"] == 5
+    assert res["p"] == pytest.approx(0.14381, abs=1e-5)
+    # With ratio 0 it is the ordinary one-sample t-test.
+    d = [0.3, -0.1, 0.2, 0.25]
+    assert corrected_ttest(d, 0.0)["p"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    assert corrected_ttest([0.1], 0.25)["p"] is None
+    assert corrected_ttest([0.1, 0.1, 0.1], 0.25)["p"] is None   # no variance, no test
+
+
+def test_holm_and_bh_match_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03, 0.2, 0.001]
+    assert correct(p, "holm") == pytest.approx(list(multipletests(p, method="holm")[1]))
+    assert correct(p, "fdr_bh") == pytest.approx(list(multipletests(p, method="fdr_bh")[1]))
+    # Holm by hand on three: sorted .01·3 = .03, .03·2 = .06, .04·1 -> max(.04, .06) = .06.
+    assert correct([0.01, 0.04, 0.03], "holm") == pytest.approx([0.03, 0.06, 0.06])
+    with pytest.raises(ValueError, match="unknown correction"):
+        correct(p, "bonferonni")
+
+
+def test_mcnemar_exact_is_the_binomial_test():
+    a = np.array([True] * 9 + [False] * 3 + [True] * 5 + [False] * 2)
+    b = np.array([True] * 9 + [True] * 3 + [False] * 5 + [False] * 2)
+    m = mcnemar_exact(a, b)
+    assert (m["only_strategy_right"], m["only_reference_right"]) == (5, 3)
+    assert (m["both_right"], m["both_wrong"], m["n"]) == (9, 2, 19)
+    assert m["p"] == pytest.approx(stats.binomtest(5, 8, 0.5).pvalue)
+    assert m["min_p"] == pytest.approx(2 * 0.5 ** 8)
+    same = mcnemar_exact(a, a)
+    assert same["p"] == 1.0 and same["min_p"] == 1.0
+
+
+def test_table_is_mean_sd_and_corrected_interval(runs):
+    result = compare_strategies(runs, CLASSES, bootstrap=0)
     assert result["strategies"] == ["none", "phased"]
+    # no part sizes in these runs: n_test/n_train assumed 1/(k-1) = 1 for 2 folds
+    assert result["design"]["ratio"] == 1.0 and "assumed" in result["design"]["ratio_source"]
     cell = result["table"]["phased"]["sensitivity:covid19"]
     assert cell["n"] == 2
     assert cell["mean"] == pytest.approx((3 / 3 + 2 / 3) / 2)
     assert cell["sd"] == pytest.approx(np.std([1, 2 / 3], ddof=1))
-    lo, hi = stats.t.interval(0.95, 1, loc=5 / 6, scale=cell["sd"] / math.sqrt(2))
-    assert cell["ci"] == [pytest.approx(max(lo, 0)), pytest.approx(min(hi, 1))]
+    half = stats.t.ppf(0.975, 1) * math.sqrt((1 / 2 + 1) * cell["sd"] ** 2)
+    assert cell["ci"] == [pytest.approx(max(5 / 6 - half, 0)), pytest.approx(min(5 / 6 + half, 1))]
     assert result["table"]["none"]["sensitivity:covid19"]["mean"] == pytest.approx(1 / 3)
-    assert result["table"]["none"]["sensitivity:covid19"]["sd"] == 0
-    # precision of phased's covid19 in fold 1: 3 right of 4 called covid19
     assert result["table"]["phased"]["precision:covid19"]["mean"] == pytest.approx((3 / 4 + 1) / 2)
-    assert result["budget"] == {"none": 200, "phased": 200}
-    assert result["covid_class"] == "covid19"
+    assert result["budget"]["none"] == {"images_seen": 200, "epochs": 4, "distinct_images": 50,
+                                        "selection_checkpoints": 4}
+    assert result["budget"]["phased"]["epochs"] == 9.5
+    assert result["focus_class"] == "covid19"
     assert result["tradeoff"]["phased"][0] == {"fold": 1, "seed": 0, "sensitivity": 1.0,
                                                "false_positives": 1}
 
 
-def test_paired_rows_match_scipy(runs):
-    result = compare_strategies(runs, CLASSES)
+def test_two_folds_give_effects_and_intervals_but_no_verdict(runs):
+    result = compare_strategies(runs, CLASSES, bootstrap=0)
     row = next(p for p in result["paired"] if p["strategy"] == "phased"
                and p["reference"] == "none" and p["metric"] == "balanced_accuracy")
     a = [r.metrics["balanced_accuracy"] for r in runs if r.sampler == "phased"]
     b = [r.metrics["balanced_accuracy"] for r in runs if r.sampler == "none"]
-    assert row["n_pairs"] == 2
+    assert row["n_units"] == 2 and row["df"] == 1
     assert row["mean_diff"] == pytest.approx(np.mean(np.subtract(a, b)))
-    assert row["t_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
-    assert row["direction"].startswith("higher with phased")
-    # "none" against "phased" is the mirror image
+    assert row["ci"][0] < row["mean_diff"] < row["ci"][1]
+    assert not row["testable"] and row["verdict"] == "untested"
+    assert row["sentence"] == "too few folds/seeds to test"
+    assert {p["verdict"] for p in result["paired"]} <= {"untested", "none"}
+    assert result["family"]["size"] == 0 and result["family"]["untested"] > 0
+    # "none" against "phased" is the mirror image, not a second member of the family
     mirror = next(p for p in result["paired"] if p["strategy"] == "none"
                   and p["reference"] == "phased" and p["metric"] == "balanced_accuracy")
-    assert mirror["mean_diff"] == pytest.approx(-row["mean_diff"])
+    assert mirror["mirror"] and mirror["mean_diff"] == pytest.approx(-row["mean_diff"])
+    assert mirror["ci"] == [pytest.approx(-row["ci"][1]), pytest.approx(-row["ci"][0])]
 
 
-def test_mcnemar_counts_on_pooled_predictions(runs):
-    result = compare_strategies(runs, CLASSES)
-    assert len(result["mcnemar"]) == 1       # phased vs none, not again the other way round
-    m = result["mcnemar"][0]
-    # by hand, image by image. fold 1: both right 0, 1, 4, 8; only phased 5, 7, 9; only
-    # none 2; both wrong 3, 6. fold 2: both right 0, 1, 3, 4, 7; only phased 2, 5, 6, 8;
-    # only none -; both wrong 9.
-    assert (m["strategy"], m["reference"], m["folds"], m["n"]) == ("phased", "none", 2, 20)
-    assert m["only_strategy_right"] == 7 and m["only_reference_right"] == 1
-    assert m["both_right"] == 9 and m["both_wrong"] == 3
-    assert m["p_exact"] == pytest.approx(stats.binomtest(7, 8, 0.5).pvalue)
-    assert m["chi2"] == pytest.approx((abs(7 - 1) - 1) ** 2 / 8)
-    assert m["p_chi2"] == pytest.approx(stats.chi2.sf(25 / 8, 1))
-    assert m["direction"] == "more images right with phased (not significant at 0.05)"
+def test_mcnemar_per_fold_on_the_focus_class(runs):
+    result = compare_strategies(runs, CLASSES, bootstrap=200)
+    rows = {m["fold"]: m for m in result["mcnemar"]}
+    assert len(result["mcnemar"]) == 2       # phased vs none per fold, not again reversed
+    # By hand, covid19 against the rest. Fold 1: none is right on 0-6 and 8; phased on all
+    # but 2 (a false covid19): only phased right 7, 9; only none right 2. Fold 2: none right
+    # on 0-7, phased on 0-8: only phased right 8.
+    f1, f2 = rows[1], rows[2]
+    assert (f1["strategy"], f1["reference"], f1["n"]) == ("phased", "none", 10)
+    assert (f1["only_strategy_right"], f1["only_reference_right"], f1["both_right"],
+            f1["both_wrong"]) == (2, 1, 7, 0)
+    assert (f2["only_strategy_right"], f2["only_reference_right"], f2["both_right"],
+            f2["both_wrong"]) == (1, 0, 8, 1)
+    assert f1["p"] == pytest.approx(stats.binomtest(2, 3, 0.5).pvalue)
+    assert f1["diff"] == pytest.approx(0.1) and f2["diff"] == pytest.approx(0.1)
+    assert f1["ci"][0] <= 0.1 <= f1["ci"][1]
+    # 3 and 1 discordant images: no p below 0.05 is possible, so no verdict
+    assert f1["verdict"] == f2["verdict"] == "untested"
+    assert "too few discordant images" in f1["sentence"]
 
 
-def test_mcnemar_and_paired_edge_cases():
-    same = np.array([True, False, True])
-    m = mcnemar(same, same)
-    assert m["only_strategy_right"] == m["only_reference_right"] == 0 and m["p_exact"] == 1.0
-    m = mcnemar(np.ones(30, bool), np.zeros(30, bool))
-    assert m["p_exact"] == pytest.approx(2 * 0.5 ** 30)
-    t = paired_test([0.5, 0.6], [0.5, 0.6])
-    assert t["mean_diff"] == 0 and t["t_p"] is None and t["wilcoxon_p"] is None
-    assert paired_test([0.7], [0.5])["t_p"] is None       # one pair: no t-test
+def test_focus_class_from_the_suite(runs):
+    result = compare_strategies(runs, CLASSES, focus="pneumonia", bootstrap=0)
+    assert result["focus_class"] == "pneumonia"
+    assert {m["focus"] for m in result["mcnemar"]} == {"pneumonia"}
+
+
+def test_design_seeds_on_shared_folds_are_averaged_per_fold():
+    rng = np.random.default_rng(0)
+    runs = []
+    for fold in (1, 2, 3):
+        true = rng.choice(3, size=30)
+        for seed in (0, 1):
+            for sampler in ("none", "phased"):
+                pred = np.where(rng.random(30) < 0.7, true, rng.choice(3, size=30))
+                runs.append(make_run(sampler, fold, true, pred, seed=seed, n_train=90,
+                                     n_test=30))
+    design = design_of(runs)
+    assert design.shared_partition and design.seeds == 2 and design.ratio == pytest.approx(1 / 3)
+    row = next(p for p in compare_strategies(runs, CLASSES, bootstrap=0)["paired"]
+               if p["metric"] == "macro_f1" and not p["mirror"])
+    per_fold = [np.mean([a.metrics["macro_f1"] - b.metrics["macro_f1"]
+                         for a in runs for b in runs
+                         if a.sampler == "phased" and b.sampler == "none"
+                         and a.fold == b.fold == f and a.seed == b.seed]) for f in (1, 2, 3)]
+    expected = corrected_ttest(per_fold, 1 / 3)
+    assert row["n_units"] == 3 and row["unit"] == "fold"
+    assert row["p"] == pytest.approx(expected["p"]) and row["testable"]
+    # Seeds tested on other images (re-partitioned) enter as repeated CV: 6 units, df 5.
+    for r in runs:
+        if r.seed == 1:
+            r.predictions.uids = [u + "-s1" for u in r.predictions.uids]
+    assert not design_of(runs).shared_partition
+    row = next(p for p in compare_strategies(runs, CLASSES, bootstrap=0)["paired"]
+               if p["metric"] == "macro_f1" and not p["mirror"])
+    assert (row["n_units"], row["df"], row["unit"]) == (6, 5, "fold × seed")
+
+
+def test_verdicts_are_plain():
+    assert verdict(0.05, 0.01, True, 0.05, "phased", "none") == (
+        "better", "higher with phased (adjusted p < 0.05)")
+    assert verdict(-0.05, 0.01, True, 0.05, "phased", "none")[0] == "worse"
+    assert verdict(-0.05, 0.2, True, 0.05, "phased", "none")[0] == "flat"
+    assert verdict(0.3, None, False, 0.05, "phased", "none") == (
+        "untested", "too few folds/seeds to test")
+
+
+def test_summarise_and_paired_difference_edges():
     assert summarise([0.4])["sd"] is None and summarise([])["mean"] is None
     assert summarise([0.9, 1.0, 1.0])["ci"][1] == 1.0     # clipped to the figure's range
-
-
-def test_direction_is_plain():
-    assert direction(0.05, 0.01, "phased", "none") == "higher with phased (significant at 0.05)"
-    assert direction(-0.05, 0.2, "phased", "none") == "higher with none (not significant at 0.05)"
-    assert direction(0.0, None, "phased", "none") == "no difference"
+    wide = summarise([0.5, 0.6, 0.7], test_train_ratio=0.25)["ci"]
+    narrow = summarise([0.5, 0.6, 0.7])["ci"]
+    assert wide[0] < narrow[0] and wide[1] > narrow[1]
+    # Two images of one patient always travel together: with every patient's pair agreeing,
+    # the interval is that of 3 draws, wider than 6 independent images would give.
+    a = np.array([1, 1, 0, 0, 1, 1], bool)
+    b = np.zeros(6, bool)
+    clustered = paired_difference(a, b, ["p1", "p1", "p2", "p2", "p3", "p3"], n=2000)
+    single = paired_difference(a, b, [f"i{i}" for i in range(6)], n=2000)
+    assert clustered["diff"] == pytest.approx(4 / 6)
+    assert set(np.round(clustered["ci"], 6)) <= {0.0, 1 / 3, 2 / 3, 1.0}
+    assert clustered["ci"][1] - clustered["ci"][0] >= single["ci"][1] - single["ci"][0]
 
 
 def test_figures_have_curves_per_class_and_tradeoff(runs):

@@ -109,14 +109,20 @@ def test_prepare_fills_the_cache_and_names_a_broken_file(suite_file):
     assert "all were cached already" in again.output
 
 
-def git(*args, cwd):
+def git(*args, cwd, date=None):
+    env = None
+    if date:
+        import os
+
+        env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, env=env).stdout.strip()
 
 
 @pytest.fixture
 def upstream(tmp_path):
-    """A local stand-in for the ieee8023 repository with two commits."""
+    """A local stand-in for the ieee8023 repository: one commit from before the paper's
+    snapshot date (March 2020), one from after (June 2020)."""
     repo = tmp_path / "upstream"
     repo.mkdir()
     git("init", "--quiet", cwd=repo)
@@ -124,22 +130,26 @@ def upstream(tmp_path):
     git("config", "user.name", "t", cwd=repo)
     (repo / "metadata.csv").write_text("patientid,finding\n1,COVID-19\n")
     git("add", ".", cwd=repo)
-    git("commit", "--quiet", "-m", "first", cwd=repo)
+    git("commit", "--quiet", "-m", "first", cwd=repo, date="2020-03-01T12:00:00Z")
     first = git("rev-parse", "HEAD", cwd=repo)
     (repo / "metadata.csv").write_text("patientid,finding\n1,Pneumonia/Viral/COVID-19\n")
-    git("commit", "--quiet", "-am", "second", cwd=repo)
+    git("commit", "--quiet", "-am", "second", cwd=repo, date="2020-06-01T12:00:00Z")
     return repo, first
 
 
-def test_fetch_clones_and_checks_out_a_pinned_commit(tmp_path, upstream):
+def test_fetch_pins_the_paper_time_commit_unless_told_otherwise(tmp_path, upstream):
     repo, first = upstream
-    latest = invoke("fetch", "ieee8023", tmp_path / "latest", "--url", repo)
+    default = invoke("fetch", "ieee8023", tmp_path / "default", "--url", repo)
+    assert default.exit_code == 0, default.output
+    assert (tmp_path / "default" / "metadata.csv").read_text() == \
+        "patientid,finding\n1,COVID-19\n"
+    assert f"at commit {first}: the last commit before 2020-04-11" in default.output
+    latest = invoke("fetch", "ieee8023", tmp_path / "latest", "--url", repo, "--commit", "latest")
     assert latest.exit_code == 0, latest.output
     assert "Pneumonia/Viral" in (tmp_path / "latest" / "metadata.csv").read_text()
-    pinned = invoke("fetch", "ieee8023", tmp_path / "pinned", "--url", repo, "--commit", first)
+    pinned = invoke("fetch", "ieee8023", tmp_path / "pinned", "--url", repo, "--commit",
+                    first[:10])
     assert pinned.exit_code == 0, pinned.output
-    assert (tmp_path / "pinned" / "metadata.csv").read_text() == \
-        "patientid,finding\n1,COVID-19\n"
     assert f"at commit {first}" in pinned.output
 
 
@@ -151,6 +161,14 @@ def test_fetch_url_from_the_environment_and_clear_errors(tmp_path, upstream, mon
     assert again.exit_code == 2 and "exists and is not empty" in again.output
     bad = invoke("fetch", "ieee8023", tmp_path / "bad", "--commit", "0" * 40)
     assert bad.exit_code == 2 and "checking out commit 000" in bad.output
+    # an option-looking URL or commit is never handed to git as an option
+    option = invoke("fetch", "ieee8023", tmp_path / "opt", "--url=--version")
+    assert option.exit_code == 2 and "cloning --version failed" in option.output
+    assert "git version" not in option.output
+    commit = invoke("fetch", "ieee8023", tmp_path / "c", "--commit=--orphan=x")
+    assert commit.exit_code == 2 and "expected a commit id" in commit.output
+    unknown = invoke("fetch", "synthetic", tmp_path / "s")
+    assert unknown.exit_code == 2 and "has no fetch step" in unknown.output
 
 
 def test_fetch_rsna_prints_the_kaggle_steps(tmp_path):
@@ -160,10 +178,18 @@ def test_fetch_rsna_prints_the_kaggle_steps(tmp_path):
     assert "stage_2_train_images" in result.output and not (tmp_path / "rsna").exists()
 
 
-def test_bench_decode_measures_both_paths():
+def test_bench_decode_measures_both_paths_side_by_side():
     result = invoke("bench-decode", "--n", 6, "--size", 128, "--image-size", 32, "--workers", 2,
-                    "--json")
+                    "--repeats", 2, "--json")
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.output)
-    assert numbers["images"] == 6 and numbers["plain_s"] > 0
-    assert numbers["ratio_1_worker"] > 0 and numbers["ratio_workers"] > 0
+    assert numbers["images"] == 6 and numbers["workers"] == 2
+    assert len(numbers["plain_s"]) == len(numbers["cache_s"]) == 2
+    assert numbers["speedups"] == pytest.approx(
+        [p / c for p, c in zip(numbers["plain_s"], numbers["cache_s"])])
+    assert numbers["speedup"] == pytest.approx(sum(numbers["speedups"]) / 2)
+    assert numbers["decoder_ms"] > 0 and numbers["default_decoder_ms"] > 0
+    assert all(c > 0 for c in numbers["cache_cpu_s"])
+    assert numbers["verdict"].split()[0] in ("at", "inconclusive:", "below")
+    text = invoke("bench-decode", "--n", 4, "--size", 64, "--image-size", 16, "--repeats", 1)
+    assert "speed-up over the plain loop" in text.output and "verdict:" in text.output

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pydicom
 import pytest
 from fixtures_data import chest_like, write_broken_dicom, write_rsna_dicom, write_uncompressed_dicom
-from harness_plugins.datasets import rsna
+from harness_plugins.datasets import dicom, rsna
 from harness_plugins.datasets.dicom import UnreadableImage, read_image_file, window_uint8
 from PIL import Image
+from pydicom.encaps import generate_frames
 
 from harness.data.cache import fill_cache
 
@@ -113,5 +116,39 @@ def test_the_real_rsna_dicom_decodes_to_1024_uint8(shared_dir):
         pytest.skip("rsna-mini not present")
     image = read_image_file(path)
     assert image.shape == (1024, 1024) and image.dtype == np.uint8
-    assert np.array_equal(image, pydicom.dcmread(path).pixel_array)  # kept as stored
     assert image.min() == 0 and image.max() == 255
+    assert_pillow_decoded_within_one_grey_level(path, image)  # kept as stored
+
+
+def reference_pixels(path, plugin):
+    ds = pydicom.dcmread(path)
+    ds.pixel_array_options(decoding_plugin=plugin)
+    return ds.pixel_array
+
+
+def assert_pillow_decoded_within_one_grey_level(path, image):
+    """The image is Pillow's decoding of the JPEG frame, and within 1 of pylibjpeg's."""
+    ds = pydicom.dcmread(path)
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    assert np.array_equal(image, np.asarray(Image.open(io.BytesIO(frame))))
+    libjpeg = reference_pixels(path, "pylibjpeg").astype(int)
+    assert np.abs(image.astype(int) - libjpeg).max() <= 1
+    assert (image != libjpeg).mean() < 0.1
+
+
+def test_jpeg_baseline_goes_through_pillow_within_one_grey_level(tmp_path):
+    path = tmp_path / "a.dcm"
+    write_rsna_dicom(path, size=256)
+    assert_pillow_decoded_within_one_grey_level(path, read_image_file(path))
+
+
+def test_other_syntaxes_and_failures_keep_pydicoms_choice(tmp_path, monkeypatch):
+    ramp = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (4, 1))
+    plain = tmp_path / "plain.dcm"
+    write_uncompressed_dicom(plain, ramp)
+    assert np.array_equal(dicom.decode_pixels(pydicom.dcmread(plain)), ramp)
+    jpeg = tmp_path / "b.dcm"
+    write_rsna_dicom(jpeg, size=64)
+    monkeypatch.setitem(dicom.FASTEST_PLUGIN, "1.2.840.10008.1.2.4.50", "no-such-plugin")
+    assert np.array_equal(dicom.decode_pixels(pydicom.dcmread(jpeg)),
+                          pydicom.dcmread(jpeg).pixel_array)

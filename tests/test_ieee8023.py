@@ -22,16 +22,38 @@ def load(root, **options):
     return calls.records(ieee8023, {"root": str(root), "classes": CLASSES, **options})
 
 
-@pytest.mark.parametrize("generation", ["flat", "hierarchical"])
+@pytest.mark.parametrize("generation", ["earliest", "flat", "spaced", "hierarchical"])
 @pytest.mark.parametrize("mapping", ["paper", "current"])
-def test_counts_and_exclusions_in_both_schema_generations(tmp_path, generation, mapping):
+def test_counts_and_exclusions_in_every_schema_generation(tmp_path, generation, mapping):
     root = write_ieee8023(tmp_path, generation)
+    header = (root / "metadata.csv").read_text().splitlines()[0]
+    if generation == "earliest":  # February 2020: CT only in view, no folder column
+        assert "modality" not in header and "folder" not in header
     records = load(root, mapping=mapping)
     assert records["label"].value_counts().to_dict() == IEEE_EXPECTED[mapping]["classes"]
     assert records.attrs["exclusions"] == IEEE_EXPECTED[mapping]["exclusions"]
     # every metadata row is either a record or an exclusion
     assert len(records) + sum(records.attrs["exclusions"].values()) == len(IEEE_ROWS)
     assert records["uid"].is_unique and set(records["source"]) == {"ieee8023"}
+
+
+def test_earliest_generation_reads_ct_and_mri_from_view(tmp_path):
+    rows = [("1", "COVID-19", "", "PA", "", "a.jpg", "a.jpg", "jpeg-l"),
+            ("2", "COVID-19", "", "CT", "", "b.jpg", "b.jpg", "jpeg-l"),
+            ("3", "COVID-19", "", "Coronal", "", "c.jpg", "c.jpg", "jpeg-l"),
+            ("4", "SARS", "", "MRI", "", "d.jpg", "d.jpg", "jpeg-l")]
+    records = load(write_ieee8023(tmp_path, "earliest", rows))
+    assert records["uid"].tolist() == ["ieee8023/a.jpg"]
+    assert records["modality"].tolist() == ["X-ray"]
+    assert records.attrs["exclusions"] == {"ct": 2, "not x-ray": 1}
+
+
+def test_a_missing_column_names_the_file_and_its_header(tmp_path):
+    root = write_ieee8023(tmp_path, "spaced")
+    text = (root / "metadata.csv").read_text().replace("File name", "Image")
+    (root / "metadata.csv").write_text(text)
+    with pytest.raises(HarnessError, match=r"lacks column\(s\) filename; found: Patient ID"):
+        load(root)
 
 
 def test_old_column_spelling_and_trailing_empty_column_are_read(tmp_path):

@@ -211,7 +211,25 @@ def test_bootstrap_is_seeded_and_equals_a_plain_loop(tiny):
     assert np.allclose(ci["sensitivity"], expected)
     lo, hi = a["per_class"]["normal"]["ci"]["sensitivity"]
     assert 0 <= lo <= hi <= 1
-    assert a["bootstrap"] == {"n": 50, "seed": 1, "level": 0.95, "method": "percentile"}
+    assert a["bootstrap"] == {"n": 50, "seed": 1, "level": 0.95, "method": "percentile",
+                              "resampled": "images"}
+
+
+def test_cluster_bootstrap_draws_whole_patients(tiny):
+    table = read_predictions(tiny)
+    patients = [f"p{i // 3:03d}" for i in range(len(table))]   # three images per patient
+    ci = bootstrap_intervals(table.true, table.pred, 3, n=50, seed=4, clusters=patients)
+    names = sorted(set(patients))
+    members = [np.flatnonzero(np.asarray(patients) == p) for p in names]
+    draws = np.random.default_rng(4).integers(0, len(names), size=(50, len(names)))
+    sens = []
+    for row in draws:
+        idx = np.concatenate([members[j] for j in row])
+        t, p = table.true[idx], table.pred[idx]
+        sens.append([np.mean(p[t == k] == k) if np.any(t == k) else np.nan for k in range(3)])
+    assert np.allclose(ci["sensitivity"], np.nanpercentile(np.array(sens), [2.5, 97.5], axis=0))
+    m = compute_metrics(table, bootstrap=20, clusters=patients, resampled="patients")
+    assert m["bootstrap"]["resampled"] == "patients"
 
 
 # -- bad predictions files: one clear message naming file, line and column ----------------

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plugin_calls as calls
 import pytest
-from fixtures_data import paper_records
+from fixtures_data import paper_records, records_from_all_csv
 from harness_plugins.splitters import paper
 from harness_plugins.splitters.paper import (
     AUTHORS_TEST_PATIENTS,
@@ -85,6 +85,25 @@ def test_a_selection_split_is_carved_from_training(records):
         assert total[1:] == [34 + 240, 320]
 
 
+def test_the_papers_composition_gives_no_warning_and_a_newer_copy_does(records):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calls.split(paper.split_paper, paper.PaperOptions, records, 5, 0, {"select_from": "none"})
+    # a June-2020-like copy: many more COVID-19 images of patients outside the test lists
+    extra = records[records["label"] == "covid19"].copy()
+    extra["uid"] = extra["uid"] + "-new"
+    extra["patient_id"] = extra["patient_id"] + "-new"
+    extra["original_patient_id"] = "new" + extra["original_patient_id"]
+    newer = pd.concat([records, extra], ignore_index=True)
+    with pytest.warns(UserWarning) as caught:
+        calls.split(paper.split_paper, paper.PaperOptions, newer, 5, 0, {"select_from": "none"})
+    (message,) = [str(w.message) for w in caught]
+    assert "covid19 329 per phase, the paper 149" in message
+    assert "covid19 360 images in all, the paper 180" in message
+
+
 def test_wrong_fold_count_or_missing_source_is_explained(records):
     with pytest.raises(HarnessError, match="split.folds is 3; set split.folds: 5"):
         calls.split(paper.split_paper, paper.PaperOptions, records, 3, 0, {})
@@ -97,7 +116,7 @@ def test_too_few_images_to_draw_warns_once(records):
     ieee_only = records[records["source"] == "ieee8023"].reset_index(drop=True)
     with pytest.warns(UserWarning) as caught:
         folds = calls.split(paper.split_paper, paper.PaperOptions, ieee_only, 5, 0, {"select_from": "none"})
-    messages = sorted(str(w.message) for w in caught)
+    messages = sorted(str(w.message) for w in caught if "only" in str(w.message))
     assert len(messages) == 2  # normal and pneumonia, not once per fold
     assert messages[0].startswith("split 'paper': only 0 normal images to draw phases from")
     assert composition(ieee_only, folds[0].test) == [31, 8, 0]
@@ -111,17 +130,6 @@ def split_dir(shared_dir):
     if not (path / "All.csv").is_file():
         pytest.skip("the authors' split files are not present")
     return path
-
-
-def records_from_all_csv(path) -> pd.DataFrame:
-    """Full-size records named like the authors' files (RSNA as .dcm, as on disk)."""
-    listed = pd.read_csv(path / "All.csv")
-    rsna = listed["filename"].str.fullmatch(r"[0-9a-f-]{36}\.png")
-    names = listed["filename"].where(~rsna, listed["filename"].str.replace(".png", ".dcm"))
-    label = listed["class"].replace({"COVID-19": "covid19"})
-    return pd.DataFrame({"uid": "x/" + names, "path": "/nonexistent/" + names, "label": label,
-                         "patient_id": "p/" + names, "source": np.where(rsna, "rsna", "ieee8023"),
-                         "view": "PA", "filename": names})
 
 
 def test_files_split_reproduces_the_published_phases(split_dir):

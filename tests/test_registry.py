@@ -129,12 +129,16 @@ def test_list_json_and_no_framework_import():
             "r = CliRunner().invoke(main, ['list', '--json']);"
             "data = json.loads(r.output);"
             "print(json.dumps({'kinds': sorted(data), 'torch': 'torch' in sys.modules,"
-            " 'tf': 'tensorflow' in sys.modules, 'synthetic': [d['plugin'] for d in data['datasets']"
+            " 'tf': 'tensorflow' in sys.modules,"
+            " 'scale': [m for m in ('mlflow', 'ray', 'submitit', 'tensorboard') if m in sys.modules],"
+            " 'synthetic': [d['plugin'] for d in data['datasets']"
             " if d['name'] == 'synthetic']}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["kinds"] == ["backbones", "datasets", "engines", "executors", "samplers", "splitters"]
+    assert result["kinds"] == ["backbones", "datasets", "engines", "executors", "samplers", "splitters",
+                               "trackers"]
     assert result["torch"] is False and result["tf"] is False
+    assert result["scale"] == []  # trackers and executors import their library only when used
     assert result["synthetic"] == ["synthetic"]
 
 

@@ -138,6 +138,19 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     assert {r["strategy"] for r in comparison} == {"none", "phased", "oversample"}
     assert read_csv(out / "comparison_mcnemar.csv")
 
+    # Two folds: effects with intervals, never a verdict or a colour.
+    assert "How strategies are tested" in html and "Holm step-down" in html
+    assert "too few folds/seeds to test" in html
+    assert 'class="num better"' not in html and 'class="num worse"' not in html
+    paired = read_csv(out / "comparison_paired.csv")
+    assert {r["verdict"] for r in paired} == {"untested"}
+    assert all(r["ci_low"] and r["ci_high"] for r in paired if r["metric"] == "macro_f1")
+    budget = {r["strategy"]: r for r in read_csv(out / "comparison_budget.csv")}
+    assert budget["oversample"]["images_seen"] == "1000" and budget["none"]["epochs"] == "2"
+    assert budget["none"]["distinct_images"] == "480"
+    # The pooled intervals say what they resample (no patients recorded here: images).
+    assert "resamples of distinct test images" in html
+
 
 def test_paper_selection_warning(runs_dir, tmp_path):
     html = render_report(runs_dir, tmp_path / "out").read_text()

@@ -109,3 +109,27 @@ def test_real_rsna_mini(shared_dir):
     assert kept[["view", "sex", "age"]].iloc[0].tolist() == ["AP", "F", "68"]
     image = calls.read_image(rsna, kept.iloc[0].to_dict(), {})
     assert image.shape == (1024, 1024) and image.dtype == np.uint8
+
+
+def test_symlinks_leaving_the_root_are_refused(tmp_path, root):
+    secret = tmp_path / "outside.png"
+    secret.write_bytes((root / "stage_2_train_images" / "p1.png").read_bytes())
+    link = root / "stage_2_train_images" / "n1.dcm"
+    link.unlink()
+    link.symlink_to(secret)
+    with pytest.raises(HarnessError, match=r"rsna: image of patient 'n1': path "
+                       r"'stage_2_train_images/n1.dcm' leaves the dataset root"):
+        load(root)
+    # A link that stays inside the root is an ordinary file.
+    link.unlink()
+    link.symlink_to(root / "stage_2_train_images" / "p1.png")
+    assert "rsna/n1" in load(root)["uid"].tolist()
+    # So is the images folder: a link out of the root, or a '..' option, is refused.
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(HarnessError, match="option 'images': path '../elsewhere' leaves"):
+        load(root, images="../elsewhere")
+    moved = tmp_path / "images-elsewhere"
+    (root / "stage_2_train_images").rename(moved)
+    (root / "stage_2_train_images").symlink_to(moved)
+    with pytest.raises(HarnessError, match="option 'images'.*leaves the dataset root"):
+        load(root)

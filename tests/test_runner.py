@@ -55,6 +55,12 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         assert metrics["n"] == n_test
         history = (d / "history.csv").read_text().splitlines()
         assert history[0].startswith("phase,epoch")
+    # budget: equal also equalises selection evaluations: the fewest epochs of any strategy
+    # on the fold, for every run of that fold.
+    for fold in (1, 2):
+        plans = [store.read_json(d / "plan.json") for d in folders if f"-f{fold}-" in d.name]
+        epochs = [sum(p["epochs"] or 2 for p in plan["plan"]["phases"]) for plan in plans]
+        assert [plan["select_evaluations"] for plan in plans] == [min(epochs)] * 2
     mtimes = {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in folders}
     again = run(suite, tmp_path)
     assert [o.state for o in again.outcomes] == ["done"] * 4
@@ -223,10 +229,12 @@ def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypa
         phases = [[train[i] for i in p["indices"]] for p in plan["plan"]["phases"]]
         assert phases == [train[: len(train) // 2], train[len(train) // 2:]]
         assert "fixed by the split" in plan["plan"]["notes"]
+        # test patients are recorded: the report's bootstrap resamples them
+        assert len(plan["test"]["patients"]) == len(plan["test"]["uids"]) > 0
 
 
 def test_report_leaves_out_runs_of_earlier_settings(make_suite, tmp_path):
-    from harness.analysis.report import load_runs
+    from harness.analysis.loading import load_runs
 
     run(make_suite("evolve", training={"epochs_per_phase": 1}), tmp_path)
     run(make_suite("evolve", training={"epochs_per_phase": 2}), tmp_path)

@@ -41,7 +41,7 @@ def test_valid_suite_is_typed(tmp_path):
                                           r"integer, got 'big'")),
     ({"training": {"optimizer": "nadm"}}, (r"training.optimizer: expected one of 'nadam'.*"
                                           r"did you mean 'nadam'")),
-    ({"split": {"folds": 1}}, r"suite.yaml: split.folds: expected an integer >= 2, got 1"),
+    ({"split": {"folds": 1}}, r"suite.yaml: split.folds: expected an integer from 2 to 100, got 1"),
     ({"matrix": {"fold": ["x"]}}, r"matrix.fold\[0\]: expected an integer, got 'x'"),
     ({"datasets": [{"options": {}}]}, r"datasets\[0\].name: missing; expected a string"),
     ({"training": {"augmentation": {"zoom": "lots"}}}, (r"training.augmentation.zoom: expected a "

@@ -1,24 +1,36 @@
 """Imbalance strategies side by side, on the same folds and seeds, with uncertainty.
 
-Works on finished runs that share a backbone and engine and differ in sampler. Per-fold
-figures come from each run's metrics; paired tests match runs on (fold, seed); McNemar's
-test matches pooled predictions on (fold, seed, uid).
+Works on finished runs that share a backbone and engine and differ in sampler. Runs are
+paired on (fold, seed). Per figure, the differences enter the corrected resampled t-test
+(``significance``) on the design's unit: the (fold, seed) run when every seed re-partitions
+the data, the fold (its seeds averaged) when the seeds repeat training on the same folds.
+Per test set, McNemar's test compares the two strategies image by image on the suite's
+focus class (one against the rest), fold by fold. Every p-value of one comparison is
+corrected as one family; a verdict is printed only where a test could reach α.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import stats
 
+from harness.analysis.budget import summarise_exposure
+from harness.analysis.intervals import paired_difference, summarise
+from harness.analysis.loading import REFERENCES
 from harness.analysis.metrics import Predictions
+from harness.analysis.significance import (
+    CORRECTIONS,
+    MIN_DF,
+    correct,
+    corrected_ttest,
+    mcnemar_exact,
+    verdict,
+)
 
-#: Strategies every other one is compared against, when present.
-REFERENCES = ("none", "phased")
 #: Whole-table figures of the comparison (per-class ones are added per class).
 SUMMARY = (("macro_auroc", "macro AUROC"), ("balanced_accuracy", "balanced accuracy"),
            ("macro_f1", "macro F1"), ("mcc", "MCC"))
@@ -26,7 +38,7 @@ PER_CLASS = ("sensitivity", "specificity", "precision")
 
 
 class RunLike(Protocol):
-    """What a comparison needs of a finished run (``report.RunResult`` has it)."""
+    """What a comparison needs of a finished run (``loading.RunResult`` has it)."""
 
     sampler: str
     fold: int
@@ -58,99 +70,12 @@ def ordered_strategies(runs: Sequence[RunLike]) -> list[str]:
     return [s for s in REFERENCES if s in seen] + [s for s in seen if s not in REFERENCES]
 
 
-def summarise(values: Sequence[float], level: float = 0.95,
-              bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
-    """Mean ± sd over folds and the t-interval of the mean (None where it cannot exist).
-
-    The interval is clipped to the figure's range: with few folds a t-interval can reach
-    past 100 %, which no figure can.
-    """
-    a = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    out: dict[str, Any] = {"n": int(a.size), "mean": None, "sd": None, "ci": [None, None]}
-    if a.size:
-        out["mean"] = float(a.mean())
-    if a.size >= 2:
-        sd = float(a.std(ddof=1))
-        out["sd"] = sd
-        if sd > 0:
-            lo, hi = stats.t.interval(level, a.size - 1, loc=a.mean(), scale=sd / math.sqrt(a.size))
-            out["ci"] = [float(max(lo, bounds[0])), float(min(hi, bounds[1]))]
-        else:
-            out["ci"] = [float(a.mean()), float(a.mean())]
-    return out
-
-
-def paired_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """Paired t-test and Wilcoxon signed-rank test of per-fold figures ``a`` vs ``b``."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    d = x - y
-    out: dict[str, Any] = {"n_pairs": int(d.size), "mean_diff": float(d.mean()) if d.size else None,
-                           "t_p": None, "wilcoxon_p": None}
-    if d.size >= 2 and np.any(d != d[0]):
-        out["t_p"] = float(stats.ttest_rel(x, y).pvalue)
-    if d.size >= 1 and np.any(d != 0):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # small-sample notes from scipy
-            out["wilcoxon_p"] = float(stats.wilcoxon(x, y).pvalue)
-    return out
-
-
-def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict[str, Any]:
-    """McNemar's test of two classifiers on the same images.
-
-    Written with scipy rather than taken from statsmodels, which the harness does not
-    depend on: the exact test is a two-sided binomial test of the discordant pairs, the
-    chi-squared one uses Edwards' continuity correction.
-    """
-    a_right, b_right = np.asarray(a_right, bool), np.asarray(b_right, bool)
-    only_a = int(np.sum(a_right & ~b_right))
-    only_b = int(np.sum(~a_right & b_right))
-    discordant = only_a + only_b
-    out = {"n": int(a_right.size), "both_right": int(np.sum(a_right & b_right)),
-           "only_strategy_right": only_a, "only_reference_right": only_b,
-           "both_wrong": int(np.sum(~a_right & ~b_right)), "p_exact": 1.0, "chi2": 0.0,
-           "p_chi2": 1.0}
-    if discordant:
-        out["p_exact"] = float(stats.binomtest(only_a, discordant, 0.5).pvalue)
-        chi2 = (abs(only_a - only_b) - 1) ** 2 / discordant
-        out["chi2"] = float(chi2)
-        out["p_chi2"] = float(stats.chi2.sf(chi2, 1))
-    return out
-
-
-def direction(diff: float | None, p: float | None, strategy: str, reference: str,
-              alpha: float = 0.05) -> str:
-    """A plain sentence: which side is higher and whether the test says it is real."""
-    if diff is None or diff == 0:
-        return "no difference"
-    higher = strategy if diff > 0 else reference
-    if p is None:
-        return f"higher with {higher} (untested: too few pairs)"
-    verdict = "significant" if p < alpha else "not significant"
-    return f"higher with {higher} ({verdict} at {alpha:g})"
-
-
-def _pairs(runs: Sequence[RunLike], strategy: str, reference: str) -> list[tuple[Any, Any]]:
-    by_key = {(r.fold, r.seed): r for r in runs if r.sampler == reference}
-    return [(r, by_key[(r.fold, r.seed)]) for r in runs
-            if r.sampler == strategy and (r.fold, r.seed) in by_key]
-
-
-def _correct_matched(a: RunLike, b: RunLike) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image correctness of two runs on the images both predicted (matched by uid)."""
-    pa, pb = a.predictions, b.predictions
-    if pa is None or pb is None:
-        return np.zeros(0, bool), np.zeros(0, bool)
-    where = {u: i for i, u in enumerate(pb.uids)}
-    ia = np.array([i for i, u in enumerate(pa.uids) if u in where], dtype=int)
-    ib = np.array([where[pa.uids[i]] for i in ia], dtype=int)
-    return pa.true[ia] == pa.pred[ia], pb.true[ib] == pb.pred[ib]
-
-
-def covid_class(classes: Sequence[str], runs: Sequence[RunLike] = ()) -> str:
-    """The class whose trade-off the paper discusses: COVID-19, else the rarest class."""
+def focus_class(classes: Sequence[str], runs: Sequence[RunLike] = (),
+                configured: str | None = None) -> str:
+    """The class the comparison focuses on: the suite's ``report.focus_class``, else the
+    class named like COVID-19, else the rarest class in the test sets."""
+    if configured:
+        return configured
     for c in classes:
         if "covid" in c.lower():
             return c
@@ -158,118 +83,192 @@ def covid_class(classes: Sequence[str], runs: Sequence[RunLike] = ()) -> str:
     return min(classes, key=lambda c: support[c])
 
 
-def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str],
-                       level: float = 0.95, alpha: float = 0.05) -> dict[str, Any]:
+covid_class = focus_class  # the name the paper's discussion suggests
+
+
+@dataclass
+class Design:
+    """How the runs were produced, as far as the tests need to know."""
+
+    folds: int
+    seeds: int
+    #: True when every seed was tested on the same folds (the harness's fixed split seed).
+    shared_partition: bool
+    #: n_test / n_train of a fold (mean over runs), Nadeau & Bengio's correction term.
+    ratio: float
+    ratio_source: str
+
+    @property
+    def unit(self) -> str:
+        return "fold" if self.shared_partition or self.seeds == 1 else "fold × seed"
+
+    def describe(self) -> str:
+        if self.seeds == 1:
+            how = (f"Nadeau & Bengio's corrected resampled t-test over the {self.folds} folds "
+                   f"(df = {self.folds - 1})")
+        elif self.shared_partition:
+            how = (f"the {self.seeds} seeds repeat training on the same {self.folds} folds, so "
+                   "each fold's differences are averaged over its seeds and Nadeau & Bengio's "
+                   f"corrected resampled t-test runs over the {self.folds} fold means "
+                   f"(df = {self.folds - 1}); the seeds shrink each fold's training noise but "
+                   "are not independent test sets")
+        else:
+            how = (f"Bouckaert & Frank's corrected repeated k-fold t-test over "
+                   f"{self.folds} folds × {self.seeds} re-partitioned repetitions "
+                   f"(df = {self.folds * self.seeds - 1})")
+        return (f"{how}; variance corrected by n_test/n_train = {self.ratio:.3f} "
+                f"({self.ratio_source})")
+
+
+def design_of(runs: Sequence[RunLike]) -> Design:
+    """Folds, seeds, whether seeds share the partition, and the test/train size ratio."""
+    folds = sorted({r.fold for r in runs})
+    seeds = sorted({r.seed for r in runs})
+    shared = True
+    for f in folds:
+        tests = {frozenset(r.predictions.uids) for r in runs
+                 if r.fold == f and r.predictions is not None}
+        if len(tests) > 1:
+            shared = False
+    ratios = [r.n_test / r.n_train for r in runs
+              if getattr(r, "n_test", None) and getattr(r, "n_train", None)]
+    if ratios:
+        ratio, source = float(np.mean(ratios)), "from the runs' training and test parts"
+    else:
+        k = max(len(folds), 2)
+        ratio, source = 1.0 / (k - 1), f"assumed 1/(k − 1) for {k} folds: no part sizes recorded"
+    return Design(len(folds), len(seeds), shared, ratio, source)
+
+
+def _units(pairs: list[tuple[RunLike, RunLike | None]], key: str, design: Design) -> list[float]:
+    """Per-unit values: ``a − b`` (or ``a`` alone), averaged over seeds per fold when shared."""
+    rows = [(a.fold, value(a.metrics, key) - (value(b.metrics, key) if b is not None else 0.0))
+            for a, b in pairs]
+    if design.seeds > 1 and design.shared_partition:
+        out = []
+        for f in dict.fromkeys(f for f, _ in rows):
+            vals = [v for g, v in rows if g == f and not math.isnan(v)]
+            out.append(float(np.mean(vals)) if vals else math.nan)
+        return out
+    return [v for _, v in rows]
+
+
+def _pairs(runs: Sequence[RunLike], strategy: str, reference: str) -> list[tuple[Any, Any]]:
+    by_key = {(r.fold, r.seed): r for r in runs if r.sampler == reference}
+    return sorted(((r, by_key[(r.fold, r.seed)]) for r in runs
+                   if r.sampler == strategy and (r.fold, r.seed) in by_key),
+                  key=lambda ab: (ab[0].fold, ab[0].seed))
+
+
+def focus_correct(run: RunLike, uids: list[str], k: int) -> np.ndarray:
+    """Per image of ``uids``: is the run's one-vs-rest decision for class ``k`` right?"""
+    p = run.predictions
+    where = {u: i for i, u in enumerate(p.uids)}
+    idx = np.array([where[u] for u in uids], dtype=int)
+    return (p.pred[idx] == k) == (p.true[idx] == k)
+
+
+def _mcnemar_row(a: RunLike, b: RunLike, k: int, bootstrap: int, level: float) -> dict[str, Any]:
+    """McNemar on the distinct images both runs predicted, for class ``k`` against the rest."""
+    if a.predictions is None or b.predictions is None:
+        return {}
+    shared = set(b.predictions.uids)
+    uids = [u for u in dict.fromkeys(a.predictions.uids) if u in shared]
+    ra, rb = focus_correct(a, uids, k), focus_correct(b, uids, k)
+    m = mcnemar_exact(ra, rb)
+    patients = getattr(a, "patients", {}) or {}
+    clusters = [patients.get(u, f"image:{u}") for u in uids]
+    effect = paired_difference(ra, rb, clusters, n=bootstrap, seed=a.fold * 1009 + a.seed,
+                               level=level)
+    return {**m, "fold": a.fold, "seed": a.seed, "diff": effect["diff"], "ci": effect["ci"]}
+
+
+def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: float = 0.95,
+                       alpha: float = 0.05, correction: str = "holm",
+                       focus: str | None = None, bootstrap: int = 1000) -> dict[str, Any]:
     """The comparison section as JSON-ready data (fractions; see module docstring)."""
     strategies = ordered_strategies(runs)
     keys = metric_keys(classes)
-    table = {s: {k: summarise([value(r.metrics, k) for r in runs if r.sampler == s], level,
-                              (-1.0, 1.0) if k == "mcc" else (0.0, 1.0))
+    design = design_of(runs)
+    table = {s: {k: summarise(_units([(r, None) for r in runs if r.sampler == s], k, design),
+                              level, (-1.0, 1.0) if k == "mcc" else (0.0, 1.0), design.ratio)
                  for k, _ in keys} for s in strategies}
-    budgets = {}
-    for s in strategies:
-        b = [r.budget for r in runs if r.sampler == s and r.budget is not None]
-        budgets[s] = None if not b else (b[0] if len(set(b)) == 1 else float(np.mean(b)))
-    paired, mcn = [], []
+    budget = {s: summarise_exposure([r for r in runs if r.sampler == s]) for s in strategies}
+    focus = focus_class(classes, runs, focus)
+    k_focus = list(classes).index(focus)
+    repetitions = 1 if design.shared_partition else design.seeds
+
+    paired: list[dict[str, Any]] = []
+    mcn: list[dict[str, Any]] = []
+    canonical: dict[tuple[str, str, str], dict[str, Any]] = {}
     for ref in (r for r in REFERENCES if r in strategies):
         for s in strategies:
-            if s == ref:
-                continue
-            pairs = _pairs(runs, s, ref)
+            pairs = _pairs(runs, s, ref) if s != ref else []
             if not pairs:
                 continue
-            for k, label in keys:
-                test = paired_test([value(a.metrics, k) for a, _ in pairs],
-                                   [value(b.metrics, k) for _, b in pairs])
-                test.update(strategy=s, reference=ref, metric=k, label=label,
-                            direction=direction(test["mean_diff"], test["t_p"], s, ref, alpha))
-                paired.append(test)
-            if any(m["strategy"] == ref and m["reference"] == s for m in mcn):
-                continue  # the same test as an earlier row, read the other way round
-            right = [_correct_matched(a, b) for a, b in pairs]
-            m = mcnemar(np.concatenate([x for x, _ in right]), np.concatenate([y for _, y in right]))
-            diff = m["only_strategy_right"] - m["only_reference_right"]
-            m.update(strategy=s, reference=ref, folds=len(pairs),
-                     direction=direction(diff, m["p_exact"], s, ref, alpha).replace(
-                         "higher", "more images right"))
-            mcn.append(m)
-    covid = covid_class(classes, runs)
+            mirror_of = (ref, s) if (ref, s, keys[0][0]) in canonical else None
+            for key, label in keys:
+                if mirror_of:
+                    base = canonical[(ref, s, key)]
+                    ci = base["ci"]
+                    row = {**base, "strategy": s, "reference": ref, "mirror": True,
+                           "mean_diff": None if base["mean_diff"] is None else -base["mean_diff"],
+                           "t": None if base["t"] is None else -base["t"],
+                           "ci": [None if ci[1] is None else -ci[1],
+                                  None if ci[0] is None else -ci[0]]}
+                else:
+                    res = corrected_ttest(_units(pairs, key, design), design.ratio,
+                                          repetitions, level)
+                    row = {"strategy": s, "reference": ref, "metric": key, "label": label,
+                           "n_units": res["n"], "unit": design.unit, "df": res["df"],
+                           "mean_diff": res["mean"], "ci": res["ci"], "t": res["t"],
+                           "p": res["p"], "mirror": False,
+                           "testable": res["df"] >= MIN_DF and res["mean"] is not None}
+                    canonical[(s, ref, key)] = row
+                paired.append(row)
+            if mirror_of:
+                continue  # McNemar: the same test as an earlier pair, read the other way round
+            for a, b in pairs:
+                m = _mcnemar_row(a, b, k_focus, bootstrap, level)
+                if m:
+                    m.update(strategy=s, reference=ref, focus=focus,
+                             testable=m["min_p"] <= alpha)
+                    mcn.append(m)
+
+    family = [r for r in paired if not r["mirror"] and r["testable"] and r["p"] is not None]
+    family += [m for m in mcn if m["testable"]]
+    for row, p_adj in zip(family, correct([r["p"] for r in family], correction, alpha)):
+        row["p_adjusted"] = p_adj
+    for row in paired:
+        if row["mirror"]:
+            row["p_adjusted"] = canonical[(row["reference"], row["strategy"],
+                                           row["metric"])].get("p_adjusted")
+        row.setdefault("p_adjusted", None)
+        row["verdict"], row["sentence"] = verdict(row["mean_diff"], row["p_adjusted"],
+                                                  row["testable"], alpha, row["strategy"],
+                                                  row["reference"])
+    for m in mcn:
+        m.setdefault("p_adjusted", None)
+        m["verdict"], m["sentence"] = verdict(m["diff"], m["p_adjusted"], True, alpha,
+                                              m["strategy"], m["reference"],
+                                              f"more {focus} decisions right")
+        if not m["testable"]:
+            m["verdict"] = "untested"
+            m["sentence"] = (f"too few discordant images to test ({m['only_strategy_right']} + "
+                             f"{m['only_reference_right']}: p ≥ {m['min_p']:.3g})")
+
     tradeoff = {s: [{"fold": r.fold, "seed": r.seed,
-                     "sensitivity": r.metrics["per_class"][covid]["sensitivity"],
-                     "false_positives": r.metrics["per_class"][covid]["wrong_detected"]}
+                     "sensitivity": r.metrics["per_class"][focus]["sensitivity"],
+                     "false_positives": r.metrics["per_class"][focus]["wrong_detected"]}
                     for r in runs if r.sampler == s] for s in strategies}
+    n_paired = sum(1 for r in paired if not r["mirror"] and r["testable"] and r["p"] is not None)
     return {"strategies": strategies, "classes": list(classes), "metrics": keys,
-            "table": table, "budget": budgets, "paired": paired, "mcnemar": mcn,
-            "covid_class": covid, "tradeoff": tradeoff, "level": level, "alpha": alpha}
-
-
-def _pooled(runs: Sequence[RunLike], strategy: str) -> tuple[np.ndarray, np.ndarray, int]:
-    parts = [r.predictions for r in runs if r.sampler == strategy
-             and r.predictions is not None and r.predictions.proba is not None]
-    if not parts:
-        return np.zeros(0, int), np.zeros((0, 0)), 0
-    return (np.concatenate([p.true for p in parts]), np.concatenate([p.proba for p in parts]),
-            len(parts))
-
-
-def comparison_figures(runs: Sequence[RunLike], classes: Sequence[str]) -> dict[str, Any]:
-    """Matplotlib figures: ROC and PR per class, and the COVID-19 trade-off."""
-    from matplotlib.figure import Figure
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
-
-    strategies = ordered_strategies(runs)
-    colors = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
-    pooled = {s: _pooled(runs, s) for s in strategies}
-    figs: dict[str, Any] = {}
-    for k, cls in enumerate(classes):
-        fig = Figure(figsize=(8.5, 3.4), layout="constrained")
-        roc_ax, pr_ax = fig.subplots(1, 2)
-        for s in strategies:
-            true, proba, _ = pooled[s]
-            positive = true == k
-            if proba.size == 0 or positive.all() or not positive.any():
-                continue
-            fpr, tpr, _ = roc_curve(positive, proba[:, k])
-            roc_ax.plot(fpr, tpr, color=colors[s], label=f"{s} (AUC {auc(fpr, tpr):.3f})")
-            prec, rec, _ = precision_recall_curve(positive, proba[:, k])
-            pr_ax.plot(rec, prec, color=colors[s], label=s, drawstyle="steps-post")
-        roc_ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
-        roc_ax.set(title=f"ROC: {cls}", xlabel="false positive rate",
-                   ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
-        pr_ax.set(title=f"precision-recall: {cls}", xlabel="sensitivity (recall)",
-                  ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
-        for ax in (roc_ax, pr_ax):
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8, loc="lower right" if ax is roc_ax else "lower left")
-        figs[f"curves_{cls}"] = fig
-
-    covid = covid_class(classes, runs)
-    k = list(classes).index(covid)
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.subplots()
-    for s in strategies:
-        true, proba, n_runs = pooled[s]
-        positive = true == k
-        if proba.size and positive.any() and not positive.all():
-            fpr, tpr, _ = roc_curve(positive, proba[:, k])
-            ax.plot(fpr * (~positive).sum() / n_runs, tpr, color=colors[s], alpha=0.45, lw=1)
-        pts = [(r.metrics["per_class"][covid]["wrong_detected"],
-                r.metrics["per_class"][covid]["sensitivity"]) for r in runs if r.sampler == s]
-        pts = [(x, y) for x, y in pts if y is not None]
-        if pts:
-            xs, ys = np.array(pts, float).T
-            ax.scatter(xs, ys, color=colors[s], s=18, alpha=0.6)
-            ax.scatter([xs.mean()], [ys.mean()], color=colors[s], s=90, marker="D",
-                       edgecolor="black", label=f"{s}: {ys.mean() * 100:.1f}% at {xs.mean():.1f} FP")
-    ax.set(title=f"{covid}: sensitivity vs false positives per test fold",
-           xlabel=f"images wrongly called {covid} (per fold)", ylabel=f"{covid} sensitivity",
-           ylim=(0, 1.02))
-    # Zoom on the operating points; the threshold curves run far to the right otherwise.
-    xs_all = [r.metrics["per_class"][covid]["wrong_detected"] for r in runs]
-    ax.set_xlim(0, max(10, 3 * max(xs_all, default=0)))
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
-    figs["tradeoff"] = fig
-    return figs
+            "table": table, "budget": budget, "paired": paired, "mcnemar": mcn,
+            "focus_class": focus, "covid_class": focus, "tradeoff": tradeoff,
+            "level": level, "alpha": alpha, "design": {**asdict(design), "unit": design.unit,
+                                                       "text": design.describe()},
+            "family": {"size": len(family), "paired": n_paired, "mcnemar": len(family) - n_paired,
+                       "untested": sum(1 for r in paired if not r["mirror"] and not r["testable"])
+                       + sum(1 for m in mcn if not m["testable"]),
+                       "correction": correction, "correction_text": CORRECTIONS[correction],
+                       "min_df": MIN_DF}}

@@ -178,9 +178,14 @@ def figures(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def bootstrap_intervals(true: np.ndarray, pred: np.ndarray, n_classes: int, n: int = 1000,
-                        seed: int = 0, level: float = 0.95,
-                        chunk: int = 200) -> dict[str, np.ndarray]:
+                        seed: int = 0, level: float = 0.95, chunk: int = 200,
+                        clusters: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
     """Percentile bootstrap intervals of every figure in ``figures``: arrays (2, ...).
+
+    ``clusters`` (one id per prediction, e.g. the patient) makes it a cluster bootstrap:
+    whole clusters are resampled, so images of one patient, and one image predicted in
+    several folds, count as one draw (``intervals.bootstrap_cluster_totals``). Without it,
+    images are resampled one by one.
 
     Written here rather than with ``scipy.stats.bootstrap`` (sklearn has none): scipy
     resamples once per statistic and gives a NaN interval as soon as one resample leaves a
@@ -188,15 +193,24 @@ def bootstrap_intervals(true: np.ndarray, pred: np.ndarray, n_classes: int, n: i
     resamples yields every per-class figure at once and ``nanpercentile`` skips such
     resamples.
     """
-    rng = np.random.default_rng(seed)
     codes = np.asarray(true) * n_classes + np.asarray(pred)
     kk = n_classes * n_classes
-    cms = []
-    for start in range(0, n, chunk):
-        b = min(chunk, n - start)
-        idx = rng.integers(0, len(codes), size=(b, len(codes)))
-        flat = codes[idx] + (np.arange(b) * kk)[:, None]
-        cms.append(np.bincount(flat.ravel(), minlength=b * kk).reshape(b, n_classes, n_classes))
+    if clusters is not None:
+        from harness.analysis.intervals import bootstrap_cluster_totals
+
+        onehot = np.zeros((len(codes), kk))
+        onehot[np.arange(len(codes)), codes] = 1.0
+        cms = [bootstrap_cluster_totals(onehot, clusters, n, seed, chunk).reshape(
+            n, n_classes, n_classes)]
+    else:
+        rng = np.random.default_rng(seed)
+        cms = []
+        for start in range(0, n, chunk):
+            b = min(chunk, n - start)
+            idx = rng.integers(0, len(codes), size=(b, len(codes)))
+            flat = codes[idx] + (np.arange(b) * kk)[:, None]
+            cms.append(np.bincount(flat.ravel(), minlength=b * kk).reshape(b, n_classes,
+                                                                          n_classes))
     boot = figures(np.concatenate(cms))
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     with warnings.catch_warnings():
@@ -217,8 +231,14 @@ def auroc_per_class(true: np.ndarray, proba: np.ndarray | None, n_classes: int) 
 
 
 def compute_metrics(table: Predictions, classes: Sequence[str] | None = None, *,
-                    bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
-    """All figures of one predictions table as a JSON-ready dict (fractions, None for n/a)."""
+                    bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
+                    clusters: Sequence[Any] | None = None,
+                    resampled: str = "images") -> dict[str, Any]:
+    """All figures of one predictions table as a JSON-ready dict (fractions, None for n/a).
+
+    ``clusters`` (one id per row) makes the intervals a cluster bootstrap; ``resampled``
+    names what one draw is (recorded with the intervals, shown in captions).
+    """
     classes = list(classes) if classes is not None else list(table.classes)
     if classes != list(table.classes):
         raise HarnessError(f"{table.source}: read with classes {table.classes}, "
@@ -228,7 +248,7 @@ def compute_metrics(table: Predictions, classes: Sequence[str] | None = None, *,
     fig = figures(cm)
     auroc = auroc_per_class(table.true, table.proba, k)
     ci = bootstrap_intervals(table.true, table.pred, k, n=bootstrap, seed=seed,
-                             level=level) if bootstrap > 0 else None
+                             level=level, clusters=clusters) if bootstrap > 0 else None
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
     tp = np.diag(cm)
@@ -269,7 +289,7 @@ def compute_metrics(table: Predictions, classes: Sequence[str] | None = None, *,
         result["ci"] = {key: [_num(ci[key][0]), _num(ci[key][1])]
                         for key in ("accuracy", "balanced_accuracy", "macro_f1", "mcc")}
         result["bootstrap"] = {"n": bootstrap, "seed": seed, "level": level,
-                               "method": "percentile"}
+                               "method": "percentile", "resampled": resampled}
     return result
 
 

@@ -2,7 +2,7 @@
 
 ``summary`` shows Table 1 (images per source and class), every excluded row by reason and
 each fold's composition, without decoding any image. ``prepare`` fills the image cache.
-``fetch`` clones ieee8023 or prints the Kaggle steps for RSNA. ``bench-decode`` measures the
+``fetch`` runs the dataset's own fetch step (ieee8023: a pinned clone; RSNA: the Kaggle steps). ``bench-decode`` measures the
 cache against a plain pydicom + Pillow loop on RSNA-like DICOMs.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
+import signal
+import sys
 import tempfile
 import time
 import warnings
@@ -23,28 +23,6 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.plugin.specs import DEFAULT_CLASSES
-
-IEEE8023_URL = "https://github.com/ieee8023/covid-chestxray-dataset"
-#: Overrides the clone URL (a mirror, or a local repository in tests).
-URL_ENV = "HARNESS_IEEE8023_URL"
-
-RSNA_STEPS = """\
-The RSNA Pneumonia Detection Challenge data needs a Kaggle account and the competition's
-rules accepted (https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/rules). Then:
-
-  pip install kaggle
-  # put your API token in ~/.kaggle/kaggle.json (Kaggle > Settings > API > Create New Token)
-  chmod 600 ~/.kaggle/kaggle.json
-  kaggle competitions download -c rsna-pneumonia-detection-challenge -p {dest}
-  cd {dest} && unzip -q rsna-pneumonia-detection-challenge.zip
-
-{dest} then holds stage_2_train_labels.csv, stage_2_detailed_class_info.csv and
-stage_2_train_images/ (26,684 DICOMs, about 3.5 GB). Use it in a suite as:
-
-  datasets:
-    - name: rsna
-      options: {{root: {dest}}}
-"""
 
 
 @click.group("data")
@@ -186,7 +164,12 @@ def prepare_command(suite_file, quiet):
     registry = build_registry(suite.plugins)
     records = load_records(suite, registry)
     started, wall_ns = time.perf_counter(), time.time_ns()
-    cache, kept = prepare_cache(suite, records, registry, show_progress=not quiet)
+    try:
+        cache, kept = prepare_cache(suite, records, registry, show_progress=not quiet)
+    except KeyboardInterrupt as exc:
+        click.secho("interrupted: every image decoded so far is kept in the cache; run the "
+                    "same command to decode the rest", fg="yellow", err=True)
+        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
     seconds = time.perf_counter() - started
     fill = cache.path / "last_fill.json"  # written by the cache only when it decoded images
     fresh = fill.is_file() and fill.stat().st_mtime_ns >= wall_ns
@@ -208,42 +191,22 @@ def prepare_command(suite_file, quiet):
 # --- fetch ---------------------------------------------------------------------------------
 
 @data_group.command("fetch")
-@click.argument("dataset", type=click.Choice(["ieee8023", "rsna"]))
+@click.argument("dataset")
 @click.argument("dest", type=click.Path(file_okay=False))
-@click.option("--commit", help="Check out this commit after cloning (ieee8023).")
-@click.option("--url", help=f"Clone from here instead of {IEEE8023_URL} (or set ${URL_ENV}).")
+@click.option("--commit", help="Version to check out where the dataset is a git repository "
+              "(a commit id, or 'latest'); default: the dataset's documented one.")
+@click.option("--url", help="Fetch from here instead of the dataset's home (a mirror).")
 def fetch_command(dataset, dest, commit, url):
-    """Clone ieee8023 (optionally at a pinned commit), or print the Kaggle steps for RSNA.
+    """Get a copy of DATASET into DEST, or print how (each dataset says: `harness list
+    datasets`). ieee8023 is cloned at the last commit before 11 April 2020, close to the
+    paper's data (`--commit latest` for the newest); rsna prints the Kaggle steps."""
+    from harness.plugin.registry import build_registry
 
-    No commit of ieee8023 from the paper's time (early April 2020) is recorded by the
-    authors, so the default is the latest version; the paper's exact images are in their
-    split files (split kind 'files'). The 2020-06-22 version, the last with flat findings
-    like the paper's, is commit 584034aa7fbf06496741f11008d72fd791c8e443.
-    """
-    if dataset == "rsna":
-        click.echo(RSNA_STEPS.format(dest=dest))
-        return
-    fetch_ieee8023(Path(dest), url or os.environ.get(URL_ENV) or IEEE8023_URL, commit)
-    click.echo(f"ieee8023 is in {dest}" + (f" at commit {commit}" if commit else " (latest)"))
-    click.echo(f"use it with: datasets: [{{name: ieee8023, options: {{root: {dest}}}}}]")
-
-
-def fetch_ieee8023(dest: Path, url: str, commit: str | None = None) -> None:
-    if shutil.which("git") is None:
-        raise HarnessError("'git' is not installed; install git, or download "
-                           f"{IEEE8023_URL}/archive/master.zip and unzip it")
-    if dest.exists() and any(dest.iterdir()):
-        raise HarnessError(f"{dest} exists and is not empty; choose a new folder")
-    _git(["clone", "--quiet", url, str(dest)], f"cloning {url}")
-    if commit:
-        _git(["-C", str(dest), "checkout", "--quiet", "--detach", commit],
-             f"checking out commit {commit}")
-
-
-def _git(args: list[str], what: str) -> None:
-    result = subprocess.run(["git", *args], check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise HarnessError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
+    spec = build_registry().get("datasets", dataset)
+    if spec.fetch is None:
+        raise HarnessError(f"dataset {dataset!r} has no fetch step; get its files yourself "
+                           "and point the suite's 'root' option at them")
+    click.echo(spec.fetch(Path(dest), {"commit": commit, "url": url}))
 
 
 # --- bench-decode --------------------------------------------------------------------------
@@ -252,35 +215,56 @@ def _git(args: list[str], what: str) -> None:
 @click.option("--n", "n_images", default=200, show_default=True, help="DICOMs to write.")
 @click.option("--size", default=1024, show_default=True, help="Side of each DICOM.")
 @click.option("--image-size", default=300, show_default=True, help="Cache image side.")
-@click.option("--workers", type=int, default=None, help="Cache workers (default: CPU count).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Cache workers.")
+@click.option("--repeats", default=3, show_default=True, help="Paired measurements.")
 @click.option("--json", "as_json", is_flag=True)
-def bench_decode_command(n_images, size, image_size, workers, as_json):
-    """Time the cache on RSNA-like JPEG DICOMs against a plain pydicom + Pillow loop."""
-    result = bench_decode(n_images, size, image_size, workers)
+def bench_decode_command(n_images, size, image_size, workers, repeats, as_json):
+    """Time the cache fill on RSNA-like JPEG DICOMs against a plain loop, side by side."""
+    result = bench_decode(n_images, size, image_size, workers, repeats)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{n_images} JPEG-baseline DICOMs {size}x{size} -> {image_size}x{image_size}")
-    click.echo(f"  plain loop (pydicom + Pillow, 1 process): {result['plain_s']:.2f} s "
-               f"({result['plain_images_per_s']:.1f} images/s)")
-    click.echo(f"  cache, 1 worker:  {result['cache1_s']:.2f} s  ratio "
-               f"{result['ratio_1_worker']:.2f} (1.00 = no overhead)")
-    click.echo(f"  cache, {result['workers']} workers: {result['cache_s']:.2f} s "
-               f"({result['cache_images_per_s']:.1f} images/s)  ratio "
-               f"{result['ratio_workers']:.2f}")
+    click.echo(f"{n_images} JPEG-baseline DICOMs {size}x{size} -> {image_size}x{image_size}, "
+               f"{repeats} paired repeats")
+    click.echo(f"  decoder: {result['decoder_ms']:.1f} ms per image (Pillow); pydicom's default "
+               f"plugin {result['default_decoder_ms']:.1f} ms "
+               f"({result['decoder_speedup']:.2f}x, {result['decoder_images']} images)")
+    click.echo("  plain loop, same decoder, 1 process: "
+               + ", ".join(f"{t:.2f}" for t in result["plain_s"]) + " s")
+    click.echo(f"  cache, {workers} workers:  "
+               + ", ".join(f"{t:.2f}" for t in result["cache_s"]) + " s")
+    click.echo("  speed-up over the plain loop: "
+               + ", ".join(f"{r:.2f}x" for r in result["speedups"])
+               + f" (median {result['speedup']:.2f}x)")
+    click.echo("  CPU seconds, plain / cache (parent + workers): "
+               + ", ".join(f"{p:.2f}/{c:.2f}" for p, c in
+                           zip(result["plain_cpu_s"], result["cache_cpu_s"]))
+               + f" (the pool adds {100 * result['cpu_overhead']:+.1f} %: at most "
+               f"{result['cpu_speedup']:.2f}x with a free core per worker)")
+    click.echo(f"  load average before/after: {result['load_before']:.2f} / "
+               f"{result['load_after']:.2f} on {result['cores']} cores")
+    click.echo(f"  verdict: {result['verdict']}")
 
 
 def bench_decode(n_images: int = 200, size: int = 1024, image_size: int = 300,
-                 workers: int | None = None) -> dict[str, Any]:
+                 workers: int = 2, repeats: int = 3, target: float = 1.8) -> dict[str, Any]:
+    """Plain loop and cache fill, interleaved ``repeats`` times on the same files.
+
+    Both use the decoder the cache uses (``read_image_file`` + resize), so the ratio is what
+    the pool gives; the decoder itself is compared with pydicom's default plugin on a few
+    images. On a shared machine the paired ratios spread; the verdict says when they are
+    too noisy to tell.
+    """
     import pandas as pd
     import pydicom
     from harness_plugins.datasets import rsna
-    from harness_plugins.datasets.dicom import chest_like, write_jpeg_dicom
-    from PIL import Image
+    from harness_plugins.datasets.dicom import chest_like, read_image_file, write_jpeg_dicom
 
-    from harness.data.cache import fill_cache
+    from harness.data.cache import fill_cache, to_square_uint8, usable_cores
 
-    workers = workers or os.cpu_count() or 1
+    if n_images < 1 or repeats < 1 or workers < 1:
+        raise HarnessError("bench-decode: --n, --repeats and --workers must be >= 1")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
@@ -292,22 +276,71 @@ def bench_decode(n_images: int = 200, size: int = 1024, image_size: int = 300,
         records = pd.DataFrame({"uid": [f"bench/{i}" for i in range(n_images)],
                                 "path": [str(p) for p in paths], "_dataset": "rsna"})
 
-        started = time.perf_counter()
-        for p in paths:
-            pixels = pydicom.dcmread(p).pixel_array
-            np.asarray(Image.fromarray(pixels).resize((image_size, image_size), Image.BILINEAR))
-        plain = time.perf_counter() - started
+        few = paths[:min(n_images, 20)]
+        decoder = _seconds(lambda: [read_image_file(p) for p in few]) / len(few)
+        default = _seconds(lambda: [pydicom.dcmread(p).pixel_array for p in few]) / len(few)
 
-        timings = {}
-        for name, w in (("one", 1), ("many", workers)):
-            started = time.perf_counter()
-            fill_cache(Path(tmp) / f"cache-{name}", records, {"rsna": rsna.read_image},
-                       {"rsna": {}}, [name], image_size, workers=w, show_progress=False)
-            timings[name] = time.perf_counter() - started
+        def plain() -> None:
+            for p in paths:
+                to_square_uint8(read_image_file(p), image_size)
+
+        def cache(k: int) -> None:
+            fill_cache(Path(tmp) / f"cache-{k}", records, {"rsna": rsna.read_image},
+                       {"rsna": {}}, [str(k)], image_size, workers=workers,
+                       show_progress=False)
+
+        plain_s, cache_s, plain_cpu, cache_cpu = [], [], [], []
+        for k in range(repeats):  # alternate the order so that a drift in load hits both
+            if k % 2 == 0:
+                plain_s.append(_seconds(plain, plain_cpu))
+                cache_s.append(_seconds(lambda k=k: cache(k), cache_cpu))
+            else:
+                cache_s.append(_seconds(lambda k=k: cache(k), cache_cpu))
+                plain_s.append(_seconds(plain, plain_cpu))
+    load_after = os.getloadavg()[0]
+    speedups = [p / c for p, c in zip(plain_s, cache_s)]
+    speedup = float(np.median(speedups))
+    cores = usable_cores()
+    spread = max(speedups) / min(speedups)
+    # The load average counts our own busy processes too (up to ``workers`` of them).
+    others = max(load_before, load_after - workers)
+    contended = others + workers > cores + 0.25
+    if min(speedups) >= target:
+        verdict = f"at least {target}x in every pair"
+    elif contended or spread >= 1.15:
+        verdict = (f"inconclusive: other work was running (load average {others:.2f} besides "
+                   f"this bench on {cores} cores) or the ratios spread {spread:.2f}x; "
+                   "repeat on an idle machine")
+    else:
+        verdict = f"below {target}x on a quiet machine"
     return {
         "images": n_images, "size": size, "image_size": image_size, "workers": workers,
-        "plain_s": plain, "plain_images_per_s": n_images / plain,
-        "cache1_s": timings["one"], "cache_s": timings["many"],
-        "cache_images_per_s": n_images / timings["many"],
-        "ratio_1_worker": timings["one"] / plain, "ratio_workers": timings["many"] / plain,
+        "repeats": repeats, "cores": cores,
+        "decoder_images": len(few), "decoder_ms": decoder * 1000,
+        "default_decoder_ms": default * 1000, "decoder_speedup": default / decoder,
+        "plain_s": plain_s, "cache_s": cache_s, "speedups": speedups, "speedup": speedup,
+        # CPU seconds barely depend on other load: the pool's own extra work.
+        "plain_cpu_s": plain_cpu, "cache_cpu_s": cache_cpu,
+        "cpu_overhead": float(np.median([c / p for p, c in zip(plain_cpu, cache_cpu)])) - 1,
+        # What the wall ratio would be with a free core per worker and perfect balance.
+        "cpu_speedup": float(np.median([workers * p / c for p, c in zip(plain_cpu, cache_cpu)])),
+        "load_before": load_before, "load_after": load_after, "verdict": verdict,
     }
+
+
+def _seconds(fn, cpu: list[float] | None = None) -> float:
+    """Wall seconds of ``fn()``; appends its CPU seconds (this process and the child
+    processes it waited for) to ``cpu`` when given."""
+    import resource
+
+    def used() -> float:
+        return sum(u.ru_utime + u.ru_stime for u in
+                   (resource.getrusage(resource.RUSAGE_SELF),
+                    resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    started, cpu_started = time.perf_counter(), used()
+    fn()
+    wall = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append(used() - cpu_started)
+    return wall

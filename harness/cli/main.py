@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 
 import click
@@ -18,6 +19,7 @@ from harness.errors import HarnessError
 LAZY_COMMANDS = {
     "metrics": "harness.cli.report_commands:metrics_command",
     "report": "harness.cli.report_commands:report_command",
+    "optimism": "harness.cli.report_commands:optimism_command",
     "data": "harness.cli.data_commands:data_group",
     "describe": "harness.cli.model_commands:describe_command",
     "bench": "harness.cli.model_commands:bench_command",
@@ -40,6 +42,9 @@ class LazyGroup(click.Group):
         except HarnessError as exc:  # user-facing errors: the message, no traceback
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except KeyboardInterrupt as exc:  # 128 + the signal, as shells report it (not 1)
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
 
 
 @click.group(cls=LazyGroup)
@@ -54,7 +59,7 @@ def main():
 @main.command("list")
 @click.argument("kind", required=False,
                 type=click.Choice(["datasets", "backbones", "samplers", "splitters", "engines",
-                                   "executors"]))
+                                   "executors", "trackers"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
 def list_command(kind, as_json, modules):

@@ -49,3 +49,16 @@ def report_command(runs_dir: Path, out_dir: Path | None, bootstrap: int | None) 
     except HarnessError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"report: {index}")
+
+
+@click.command("optimism")
+@click.argument("optimistic_runs", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("clean_runs", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the gap as JSON (fractions).")
+def optimism_command(optimistic_runs: Path, clean_runs: Path, as_json: bool) -> None:
+    """How much selecting on test images flatters each figure: OPTIMISTIC_RUNS (e.g.
+    runs/paper) minus CLEAN_RUNS (runs/paper-clean), paired run by run."""
+    from harness.analysis.optimism import format_gap, optimism_gap
+
+    gap = optimism_gap(optimistic_runs, clean_runs)
+    click.echo(json.dumps(gap, indent=2) if as_json else format_gap(gap))

@@ -10,14 +10,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from harness.config.validate import SuiteError, to_dataclass
+from harness.config.validate import SuiteError, between, to_dataclass
 from harness.plugin.specs import DEFAULT_CLASSES
+
+#: A suite name becomes the folder ``runs/<name>`` and ``reports/<name>``: a slug, never a path.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CLASS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}")
+MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+# Bounds that keep every setting runnable (and every count inside int64): far beyond any
+# real use, well before overflow or an allocation no machine has.
+MAX_FOLDS = 100
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_IMAGE_SIZE = 4096
+MAX_BUDGET = 10**12
 
 
 @dataclass
@@ -29,15 +43,13 @@ class DatasetRef:
 @dataclass
 class SplitConfig:
     kind: str = "grouped-kfold"
-    folds: int = 5
-    seed: int = 0
+    folds: int = field(default=5, metadata=between(2, MAX_FOLDS))
+    seed: int = field(default=0, metadata=between(0, MAX_SEED))
     #: Fraction of the training patients held out for model selection (``holdout``).
     select_fraction: float = 0.15
     options: dict[str, Any] = field(default_factory=dict)
 
     def check(self):
-        if self.folds < 2:
-            return "folds", f"expected an integer >= 2, got {self.folds}"
         if not 0.0 < self.select_fraction < 1.0:
             return "select_fraction", f"expected a number in (0, 1), got {self.select_fraction}"
         return None
@@ -49,8 +61,20 @@ class Matrix:
     sampler: list[str] = field(default_factory=lambda: ["phased"])
     engine: list[str] = field(default_factory=lambda: ["torch"])
     #: 1-based fold numbers; empty means every fold of the split.
-    fold: list[int] = field(default_factory=list)
-    seed: list[int] = field(default_factory=lambda: [0])
+    fold: list[int] = field(default_factory=list, metadata=between(1, MAX_FOLDS))
+    seed: list[int] = field(default_factory=lambda: [0], metadata=between(0, MAX_SEED))
+
+    def check(self):
+        for key in ("backbone", "sampler", "engine", "seed"):
+            values = getattr(self, key)
+            if not values:
+                return key, "expected a non-empty list"
+        for key in ("backbone", "sampler", "engine", "fold", "seed"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):
+                twice = next(v for v in values if values.count(v) > 1)
+                return key, f"{twice!r} is listed twice; each value once"
+        return None
 
 
 @dataclass
@@ -59,26 +83,29 @@ class Augmentation:
 
     hflip: bool = True
     vflip: bool = True
-    rotation: float = 360.0
-    zoom: float = 0.05
-    shift: float = 0.05
-    shear: float = 0.05
+    rotation: float = field(default=360.0, metadata=between(0, 360))
+    zoom: float = field(default=0.05, metadata=between(0, 0.9))
+    shift: float = field(default=0.05, metadata=between(0, 0.9))
+    shear: float = field(default=0.05, metadata=between(0, 0.9))
     fill: Literal["nearest", "constant", "reflect"] = "nearest"
     enabled: bool = True
 
 
 @dataclass
 class Training:
-    epochs_per_phase: int = 100
-    batch_size: int = 30
+    epochs_per_phase: int = field(default=100, metadata=between(1, MAX_EPOCHS))
+    batch_size: int = field(default=30, metadata=between(1, MAX_BATCH))
     optimizer: Literal["nadam", "adam", "sgd", "adamw"] = "nadam"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
+    lr: float = field(default=1e-4, metadata=between(0, 10, above=True))
+    weight_decay: float = field(default=0.0, metadata=between(0, 10))
     head: Literal["paper", "gap"] = "paper"
     weights: str = "imagenet"
-    #: ``holdout``: patient-grouped selection split from training; ``last``: last epoch;
-    #: ``paper``: validation drawn from the test set as the authors did (optimistic).
+    #: ``holdout``: the splitter's selection split (patient-grouped, from training);
+    #: ``last``: last epoch; ``paper``: the authors' set drawn from the test set (optimistic).
     selection: Literal["holdout", "last", "paper"] = "holdout"
+    #: ``selection: paper``: test images per class in the selection set (the authors: 300
+    #: normal + 300 pneumonia + every COVID-19 test image, 631 in all).
+    select_per_class: int = field(default=300, metadata=between(1, 10**9))
     #: Figure that picks the best epoch on the selection split (the paper: accuracy).
     selection_metric: Literal["balanced_accuracy", "accuracy"] = "balanced_accuracy"
     normalization: Literal["unit", "imagenet"] = "unit"
@@ -86,18 +113,13 @@ class Training:
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
-    workers: int = 0
-    max_steps_per_epoch: int = 0
+    workers: int = field(default=0, metadata=between(0, 256))
+    #: Cap on the batches of one epoch (quick trials); ``null``: every batch.
+    max_steps_per_epoch: int | None = field(default=None, metadata=between(
+        1, None, note="or null for no cap"))
     #: Options for the backbone's builder (e.g. ``members`` of ``concat``).
     backbone_options: dict[str, Any] = field(default_factory=dict)
 
-    def check(self):
-        for key in ("epochs_per_phase", "batch_size"):
-            if getattr(self, key) < 1:
-                return key, f"expected a positive integer, got {getattr(self, key)}"
-        if self.lr <= 0:
-            return "lr", f"expected a positive number, got {self.lr}"
-        return None
 
 
 @dataclass
@@ -107,11 +129,33 @@ class ExecutorConfig:
 
 
 @dataclass
+class TrackerRef:
+    """A tracker the suite reports to (``trackers: [mlflow, {name: tensorboard}]``)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Seconds the tracker may hold up a process in all before it is switched off.
+    timeout: float = 30.0
+
+    def check(self):
+        if not self.timeout > 0:
+            return "timeout", f"expected a number of seconds > 0, got {self.timeout}"
+        return None
+
+
+@dataclass
 class ReportConfig:
     title: str = ""
-    bootstrap: int = 1000
+    bootstrap: int = field(default=1000, metadata=between(0, 100_000))
     #: Folds whose confusion matrices are drawn (the paper shows folds 1 and 3); empty: all.
-    confusion_folds: list[int] = field(default_factory=list)
+    confusion_folds: list[int] = field(default_factory=list, metadata=between(1, MAX_FOLDS))
+    #: Level of the comparison's tests, after correction over the family shown.
+    alpha: float = field(default=0.05, metadata=between(0.0, 0.5, above=True))
+    #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
+    correction: Literal["holm", "fdr_bh"] = "holm"
+    #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
+    #: named like COVID-19, else the rarest.
+    focus_class: str = ""
 
 
 @dataclass
@@ -121,7 +165,7 @@ class Suite:
     description: str = ""
     plugins: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
-    image_size: int = 300
+    image_size: int = field(default=300, metadata=between(8, MAX_IMAGE_SIZE))
     cache_dir: str = ""
     on_bad_image: Literal["skip", "fail"] = "skip"
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -133,19 +177,35 @@ class Suite:
     samplers: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Training budget (images seen) of every strategy: ``equal`` to the ``phased`` plan's
     #: on the same fold, each strategy's ``natural`` one, or a fixed number of images.
-    budget: int | Literal["equal", "natural"] = "equal"
+    budget: int | Literal["equal", "natural"] = field(default="equal",
+                                                      metadata=between(1, MAX_BUDGET))
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    #: Experiment trackers every run reports to (``mlflow``, ``tensorboard``, plugins).
+    trackers: list[TrackerRef] = field(default_factory=list)
     report: ReportConfig = field(default_factory=ReportConfig)
     #: Where the suite file lives; relative dataset roots resolve against it.
     source: str = ""
 
     def check(self):
-        if self.image_size < 8:
-            return "image_size", f"expected an integer >= 8, got {self.image_size}"
+        if not NAME_RE.fullmatch(self.name):
+            return "name", (f"expected a name of letters, digits, '.', '_' or '-' that starts "
+                            f"with a letter or digit (at most 64; it names folders), "
+                            f"got {self.name!r}")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             return "classes", f"expected two or more distinct class names, got {self.classes}"
+        for c in self.classes:
+            if not CLASS_RE.fullmatch(c):
+                return "classes", (f"expected class names of letters, digits, spaces, '.', "
+                                   f"'_', '+' or '-' (at most 64), got {c!r}")
         if not self.datasets:
             return "datasets", "expected at least one dataset"
+        for i, module in enumerate(self.plugins):
+            if not MODULE_RE.fullmatch(module):
+                return f"plugins[{i}]", f"expected a dotted module name, got {module!r}"
+        if self.report.focus_class and self.report.focus_class not in self.classes:
+            return "report.focus_class", (f"expected one of the classes "
+                                          f"{', '.join(self.classes)}, got "
+                                          f"{self.report.focus_class!r}")
         return None
 
 
@@ -191,6 +251,11 @@ def parse_suite(data: Any, source: str) -> Suite:
     if isinstance(data, dict):
         data = dict(data)
         data.setdefault("source", source)
+        trackers = data.get("trackers")
+        if isinstance(trackers, (list, str)):
+            # A bare name stands for a tracker with its default options.
+            data["trackers"] = [{"name": t} if isinstance(t, str) else t
+                                for t in (trackers if isinstance(trackers, list) else [trackers])]
     suite = to_dataclass(data, Suite, "", source)
     for i, ref in enumerate(suite.datasets):
         if not ref.name:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -19,6 +20,42 @@ from harness.errors import HarnessError
 
 class SuiteError(HarnessError):
     """A suite file is malformed: the message names the file, the key and what was expected."""
+
+
+def between(lo: float | None = None, hi: float | None = None, *, above: bool = False,
+            note: str = "") -> dict[str, Any]:
+    """Field metadata bounding a number (or each number of a list) at load time.
+
+    ``above`` makes ``lo`` exclusive (``lr > 0``); ``note`` says what a bound means
+    (``null: no cap``). Used as ``field(default=..., metadata=between(1, 10_000))``.
+    """
+    return {"between": (lo, hi, above, note)}
+
+
+def _check_bounds(value: Any, meta: tuple, where: str, source: str) -> None:
+    lo, hi, above, note = meta
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_bounds(v, meta, f"{where}[{i}]", source)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low_ok = lo is None or (value > lo if above else value >= lo)
+    if low_ok and (hi is None or value <= hi):
+        return
+    kind = "an integer" if isinstance(value, int) else "a number"
+
+    def num(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    if lo is not None and hi is not None and not above:
+        expected = f"{kind} from {num(lo)} to {num(hi)}"
+    else:
+        parts = ([f"{'>' if above else '>='} {num(lo)}"] if lo is not None else []) + \
+                ([f"<= {num(hi)}"] if hi is not None else [])
+        expected = f"{kind} {' and '.join(parts)}"
+    shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
+    raise SuiteError(f"{source}: {where}: expected {expected}{f' ({note})' if note else ''}, "
+                     f"got {shown}")
 
 
 def suggest(name: str, known: list[str]) -> str | None:
@@ -95,14 +132,17 @@ def convert(value: Any, tp: Any, where: str, source: str) -> Any:
             return value
         raise fail()
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            number = float(value) if abs(value) < 1e300 else math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise fail()
+        if number is not None and math.isfinite(number):
+            return number
+        raise fail(" (not a finite number)" if number is not None else "")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -149,6 +189,8 @@ def to_dataclass(data: Any, cls: type, where: str, source: str) -> Any:
         path = f"{where}.{name}" if where else name
         if name in data:
             kwargs[name] = convert(data[name], hints[name], path, source)
+            if "between" in f.metadata:
+                _check_bounds(kwargs[name], f.metadata["between"], path, source)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise SuiteError(f"{source}: {path}: missing; expected {_describe(hints[name])}")
     obj = cls(**kwargs)

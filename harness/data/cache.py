@@ -2,17 +2,24 @@
 
 Every run of a suite (and every later suite over the same data and size) reads from it, so
 DICOM/JPEG decoding and resizing never happen twice. The folder name is a hash of the
-dataset content and the size; filling is parallel, resumable, and records unreadable
-images instead of stopping.
+dataset content and the size. Filling is parallel and keeps every image as soon as it is
+written: Ctrl-C or SIGTERM stops it at once and the next fill decodes only the rest.
+Unreadable images, including one that crashes its decoder, are recorded, not fatal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +27,16 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.progress import progress_bar
+from harness.progress import is_enabled, progress_bar
 from harness.runs import store
 
 IMAGES = "images.u8"
 INDEX = "index.json"
 FILLED = "filled.npy"
 ERRORS = "errors.json"
+#: Rows a worker began decoding in the current fill (finds the image that crashed a worker).
+STARTED = "started.npy"
+LOCK = "fill.lock"
 
 
 def default_cache_root() -> Path:
@@ -80,41 +90,184 @@ def open_cache(path: str | Path) -> CacheView:
     return CacheView(path=path, images=images, uids=index["uids"])
 
 
-def _fill_chunk(path: str, n: int, size: int, rows: list[int], records: list[dict],
-                reader: Callable, options: list[tuple[Any, Any]]) -> dict[int, str]:
-    """Decode one chunk of rows into the memory map (runs in a worker process)."""
-    images = np.memmap(Path(path) / IMAGES, dtype=np.uint8, mode="r+", shape=(n, size, size))
-    errors: dict[int, str] = {}
-    for row, record, opts in zip(rows, records, options):
-        try:
-            image = reader[record["_dataset"]](record, *opts)
-            images[row] = to_square_uint8(np.asarray(image), size)
-        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a long job
-            errors[row] = f"{record.get('path', record['uid'])}: {type(exc).__name__}: {exc}"
-    images.flush()
-    return errors
+class FillInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while the cache filled; ``signum`` says which.
+
+    A KeyboardInterrupt, so every caller that already stops cleanly on Ctrl-C does the same
+    on SIGTERM (a scheduler's preemption, ``kill``).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Filler:
+    """Decodes rows into the memory map and marks each one filled as soon as it is written.
+
+    ``filled.npy`` is itself memory-mapped, so a row's mark reaches the page cache right after
+    its pixels: an interrupted or killed fill keeps every image it finished, and a resume
+    decodes only the rest.
+    """
+
+    def __init__(self, path: Path, n: int, size: int, records: list[dict],
+                 readers: Mapping[str, Callable], options: Mapping[str, Mapping[str, Any]]):
+        self.images = np.memmap(path / IMAGES, dtype=np.uint8, mode="r+", shape=(n, size, size))
+        self.filled = np.load(path / FILLED, mmap_mode="r+")
+        self.started = np.load(path / STARTED, mmap_mode="r+")
+        self.size, self.records, self.readers, self.options = size, records, readers, options
+
+    def fill(self, rows: list[int]) -> dict[int, str]:
+        errors: dict[int, str] = {}
+        for row in rows:
+            record = self.records[row]
+            dataset = record["_dataset"]
+            self.started[row] = True
+            try:
+                image = self.readers[dataset](record, self.options[dataset])
+                self.images[row] = to_square_uint8(np.asarray(image), self.size)
+            except Exception as exc:  # noqa: BLE001 - one bad file must never stop a long job
+                errors[row] = f"{record.get('path', record['uid'])}: {type(exc).__name__}: {exc}"
+                continue
+            self.filled[row] = True
+        return errors
+
+
+_worker_filler: _Filler | None = None
+
+
+def _start_worker(parent: int, *args: Any) -> None:
+    """Pool initializer: die with the parent, leave Ctrl-C and SIGTERM to it, open the maps."""
+    global _worker_filler
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        # PR_SET_PDEATHSIG (1): the kernel kills this worker when its parent dies, even by
+        # SIGKILL, so no decoder is ever left running on its own.
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+    # A terminal's Ctrl-C reaches the whole process group; the parent alone decides, and
+    # stops the workers with SIGTERM (the parent's own SIGTERM handler is inherited by fork).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker_filler = _Filler(*args)
+
+
+def _fill_rows(rows: list[int]) -> dict[int, str]:
+    assert _worker_filler is not None
+    return _worker_filler.fill(rows)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End the workers now, mid-image: what they finished is already marked filled.
+
+    ``shutdown(cancel_futures=True)`` alone waits for every running chunk to finish, so the
+    workers are terminated as well (public API from Python 3.14, the executor's process table
+    before it).
+    """
+    terminate = getattr(pool, "terminate_workers", None)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    if terminate is not None:
+        terminate()
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=1.0)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=1.0)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`FillInterrupted` while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise FillInterrupted(signum)
+
+    # Only where Python's defaults are in place: a caller's own handler (or an ignored
+    # SIGINT under nohup) is kept.
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {s: signal.signal(s, interrupt) for s, default in defaults.items()
+                if signal.getsignal(s) is default}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def chunk_size(todo: int, workers: int) -> int:
+    """Rows per task: about 32 tasks per worker, so that the last tasks leave no worker idle
+    for long, and at most 16 rows, so that progress and errors are recorded often. A task
+    costs well under a millisecond to hand out, an image 5-20 ms to decode."""
+    return max(1, min(16, math.ceil(todo / (workers * 32))))
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    return max(1, min(usable_cores(), 8))
 
 
 def fill_cache(
     root: Path,
     records: Any,
     readers: Mapping[str, Callable],
-    options: Mapping[str, tuple[Any, Any]],
+    options: Mapping[str, Mapping[str, Any]],
     fingerprints: list[str],
     size: int,
     workers: int | None = None,
-    chunk: int = 64,
+    chunk: int | None = None,
     show_progress: bool = True,
 ) -> tuple[CacheView, dict[str, str]]:
     """Decode every record into the cache (only rows not yet filled) and open it.
 
     ``records`` is a DataFrame with ``uid``, ``path`` and ``_dataset`` (the dataset name that
-    reads it); ``options`` maps a dataset name to its reader's ``(options, context)``.
-    Returns the cache and ``{uid: error}`` for unreadable images.
+    reads it). Returns the cache and ``{uid: error}`` for unreadable images. SIGINT or
+    SIGTERM stops the fill at once (:class:`FillInterrupted`), keeping every decoded image.
     """
     uids = [str(u) for u in records["uid"]]
     path = Path(root) / cache_key(fingerprints, uids, size)
     path.mkdir(parents=True, exist_ok=True)
+    with _fill_lock(path, show_progress):
+        errors = _fill_locked(path, uids, records, readers, options, size, workers, chunk,
+                              show_progress)
+    return open_cache(path), errors
+
+
+@contextlib.contextmanager
+def _fill_lock(path: Path, show_progress: bool) -> Iterator[None]:
+    """One filling process per cache: a second ``harness run`` or ``data prepare`` on the
+    same data waits, then finds the images decoded."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path / LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if is_enabled(show_progress):
+            print(f"waiting for another process that fills the cache {path}", file=sys.stderr)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fill_locked(path: Path, uids: list[str], records: Any, readers: Mapping[str, Callable],
+                 options: Mapping[str, Mapping[str, Any]], size: int, workers: int | None,
+                 chunk: int | None, show_progress: bool) -> dict[str, str]:
     n = len(uids)
     if not (path / INDEX).exists():
         np.memmap(path / IMAGES, dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size)).flush()
@@ -124,35 +277,82 @@ def fill_cache(
     filled = np.load(path / FILLED)
     errors: dict[str, str] = store.read_json(path / ERRORS)
     todo = [i for i in range(n) if not filled[i] and uids[i] not in errors]
-    if todo:
-        as_dicts = records.to_dict("records")
-        workers = workers or min(os.cpu_count() or 1, 8)
-        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-        started = time.perf_counter()
-        done = 0
-        with progress_bar("decoding images into the cache", total=len(todo),
-                          enabled=show_progress) as advance, \
-                ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {
-                pool.submit(_fill_chunk, str(path), n, size, rows,
-                            [as_dicts[r] for r in rows], dict(readers),
-                            [options[as_dicts[r]["_dataset"]] for r in rows]): rows
-                for rows in chunks
-            }
+    if not todo:
+        return errors
+    workers = max(1, min(workers or default_workers(), len(todo)))
+    np.save(path / STARTED, np.zeros(n, dtype=bool))
+    args = (path, n, size, records.to_dict("records"), dict(readers), dict(options))
+    started = time.perf_counter()
+    rows = todo
+    with _sigterm_interrupts():
+        try:
+            while rows:
+                crashed = _fill_in_pool(workers, rows, chunk or chunk_size(len(rows), workers),
+                                        args, errors, uids, path,
+                                        (len(todo), len(todo) - len(rows), show_progress))
+                if not crashed:
+                    break
+                rows = _after_crash(rows, args, errors, uids, path)
+        finally:
+            store.write_json(path / ERRORS, errors)
+    rate = len(todo) / max(time.perf_counter() - started, 1e-9)
+    store.write_json(path / "last_fill.json", {"images": len(todo), "images_per_s": rate})
+    return errors
+
+
+def _record(errors: dict[str, str], uids: list[str], bad: dict[int, str], path: Path) -> None:
+    if bad:
+        errors.update({uids[r]: message for r, message in bad.items()})
+        store.write_json(path / ERRORS, errors)
+
+
+def _fill_in_pool(workers: int, rows: list[int], chunk: int, args: tuple,
+                  errors: dict[str, str], uids: list[str], path: Path,
+                  progress: tuple[int, int, bool]) -> bool:
+    """Decode ``rows`` in a pool; False when done, True when a worker died (a crash)."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                               initargs=(os.getpid(), *args))
+    total, done, show_progress = progress
+    try:
+        # Submitting forks the workers: before the progress bar starts its thread, so that
+        # no worker inherits a lock that thread held.
+        futures = {pool.submit(_fill_rows, rows[i:i + chunk]): len(rows[i:i + chunk])
+                   for i in range(0, len(rows), chunk)}
+        with progress_bar("decoding images into the cache", total=total,
+                          enabled=show_progress) as advance:
+            advance(done)
             for future in as_completed(futures):
-                rows = futures[future]
-                bad = future.result()
-                for r in rows:
-                    if r in bad:
-                        errors[uids[r]] = bad[r]
-                    else:
-                        filled[r] = True
-                done += len(rows)
-                advance(len(rows))
-                # Save progress often so an interrupted preparation resumes where it was.
-                store.atomic_write(path / FILLED, lambda fh: np.save(fh, filled), mode="wb")
-                store.write_json(path / ERRORS, errors)
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        store.write_json(path / "last_fill.json", {"images": done, "images_per_s": rate})
-    view = open_cache(path)
-    return view, errors
+                try:
+                    bad = future.result()
+                except BrokenProcessPool:
+                    _stop_pool(pool)
+                    return True
+                _record(errors, uids, bad, path)
+                advance(futures[future])
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+    return False
+
+
+def _after_crash(rows: list[int], args: tuple, errors: dict[str, str], uids: list[str],
+                 path: Path) -> list[int]:
+    """A decoder killed its worker (a segfault in a C library, the out-of-memory killer).
+
+    The rows that were being decoded are decoded again one at a time, each in a pool of its
+    own: one that kills its worker again is recorded as unreadable. Returns the rows left.
+    """
+    filled, began = np.load(path / FILLED), np.load(path / STARTED)
+    suspects = [r for r in rows if began[r] and not filled[r] and uids[r] not in errors]
+    if not suspects:
+        raise HarnessError(f"the processes filling the cache {path} died before decoding any "
+                           "image (out of memory?); run again with fewer workers")
+    records = args[3]
+    for row in suspects:
+        if _fill_in_pool(1, [row], 1, args, errors, uids, path, (1, 0, False)):
+            where = records[row].get("path", uids[row])
+            _record(errors, uids, {row: f"{where}: the decoder crashed its process (a "
+                                        "segmentation fault or out of memory)"}, path)
+    filled = np.load(path / FILLED)
+    return [r for r in rows if not filled[r] and uids[r] not in errors]

@@ -6,8 +6,11 @@ after any of them (``data summary`` needs no images, ``data prepare`` no folds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +26,7 @@ from harness.plugin.check import (
     suite_dir,
 )
 from harness.plugin.registry import Registry
-from harness.plugin.specs import RECORD_COLUMNS, Fold
+from harness.plugin.specs import RECORD_COLUMNS, DatasetContext, Fold
 
 
 @dataclass
@@ -33,6 +36,12 @@ class Prepared:
     folds: list[Fold]
     #: ``{dataset: {reason: count}}`` of rows and images left out.
     exclusions: dict[str, dict[str, int]]
+    #: Images left out because they could not be read: see :func:`unreadable_images`.
+    dropped: list[dict[str, str]] = field(default_factory=list)
+    #: ``config.json``'s ``"data"``: per dataset its version, options and class counts.
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: Warnings about the data raised while splitting (e.g. "differs from the paper").
+    notes: list[str] = field(default_factory=list)
 
 
 def load_records(suite: Suite, registry: Registry) -> pd.DataFrame:
@@ -64,6 +73,20 @@ def load_records(suite: Suite, registry: Registry) -> pd.DataFrame:
     return records
 
 
+@dataclass(frozen=True)
+class BoundReader:
+    """A dataset's ``read_image`` with its context bound: ``reader(record, options)``.
+
+    A class, not a closure, so it pickles to the cache's worker processes.
+    """
+
+    read_image: Callable[..., Any]
+    context: DatasetContext
+
+    def __call__(self, record: Any, options: Any) -> Any:
+        return self.read_image(record, options, self.context)
+
+
 def cache_root(suite: Suite) -> Path:
     if suite.cache_dir:
         root = Path(suite.cache_dir)
@@ -77,9 +100,10 @@ def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
     readers, options, fingerprints = {}, {}, []
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        readers[ref.name] = spec.read_image
-        options[ref.name] = (dataset_options(suite, registry, i), dataset_context(suite, i))
-        fingerprint = spec.fingerprint(*options[ref.name]) if spec.fingerprint else ""
+        context = dataset_context(suite, i)
+        readers[ref.name] = BoundReader(spec.read_image, context)
+        options[ref.name] = dataset_options(suite, registry, i)
+        fingerprint = spec.fingerprint(options[ref.name], context) if spec.fingerprint else ""
         fingerprints.append(f"{ref.name}:{fingerprint}")
     cache, errors = fill_cache(cache_root(suite), records, readers, options, fingerprints,
                                suite.image_size, show_progress=show_progress)
@@ -92,10 +116,36 @@ def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
         exclusions = records.attrs["exclusions"]
         for name, n in records[bad].groupby("_dataset").size().items():
             exclusions[name]["unreadable file"] = exclusions[name].get("unreadable file", 0) + int(n)
+        dropped = unreadable_images(records[bad], errors)
         records = records[~bad].reset_index(drop=True)
         records.attrs["exclusions"] = exclusions
         records.attrs["unreadable"] = errors
+        records.attrs["dropped"] = dropped
     return cache, records
+
+
+def unreadable_images(records: pd.DataFrame, errors: dict[str, str]) -> list[dict[str, str]]:
+    """One row per image the cache could not read: ``uid``, ``dataset``, ``file`` and
+    ``reason`` (what went into each run's ``config.json`` and the report)."""
+    rows = []
+    for uid, dataset, path in records[["uid", "_dataset", "path"]].itertuples(index=False):
+        message = errors[uid]
+        prefix = f"{path}: "  # the cache's messages start with the file
+        rows.append({"uid": str(uid), "dataset": str(dataset), "file": str(path),
+                     "reason": message.removeprefix(prefix)})
+    return rows
+
+
+def dropped_lines(dropped: list[dict[str, str]], shown: int = 5) -> list[str]:
+    """What ``harness run`` prints about images left out while reading."""
+    if not dropped:
+        return []
+    lines = [(f"{len(dropped)} unreadable image(s) left out of every run (all listed in each "
+              "run's config.json under 'dropped_images' and in the report):")]
+    lines += [f"  {d['file']}: {d['reason']}" for d in dropped[:shown]]
+    if len(dropped) > shown:
+        lines.append(f"  ... and {len(dropped) - shown} more")
+    return lines
 
 
 def make_folds(suite: Suite, records: pd.DataFrame, registry: Registry) -> list[Fold]:
@@ -125,5 +175,14 @@ def check_folds(folds: list[Fold], records: pd.DataFrame, kind: str) -> None:
 def prepare(suite: Suite, registry: Registry, show_progress: bool = True) -> Prepared:
     records = load_records(suite, registry)
     cache, records = prepare_cache(suite, records, registry, show_progress)
-    folds = make_folds(suite, records, registry)
-    return Prepared(records, cache, folds, records.attrs.get("exclusions", {}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folds = make_folds(suite, records, registry)
+    for w in caught:  # shown to the user as before, and kept for every run's config.json
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    from harness.data.provenance import data_provenance
+
+    return Prepared(records, cache, folds, records.attrs.get("exclusions", {}),
+                    records.attrs.get("dropped", []),
+                    provenance=data_provenance(suite, records, registry),
+                    notes=list(dict.fromkeys(str(w.message) for w in caught)))

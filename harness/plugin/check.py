@@ -36,6 +36,7 @@ class CheckedSuite:
     samplers: dict[str, Options] = field(default_factory=dict)
     backbones: dict[str, Options] = field(default_factory=dict)
     executor: Options | None = None
+    trackers: list[Options] = field(default_factory=list)
 
 
 def _source(suite: Suite) -> str:
@@ -61,6 +62,8 @@ def check_names(suite: Suite, registry: Registry) -> None:
         get("samplers", name, f"samplers.{name}")
     for name in suite.matrix.engine:
         get("engines", name, "matrix.engine")
+    for i, ref in enumerate(suite.trackers):
+        get("trackers", ref.name, f"trackers[{i}].name")
     for name in suite.matrix.backbone:
         spec = get("backbones", name, "matrix.backbone")
         for engine in suite.matrix.engine:
@@ -131,6 +134,10 @@ def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
     for name in suite.matrix.backbone:
         checked.backbones[name] = backbone_options(suite, registry, name)
     checked.executor = executor_options(suite, registry)
+    for i, ref in enumerate(suite.trackers):
+        spec = registry.get("trackers", ref.name)
+        checked.trackers.append(validate_options(spec.options, ref.options,
+                                                 f"trackers[{i}].options", _source(suite)))
     return checked
 
 

@@ -22,6 +22,7 @@ from harness.plugin.specs import (
     ExecutorSpec,
     SamplerSpec,
     SplitterSpec,
+    TrackerSpec,
 )
 
 PROJECT = "harness"
@@ -90,4 +91,16 @@ def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
     :param register: call it with one :class:`~harness.plugin.specs.ExecutorSpec` per executor.
 
     Called once when the registry is built; ``execute`` is called once per ``harness run``.
+    """
+
+
+@hookspec
+def register_trackers(register: Callable[[TrackerSpec], None]) -> None:
+    """Register experiment trackers (MLflow, TensorBoard, …) that a suite names in ``trackers:``.
+
+    :param register: call it with one :class:`~harness.plugin.specs.TrackerSpec` per tracker.
+
+    Called once when the registry is built. A tracker's methods (``harness.Tracker``) are
+    called for the suite in the ``harness run`` process and for each run in its worker
+    process; they must not import a training framework.
     """

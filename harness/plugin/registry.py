@@ -24,6 +24,7 @@ from harness.plugin.specs import (
     ExecutorSpec,
     SamplerSpec,
     SplitterSpec,
+    TrackerSpec,
 )
 
 ENTRY_POINT_GROUP = "harness"
@@ -36,6 +37,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "splitters": ("register_splitters", SplitterSpec),
     "engines": ("register_engines", EngineSpec),
     "executors": ("register_executors", ExecutorSpec),
+    "trackers": ("register_trackers", TrackerSpec),
 }
 
 

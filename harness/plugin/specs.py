@@ -60,6 +60,10 @@ class FingerprintFn(Protocol[O_contra]):
     def __call__(self, options: O_contra, context: DatasetContext) -> str: ...
 
 
+class VersionFn(Protocol[O_contra]):
+    def __call__(self, options: O_contra, context: DatasetContext) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A source of labelled chest X-rays.
@@ -70,8 +74,13 @@ class DatasetSpec:
     dropped rows. ``read_image(record, options, context)`` returns a 2-D ``uint8`` grayscale
     array for one row (it runs in worker processes: keep it picklable).
     ``fingerprint(options, context)`` returns a string that changes whenever the content
-    changes; the image cache is keyed by it. ``options`` is an instance of the spec's
-    ``options`` model, already validated.
+    changes; the image cache is keyed by it. ``version(options, context)`` returns a
+    JSON-able dict recorded in every run's ``config.json`` (e.g. ``{"git_commit": ...}`` or
+    ``{"content_sha256": ...}`` and the label mapping in force), so a result says which data
+    it came from. ``options`` is an instance of the spec's ``options`` model, already
+    validated. ``fetch(dest, options)`` gets a copy into ``dest`` (or explains how) for
+    ``harness data fetch NAME DEST``; its ``options`` holds the command's ``--commit`` and
+    ``--url``. It returns the lines to print.
     """
 
     name: str
@@ -80,6 +89,8 @@ class DatasetSpec:
     read_image: ReadImageFn[Any]
     options: type[Options] = Options
     fingerprint: FingerprintFn[Any] | None = None
+    version: VersionFn[Any] | None = None
+    fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
 
 
 class BackboneBuilder(Protocol[O_contra]):
@@ -303,4 +314,20 @@ class ExecutorSpec:
     name: str
     description: str
     execute: ExecuteFn[Any]
+    options: type[Options] = Options
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """An experiment tracker: ``create(options) -> harness.Tracker`` (``options`` validated).
+
+    ``create`` is called once per process that reports to it (the ``harness run`` process
+    and each run's worker), so it must be cheap and must not fail for a server that is
+    down: connect lazily, in the tracker's methods (the core calls them off the training
+    thread, with a time limit).
+    """
+
+    name: str
+    description: str
+    create: Callable[[Any], Any]
     options: type[Options] = Options

@@ -39,6 +39,8 @@ class Job:
     training: Training
     backbone: BackboneSpec
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The suite's trackers (``harness.runs.tracking.Trackers``), told of every history row.
+    tracker: Any = None
 
     @property
     def n_classes(self) -> int:
@@ -89,6 +91,8 @@ class Job:
         writer.writeheader()
         writer.writerows(self.history)
         store.write_text(self.run_dir / store.HISTORY, buf.getvalue())
+        if self.tracker is not None:
+            self.tracker.epoch(row, len(self.history))
 
     def restore_history(self, rows: list[dict[str, Any]]) -> None:
         """On resume from a checkpoint: keep the history up to that checkpoint only."""

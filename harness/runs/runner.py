@@ -8,10 +8,9 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import subprocess
-import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,13 +22,13 @@ import numpy as np
 
 from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
-from harness.data.prepare import Prepared, prepare
+from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin.check import check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
-from harness.runs import store
+from harness.runs import launch, store, tracking
 
 
 class StopSuite(HarnessError):
@@ -56,7 +55,7 @@ class SuiteResult:
 
 
 def run_dir_for(runs_root: Path, run: RunSpec) -> Path:
-    return Path(runs_root) / run.suite / run.run_id
+    return store.child(runs_root, run.suite, run.run_id)
 
 
 def git_revision() -> str:
@@ -70,22 +69,39 @@ def git_revision() -> str:
 
 
 def _part(records, idx: np.ndarray) -> dict[str, list]:
+    """Uids, labels and patients of one part (patients: the report's bootstrap clusters)."""
     return {"uids": records["uid"].to_numpy()[idx].tolist(),
-            "labels": records["label"].to_numpy()[idx].tolist()}
+            "labels": records["label"].to_numpy()[idx].tolist(),
+            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist()}
 
 
 def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.ndarray:
-    """The selection split: holdout from training, none for ``last``, test subset for ``paper``."""
+    """The selection split: the splitter's for ``holdout``, none for ``last``, and for
+    ``paper`` the authors' set drawn from the test set (see ``selection_from_test``)."""
     selection = run.training["selection"]
     if selection == "last":
         return fold.select[:0]
     if selection == "paper":
-        # The authors validated on images drawn from the test set: reproduced, and marked
+        # The authors validated on test images after every epoch: reproduced, and marked
         # as optimistic in the report.
-        rng = np.random.default_rng([suite.split.seed, run.fold, 17])
-        n = max(1, round(len(fold.test) * suite.split.select_fraction))
-        return np.sort(rng.choice(fold.test, size=min(n, len(fold.test)), replace=False))
+        return selection_from_test(records["label"].to_numpy(), fold.test, list(suite.classes),
+                                  int(run.training.get("select_per_class", 300)),
+                                  [suite.split.seed, run.fold, 631])
     return fold.select
+
+
+def selection_from_test(labels: np.ndarray, test: np.ndarray, classes: list[str],
+                       per_class: int, seed: list[int]) -> np.ndarray:
+    """Up to ``per_class`` test images of each class, every image of a rarer class.
+
+    The authors' notebook took, from a shuffled list of the test images, every COVID-19
+    image and the first 300 normal and 300 pneumonia (631 images; 630 in fold 3). Their
+    shuffle was unseeded; this draw is seeded so a fold always gets the same set.
+    """
+    test = np.asarray(test, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    parts = [rng.permutation(test[labels[test] == c])[:per_class] for c in classes]
+    return np.sort(np.concatenate(parts)) if parts else test[:0]
 
 
 def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_options: dict,
@@ -120,13 +136,28 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
     return sampler.plan(labels, options, context)
 
 
-def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
-                    run_dir: Path) -> None:
-    """``config.json`` and ``plan.json``; kept as they are when a run resumes."""
-    if (run_dir / store.CONFIG).exists() and (run_dir / store.PLAN).exists():
-        return
-    records = prepared.records
-    fold = prepared.folds[run.fold - 1]
+def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
+    return sum(p.epochs or epochs_per_phase for p in plan.phases)
+
+
+def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.ndarray,
+                                seed: list[int], split_phases: list[list[int]] | None,
+                                epochs_per_phase: int) -> int:
+    """Selection evaluations every strategy of the suite gets under ``budget: equal``.
+
+    Equal images seen is not equal exposure: a strategy that trains over few images for many
+    epochs would otherwise be scored (and could be picked) after each of them. The fewest
+    epochs any strategy of the matrix has on this fold bounds how often all can be scored,
+    so every run gets that many evaluations, spread evenly over its own epochs.
+    """
+    return max(1, min(total_epochs(make_plan(suite, registry, s, suite.samplers.get(s, {}),
+                                             labels, seed, split_phases, epochs_per_phase),
+                                   epochs_per_phase)
+                      for s in suite.matrix.sampler))
+
+
+def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry) -> dict:
+    """What ``plan.json`` holds: the sampler's plan and the images of every part."""
     classes = list(suite.classes)
     train_labels = np.array([classes.index(c) for c in records["label"].to_numpy()[fold.train]])
     phases = None
@@ -138,15 +169,32 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
                      run.training["epochs_per_phase"], run.fold)
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
-    plan_json = {
+    extra = {}
+    if suite.budget == "equal" and len(select) and \
+            run.training.get("select_evaluations") is None:
+        extra["select_evaluations"] = equal_selection_evaluations(
+            suite, registry, train_labels, [suite.split.seed, run.fold, run.seed], phases,
+            run.training["epochs_per_phase"])
+    return {
         "sampler": run.sampler,
         "budget": plan.budget(run.training["epochs_per_phase"]),
+        **extra,
         "phase_class_counts": per_phase,
         "plan": plan.to_json(),
         "train": _part(records, fold.train),
         "select": _part(records, select),
         "test": _part(records, fold.test),
     }
+
+
+def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
+                    run_dir: Path) -> None:
+    """``config.json`` and ``plan.json``; kept as they are when a run resumes."""
+    if (run_dir / store.CONFIG).exists() and (run_dir / store.PLAN).exists():
+        return
+    records = prepared.records
+    plan_json = plan_for(suite, run, records, prepared.folds[run.fold - 1], registry)
+    classes = list(suite.classes)
     config = {
         "run": run.to_json(),
         "suite": {
@@ -156,6 +204,9 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
             "datasets": [dataclasses.asdict(d) for d in suite.datasets],
             "report": dataclasses.asdict(suite.report),
         },
+        "data": prepared.provenance,
+        "data_notes": prepared.notes,
+        "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
                      "platform": platform.platform()},
@@ -167,8 +218,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
 
 def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
     """Run one run in a fresh Python process (frameworks never share a process)."""
-    cmd = [sys.executable, "-m", "harness.runs.worker", str(run_dir)]
-    return subprocess.run(cmd, env={**os.environ, **(env or {})}, check=False).returncode
+    return launch.run_worker(run_dir, env)
 
 
 def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
@@ -178,29 +228,64 @@ def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
     return RunOutcome(run, state, seconds or status.get("seconds", 0.0), status.get("error", ""))
 
 
-def make_work(runs_root: Path, fail_fast: bool, total: int,
-              echo: Callable[[str], None]) -> Callable[..., None]:
-    counter = iter(range(1, total + 1))
+class Work:
+    """What an executor does with the pending runs of one ``harness run``.
 
-    def work(run: RunSpec, env: dict[str, str] | None = None) -> None:
-        run_dir = run_dir_for(runs_root, run)
-        n = next(counter, total)
-        echo(f"[{n}/{total}] {run.run_id}: training")
-        started = time.time()
-        code = run_worker(run_dir, env)
-        outcome = outcome_of(run_dir, run, time.time() - started)
-        if outcome.state in ("running", "pending") or (code != 0 and outcome.state == "done"):
+    The simple executor calls ``work(run, env)``: start the worker here and wait for it.
+    Executors that start workers elsewhere (Ray tasks, Slurm jobs) use the parts:
+    ``run_dir(run)`` is what the remote side needs (``python -m harness.runs.worker
+    RUN_DIR``, see ``harness.runs.launch``), ``started(run)`` when it is handed over and
+    ``finished(run, code, seconds)`` when its worker has exited: the outcome is read back
+    from the run folder. ``finished`` raises ``StopSuite`` under ``--fail-fast`` and
+    ``KeyboardInterrupt`` when the run was interrupted; the executor then cancels what is
+    still pending and lets the exception go on.
+    """
+
+    def __init__(self, runs_root: Path, fail_fast: bool, total: int,
+                 echo: Callable[[str], None]):
+        self.runs_root = Path(runs_root)
+        self.fail_fast = fail_fast
+        self.total = total
+        self.echo = echo
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def run_dir(self, run: RunSpec) -> Path:
+        return run_dir_for(self.runs_root, run)
+
+    def _number(self, run: RunSpec) -> int:
+        with self._lock:
+            return self._numbers.setdefault(run.run_id, min(len(self._numbers) + 1, self.total))
+
+    def started(self, run: RunSpec, where: str = "training") -> None:
+        self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
+
+    def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
+        run_dir = self.run_dir(run)
+        outcome = outcome_of(run_dir, run, seconds)
+        if outcome.state in ("running", "pending") or (code not in (0, None)
+                                                        and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
             outcome.state, outcome.error = "failed", f"worker exited with code {code}"
             store.write_json(run_dir / store.STATUS, {"state": "failed", "error": outcome.error})
-        echo(f"[{n}/{total}] {run.run_id}: {outcome.state} in {outcome.seconds:.0f} s"
-             + (f" — {outcome.error}" if outcome.error else ""))
+        self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
+                  f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
         if outcome.state == "interrupted":
             raise KeyboardInterrupt
-        if outcome.state != "done" and fail_fast:
+        if outcome.state != "done" and self.fail_fast:
             raise StopSuite(f"run {run.run_id} failed (--fail-fast): {outcome.error}")
+        return outcome
 
-    return work
+    def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
+        self.started(run)
+        started = time.time()
+        code = run_worker(self.run_dir(run), env)
+        self.finished(run, code, time.time() - started)
+
+
+def make_work(runs_root: Path, fail_fast: bool, total: int,
+              echo: Callable[[str], None]) -> Work:
+    return Work(runs_root, fail_fast, total, echo)
 
 
 def run_suite(
@@ -222,7 +307,7 @@ def run_suite(
     result = SuiteResult(suite, runs)
     if dry_run:
         return result
-    store.write_json(runs_root / suite.name / store.MANIFEST, {
+    store.write_json(store.child(runs_root, suite.name) / store.MANIFEST, {
         "suite": suite.name, "source": suite.source,
         "run_ids": [r.run_id for r in expand(suite)]})
     done, pending = [], []
@@ -239,25 +324,53 @@ def run_suite(
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
-    if pending:
-        prepared = prepare(suite, registry, show_progress=show_progress)
-        for run in pending:
-            write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
-        executor = registry.get("executors", suite.executor.name)
-        work = make_work(runs_root, fail_fast, len(pending), echo)
-        try:
-            executor.execute(pending, work, checked.executor)
-        finally:
-            result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
-    if render:
-        report = Path(reports_root) / suite.name / "index.html"
-        if pending or not report_is_current(report, runs_root / suite.name):
-            from harness.analysis.report import render_report
+    suite_runs = store.child(runs_root, suite.name)
+    trackers = start_trackers(suite, registry, suite_runs, pending)
+    try:
+        if pending:
+            prepared = prepare(suite, registry, show_progress=show_progress)
+            for line in dropped_lines(prepared.dropped):
+                echo(line)
+            for run in pending:
+                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+            executor = registry.get("executors", suite.executor.name)
+            work = make_work(runs_root, fail_fast, len(pending), echo)
+            try:
+                executor.execute(pending, work, checked.executor)
+            finally:
+                result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
+        if render:
+            out = store.child(reports_root, suite.name)
+            report = out / "index.html"
+            if pending or not report_is_current(report, suite_runs):
+                from harness.analysis.report import render_report
 
-            report = render_report(runs_root / suite.name, Path(reports_root) / suite.name)
-        result.report = report
-        echo(f"report: {report}")
+                report = render_report(suite_runs, out)
+            result.report = report
+            echo(f"report: {report}")
+    finally:
+        if trackers:
+            trackers.suite_end(tracking.suite_end(
+                suite_runs, suite.name, {o.run.run_id: o.state for o in result.outcomes},
+                result.report.parent if result.report else None))
+            trackers.close()
     return result
+
+
+def start_trackers(suite: Suite, registry: Registry, suite_runs: Path,
+                   pending: list[RunSpec]) -> tracking.Trackers:
+    """Tell the suite's trackers it starts; ``trackers.json`` tells every worker of them."""
+    from harness.plugin.trackers import SuiteInfo
+
+    refs = [dataclasses.asdict(t) for t in suite.trackers]
+    trackers = tracking.build(registry, refs)
+    if trackers:
+        trackers.suite_start(SuiteInfo(
+            name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
+            pending=tuple(r.run_id for r in pending),
+            run_ids=tuple(r.run_id for r in expand(suite))))
+    tracking.write_settings(suite_runs, refs, suite.plugins, trackers)
+    return trackers
 
 
 def report_is_current(report: Path, suite_runs: Path) -> bool:

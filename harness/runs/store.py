@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
 CONFIG = "config.json"
 PLAN = "plan.json"
 HISTORY = "history.csv"
@@ -31,6 +33,9 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; give the file the mode open() would (0644 under umask 022),
+        # so colleagues and other machines on a shared file system can read results.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
@@ -42,6 +47,34 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
+    os.umask(mask)
+    return mask
+
+
+def child(root: str | Path, *parts: str) -> Path:
+    """``root/parts…``, proven to stay inside ``root`` (no ``..``, no absolute part).
+
+    Every folder the harness writes under ``runs/`` and ``reports/`` is made with this, so
+    a name taken from a suite or a run folder can never point elsewhere.
+    """
+    base = Path(root).resolve()
+    path = base.joinpath(*parts).resolve()
+    if not parts or not all(parts) or path == base or not path.is_relative_to(base):
+        shown = "/".join(str(p) for p in parts)
+        raise HarnessError(f"{shown!r} would lead outside {root}; expected a plain name")
+    return Path(root).joinpath(*parts)
 
 
 def write_text(path: str | Path, text: str) -> None:

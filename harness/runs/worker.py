@@ -8,7 +8,9 @@ the image cache, so it does not depend on how the runner prepared them.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import signal
 import sys
 import time
 import traceback
@@ -22,7 +24,7 @@ from harness.data.cache import open_cache
 from harness.errors import HarnessError
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
-from harness.runs import store
+from harness.runs import launch, store, tracking
 from harness.runs.job import Job
 
 
@@ -51,6 +53,10 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
                 class_weights=plan_json["class_weights"], loss=plan_json["loss"],
                 loss_options=plan_json["loss_options"], notes=plan_json["notes"])
     training = to_dataclass(run.training, Training, "training", str(run_dir / store.CONFIG))
+    if plan_data.get("select_evaluations") is not None and \
+            getattr(training, "select_evaluations", 0) is None:
+        # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)
+        training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
@@ -66,10 +72,14 @@ def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes
     return buf.getvalue()
 
 
-def run(run_dir: Path) -> None:
+def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     started = time.time()
+    trackers = trackers if trackers is not None else tracking.Trackers()
     store.write_json(run_dir / store.STATUS, {"state": "running", "started": started})
     job, engine = load_job(run_dir)
+    if trackers:
+        job.tracker = trackers
+        trackers.run_start(tracking.run_info(run_dir, store.read_json(run_dir / store.CONFIG)))
     probs = np.asarray(engine.train(job), dtype=np.float64)
     if probs.shape != (len(job.test), job.n_classes):
         raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
@@ -87,15 +97,22 @@ def run(run_dir: Path) -> None:
     store.write_json(run_dir / store.STATUS, {
         "state": "done", "started": started, "finished": time.time(),
         "seconds": time.time() - started})
+    if trackers:
+        trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
+    launch.die_with_parent()
+    started = time.time()
+    trackers = tracking.for_run(run_dir)
     try:
-        run(run_dir)
+        run(run_dir, trackers)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C must not cut the record short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         message = (str(exc) if isinstance(exc, HarnessError)
                    else f"{type(exc).__name__}: {exc}")
         if isinstance(exc, KeyboardInterrupt):
@@ -104,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         store.write_json(run_dir / store.STATUS, {
             "state": state, "error": message, "traceback": traceback.format_exc()})
         print(f"run {run_dir.name} failed: {message}", file=sys.stderr)
+        if trackers:
+            trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    finally:
+        trackers.close()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Helpers for testing harness plugins the way the harness tests itself.
 
-Importing this package needs no pytest: ``small_suite`` and ``harness.testing.fakes`` (the
-fake ``centroid`` engine and ``pixels`` backbone, which train in milliseconds without any
-framework) work in any script. The pytest fixtures live in ``harness.testing.pytest_plugin``,
-installed through the ``pytest11`` entry point, so every test session has:
+``small_suite`` and the fakes (``plugins: [harness.testing.fakes]``) need no pytest. The
+pytest plugin (``harness.testing.pytest_plugin``, installed through the ``pytest11`` entry
+point) gives every test session:
 
 - ``make_suite(**overrides)``: writes a small suite YAML (synthetic data, fast settings) into
   ``tmp_path`` and returns its path; overrides are merged key by key.
 - ``harness_registry(*plugins)``: a registry with extra plugin objects or modules.
 - ``run_harness(*args)``: runs the ``harness`` CLI in-process and returns click's result.
+
+Also without pytest: ``write_suite`` (a small suite as a file), ``plan_with`` and
+``records_with`` (call a sampler / dataset as the runner would).
 """
 
 from __future__ import annotations

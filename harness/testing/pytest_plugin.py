@@ -1,4 +1,8 @@
-"""The pytest fixtures of ``harness.testing`` (registered through the ``pytest11`` entry point)."""
+"""The pytest fixtures of ``harness.testing`` (loaded through the ``pytest11`` entry point).
+
+Kept apart from ``harness.testing`` so that package, and the fakes a suite may name as a
+plugin, import without pytest installed.
+"""
 
 from __future__ import annotations
 

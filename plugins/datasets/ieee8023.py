@@ -1,8 +1,11 @@
 """The ieee8023 COVID-19 image data collection (github.com/ieee8023/covid-chestxray-dataset).
 
-Reads ``metadata.csv`` and the image folders of any released version: the flat ``finding``
-values of 2020 (``COVID-19``, ``COVID-19, ARDS``, ``SARS``) and the later hierarchical ones
-(``Pneumonia/Viral/COVID-19``), the old ``Patientid`` spelling and the trailing empty column.
+Reads ``metadata.csv`` and the image folders of every schema generation since February
+2020: the flat ``finding`` values of 2020 (``COVID-19``, ``COVID-19, ARDS``, ``SARS``) and the
+later hierarchical ones (``Pneumonia/Viral/COVID-19``); capitalised or spaced headers
+(``Patientid``, ``clinical notes``) and the trailing empty column; the earliest files with no
+``modality`` column (CT and MRI are then read from ``view``) and no ``folder`` column (the
+images are in ``images/``).
 The finding → class mapping is data (a preset or the suite's own dict), and every row that
 is not used is counted by reason, so a summary accounts for the whole metadata file.
 """
@@ -24,6 +27,14 @@ from .dicom import is_dicom, read_image_file
 
 NAME = "ieee8023"
 FETCH_HINT = "get it with: harness data fetch ieee8023 DEST"
+URL = "https://github.com/ieee8023/covid-chestxray-dataset"
+#: Overrides the clone URL (a mirror, or a local repository in tests).
+URL_ENV = "HARNESS_IEEE8023_URL"
+#: ``fetch`` checks out the last commit before this instant unless told otherwise. The
+#: authors recorded no commit; the paper's web references were accessed on 10 April 2020,
+#: so this is the collection as it stood then. ``harness data summary`` on a paper suite
+#: compares what it holds with the paper's Table 1.
+PAPER_SNAPSHOT = "2020-04-11T00:00:00Z"
 
 #: The views the paper kept (frontal radiographs).
 PAPER_VIEWS = ("PA", "AP", "AP Supine", "AP semi erect")
@@ -101,7 +112,23 @@ class Ieee8023Options(Options):
         return value
 
 
-REQUIRED_COLUMNS = ("patientid", "finding", "view", "modality", "filename")
+REQUIRED_COLUMNS = ("patientid", "finding", "view", "filename")
+
+#: ``view`` values that meant a CT slice before the ``modality`` column existed.
+CT_VIEWS = ("ct", "axial", "coronal", "sagittal")
+
+
+def column_key(name: Any) -> str:
+    """``Patient ID``, ``patient_id`` and ``patientid`` are one column across generations."""
+    return "".join(ch for ch in str(name).strip().lower() if ch not in " _-")
+
+
+def modality_from_view(view: str) -> str:
+    """The earliest files recorded CT slices (and the odd MRI) only in ``view``."""
+    v = view.strip().lower()
+    if v in CT_VIEWS or v.startswith("ct"):
+        return "CT"
+    return "MRI" if "mri" in v else "X-ray"
 
 
 def mapping_for(options: Ieee8023Options, context: DatasetContext) -> dict[str, str | None]:
@@ -145,11 +172,14 @@ def read_metadata(path: Path) -> pd.DataFrame:
         raise HarnessError(f"{NAME}: cannot read {path} as CSV: {exc}") from exc
     frame = frame.loc[:, [c for c in frame.columns
                           if str(c).strip() and not str(c).startswith("Unnamed:")]]
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    original = [str(c).strip() for c in frame.columns]
+    frame.columns = [column_key(c) for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise HarnessError(f"{NAME}: {path} lacks column(s) {', '.join(missing)}; found: "
-                           f"{', '.join(frame.columns)}")
+                           f"{', '.join(original)}")
+    if "modality" not in frame.columns:
+        frame["modality"] = frame["view"].map(modality_from_view)
     if "folder" not in frame.columns:
         frame["folder"] = "images"
     return frame
@@ -300,7 +330,8 @@ def _id_order(pid: str):
     return (0, int(pid), "") if pid.isdigit() else (1, 0, pid)
 
 
-def read_image(record: Mapping[str, Any], options: Ieee8023Options, context: DatasetContext):
+def read_image(record: Mapping[str, Any], options: Ieee8023Options | None = None,
+               context: DatasetContext | None = None):
     """Decode one image by its content (some ``.jpg`` files hold PNG data)."""
     return read_image_file(record["path"])
 
@@ -313,6 +344,33 @@ def fingerprint(options: Ieee8023Options, context: DatasetContext) -> str:
     return dataset_files.fingerprint([metadata], [root / f for f in folders], salt="ieee8023-1")
 
 
+def version(options: Ieee8023Options, context: DatasetContext) -> dict[str, Any]:
+    """The clone's commit (else a content hash) and the finding → class mapping in force."""
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    metadata = root / (options.metadata or "metadata.csv")
+    folders = sorted({str(f).strip() or "images" for f in read_metadata(metadata)["folder"]})
+    mapping = options.mapping
+    return {**dataset_files.version(root, [metadata], [root / f for f in folders]),
+            "mapping": mapping if isinstance(mapping, str) else "custom",
+            "finding_to_class": mapping_for(options, context)}
+
+
+def fetch(dest, options: Mapping[str, Any]) -> str:
+    """Clone the collection at the paper-time snapshot (``--commit latest``: the newest)."""
+    import os
+
+    url = options.get("url") or os.environ.get(URL_ENV) or URL
+    commit = options.get("commit")
+    latest = commit == "latest"
+    head = dataset_files.git_clone(str(url), Path(dest), None if latest else commit,
+                                   before=None if (latest or commit) else PAPER_SNAPSHOT)
+    how = ("the newest commit" if latest else f"commit {commit}" if commit else
+           f"the last commit before {PAPER_SNAPSHOT} (close to the paper's data; "
+           "--commit latest for the newest)")
+    return (f"ieee8023 is in {dest} at commit {head}: {how}\n"
+            f"use it with: datasets: [{{name: ieee8023, options: {{root: {dest}}}}}]")
+
+
 SPEC = DatasetSpec(
     name=NAME,
     description="ieee8023 COVID-19 image data collection (metadata.csv + images/)",
@@ -320,6 +378,8 @@ SPEC = DatasetSpec(
     read_image=read_image,
     options=Ieee8023Options,
     fingerprint=fingerprint,
+    version=version,
+    fetch=fetch,
 )
 
 

@@ -118,7 +118,9 @@ def _label(target, detail, mapping) -> tuple[str | None, str | None]:
 
 def records(options: RsnaOptions, context: DatasetContext) -> pd.DataFrame:
     root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
-    images = root / (options.images or "stage_2_train_images")
+    images = dataset_files.inside(root, options.images or "stage_2_train_images",
+                                  f"{NAME}: option 'images'",
+                                  "name a folder inside the root")
     if not images.is_dir():
         raise HarnessError(f"{NAME}: image folder {images} does not exist; set option 'images' "
                            f"(default stage_2_train_images) ({FETCH_HINT})")
@@ -137,7 +139,12 @@ def records(options: RsnaOptions, context: DatasetContext) -> pd.DataFrame:
         if reason is not None:
             exclusions[reason] = exclusions.get(reason, 0) + 1
             continue
-        rows.append({"uid": f"{NAME}/{pid}", "path": str(images / files[pid]), "label": cls,
+        path = images / files[pid]
+        if path.is_symlink():  # a link may point anywhere: refused unless it stays inside
+            dataset_files.inside(root, str(path.relative_to(root)),
+                                 f"{NAME}: image of patient {pid!r}",
+                                 "copy the file into the root or remove the link")
+        rows.append({"uid": f"{NAME}/{pid}", "path": str(path), "label": cls,
                      "patient_id": f"{NAME}/{pid}", "source": NAME, "view": "",
                      "original_patient_id": pid, "filename": files[pid]})
     out = pd.DataFrame(rows, columns=["uid", "path", "label", "patient_id", "source", "view",
@@ -179,7 +186,8 @@ def _with_headers(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(view=views, sex=sexes, age=ages)
 
 
-def read_image(record: Mapping[str, Any], options: RsnaOptions, context: DatasetContext):
+def read_image(record: Mapping[str, Any], options: RsnaOptions | None = None,
+               context: DatasetContext | None = None):
     """DICOM or PNG conversion, recognised by content."""
     return read_image_file(record["path"])
 
@@ -191,6 +199,37 @@ def fingerprint(options: RsnaOptions, context: DatasetContext) -> str:
     return dataset_files.fingerprint(files, [images], salt="rsna-1")
 
 
+RSNA_STEPS = """\
+The RSNA Pneumonia Detection Challenge data needs a Kaggle account and the competition's
+rules accepted (https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/rules). Then:
+
+  pip install kaggle
+  # put your API token in ~/.kaggle/kaggle.json (Kaggle > Settings > API > Create New Token)
+  chmod 600 ~/.kaggle/kaggle.json
+  kaggle competitions download -c rsna-pneumonia-detection-challenge -p {dest}
+  cd {dest} && unzip -q rsna-pneumonia-detection-challenge.zip
+
+{dest} then holds stage_2_train_labels.csv, stage_2_detailed_class_info.csv and
+stage_2_train_images/ (26,684 DICOMs, about 3.5 GB). Use it in a suite as:
+
+  datasets:
+    - name: rsna
+      options: {{root: {dest}}}"""
+
+
+def fetch(dest, options: Mapping[str, Any]) -> str:
+    """The data sits behind Kaggle's terms: say how to get it, download nothing."""
+    return RSNA_STEPS.format(dest=dest)
+
+
+def version(options: RsnaOptions, context: DatasetContext) -> dict[str, Any]:
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    files = [root / name for name in (options.labels, options.class_info) if name]
+    images = root / (options.images or "stage_2_train_images")
+    return {**dataset_files.version(root, files, [images]),
+            "class_to_label": _mapping(options, context)}
+
+
 SPEC = DatasetSpec(
     name=NAME,
     description="RSNA Pneumonia Detection Challenge (Normal → normal, Lung Opacity → pneumonia)",
@@ -198,6 +237,8 @@ SPEC = DatasetSpec(
     read_image=read_image,
     options=RsnaOptions,
     fingerprint=fingerprint,
+    version=version,
+    fetch=fetch,
 )
 
 

@@ -51,6 +51,11 @@ AUTHORS_TEST_PATIENTS = {k: v + PNEUMONIA_TEST_PATIENTS for k, v in COVID_TEST_P
 PAPER_PER_PHASE = {"normal": 250, "pneumonia": 200}
 PAPER_PHASES = 8
 
+#: The paper's Table 1 (images per class) and the per-phase share of the fixed source's
+#: training images (every phase: 149 COVID-19, 150 in fold 3, and 34 pneumonia).
+PAPER_TABLE1 = {"covid19": 180, "pneumonia": 6054, "normal": 8851}
+PAPER_FIXED_PER_PHASE = {"covid19": 149, "pneumonia": 34}
+
 #: Class names of the authors' CSV files → the suite's default class names.
 FILE_CLASSES = {"COVID-19": "covid19", "covid": "covid19", "normal": "normal",
                 "pneumonia": "pneumonia"}
@@ -122,6 +127,7 @@ def split_paper(records, options: PaperOptions, context: SplitterContext) -> lis
                           f"{n * n_phases} wanted ({n_phases} phases x {n}); the last phases "
                           "get fewer", stacklevel=2)
     folds = []
+    authors = not options.test_patients and "per_phase" not in options.model_fields_set
     for k in sorted(test_patients):
         # A listed patient takes its whole group (ids sharing an image) to test.
         test_groups = set(groups[fixed & np.isin(original, test_patients[k])])
@@ -135,9 +141,34 @@ def split_paper(records, options: PaperOptions, context: SplitterContext) -> lis
         phases = [np.sort(np.concatenate([fixed_train, *d])).astype(np.int64) for d in drawn]
         train = np.unique(np.concatenate(phases)) if phases else fixed_train
         test = np.setdiff1d(everything, train)
+        if authors and k == min(test_patients):
+            compare_with_paper(labels, labels[fixed_train])
         train, select, phases = _select(records, k, train, phases, options, context)
         folds.append(Fold(train=train, select=select, test=test, phases=phases))
     return folds
+
+
+def compare_with_paper(labels: np.ndarray, fixed_train_labels: np.ndarray) -> list[str]:
+    """Warn (once) where the data differ from the paper's Table 1 or its phases.
+
+    A newer ieee8023 copy with the ``paper`` mapping holds far more COVID-19 images than
+    the authors had, which turns the rare class into the largest one in every phase.
+    """
+    differences = []
+    for cls, paper in PAPER_FIXED_PER_PHASE.items():
+        n = int((fixed_train_labels == cls).sum())
+        if abs(n - paper) > 1:  # fold 3 has 150
+            differences.append(f"{cls} {n} per phase, the paper {paper}")
+    for cls, paper in PAPER_TABLE1.items():
+        n = int((labels == cls).sum())
+        if n != paper:
+            differences.append(f"{cls} {n} images in all, the paper {paper}")
+    if differences:
+        warnings.warn("split 'paper': the data differ from the paper's Table 1 and phases: "
+                      + "; ".join(differences) + " (fold 1; check the dataset versions: "
+                      "`harness data fetch ieee8023` pins a copy from the paper's time)",
+                      stacklevel=3)
+    return differences
 
 
 # --- files -------------------------------------------------------------------------------

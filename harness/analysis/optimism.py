@@ -1,0 +1,88 @@
+"""The optimism gap: the same runs chosen on test images versus on training patients.
+
+``suites/paper.yaml`` picks each run's checkpoint by accuracy on test images (the authors'
+protocol) and ``suites/paper-clean.yaml`` by accuracy on held-out training patients. Both
+are scored on the same test images, so the difference per metric, paired by backbone,
+sampler, engine, fold and seed, is how much the leak flatters the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.runs import store
+
+#: Figures compared (besides per-class sensitivity, specificity and precision).
+OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+PER_CLASS = ("sensitivity", "specificity", "precision")
+
+
+def _finished(runs_dir: Path) -> dict[tuple, dict[str, Any]]:
+    """``{(backbone, sampler, engine, fold, seed): {"metrics", "test"}}`` of finished runs."""
+    found = {}
+    for path in sorted(Path(runs_dir).glob("*/")):
+        try:
+            if store.run_state(path) != "done":
+                continue
+            run = store.read_json(path / store.CONFIG)["run"]
+            metrics = store.read_json(path / store.METRICS)
+            test = store.read_json(path / store.PLAN).get("test", {}).get("uids", [])
+        except (OSError, KeyError, json.JSONDecodeError):
+            continue
+        key = tuple(run[k] for k in ("backbone", "sampler", "engine", "fold", "seed"))
+        found[key] = {"metrics": metrics, "test": sorted(test)}
+    return found
+
+
+def _figures(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {k: metrics[k] for k in OVERALL if metrics.get(k) is not None}
+    for cls, values in (metrics.get("per_class") or {}).items():
+        for k in PER_CLASS:
+            if values.get(k) is not None:
+                out[f"{cls}_{k}"] = values[k]
+    return out
+
+
+def optimism_gap(optimistic_runs: Path, clean_runs: Path) -> dict[str, Any]:
+    """Per metric: mean, min and max over paired runs of optimistic minus clean (fractions).
+
+    Runs pair only when both finished and were scored on the same test images; pairs whose
+    test sets differ are counted and left out.
+    """
+    a, b = _finished(optimistic_runs), _finished(clean_runs)
+    keys = sorted(set(a) & set(b), key=str)
+    if not keys:
+        raise HarnessError(f"no finished run of {optimistic_runs} has a finished counterpart "
+                           f"(same backbone, sampler, engine, fold, seed) in {clean_runs}")
+    pairs = [k for k in keys if a[k]["test"] == b[k]["test"]]
+    diffs: dict[str, list[float]] = {}
+    for k in pairs:
+        fa, fb = _figures(a[k]["metrics"]), _figures(b[k]["metrics"])
+        for name in fa.keys() & fb.keys():
+            diffs.setdefault(name, []).append(float(fa[name]) - float(fb[name]))
+    order = list(OVERALL) + sorted(n for n in diffs if n not in OVERALL)
+    return {
+        "optimistic": str(optimistic_runs), "clean": str(clean_runs),
+        "pairs": len(pairs), "different_test_sets": len(keys) - len(pairs),
+        "note": "optimistic minus clean, fractions (0-1), paired runs on the same test images",
+        "metrics": {n: {"mean": float(np.mean(diffs[n])), "min": float(np.min(diffs[n])),
+                        "max": float(np.max(diffs[n])), "n": len(diffs[n])}
+                    for n in order if n in diffs},
+    }
+
+
+def format_gap(gap: dict[str, Any]) -> str:
+    lines = [(f"optimism gap: {gap['optimistic']} minus {gap['clean']} "
+              f"({gap['pairs']} paired runs on the same test images)"),
+             f"  {'metric':<28}{'mean':>10}{'min':>10}{'max':>10}  (percentage points)"]
+    for name, v in gap["metrics"].items():
+        lines.append(f"  {name:<28}" + "".join(f"{100 * v[k]:>+10.2f}"
+                                                for k in ("mean", "min", "max")))
+    if gap["different_test_sets"]:
+        lines.append(f"  {gap['different_test_sets']} pair(s) left out: their test sets differ")
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""Calling the suite's trackers without letting them fail or slow a run.
+
+Each tracker gets its own daemon thread and a queue: the training thread only enqueues
+(``run_start``, ``epoch``, ``run_end`` never wait), and the two calls that wait
+(``suite_start`` for its result, ``close`` to flush) share a budget of ``timeout`` seconds
+per tracker and process. A tracker that raises or runs out of budget is switched off with one
+``TrackerWarning`` and the run goes on; an abandoned thread is a daemon and cannot keep the
+process alive.
+
+The runner writes the suite's tracker settings to ``runs/<suite>/trackers.json`` (with what
+each tracker's ``suite_start`` returned), and every worker reads it from beside its run
+folder: a run on any node of a cluster reports to the same trackers with no extra argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.plugin.options import validate_options
+from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo
+from harness.runs import store
+
+#: Beside the run folders of a suite: which trackers its runs report to.
+TRACKERS_FILE = "trackers.json"
+#: Seconds a tracker may hold up one process in all (``trackers[].timeout`` in a suite).
+DEFAULT_TIMEOUT = 30.0
+
+
+class TrackerWarning(UserWarning):
+    """A tracker failed or was too slow and is off for the rest of this process."""
+
+
+@dataclass
+class _Call:
+    method: str
+    args: tuple[Any, ...]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+
+class _Lane:
+    """One tracker on its own thread; calls run in the order they were made."""
+
+    def __init__(self, name: str, create: Callable[[], Any], timeout: float,
+                 state: dict[str, Any] | None = None):
+        self.name = name
+        self.state = dict(state or {})
+        self.budget = float(timeout)
+        self.off = False
+        self._create = create
+        self._tracker: Any = None
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[_Call | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=f"tracker-{name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            call = self._queue.get()
+            if call is None:
+                return
+            if self._error is None:
+                try:
+                    if self._tracker is None:
+                        self._tracker = self._create()
+                    method = getattr(self._tracker, call.method, None)
+                    if method is not None:
+                        call.result = method(*call.args)
+                except BaseException as exc:  # noqa: BLE001 - a tracker never fails a run
+                    self._error = exc
+            call.done.set()
+
+    def submit(self, method: str, *args: Any) -> _Call | None:
+        self.check()
+        if self.off:
+            return None
+        call = _Call(method, args)
+        self._queue.put(call)
+        return call
+
+    def wait(self, call: _Call | None) -> Any:
+        """The call's result, waiting at most what is left of this tracker's budget."""
+        if call is None:
+            return None
+        started = time.monotonic()
+        finished = call.done.wait(max(0.0, self.budget))
+        self.budget -= time.monotonic() - started
+        self.check()
+        if not finished and not self.off:
+            self.switch_off("no answer within its time limit (trackers[].timeout); "
+                            "the run goes on without it")
+            return None
+        return call.result
+
+    def check(self) -> None:
+        if self._error is not None and not self.off:
+            exc = self._error
+            self.switch_off(f"{type(exc).__name__}: {exc}")
+
+    def switch_off(self, why: str) -> None:
+        self.off = True
+        warnings.warn(TrackerWarning(f"tracker {self.name!r} is off for this process: {why}"),
+                      stacklevel=4)
+
+    def close(self) -> None:
+        call = self.submit("close")
+        self.wait(call)
+        self._queue.put(None)
+
+
+class Trackers:
+    """The trackers of one process; an empty one does nothing and starts no thread."""
+
+    def __init__(self, lanes: Iterable[_Lane] = ()):
+        self.lanes = list(lanes)
+
+    def __bool__(self) -> bool:
+        return bool(self.lanes)
+
+    @property
+    def off(self) -> list[str]:
+        """Names of trackers switched off so far (failed or too slow)."""
+        return [lane.name for lane in self.lanes if lane.off]
+
+    def suite_start(self, info: SuiteInfo) -> dict[str, dict[str, Any]]:
+        """Every tracker's state for the runs (what its ``suite_start`` returned)."""
+        calls = [(lane, lane.submit("suite_start", info)) for lane in self.lanes]
+        states = {}
+        for lane, call in calls:
+            result = lane.wait(call)
+            lane.state = dict(result) if isinstance(result, Mapping) else {}
+            states[lane.name] = lane.state
+        return states
+
+    def run_start(self, info: RunInfo) -> None:
+        for lane in self.lanes:
+            lane.submit("run_start", dataclasses.replace(info, suite_state=dict(lane.state)))
+
+    def epoch(self, row: Mapping[str, Any], step: int) -> None:
+        for lane in self.lanes:
+            lane.submit("epoch", dict(row), int(step))
+
+    def run_end(self, end: RunEnd) -> None:
+        for lane in self.lanes:
+            lane.submit("run_end", end)
+
+    def suite_end(self, end: SuiteEnd) -> None:
+        for lane in self.lanes:
+            lane.submit("suite_end", end)
+
+    def close(self) -> None:
+        """Flush every tracker (each within its remaining budget) and stop the threads."""
+        for lane in self.lanes:
+            lane.close()
+
+
+def build(registry: Any, refs: Iterable[Mapping[str, Any]]) -> Trackers:
+    """Trackers from ``[{name, options, timeout, state, off}]`` (a suite's ``trackers:``).
+
+    Names and options are checked before a suite runs (``harness.plugin.check``); a tracker the runner already
+    found failing (``off``) is left out, so a dead server costs one warning per suite.
+    """
+    lanes = []
+    for ref in refs:
+        if ref.get("off"):
+            continue
+        spec = registry.get("trackers", ref["name"])
+        options = validate_options(spec.options, ref.get("options") or {},
+                                   f"trackers.{ref['name']}.options", "trackers")
+        lanes.append(_Lane(ref["name"], lambda spec=spec, options=options: spec.create(options),
+                           float(ref.get("timeout", DEFAULT_TIMEOUT)), ref.get("state")))
+    return Trackers(lanes)
+
+
+def write_settings(suite_runs: Path, refs: list[dict[str, Any]], plugins: list[str],
+                   trackers: Trackers) -> None:
+    """``runs/<suite>/trackers.json``: what every worker of the suite reports to."""
+    states = {lane.name: lane.state for lane in trackers.lanes}
+    off = set(trackers.off)
+    store.write_json(suite_runs / TRACKERS_FILE, {
+        "plugins": list(plugins),
+        "trackers": [{**ref, "state": states.get(ref["name"], {}),
+                      "off": ref["name"] in off} for ref in refs],
+    })
+
+
+def for_run(run_dir: Path) -> Trackers:
+    """The trackers a worker reports to, from ``trackers.json`` beside its run folder.
+
+    Never raises: a run without trackers, or with settings that cannot be read, trains all
+    the same (with a warning in the second case).
+    """
+    path = Path(run_dir).parent / TRACKERS_FILE
+    if not path.is_file():
+        return Trackers()
+    try:
+        settings = store.read_json(path)
+        refs = settings.get("trackers", [])
+        if not refs:
+            return Trackers()
+        from harness.plugin.registry import build_registry
+
+        return build(build_registry(settings.get("plugins", [])), refs)
+    except Exception as exc:  # noqa: BLE001 - trackers never fail a run
+        warnings.warn(TrackerWarning(f"{path}: trackers are off for this run: "
+                                     f"{type(exc).__name__}: {exc}"), stacklevel=2)
+        return Trackers()
+
+
+def run_info(run_dir: Path, config: dict[str, Any]) -> RunInfo:
+    """What trackers learn about a run when it starts, from its ``config.json``."""
+    run = config.get("run", {})
+    suite = config.get("suite", {})
+    key = {k: run.get(k) for k in ("backbone", "sampler", "engine", "fold", "seed")}
+    data = config.get("data") or {"datasets": suite.get("datasets", []),
+                                  "image_size": suite.get("image_size"),
+                                  "cache": suite.get("cache")}
+    checkpoints = Path(run_dir) / store.CHECKPOINTS
+    return RunInfo(
+        run_id=run.get("run_id", Path(run_dir).name), run_dir=Path(run_dir),
+        suite=run.get("suite", suite.get("name", "")), key=key,
+        combination=f"{key['backbone']} / {key['sampler']} / {key['engine']}",
+        config=config, data=data,
+        resumed=checkpoints.is_dir() and any(checkpoints.iterdir()))
+
+
+#: Run-folder files a tracker may keep as artifacts, when they exist.
+ARTIFACTS = (store.PREDICTIONS, store.METRICS, store.HISTORY, store.CONFIG, store.PLAN)
+
+
+def run_end(run_dir: Path, state: str, seconds: float, error: str = "") -> RunEnd:
+    metrics = None
+    if state == "done" and (Path(run_dir) / store.METRICS).is_file():
+        metrics = store.read_json(Path(run_dir) / store.METRICS)
+    artifacts = {name: Path(run_dir) / name for name in ARTIFACTS
+                 if (Path(run_dir) / name).is_file()}
+    return RunEnd(state=state, seconds=seconds, metrics=metrics, error=error,
+                  artifacts=artifacts)
+
+
+def suite_end(suite_runs: Path, name: str, states: dict[str, str],
+              report_dir: Path | None) -> SuiteEnd:
+    return SuiteEnd(name=name, runs_dir=suite_runs, states=states, report_dir=report_dir)

@@ -1,0 +1,1 @@
+"""Built-in experiment trackers: ``mlflow`` and ``tensorboard`` (each an optional extra)."""
