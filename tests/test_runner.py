@@ -53,6 +53,7 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         assert n_test == len(plan["test"]["uids"])
         metrics = store.read_json(d / "metrics.json")
         assert metrics["n"] == n_test
+        assert metrics["bootstrap"]["resampled"] == "patients"
         history = (d / "history.csv").read_text().splitlines()
         assert history[0].startswith("phase,epoch")
     # budget: equal also equalises selection evaluations: the fewest epochs of any strategy

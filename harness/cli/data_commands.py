@@ -97,9 +97,32 @@ def render(summary: dict[str, Any]) -> str:
                 line += (f"  phases {len(f['phases'])} x "
                          f"{sizes[0] if len(sizes) == 1 else f'{sizes[0]}..{sizes[-1]}'}")
             lines.append(line)
+    if "near_duplicates" in summary:
+        from harness.data.duplicates import describe
+
+        lines.append("")
+        lines.append("Near-duplicate images across patient ids")
+        if summary["near_duplicates"] is None:
+            lines.append("  not checked: the images are not decoded yet "
+                         "(run `harness data prepare` on the suite first)")
+        else:
+            lines += describe(summary["near_duplicates"])
     for note in summary["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def near_duplicates(suite, records, registry):
+    """Records with near-duplicate patients merged, or None when the cache is not filled."""
+    from harness.data.duplicates import filled_cache, merge_near_duplicates, searched_datasets
+
+    found = filled_cache(suite, records, registry)
+    if found is None:
+        return None
+    cache, unreadable = found
+    kept = records[~records["uid"].isin(unreadable)].reset_index(drop=True)
+    kept.attrs = dict(records.attrs)
+    return merge_near_duplicates(kept, cache, searched_datasets(suite, registry))
 
 
 @data_group.command("summary")
@@ -111,7 +134,9 @@ def render(summary: dict[str, Any]) -> str:
               "files; ieee8023).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def summary_command(suite_file, dataset, root, mapping, verify, as_json):
-    """Table 1, exclusions by reason and the per-fold composition (no image is decoded)."""
+    """Table 1, exclusions by reason, near-duplicate images across patients and the per-fold
+    composition. No image is decoded: near-duplicates are found in the filled cache (after
+    `harness data prepare` or a run)."""
     from harness.plugin.registry import build_registry
 
     notes: list[str] = []
@@ -122,12 +147,16 @@ def summary_command(suite_file, dataset, root, mapping, verify, as_json):
         suite = load_suite(suite_file)
         registry = build_registry(suite.plugins)
         records = load_records(suite, registry)
+        near = near_duplicates(suite, records, registry)
+        if near is not None:
+            records = near
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             folds = make_folds(suite, records, registry)
         notes = [str(w.message) for w in caught]
         result = summarize(records, suite.classes, records.attrs.get("exclusions", {}), folds,
                            notes)
+        result["near_duplicates"] = None if near is None else near.attrs["near_duplicates"]
     else:
         if not dataset or not root:
             raise HarnessError("give a suite file, or --dataset NAME --root DIR")

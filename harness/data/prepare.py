@@ -175,6 +175,9 @@ def check_folds(folds: list[Fold], records: pd.DataFrame, kind: str) -> None:
 def prepare(suite: Suite, registry: Registry, show_progress: bool = True) -> Prepared:
     records = load_records(suite, registry)
     cache, records = prepare_cache(suite, records, registry, show_progress)
+    from harness.data.duplicates import merge_near_duplicates, searched_datasets
+
+    records = merge_near_duplicates(records, cache, searched_datasets(suite, registry))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         folds = make_folds(suite, records, registry)

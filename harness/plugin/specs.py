@@ -80,7 +80,9 @@ class DatasetSpec:
     it came from. ``options`` is an instance of the spec's ``options`` model, already
     validated. ``fetch(dest, options)`` gets a copy into ``dest`` (or explains how) for
     ``harness data fetch NAME DEST``; its ``options`` holds the command's ``--commit`` and
-    ``--url``. It returns the lines to print.
+    ``--url``. It returns the lines to print. ``distinct_images`` declares that no two
+    records show one radiograph (generated data): the near-duplicate search skips the
+    dataset.
     """
 
     name: str
@@ -91,6 +93,7 @@ class DatasetSpec:
     fingerprint: FingerprintFn[Any] | None = None
     version: VersionFn[Any] | None = None
     fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
+    distinct_images: bool = False
 
 
 class BackboneBuilder(Protocol[O_contra]):

@@ -92,8 +92,10 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     from harness.analysis.metrics import compute_metrics, read_predictions
 
     table = read_predictions(run_dir / store.PREDICTIONS, job.classes)
-    store.write_json(run_dir / store.METRICS, compute_metrics(table, job.classes,
-                                                                 bootstrap=bootstrap))
+    patients = plan_data["test"].get("patients")  # bootstrap clusters: a patient's images
+    store.write_json(run_dir / store.METRICS, compute_metrics(
+        table, job.classes, bootstrap=bootstrap, clusters=patients,
+        resampled="patients" if patients else "images"))
     store.write_json(run_dir / store.STATUS, {
         "state": "done", "started": started, "finished": time.time(),
         "seconds": time.time() - started})

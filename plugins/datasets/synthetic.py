@@ -123,5 +123,6 @@ def register_datasets(register):
         records=records,
         read_image=read_image,
         fingerprint=fingerprint,
+        distinct_images=True,  # generated pictures of one class look alike by design
         options=SyntheticOptions,
     ))
