@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from harness.data.cache import cache_key, fill_cache, open_cache, to_square_uint8
+from harness.data.cache import cache_key, chunk_size, fill_cache, open_cache, to_square_uint8
 
 CALLS = "calls.txt"
 
@@ -131,3 +131,13 @@ def test_a_second_filler_waits_for_the_first(tmp_path):
     holder.release()
     thread.join(timeout=60)
     assert len(decodes(tmp_path)) == 4 and result["view"].path == path
+
+
+def test_chunks_keep_every_worker_busy_to_the_end():
+    assert chunk_size(7, 2) == 1  # small fills: one image per task
+    assert chunk_size(200, 2) == 4  # 50 tasks: the last one is 4 images, not 64
+    assert chunk_size(26_684, 2) == 16  # large fills: capped, progress stays frequent
+    for todo in (10, 200, 1000, 26_684):
+        for workers in (2, 4, 8):
+            tasks = -(-todo // chunk_size(todo, workers))
+            assert tasks >= min(todo, 8 * workers)

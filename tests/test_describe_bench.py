@@ -79,3 +79,37 @@ def test_bench_prints_the_pipeline_ratio_against_the_papers_pipeline():
     rate, ratio = float(m.group(1)), float(m.group(2))
     assert paper > 0 and rate > 0
     assert ratio == pytest.approx(rate / paper, rel=0.02, abs=0.006)  # printed to 2 decimals
+
+
+def test_bench_data_fits_every_batch_size(tmp_path):
+    # The pipeline is timed at batch 30 while concat trains at 20: the noise cache must hold
+    # the larger (this crashed `harness bench --engine torch --backbone concat`).
+    from harness.cli.describe import _bench_data, batch_sizes
+
+    sizes = batch_sizes(["concat", "xception"], None)
+    assert sizes == {"concat": 20, "xception": 30}
+    cache, labels = _bench_data(tmp_path, [30, *sizes.values()], steps=3, image_size=8)
+    assert cache.shape == (120, 8, 8) and len(labels) == 120
+
+
+def test_bench_overhead_reports_fractions_and_a_projection():
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    out = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
+                                 "32", "--batch-size", "4", "--steps", "2", "--overhead",
+                                 "--json"])
+    result = json.loads(out[out.index("{"):])
+    [model] = result["engines"]["torch"]["models"]
+    copies, projection = model["copies"], model["projection"]
+    assert copies["state_bytes"] > copies["best_bytes"] > 0  # state adds optimizer moments
+    device = projection["device"]
+    assert device["epoch_s"] == pytest.approx(633 / model["train_images_per_s"], rel=1e-3)
+    assert device["overhead_frac"] == pytest.approx(
+        device["select_frac"] + device["checkpoint_frac"] + device["bookkeeping_frac"],
+        abs=2e-4)
+    gpu = projection["modelled_gpu"]  # no GPU in tests: modelled, and marked as such
+    assert gpu["epoch_s"] == pytest.approx(633 / 1500, rel=1e-3)
+    text = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
+                                  "32", "--batch-size", "4", "--steps", "1", "--overhead"])
+    assert "GPU rows are modelled, not measured" in text
+    assert re.search(r"^torch\s+tiny\s+GPU\*\s+0\.422\s", text, re.MULTILINE), text

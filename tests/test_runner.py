@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -150,7 +149,9 @@ def test_missing_dataset_root_is_clear(make_suite, tmp_path):
 
 def test_killed_run_resumes_and_completes(make_suite, tmp_path):
     """Kill `harness run` midway; running it again finishes the suite from checkpoints."""
-    suite = make_suite("kill", training={"epochs_per_phase": 6}, budget="natural")
+    # A checkpoint policy of 0.3 s with 0.4 s epochs: a checkpoint after every epoch.
+    suite = make_suite("kill", training={"epochs_per_phase": 6, "checkpoint_minutes": 0.005},
+                       budget="natural")
     env = {**os.environ, "HARNESS_FAKE_EPOCH_SECONDS": "0.4", "HARNESS_QUIET": "1"}
     cmd = [sys.executable, "-m", "harness.cli.main", "run", str(suite), "--runs-dir",
            str(tmp_path / "runs"), "--no-report"]
@@ -167,8 +168,10 @@ def test_killed_run_resumes_and_completes(make_suite, tmp_path):
     proc.wait()
     first = histories[0].parent
     assert store.run_state(first) != "done"
-    checkpoint = json.loads((first / "checkpoints" / "checkpoint.json").read_text())
-    assert checkpoint["next"] != [0, 0]
+    from harness.training import checkpoint
+
+    _, meta = checkpoint.load(first / "checkpoints" / checkpoint.FILE)
+    assert meta["position"]["epoch"] > 0
     env["HARNESS_FAKE_EPOCH_SECONDS"] = "0"
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     assert all(store.run_state(d) == "done" for d in run_dirs(runs))

@@ -90,7 +90,9 @@ def test_mlflow_and_tensorboard_record_every_run(make_suite, tmp_path, monkeypat
         for column in rows[0]:
             events = acc.Scalars(column)
             assert [e.step for e in events] == list(range(1, len(rows) + 1))
-            assert [e.value for e in events] == pytest.approx([float(r[column]) for r in rows])
+            assert [e.value for e in events] == pytest.approx(
+                [float(r[column] == "True") if r[column] in ("True", "False")
+                 else float(r[column]) for r in rows])
         assert acc.Scalars("test/accuracy")[0].value == pytest.approx(
             store.read_json(d / "metrics.json")["accuracy"], rel=1e-6)
 

@@ -1,14 +1,16 @@
-"""Model facts and speed, measured inside one framework: ``python -m harness.cli.describe``.
+"""Model facts and speed, measured through an engine's primitives: ``python -m harness.cli.describe``.
 
 ``harness describe`` and ``harness bench`` (``model_commands.py``) run these functions in a
 child process per engine, so TensorFlow and torch never share a process and the command
 itself stays framework-free. The child prints one JSON document on its last stdout line.
+Nothing here knows an engine: the model comes from the engine's ``build`` and is timed
+through the same primitives the training loop calls (so the bench trains in the layout,
+precision and thread count the engine trains in).
 
-- ``describe``: feature-map shape and parameter counts (total / trainable / non-trainable)
-  of a backbone and of backbone + head. Non-trainable counts are BatchNorm statistics
-  (Keras's "non-trainable params"; torch buffers), so both engines count the same things.
-- ``bench``: training and inference images/s per backbone, and the input pipeline's
-  images/s (uint8 cache → augmented batch on the device).
+- ``describe``: feature-map shape and parameter counts (the engine's ``describe``).
+- ``bench``: training and inference images/s per backbone (``train_epoch``/``predict``), the
+  input pipeline's images/s (the loop's host batches + the engine's ``prepare``), and with
+  ``overhead`` the per-epoch work outside training steps (``harness.training.overhead``).
 - ``paper_pipeline``: the authors' pipeline, Keras ``ImageDataGenerator(...).flow`` with
   the Table 2 settings over in-memory float images, as the baseline of the comparison.
 """
@@ -26,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.plugin.check import build_backbone
 from harness.plugin.options import validate_options
 from harness.plugin.registry import build_registry
 
@@ -45,58 +46,48 @@ def head_params(head: str, feature_shape: tuple[int, int, int], n_classes: int) 
     raise HarnessError(f"unknown head {head!r}; expected 'paper' or 'gap'")
 
 
-def _spec(backbone: str, plugins: list[str]):
-    return build_registry(plugins).get("backbones", backbone)
+def _options(spec, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The backbone's options from the command line, validated by its model."""
+    return validate_options(spec.options, options or {}, "--options",
+                            f"backbone {spec.name!r}").model_dump()
 
 
-def _options(spec, options: dict[str, Any] | None):
-    """The backbone's options from the command line, validated into its model."""
-    return validate_options(spec.options, options or {}, "--options", f"backbone {spec.name!r}")
+def build_model(engine: str, backbone: str, image_size: int, head: str = "paper",
+                weights: str = "none", n_classes: int = 3, plugins=(), options=None,
+                batch_size: int = DEFAULT_BATCH, device: str = "auto", threads: int = 0):
+    """An engine's model through its ``build`` primitive, as the loop builds it."""
+    from harness.config.suite import Training
+    from harness.training.engine import EngineContext
+
+    registry = build_registry(list(plugins))
+    spec = registry.get("backbones", backbone)
+    if engine not in spec.builders:
+        raise HarnessError(f"backbone {backbone!r} has no {engine} build; it supports: "
+                           f"{', '.join(sorted(spec.builders))}")
+    training = Training(batch_size=batch_size, weights=weights, head=head, device=device)
+    ctx = EngineContext(backbone=spec, image_size=image_size, n_classes=n_classes,
+                        training=training, backbone_options=_options(spec, options),
+                        threads=threads)
+    return registry.get("engines", engine).build(ctx)
+
+
+def _require(model, *names: str) -> None:
+    missing = [n for n in names if not hasattr(model, n)]
+    if missing:
+        raise HarnessError(f"engine model {type(model).__name__} lacks the optional "
+                           f"primitive(s) {', '.join(missing)} (harness.training.engine."
+                           "Describable)")
 
 
 # ------------------------------------------------------------------------------- describe
 
-def describe_keras(backbone: str, image_size: int, head: str, weights: str = "none",
-                   n_classes: int = 3, plugins: list[str] = (), options=None) -> dict[str, Any]:
-    from harness_plugins.engines import keras_engine as ke
-
-    ke.import_tf("cpu")
-    spec = _spec(backbone, list(plugins))
-    model, net = ke.build_model(spec, image_size, n_classes, head, weights,
-                                _options(spec, options))
-
-    def counts(m) -> dict[str, int]:
-        trainable = sum(int(np.prod(v.shape)) for v in m.trainable_weights)
-        frozen = sum(int(np.prod(v.shape)) for v in m.non_trainable_weights)
-        return {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
-
-    return {"engine": "keras", "backbone": backbone, "image_size": image_size, "head": head,
-            "feature_shape": [int(d) for d in net.output.shape[1:]],
-            "params": {"backbone": counts(net), "model": counts(model)}}
-
-
-def describe_torch(backbone: str, image_size: int, head: str, weights: str = "none",
-                   n_classes: int = 3, plugins: list[str] = (), options=None) -> dict[str, Any]:
-    import torch
-    from harness_plugins.backbones.torch_heads import build_classifier
-
-    spec = _spec(backbone, list(plugins))
-    net = build_backbone(spec, "torch", image_size, weights, _options(spec, options))
-    model = build_classifier(net, head, n_classes, image_size)
-    model.eval()
-    with torch.no_grad():
-        c, h, w = net(torch.zeros(1, 3, image_size, image_size)).shape[1:]
-
-    def counts(m) -> dict[str, int]:
-        trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in m.parameters() if not p.requires_grad)
-        frozen += sum(b.numel() for name, b in m.named_buffers()
-                      if not name.endswith("num_batches_tracked"))
-        return {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
-
-    return {"engine": "torch", "backbone": backbone, "image_size": image_size, "head": head,
-            "feature_shape": [int(h), int(w), int(c)],
-            "params": {"backbone": counts(net), "model": counts(model)}}
+def describe(engine: str, backbone: str, image_size: int, head: str, weights: str = "none",
+             n_classes: int = 3, plugins: list[str] = (), options=None) -> dict[str, Any]:
+    model = build_model(engine, backbone, image_size, head, weights, n_classes, plugins,
+                        options, device="cpu")
+    _require(model, "describe")
+    return {"engine": engine, "backbone": backbone, "image_size": image_size, "head": head,
+            **model.describe()}
 
 
 # ------------------------------------------------------------------------------- bench
@@ -112,205 +103,82 @@ def _fake_cache(folder: Path, n: int, size: int) -> np.ndarray:
     return np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=(n, size, size))
 
 
-def _bench_data(folder: Path, backbones: list[str], batch_size: int | None, steps: int,
-                image_size: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
-    """A noise cache big enough for every timed batch, its labels, and a seeded generator."""
-    b_max = max(batch_size or PAPER_BATCH.get(b, DEFAULT_BATCH) for b in backbones)
-    n = max(b_max * (steps + 1), 64)
-    return _fake_cache(folder, n, image_size), np.arange(n) % 3, np.random.default_rng(0)
+def batch_sizes(backbones: list[str], batch_size: int | None) -> dict[str, int]:
+    return {b: batch_size or PAPER_BATCH.get(b, DEFAULT_BATCH) for b in backbones}
+
+
+def _bench_data(folder: Path, sizes: list[int], steps: int, image_size: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A noise cache big enough for every timed batch of every size, and its labels."""
+    n = max(max(sizes) * (steps + 1), 64)
+    return _fake_cache(folder, n, image_size), np.arange(n) % 3
 
 
 def _rate(images: int, seconds: float) -> float:
     return round(images / seconds, 2) if seconds > 0 else 0.0
 
 
-def bench_keras(backbones: list[str], image_size: int, batch_size: int | None, steps: int,
-                device: str = "auto", plugins: list[str] = (), head: str = "paper"
-                ) -> dict[str, Any]:
-    import keras
-    from harness_plugins.engines import keras_engine as ke
+def _batches(cache, labels, rng, batch_size: int, steps: int, image_size: int):
+    from harness.config.suite import Augmentation
+    from harness.training.batches import train_batches
 
-    from harness.config.suite import Augmentation, Training
-    from harness.training import augment
+    order = rng.permutation(len(labels))[: batch_size * steps]
+    return list(train_batches(cache, labels, order, batch_size, Augmentation(), image_size,
+                              rng))
 
-    tf = ke.import_tf(device)
-    policy = ke.precision_policy(tf, "auto")
-    keras.mixed_precision.set_global_policy(policy)
-    registry = build_registry(list(plugins))
-    aug = Augmentation()
-    results: dict[str, Any] = {"engine": "keras", "device": _tf_device(tf), "precision": policy,
-                               "models": []}
+
+def bench(engine: str, backbones: list[str], image_size: int, batch_size: int | None,
+          steps: int, device: str = "auto", plugins: list[str] = (), head: str = "paper",
+          overhead: bool = False) -> dict[str, Any]:
+    from harness.training.batches import free_cores, image_batches
+
+    threads = free_cores()
+    sizes = batch_sizes(backbones, batch_size)
+    pipeline_batch = batch_size or DEFAULT_BATCH
+    results: dict[str, Any] = {"engine": engine, "threads": threads, "models": []}
+    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        cache, labels, rng = _bench_data(Path(tmp), backbones, batch_size, steps, image_size)
-        n = len(labels)
-
-        # The input pipeline alone: cache → tf.data batch → augmented float batch on device.
-        prep = ke.DeviceBatch(tf, image_size)
-        prep_fn = tf.function(lambda x, t: tf.reduce_sum(prep(x, t)))
-        b = batch_size or DEFAULT_BATCH
-        order = rng.permutation(n)[: b * (steps + 1)]
-        transforms = ke.tf_transforms(augment.sample_params(rng, len(order), aug, image_size),
-                                      image_size)
-        ds = ke.batch_dataset(tf, cache, labels, order, b, steps + 1, transforms)
-        seen, start = 0, None
-        for i, (x, _, t) in enumerate(ds):
-            float(prep_fn(x, t))
-            if i == 0:
-                start = time.perf_counter()
-                continue
-            seen += int(x.shape[0])
-        results["pipeline"] = {"batch_size": b, "images_per_s": _rate(
-            seen, time.perf_counter() - start)}
-
+        cache, labels = _bench_data(Path(tmp), [pipeline_batch, *sizes.values()], steps,
+                                    image_size)
         for name in backbones:
-            bs = batch_size or PAPER_BATCH.get(name, DEFAULT_BATCH)
-            spec = registry.get("backbones", name)
-            keras.utils.set_random_seed(0)
-            model, net = ke.build_model(spec, image_size, 3, head, "none",
-                                        _options(spec, None))
-            training = Training(batch_size=bs, weights="none", head=head)
-            opt = ke.make_optimizer(training)
-            if policy == "mixed_float16":
-                opt = keras.optimizers.LossScaleOptimizer(opt)
-            opt.build(model.trainable_variables)
-            job = _BenchJob(image_size, training)
-            trainer = ke.Trainer(tf, job, model, net, opt)
-            step = trainer.train_step(False)
-            order = rng.permutation(n)[: bs * (steps + 1)]
-            transforms = ke.tf_transforms(
-                augment.sample_params(rng, len(order), aug, image_size), image_size)
-            seen = 0
-            for i, (x, y, t) in enumerate(ke.batch_dataset(tf, cache, labels, order, bs,
-                                                           steps + 1, transforms)):
-                loss, _ = step(x, y, t)
-                float(loss)
-                if i == 0:
-                    start = time.perf_counter()
-                    continue
-                seen += int(x.shape[0])
-            train_rate = _rate(seen, time.perf_counter() - start)
-            x = tf.constant(cache[:bs])
-            trainer.predict_step(x).numpy()
+            bs = sizes[name]
+            model = build_model(engine, name, image_size, head, "none", 3, plugins, None, bs,
+                                device, threads)
+            _require(model, "device_name", "precision", "prepare")
+            results["device"], results["precision"] = model.device_name, model.precision
+            if "pipeline" not in results:
+                # The input pipeline alone: cache → host batch (read ahead) → augmented
+                # batch on the device.
+                pipe = _batches(cache, labels, rng, pipeline_batch, steps + 1, image_size)
+                model.prepare(pipe[0])
+                start = time.perf_counter()
+                for batch in pipe[1:]:
+                    model.prepare(batch)
+                results["pipeline"] = {"batch_size": pipeline_batch, "images_per_s": _rate(
+                    pipeline_batch * steps, time.perf_counter() - start)}
+            train = _batches(cache, labels, rng, bs, steps + 1, image_size)
+            model.train_epoch(train[:1], seed=0)  # warm-up: allocation, tracing
             start = time.perf_counter()
-            for _ in range(steps):
-                trainer.predict_step(x).numpy()
-            infer_rate = _rate(bs * steps, time.perf_counter() - start)
-            results["models"].append({"backbone": name, "batch_size": bs,
-                                      "train_images_per_s": train_rate,
-                                      "infer_images_per_s": infer_rate})
-            del model, net, trainer
-            keras.backend.clear_session()
-    return results
-
-
-class _BenchJob:
-    """The few ``Job`` fields ``keras_engine.Trainer`` reads."""
-
-    def __init__(self, image_size: int, training):
-        from harness.config.suite import RunSpec
-        from harness.plugin.specs import Plan
-
-        self.image_size, self.training, self.n_classes = image_size, training, 3
-        self.plan = Plan(phases=[])
-        self.run = RunSpec(suite="bench", backbone="", sampler="", engine="keras", fold=1,
-                           seed=0, training={}, sampler_options={}, run_id="bench")
-
-    def class_weights(self):
-        return None
-
-
-def _tf_device(tf) -> str:
-    gpus = tf.config.list_logical_devices("GPU")
-    return "GPU" if gpus else "CPU"
-
-
-def bench_torch(backbones: list[str], image_size: int, batch_size: int | None, steps: int,
-                device: str = "auto", plugins: list[str] = (), head: str = "paper"
-                ) -> dict[str, Any]:
-    import torch
-    from harness_plugins.backbones.torch_heads import build_classifier
-    from harness_plugins.engines import torch_engine as te
-
-    from harness.config.suite import Augmentation, Training
-    from harness.training import augment
-
-    dev = te.resolve_device(device)
-    amp = te.autocast_dtype(dev, "auto")
-    pin = dev.type == "cuda"
-    registry = build_registry(list(plugins))
-    aug = Augmentation()
-    results: dict[str, Any] = {"engine": "torch", "device": str(dev),
-                               "precision": str(amp).replace("torch.", "") if amp else "float32",
-                               "models": []}
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cache, labels, rng = _bench_data(Path(tmp), backbones, batch_size, steps, image_size)
-        n = len(labels)
-
-        b = batch_size or DEFAULT_BATCH
-        order = rng.permutation(n)[: b * (steps + 1)]
-        seen, start = 0, None
-        for i, (x, _) in enumerate(te.host_batches(cache, labels, order, b, steps + 1, pin)):
-            theta = augment.affine_matrices(augment.sample_params(rng, len(x), aug, image_size),
-                                            image_size)
-            float(te.device_batch(x, dev, "unit", theta).sum())
-            if i == 0:
-                start = time.perf_counter()
-                continue
-            seen += len(x)
-        results["pipeline"] = {"batch_size": b,
-                               "images_per_s": _rate(seen, time.perf_counter() - start)}
-
-        for name in backbones:
-            bs = batch_size or PAPER_BATCH.get(name, DEFAULT_BATCH)
-            spec = registry.get("backbones", name)
-            torch.manual_seed(0)
-            net = build_backbone(spec, "torch", image_size, "none", None)
-            model = build_classifier(net, head, 3, image_size).to(dev)
-            model = model.to(memory_format=torch.channels_last)
-            opt = te.make_optimizer(model.parameters(), Training(batch_size=bs))
-            scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
-            order = rng.permutation(n)[: bs * (steps + 1)]
-            model.train()
-            seen = 0
-            for i, (x, y) in enumerate(te.host_batches(cache, labels, order, bs, steps + 1,
-                                                       pin)):
-                theta = augment.affine_matrices(
-                    augment.sample_params(rng, len(x), aug, image_size), image_size)
-                x = te.device_batch(x, dev, "unit", theta)
-                y = y.to(dev, non_blocking=True)
-                with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                    logits = model(x)
-                loss = te.sample_losses(logits, y).mean()
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sync()
-                if i == 0:
-                    start = time.perf_counter()
-                    continue
-                seen += len(y)
+            seen = model.train_epoch(train[1:], seed=1).seen
             train_rate = _rate(seen, time.perf_counter() - start)
-            model.eval()
-            x = te.device_batch(torch.from_numpy(np.ascontiguousarray(cache[:bs])), dev)
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=amp,
-                                                        enabled=amp is not None):
-                model(x)
-                sync()
-                start = time.perf_counter()
-                for _ in range(steps):
-                    model(x)
-                sync()
-            infer_rate = _rate(bs * steps, time.perf_counter() - start)
-            results["models"].append({"backbone": name, "batch_size": bs,
-                                      "train_images_per_s": train_rate,
-                                      "infer_images_per_s": infer_rate})
-            del model, net, opt
+            infer_batch = bs * 4  # the loop predicts in batches of 4x the training batch
+            order = np.arange(min(len(labels), infer_batch * max(1, steps // 4)))
+            model.predict(image_batches(cache, order[:infer_batch], infer_batch))
+            start = time.perf_counter()
+            model.predict(image_batches(cache, order, infer_batch))
+            infer_rate = _rate(len(order), time.perf_counter() - start)
+            row = {"backbone": name, "batch_size": bs, "train_images_per_s": train_rate,
+                   "infer_images_per_s": infer_rate}
+            if overhead:
+                from harness.training.overhead import measure_copies
+
+                row["copies"] = measure_copies(model)
+            results["models"].append(row)
+            del model
+    if overhead:
+        from harness.training.overhead import bookkeeping_seconds
+
+        results["bookkeeping_s_per_epoch"] = bookkeeping_seconds()
     return results
 
 
@@ -336,10 +204,8 @@ def paper_pipeline(image_size: int, batch_size: int | None, steps: int) -> dict[
 
 
 TASKS = {
-    "describe-keras": describe_keras,
-    "describe-torch": describe_torch,
-    "bench-keras": bench_keras,
-    "bench-torch": bench_torch,
+    "describe": describe,
+    "bench": bench,
     "paper-pipeline": paper_pipeline,
 }
 

@@ -73,7 +73,7 @@ def describe_command(what, name, engine, image_size, head, n_classes, weights, p
     (the paper's network: 48,928,811 parameters).
     """
     _check_backbone(name, engine, plugins)
-    info = run_child(f"describe-{engine}", backbone=name, image_size=image_size, head=head,
+    info = run_child("describe", engine=engine, backbone=name, image_size=image_size, head=head,
                      weights=weights, n_classes=n_classes, plugins=list(plugins))
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -101,14 +101,18 @@ def describe_command(what, name, engine, image_size, head, n_classes, weights, p
 @click.option("--head", type=click.Choice(["paper", "gap"]), default="paper", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or a GPU.")
 @click.option("--plugin", "plugins", multiple=True, help="Also load this plugin module.")
+@click.option("--overhead", is_flag=True,
+              help="Also measure the per-epoch work outside training steps (selection, "
+                   "checkpoint copies, history, progress) and project the paper protocol.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_command(engine, backbones, image_size, batch_size, steps, head, device, plugins,
-                  as_json):
+                  overhead, as_json):
     """Training, inference and input-pipeline images/s, vs the paper's input pipeline.
 
-    Every engine runs in its own process. The pipeline figure is uint8 cache → augmented
-    batch on the device; the baseline is Keras ImageDataGenerator(...).flow with the
-    paper's Table 2 settings, timed on the same machine in the same run.
+    Every engine runs in its own process and is timed through the primitives the training
+    loop calls. The pipeline figure is uint8 cache → augmented batch on the device; the
+    baseline is Keras ImageDataGenerator(...).flow with the paper's Table 2 settings, timed
+    on the same machine in the same run.
     """
     if steps < 1:
         raise HarnessError(f"--steps must be >= 1; got {steps}")
@@ -120,8 +124,11 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
     results: dict[str, Any] = {"image_size": image_size, "steps": steps, "engines": {}}
     for e in engines:
         results["engines"][e] = run_child(
-            f"bench-{e}", backbones=backbones, image_size=image_size, batch_size=batch_size,
-            steps=steps, device=device, plugins=list(plugins), head=head)
+            "bench", engine=e, backbones=backbones, image_size=image_size,
+            batch_size=batch_size, steps=steps, device=device, plugins=list(plugins),
+            head=head, overhead=overhead)
+    if overhead:
+        _add_projections(results)
     results["paper_pipeline"] = run_child("paper-pipeline", image_size=image_size,
                                           batch_size=batch_size, steps=steps)
     paper_rate = results["paper_pipeline"]["images_per_s"]
@@ -150,3 +157,63 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
                   if p["ratio_vs_slowest_training"] is not None else "")
         click.echo(f"{e} pipeline (cache -> augmented device batch): "
                    f"{p['images_per_s']:.1f} img/s = {ratio} the paper's{margin}")
+    if overhead:
+        _echo_overhead(results)
+
+
+def _add_projections(results: dict[str, Any]) -> None:
+    """Per engine and backbone: the overhead fractions and protocol hours, measured on this
+    device and, without a GPU, on the modelled one."""
+    from harness.training.overhead import modelled_gpu, project
+
+    for r in results["engines"].values():
+        book = r["bookkeeping_s_per_epoch"]
+        on_gpu = r["device"] not in ("cpu", "CPU")
+        for m in r["models"]:
+            c = m["copies"]
+            m["projection"] = {"device": project(
+                m["train_images_per_s"], m["infer_images_per_s"], c["state_copy_s"],
+                c["best_copy_s"], book)}
+            if not on_gpu:
+                m["projection"]["modelled_gpu"] = modelled_gpu(c, book)
+
+
+def _echo_overhead(results: dict[str, Any]) -> None:
+    from harness.training.overhead import (
+        EPOCH_IMAGES,
+        EPOCHS_PER_PHASE,
+        FOLDS,
+        GPU_MODEL,
+        PHASES,
+        SELECT_IMAGES,
+    )
+
+    click.echo(f"\nper-epoch overhead, % of a paper-sized epoch ({EPOCH_IMAGES} training images; "
+               f"selection on {SELECT_IMAGES} images after every epoch; a checkpoint per "
+               f"phase end and per 10 minutes); protocol: {FOLDS} folds x {PHASES} phases x "
+               f"{EPOCHS_PER_PHASE} epochs")
+    click.echo(f"{'engine':<8}{'backbone':<12}{'on':<10}{'epoch s':>9}{'select':>8}"
+               f"{'ckpt':>7}{'loop':>7}{'total':>8}{'no-sel':>8}{'hours':>8}")
+    modelled = False
+    for e, r in results["engines"].items():
+        for m in r["models"]:
+            for where, p in m["projection"].items():
+                modelled |= where == "modelled_gpu"
+                label = r["device"] if where == "device" else "GPU*"
+                click.echo(f"{e:<8}{m['backbone']:<12}{label[:9]:<10}{p['epoch_s']:>9.3f}"
+                           f"{100 * p['select_frac']:>7.1f}%{100 * p['checkpoint_frac']:>6.2f}%"
+                           f"{100 * p['bookkeeping_frac']:>6.2f}%{100 * p['overhead_frac']:>7.1f}%"
+                           f"{100 * p['overhead_frac_without_selection']:>7.2f}%"
+                           f"{p['protocol_hours']:>8.2f}")
+        for m in r["models"]:
+            c = m["copies"]
+            click.echo(f"  {e} {m['backbone']}: checkpoint {c['state_bytes'] / 1e6:.0f} MB "
+                       f"(fast copy {c['state_copy_s']:.3f} s, background write "
+                       f"{c['write_s']:.2f} s), best-model copy {c['best_copy_s']:.3f} s; "
+                       f"loop bookkeeping {1000 * r['bookkeeping_s_per_epoch']:.2f} ms/epoch")
+    if modelled:
+        click.echo(f"* no GPU here: GPU rows are modelled, not measured: "
+                   f"{GPU_MODEL['train_images_per_s']:.0f} training img/s (the goal rate), "
+                   f"inference {GPU_MODEL['infer_factor']:.0f}x that, copies at "
+                   f"{GPU_MODEL['copy_bytes_per_s'] / 1e9:.0f} GB/s; selection and "
+                   "bookkeeping as measured here")

@@ -108,6 +108,18 @@ class Training:
     select_per_class: int = field(default=300, metadata=between(1, 10**9))
     #: Figure that picks the best epoch on the selection split (the paper: accuracy).
     selection_metric: Literal["balanced_accuracy", "accuracy"] = "balanced_accuracy"
+    #: Score the selection split after every k-th epoch of the run (and after the last).
+    select_every: int = field(default=1, metadata=between(1, MAX_EPOCHS))
+    #: When set: exactly this many selection scores per run, spread evenly over its epochs
+    #: (the last included), so strategies with different epoch counts get equal chances.
+    select_evaluations: int | None = field(default=None, metadata=between(1, 10**9))
+    #: A resumable checkpoint every this many minutes (and at every phase end, and on
+    #: SIGTERM/SIGINT); 0: only at phase ends and on signals.
+    checkpoint_minutes: float = field(default=10.0, metadata=between(0, 10**6))
+    #: Dropout rate of the head (the paper: 0.5).
+    dropout: float = field(default=0.5, metadata=between(0, 0.99))
+    #: CPU threads of the engine; 0: the cores not busy with other processes at run start.
+    threads: int = field(default=0, metadata=between(0, 4096))
     normalization: Literal["unit", "imagenet"] = "unit"
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.config.suite import RunSpec
+    from harness.training.engine import EngineContext, EngineModel
 
 O_contra = TypeVar("O_contra", bound=Options, contravariant=True)
 
@@ -136,7 +137,9 @@ class Phase:
     ``indices`` are positions into the training labels given to the sampler. When
     ``sample_weights`` is set, each epoch draws ``draws`` (default ``len(indices)``) images
     with replacement using these weights (a fresh draw per epoch). ``head_only`` freezes the
-    backbone (classifier re-training).
+    backbone (the head trains); ``classifier_only`` freezes everything but the final linear
+    classifier; ``reset_classifier`` re-draws that layer at the phase's start (cRT, Kang et
+    al. 2020: ``classifier_only`` + ``reset_classifier``).
     """
 
     indices: list[int]
@@ -144,6 +147,8 @@ class Phase:
     draws: int | None = None
     head_only: bool = False
     epochs: int | None = None
+    classifier_only: bool = False
+    reset_classifier: bool = False
 
     def images_per_epoch(self) -> int:
         if self.sample_weights is not None:
@@ -157,7 +162,8 @@ class Plan:
 
     Engines apply a plan identically: phases in order, model and optimizer state carried
     over; ``class_weights`` multiply the per-sample loss; ``loss`` is ``"cross_entropy"``
-    or ``"focal"`` (``loss_options["gamma"]``).
+    or ``"focal"`` (``loss_options``: ``gamma``, and ``alpha``, one weight per class or
+    ``None``); see ``harness.training.optim``.
     """
 
     phases: list[Phase]
@@ -267,8 +273,8 @@ class SplitterSpec:
     options: type[Options] = Options
 
 
-class TrainFn(Protocol):
-    def __call__(self, job: Any) -> np.ndarray: ...
+class BuildFn(Protocol):
+    def __call__(self, context: EngineContext) -> EngineModel: ...
 
 
 class CheckBackboneFn(Protocol):
@@ -277,12 +283,15 @@ class CheckBackboneFn(Protocol):
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """A training framework: ``train(job) -> probabilities`` for ``job.test`` images.
+    """A training framework: ``build(context) -> model`` with the primitives of
+    ``harness.training.engine.EngineModel`` (train an epoch over given batches, predict,
+    get/set state and weights, freeze parts, reset the classifier).
 
-    ``job`` is a ``harness.runs.job.Job``. Called inside a worker process, so it may import
-    its framework; the module that registers it must not import the framework at import
-    time. ``framework`` is the top-level module the engine needs (``torch``,
-    ``tensorflow``): commands pick an installed engine by it. ``check_backbone(build,
+    The core's loop (``harness.training.loop``) does everything else. ``build`` is called
+    inside a worker process, so it may import its framework; the module that registers the
+    engine must not import the framework at import time. ``framework`` is the top-level
+    module of the framework (``torch``, ``tensorflow``): runs of different frameworks never
+    share a process, and commands pick an installed engine by it. ``check_backbone(build,
     image_size)`` calls ``build()`` (the backbone's builder with its options, no weights)
     and returns ``None`` when the model meets ``BACKBONE_CONTRACT[name]`` or a one-line
     problem; it runs once per backbone when a suite is validated, in a child process.
@@ -290,7 +299,7 @@ class EngineSpec:
 
     name: str
     description: str
-    train: TrainFn
+    build: BuildFn
     framework: str = ""
     check_backbone: CheckBackboneFn | None = None
 

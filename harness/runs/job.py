@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 
 from harness.config.suite import RunSpec, Training
+from harness.errors import HarnessError
 from harness.plugin.specs import BackboneSpec, Plan
 from harness.runs import store
+
+#: The history schema of every engine: one row per epoch. ``seconds`` is the time in
+#: training steps, ``select_seconds`` the time scoring the selection split;
+#: ``selected_evaluation`` says whether the selection split was scored after this epoch.
+HISTORY_COLUMNS = ["phase", "epoch", "loss", "train_acc", "select_score",
+                   "selected_evaluation", "images", "seconds", "images_per_s",
+                   "select_seconds"]
 
 
 @dataclass
@@ -81,29 +89,33 @@ class Job:
         return np.asarray(self.plan.class_weights, dtype=np.float32)
 
     def log_epoch(self, **row: Any) -> None:
-        """Append one row (phase, epoch, loss, selection figures …) to ``history.csv``."""
+        """Record one epoch: the one function every history row goes through.
+
+        Columns are ``HISTORY_COLUMNS`` whatever the engine (a missing value is empty, an
+        unknown key is an error). The row is appended to ``history.csv``; the checkpoint
+        holds the same rows, so a resumed run rewrites the file from there.
+        """
+        unknown = [k for k in row if k not in HISTORY_COLUMNS]
+        if unknown:
+            raise HarnessError(f"history row has unknown column(s) {', '.join(unknown)}; "
+                               f"known: {', '.join(HISTORY_COLUMNS)}")
+        row = {k: row.get(k, "") for k in HISTORY_COLUMNS}
         self.history.append(row)
-        keys: list[str] = []
-        for r in self.history:
-            keys += [k for k in r if k not in keys]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(self.history)
-        store.write_text(self.run_dir / store.HISTORY, buf.getvalue())
+        path = self.run_dir / store.HISTORY
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
         if self.tracker is not None:
             self.tracker.epoch(row, len(self.history))
 
     def restore_history(self, rows: list[dict[str, Any]]) -> None:
-        """On resume from a checkpoint: keep the history up to that checkpoint only."""
-        self.history = list(rows)
-
-
-def selection_score(labels: np.ndarray, probs: np.ndarray, metric: str = "balanced_accuracy") -> float:
-    """Score used to pick the best epoch on the selection split (higher is better)."""
-    pred = probs.argmax(axis=1)
-    if metric == "accuracy":
-        return float((pred == labels).mean()) if len(labels) else 0.0
-    present = np.unique(labels)
-    recalls = [float((pred[labels == c] == c).mean()) for c in present]
-    return float(np.mean(recalls)) if recalls else 0.0
+        """At the start of training: the rows of the checkpoint resumed from (or none)."""
+        self.history = [{k: r.get(k, "") for k in HISTORY_COLUMNS} for r in rows]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.history)
+        store.write_text(self.run_dir / store.HISTORY, buf.getvalue())

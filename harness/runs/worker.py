@@ -80,10 +80,11 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     if trackers:
         job.tracker = trackers
         trackers.run_start(tracking.run_info(run_dir, store.read_json(run_dir / store.CONFIG)))
-    probs = np.asarray(engine.train(job), dtype=np.float64)
-    if probs.shape != (len(job.test), job.n_classes):
-        raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
-                           f"{probs.shape}; expected {(len(job.test), job.n_classes)}")
+    from harness.training.batches import free_cores
+    from harness.training.loop import train
+
+    threads = job.training.threads or free_cores()
+    probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
     plan_data = store.read_json(run_dir / store.PLAN)
     bootstrap = store.read_json(run_dir / store.CONFIG)["suite"].get("report", {}).get(
         "bootstrap", 1000)

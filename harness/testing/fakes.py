@@ -1,20 +1,18 @@
 """A framework-free engine and backbone for fast tests of everything around training.
 
-``centroid`` trains a nearest-class-centroid classifier on downsampled pixels, epoch by
-epoch over the plan, with a checkpoint per epoch: it exercises the runner, resume, plans,
+``centroid`` is a nearest-class-centroid classifier on downsampled pixels, given to the core's
+training loop as engine primitives: it exercises the runner, the loop, resume, plans,
 predictions and reports in milliseconds. Load it with ``plugins: [harness.testing.fakes]``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import numpy as np
 
 from harness import BackboneSpec, EngineSpec, hookimpl
-from harness.runs.store import write_json
 
 
 def _features(images: np.ndarray, cells: int = 8) -> np.ndarray:
@@ -32,41 +30,59 @@ def _probs(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def train(job) -> np.ndarray:
-    """Running class means over every epoch's images; resumes from ``checkpoint.json``."""
-    ckpt = job.checkpoint_dir / "checkpoint.json"
-    sums = np.zeros((job.n_classes, 64))
-    counts = np.zeros(job.n_classes)
-    start = (0, 0)
-    if ckpt.exists():
-        state = json.loads(ckpt.read_text())
-        sums, counts = np.array(state["sums"]), np.array(state["counts"])
-        start = tuple(state["next"])
-        job.restore_history(state["history"])
-    delay = float(os.environ.get("HARNESS_FAKE_EPOCH_SECONDS", "0"))
-    for phase in range(len(job.plan.phases)):
-        for epoch in range(job.phase_epochs(phase)):
-            if (phase, epoch) < start:
-                continue
-            idx = job.epoch_indices(phase, epoch)
-            feats = _features(job.images[np.sort(idx)])
-            labels = job.labels[np.sort(idx)]
-            for c in range(job.n_classes):
-                sums[c] += feats[labels == c].sum(axis=0)
-                counts[c] += (labels == c).sum()
-            time.sleep(delay)
-            job.log_epoch(phase=phase + 1, epoch=epoch + 1, images=len(idx))
-            nxt = (phase, epoch + 1) if epoch + 1 < job.phase_epochs(phase) else (phase + 1, 0)
-            write_json(ckpt, {"sums": sums, "counts": counts, "next": nxt,
-                              "history": job.history})
-    centroids = sums / np.maximum(counts, 1)[:, None]
-    return _probs(_features(job.images[job.test]), centroids)
+class CentroidModel:
+    """Running class means of every batch's pixels: the engine primitives without a
+    framework (``harness.training.engine.EngineModel``)."""
+
+    def __init__(self, ctx):
+        self.n_classes = ctx.n_classes
+        self.sums = np.zeros((ctx.n_classes, 64))
+        self.counts = np.zeros(ctx.n_classes)
+        self.delay = float(os.environ.get("HARNESS_FAKE_EPOCH_SECONDS", "0"))
+
+    def set_trainable(self, part: str) -> None:
+        pass
+
+    def reset_classifier(self, seed: int) -> None:
+        self.sums[:] = 0.0
+        self.counts[:] = 0.0
+
+    def train_epoch(self, batches, seed: int):
+        from harness.training.engine import EpochResult
+
+        seen = correct = 0
+        for batch in batches:
+            feats = _features(batch.images)
+            if self.counts.any():
+                correct += int((_probs(feats, self._centroids()).argmax(1)
+                                == batch.labels).sum())
+            for c in range(self.n_classes):
+                self.sums[c] += feats[batch.labels == c].sum(axis=0)
+                self.counts[c] += (batch.labels == c).sum()
+            seen += len(batch.labels)
+        time.sleep(self.delay)
+        return EpochResult(loss_sum=0.0, correct=correct, seen=seen)
+
+    def _centroids(self) -> np.ndarray:
+        return self.sums / np.maximum(self.counts, 1)[:, None]
+
+    def predict(self, batches) -> np.ndarray:
+        out = [_probs(_features(b), self._centroids()) for b in batches]
+        return np.concatenate(out) if out else np.zeros((0, self.n_classes))
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {"sums": self.sums.copy(), "counts": self.counts.copy()}
+
+    def set_weights(self, weights) -> None:
+        self.sums, self.counts = weights["sums"].copy(), weights["counts"].copy()
+
+    get_state, set_state = get_weights, set_weights
 
 
 @hookimpl
 def register_engines(register):
     register(EngineSpec(name="centroid", description="Nearest class centroid on pixels "
-                        "(framework-free; for tests)", train=train, framework="numpy"))
+                        "(framework-free; for tests)", build=CentroidModel, framework="numpy"))
 
 
 @hookimpl

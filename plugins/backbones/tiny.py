@@ -13,6 +13,9 @@ from pydantic import Field, PositiveInt
 from harness import BackboneSpec, Options, hookimpl
 
 DEFAULT_CHANNELS = (16, 32, 64, 64)
+#: BatchNorm settings of both builds (Keras convention: running = m * running + (1 - m) * batch).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-3
 
 
 class TinyOptions(Options):
@@ -33,7 +36,10 @@ def build_torch(image_size: int, weights: str = "none", options: TinyOptions | N
     layers: list[nn.Module] = []
     in_chs = 3
     for out_chs in _channels(options):
-        layers += [nn.Conv2d(in_chs, out_chs, 3, padding=1, bias=False), nn.BatchNorm2d(out_chs),
+        # One BatchNorm in both builds: Keras's epsilon, and statistics that settle within
+        # the few hundred steps of a demo (torch momentum 0.1 = Keras momentum 0.9).
+        layers += [nn.Conv2d(in_chs, out_chs, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(out_chs, eps=BN_EPSILON, momentum=1.0 - BN_MOMENTUM),
                    nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         in_chs = out_chs
     model = nn.Sequential(*layers)
@@ -54,7 +60,8 @@ def build_keras(image_size: int, weights: str = "none", options: TinyOptions | N
     layers: list[Any] = [keras.Input((image_size, image_size, 3))]
     for out_chs in _channels(options):
         layers += [keras.layers.Conv2D(out_chs, 3, padding="same", use_bias=False),
-                   keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                   keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON),
+                   keras.layers.ReLU(),
                    keras.layers.MaxPooling2D(2)]
     model = keras.Sequential(layers, name="tiny")
     if weights not in ("none", "", None):

@@ -11,7 +11,8 @@ from __future__ import annotations
 HEADS = ("paper", "gap")
 
 
-def build_classifier(backbone, head: str, n_classes: int, image_size: int):
+def build_classifier(backbone, head: str, n_classes: int, image_size: int,
+                     dropout: float = 0.5):
     """``backbone`` + ``head`` as one module with ``.backbone`` and ``.head`` attributes."""
     import torch
     from torch import nn
@@ -31,10 +32,10 @@ def build_classifier(backbone, head: str, n_classes: int, image_size: int):
         nn.init.xavier_uniform_(conv.weight)  # Keras Conv2D default: glorot_uniform, zero bias
         nn.init.zeros_(conv.bias)
         dense = nn.Linear(1024 * fh * fw, n_classes)
-        layers = [conv, nn.Flatten(), nn.Dropout(0.5), dense]
+        layers = [conv, nn.Flatten(), nn.Dropout(dropout), dense]
     else:
         dense = nn.Linear(chs, n_classes)
-        layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.5), dense]
+        layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), dense]
     nn.init.normal_(dense.weight, mean=0.0, std=0.001)
     nn.init.zeros_(dense.bias)
 

@@ -1,26 +1,19 @@
-"""The keras engine: TensorFlow and ``keras.applications``, the paper's own framework.
+"""The keras engine: the primitives of ``harness.training.engine`` in TensorFlow / Keras.
 
-It follows the same contract as the torch engine: the backbone comes from the run's
-``BackboneSpec`` (``builders["keras"]``), the head is shared (``paper`` or ``gap``), phases run
-in order with model and optimizer state carried over, every epoch iterates
-``job.epoch_indices`` and draws its augmentation from ``harness.training.augment`` with the same
-seed, so both engines see the same images transformed the same way.
+``keras.applications``, the paper's own framework. The core's loop (``harness.training.loop``)
+runs phases, epochs, selection, checkpoints and history; this module builds the model
+(backbone from its ``keras`` builder + the shared head), runs optimizer steps over the batches
+it is handed and predicts. Grayscale→3 channels, augmentation (``ImageProjectiveTransformV3``
+with the shared ``harness.training.augment`` matrices) and scaling run on the device.
+Optimizers and losses follow ``harness.training.optim``.
 
-The input pipeline reads uint8 batches from the memory-mapped cache on a ``tf.data``
-thread; grayscale→3 channels, augmentation (``ImageProjectiveTransformV3`` with the shared
-matrices) and scaling run on the device, in batches. After every epoch a checkpoint is
-written atomically, so a killed run resumes at the next epoch.
-
-TensorFlow is imported inside ``train`` only: registering the engine stays cheap.
+TensorFlow is imported inside ``build`` only: registering the engine stays cheap.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -28,13 +21,9 @@ import numpy as np
 from harness import EngineSpec, hookimpl
 from harness.errors import HarnessError
 from harness.plugin.check import build_backbone
-from harness.progress import Bars, is_enabled
-from harness.runs.job import selection_score
 from harness.training import augment
-
-#: Checkpoint files in ``job.checkpoint_dir``: the last epoch, and the best one so far.
-LAST = "keras-last.npz"
-BEST = "keras-best.npz"
+from harness.training.engine import Batch, EngineContext, EpochResult
+from harness.training.optim import PROB_FLOOR, check_loss, optimizer_def
 
 #: ``Augmentation.fill`` → ``ImageProjectiveTransformV3`` ``fill_mode``.
 TF_FILL = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLECT"}
@@ -61,17 +50,25 @@ def check_backbone(build, image_size: int) -> str | None:
 @hookimpl
 def register_engines(register):
     register(EngineSpec(
-        name="keras", framework="tensorflow", train=train, check_backbone=check_backbone,
-        description="TensorFlow / keras.applications (the paper's framework); tf.data from "
-                    "the cache, augmentation on the device, mixed precision on GPU"))
+        name="keras", framework="tensorflow", check_backbone=check_backbone, build=build,
+        description="TensorFlow / keras.applications (the paper's framework); "
+                    "augmentation on the device, mixed precision on GPU"))
 
 
 # --------------------------------------------------------------------------- framework setup
 
-def import_tf(device: str = "auto"):
-    """Import TensorFlow quietly; ``device: cpu`` hides the GPUs before TF starts."""
+def import_tf(device: str = "auto", threads: int = 0):
+    """Import TensorFlow quietly; ``device: cpu`` hides the GPUs before TF starts;
+    ``threads`` caps the CPU threads of one op (set before the runtime starts)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised: keep what is there
+            pass
 
     if device == "cpu":
         try:
@@ -101,7 +98,8 @@ def precision_policy(tf, precision: str) -> str:
 
 
 def build_model(spec, image_size: int, n_classes: int, head: str = "paper",
-                weights: Any = "imagenet", options: dict[str, Any] | None = None):
+                weights: Any = "imagenet", options: dict[str, Any] | None = None,
+                dropout: float = 0.5):
     """``(model, backbone)``: the backbone from its spec plus the shared classifier head.
 
     ``paper``: 1×1 conv to 1024 channels without activation → flatten → dropout 0.5 →
@@ -121,25 +119,26 @@ def build_model(spec, image_size: int, n_classes: int, head: str = "paper",
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     else:
         raise HarnessError(f"unknown head {head!r}; expected 'paper' or 'gap'")
-    x = layers.Dropout(0.5, name="head_dropout")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
     out = layers.Dense(n_classes, activation="softmax", dtype="float32", name="head_dense",
                        kernel_initializer=keras.initializers.RandomNormal(0.0, 0.001))(x)
     return keras.Model(inp, out, name=f"{spec.name}_{head}"), backbone
 
 
 def make_optimizer(training):
+    """The table's optimizer (``harness.training.optim``); Keras's ``weight_decay`` is the
+    table's decoupled decay."""
     import keras
 
-    name, lr, wd = training.optimizer, training.lr, training.weight_decay or None
-    if name == "nadam":
-        return keras.optimizers.Nadam(lr, weight_decay=wd)
-    if name == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=wd)
-    if name == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=training.weight_decay)
-    if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd)
-    raise HarnessError(f"unknown optimizer {name!r}")
+    d = optimizer_def(training.optimizer)
+    lr, wd = training.lr, training.weight_decay or None
+    if d.name == "nadam":
+        return keras.optimizers.Nadam(lr, beta_1=d.beta1, beta_2=d.beta2, epsilon=d.epsilon,
+                                      weight_decay=wd)
+    if d.name in ("adam", "adamw"):
+        return keras.optimizers.Adam(lr, beta_1=d.beta1, beta_2=d.beta2, epsilon=d.epsilon,
+                                     weight_decay=wd)
+    return keras.optimizers.SGD(lr, momentum=d.momentum, nesterov=d.nesterov, weight_decay=wd)
 
 
 # --------------------------------------------------------------------------- device batches
@@ -173,163 +172,89 @@ def tf_transforms(params: augment.AugmentParams, size: int) -> np.ndarray:
     return augment.pixel_matrices(params, size).reshape(-1, 9)[:, :8].astype(np.float32)
 
 
-def batch_dataset(tf, images: np.ndarray, labels: np.ndarray, order: np.ndarray,
-                  batch_size: int, n_steps: int, transforms: np.ndarray | None = None):
-    """A ``tf.data`` pipeline of uint8 batches read from the cache on a background thread."""
-    size = images.shape[1]
-
-    def gen():
-        for step in range(n_steps):
-            sl = slice(step * batch_size, (step + 1) * batch_size)
-            idx = order[sl]
-            # Sorted reads are kinder to a memory-mapped file; the batch order is restored.
-            srt = np.argsort(idx, kind="stable")
-            batch = np.empty((len(idx), size, size), np.uint8)
-            batch[srt] = images[idx[srt]]
-            t = (transforms[sl] if transforms is not None
-                 else np.zeros((len(idx), 8), np.float32))
-            yield batch, labels[idx].astype(np.int32), t
-
-    sig = (tf.TensorSpec((None, size, size), tf.uint8),
-           tf.TensorSpec((None,), tf.int32),
-           tf.TensorSpec((None, 8), tf.float32))
-    return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(2)
-
-
 # --------------------------------------------------------------------------- loss
 
-def make_loss(tf, n_classes: int, class_weights: np.ndarray | None, loss: str,
-              loss_options: dict[str, Any]):
-    """Per-batch loss: mean over samples of ``class_weight[y] * loss_i`` (as Keras's fit)."""
+def make_loss(tf, n_classes: int, class_weights, loss: str, loss_options: dict[str, Any]):
+    """Per-batch loss of ``harness.training.optim``: the mean over samples of
+    ``class_weight[y] * loss_i`` (as Keras's fit), from probabilities clipped at 1e-7."""
+    check_loss(loss)
     weights = tf.constant(class_weights if class_weights is not None
                           else np.ones(n_classes, np.float32), tf.float32)
     gamma = float(loss_options.get("gamma", 2.0))
-    if loss not in ("cross_entropy", "focal"):
-        raise HarnessError(f"unknown loss {loss!r}; the keras engine knows cross_entropy, focal")
+    alpha = loss_options.get("alpha")
+    alpha = tf.constant(alpha, tf.float32) if alpha is not None else None
 
     def loss_fn(y, probs):
         probs = tf.cast(probs, tf.float32)
         p_true = tf.gather(probs, y, axis=1, batch_dims=1)
-        p_true = tf.clip_by_value(p_true, 1e-7, 1.0)
+        p_true = tf.clip_by_value(p_true, PROB_FLOOR, 1.0)
         per_sample = -tf.math.log(p_true)
         if loss == "focal":
             per_sample = tf.pow(1.0 - p_true, gamma) * per_sample
+            if alpha is not None:
+                per_sample = tf.gather(alpha, y) * per_sample
         return tf.reduce_mean(tf.gather(weights, y) * per_sample)
 
     return loss_fn
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- the model
 
-@dataclass
-class State:
-    """Where training stands: the next (phase, epoch) to run and the best epoch so far."""
+class KerasModel:
+    """The primitives (``harness.training.engine.EngineModel``) over one Keras model."""
 
-    phase: int = 0
-    epoch: int = 0
-    best_score: float | None = None
-    best_at: tuple[int, int] | None = None
+    def __init__(self, ctx: EngineContext):
+        t = ctx.training
+        tf = import_tf(t.device, ctx.threads)
+        import keras
 
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    from harness.runs.store import atomic_write
-
-    def write(fh):
-        np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-
-    atomic_write(path, write, mode="wb")
-
-
-def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files if k != "__meta__"}
-        meta = json.loads(bytes(data["__meta__"]).decode())
-    return arrays, meta
-
-
-def _weights(prefix: str, values: list[np.ndarray]) -> dict[str, np.ndarray]:
-    return {f"{prefix}{i:05d}": np.asarray(v) for i, v in enumerate(values)}
-
-
-def _unpack(arrays: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
-    return [arrays[k] for k in sorted(k for k in arrays if k.startswith(prefix))]
-
-
-def save_checkpoint(job, model, optimizer, state: State, best: list[np.ndarray] | None) -> None:
-    """Best weights first (only when they changed), then the last state: each file atomic."""
-    folder = job.checkpoint_dir
-    if best is not None:
-        _save_npz(folder / BEST, _weights("w", best),
-                  {"score": state.best_score, "at": state.best_at})
-    meta = {"engine": "keras", "phase": state.phase, "epoch": state.epoch,
-            "best_score": state.best_score, "best_at": state.best_at,
-            "history": job.history, "run_id": job.run.run_id}
-    arrays = {**_weights("w", model.get_weights()),
-              **_weights("o", [v.numpy() for v in optimizer.variables])}
-    _save_npz(folder / LAST, arrays, meta)
-
-
-def load_checkpoint(job, model, optimizer) -> tuple[State, list[np.ndarray] | None] | None:
-    """Restore model, optimizer, history and best weights; ``None`` when there is none."""
-    path = job.checkpoint_dir / LAST
-    if not path.exists():
-        return None
-    arrays, meta = _load_npz(path)
-    weights, opt = _unpack(arrays, "w"), _unpack(arrays, "o")
-    model_vars = model.weights
-    if len(weights) != len(model_vars) or len(opt) != len(optimizer.variables):
-        raise HarnessError(f"checkpoint {path} does not fit this model ({len(weights)} weights "
-                           f"vs {len(model_vars)}); delete the run folder's checkpoints to "
-                           "start the run again")
-    model.set_weights(weights)
-    for var, value in zip(optimizer.variables, opt):
-        var.assign(value)
-    job.restore_history(meta["history"])
-    state = State(phase=meta["phase"], epoch=meta["epoch"], best_score=meta["best_score"],
-                  best_at=tuple(meta["best_at"]) if meta["best_at"] else None)
-    best = None
-    if state.best_at is not None and (job.checkpoint_dir / BEST).exists():
-        best_arrays, best_meta = _load_npz(job.checkpoint_dir / BEST)
-        if best_meta.get("at") and tuple(best_meta["at"]) == state.best_at:
-            best = _unpack(best_arrays, "w")
-        else:  # the best file is ahead of the last state: it will be rewritten
-            state.best_score, state.best_at = None, None
-    return state, best
-
-
-# --------------------------------------------------------------------------- training
-
-class Trainer:
-    """The compiled steps of one model: train (per backbone-frozen setting) and predict."""
-
-    def __init__(self, tf, job, model, backbone, optimizer):
-        self.tf, self.job, self.model, self.backbone, self.optimizer = (
-            tf, job, model, backbone, optimizer)
-        t = job.training
-        self.prep = DeviceBatch(tf, job.image_size, t.augmentation.fill, t.normalization)
-        self.loss_fn = make_loss(tf, job.n_classes, job.class_weights(), job.plan.loss,
-                                 job.plan.loss_options)
-        self._train_steps: dict[bool, Any] = {}
-        # ``training.compile``: XLA for the model step (the augmentation stays outside it).
-        self.jit = bool(t.compile)
-        size = job.image_size
+        self.tf, self.keras, self.ctx = tf, keras, ctx
+        policy = precision_policy(tf, t.precision)
+        keras.mixed_precision.set_global_policy(policy)
+        keras.utils.set_random_seed(int(ctx.seed))
+        self.model, self.backbone = build_model(
+            ctx.backbone, ctx.image_size, ctx.n_classes, t.head, t.weights,
+            ctx.backbone_options, getattr(t, "dropout", 0.5))
+        optimizer = make_optimizer(t)
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(self.model.trainable_variables)
+        self.optimizer = optimizer
+        size = ctx.image_size
+        self.prep = DeviceBatch(tf, size, t.augmentation.fill, t.normalization)
+        loss_options = {"gamma": ctx.loss.gamma, "alpha": ctx.loss.alpha}
+        self.loss_fn = make_loss(tf, ctx.n_classes, ctx.loss.class_weights, ctx.loss.name,
+                                 loss_options)
+        self.images_spec = tf.TensorSpec((None, size, size), tf.uint8)
         self.predict_step = tf.function(
-            lambda x: model(self.prep(x), training=False),
-            input_signature=[tf.TensorSpec((None, size, size), tf.uint8)])
+            lambda x: self.model(self.prep(x), training=False),
+            input_signature=[self.images_spec])
+        self._steps: dict[str, Any] = {}
+        self.part = "all"
 
-    def reseed(self, phase: int, epoch: int) -> None:
-        """Dropout randomness from (seed, fold, phase, epoch): a resumed run repeats it."""
-        states = [v for v in self.model.variables if v.name == "seed_generator_state"]
-        base = np.random.default_rng([self.job.run.seed, self.job.run.fold, phase, epoch, 2])
-        for var, value in zip(states, base.integers(0, 2**30, len(states))):
-            var.assign(np.array([value, 0], dtype=var.dtype))
+    @property
+    def classifier(self):
+        return self.model.get_layer("head_dense")
 
-    def train_step(self, head_only: bool):
-        if head_only not in self._train_steps:
+    def set_trainable(self, part: str) -> None:
+        self.part = part
+        for layer in self.model.layers:
+            layer.trainable = part == "all" or (part == "head" and layer is not self.backbone)
+        if part == "classifier":
+            self.classifier.trainable = True
+
+    def reset_classifier(self, seed: int) -> None:
+        layer = self.classifier
+        rng = np.random.default_rng(int(seed))
+        layer.kernel.assign(rng.normal(0.0, 0.001, tuple(layer.kernel.shape))
+                            .astype(np.float32))
+        layer.bias.assign(np.zeros(tuple(layer.bias.shape), np.float32))
+
+    def _step(self):
+        """The compiled step of the current trainable part (traced once per part)."""
+        if self.part not in self._steps:
             tf, model, opt = self.tf, self.model, self.optimizer
-            self.backbone.trainable = not head_only
             variables = list(model.trainable_variables)
-            augment_on = self.job.training.augmentation.enabled
 
             def update(x, y):
                 with tf.GradientTape() as tape:
@@ -341,122 +266,112 @@ class Trainer:
                 pred = tf.argmax(probs, axis=1, output_type=tf.int32)
                 return loss, tf.reduce_sum(tf.cast(pred == y, tf.int32))
 
-            prepare = tf.function(lambda x, tr: self.prep(x, tr if augment_on else None))
-            update = tf.function(update, jit_compile=self.jit)
+            # ``training.compile``: XLA for the model step (the augmentation stays outside).
+            update = tf.function(update, jit_compile=bool(self.ctx.training.compile))
+            prep = self.prep
 
-            def step(x, y, transforms):
-                return update(prepare(x, transforms), y)
+            @tf.function(input_signature=[self.images_spec, tf.TensorSpec((None,), tf.int32),
+                                          tf.TensorSpec((None, 8), tf.float32),
+                                          tf.TensorSpec((), tf.bool)])
+            def step(x, y, transforms, augmented):
+                x = tf.cond(augmented, lambda: prep(x, transforms), lambda: prep(x))
+                return update(x, y)
 
-            self._train_steps[head_only] = step
-        self.backbone.trainable = not head_only
-        return self._train_steps[head_only]
+            self._steps[self.part] = step
+        return self._steps[self.part]
 
-    def predict(self, indices: np.ndarray, batch_size: int) -> np.ndarray:
-        if len(indices) == 0:
-            return np.zeros((0, self.job.n_classes), np.float32)
-        n_steps = -(-len(indices) // batch_size)
-        ds = batch_dataset(self.tf, self.job.images, np.zeros(len(self.job.images), np.int64),
-                           np.asarray(indices), batch_size, n_steps)
-        out = [self.predict_step(x).numpy() for x, _, _ in ds]
+    def reseed(self, seed: int) -> None:
+        """Dropout randomness from the epoch's seed: a resumed run repeats it."""
+        states = [v for v in self.model.variables if "seed_generator_state" in v.path]
+        base = np.random.default_rng(int(seed))
+        for var, value in zip(states, base.integers(0, 2**30, len(states))):
+            var.assign(np.array([value, 0], dtype=var.dtype))
+
+    def train_epoch(self, batches: Iterable[Batch], seed: int) -> EpochResult:
+        tf = self.tf
+        step = self._step()
+        self.reseed(seed)
+        size = self.ctx.image_size
+        total, correct, seen = tf.constant(0.0), tf.constant(0), 0
+        for batch in batches:
+            n = len(batch.labels)
+            augmented = batch.augment is not None
+            transforms = (tf_transforms(batch.augment, size) if augmented
+                          else np.zeros((n, 8), np.float32))
+            loss, hits = step(batch.images, batch.labels.astype(np.int32), transforms,
+                              tf.constant(augmented))
+            total += loss * n
+            correct += hits
+            seen += n
+        return EpochResult(float(total), int(correct), seen)
+
+    def predict(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+        out = [self.predict_step(images).numpy() for images in batches]
+        if not out:
+            return np.zeros((0, self.ctx.n_classes), np.float32)
         return np.concatenate(out).astype(np.float32)
 
+    # ------------------------------------------------------------ bench and describe
 
-def epoch_transforms(job, phase: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
-    """The epoch's augmentation: drawn batch by batch from the seed the torch engine uses."""
-    rng = np.random.default_rng([job.run.seed, job.run.fold, phase, epoch, 7])
-    out = [tf_transforms(augment.sample_params(rng, min(batch_size, n - start),
-                                               job.training.augmentation, job.image_size),
-                         job.image_size)
-           for start in range(0, n, batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, 8), np.float32)
+    @property
+    def device_name(self) -> str:
+        return "GPU" if self.tf.config.list_logical_devices("GPU") else "CPU"
+
+    @property
+    def precision(self) -> str:
+        return self.keras.mixed_precision.global_policy().name
+
+    def prepare(self, batch: Batch) -> None:
+        """The input pipeline alone: one augmented batch on the device, synchronised."""
+        if not hasattr(self, "_prepare"):
+            tf = self.tf
+            self._prepare = tf.function(
+                lambda x, t: tf.reduce_sum(self.prep(x, t)),
+                input_signature=[self.images_spec, tf.TensorSpec((None, 8), tf.float32)])
+        n = len(batch.labels)
+        transforms = (tf_transforms(batch.augment, self.ctx.image_size)
+                      if batch.augment is not None else np.zeros((n, 8), np.float32))
+        float(self._prepare(batch.images, transforms))
+
+    def describe(self) -> dict[str, Any]:
+        """Feature-map shape ``(H, W, C)`` and parameter counts (Keras's own split)."""
+        def counts(m) -> dict[str, int]:
+            trainable = sum(int(np.prod(v.shape)) for v in m.trainable_weights)
+            frozen = sum(int(np.prod(v.shape)) for v in m.non_trainable_weights)
+            return {"total": trainable + frozen, "trainable": trainable,
+                    "non_trainable": frozen}
+
+        return {"feature_shape": [int(d) for d in self.backbone.output.shape[1:]],
+                "params": {"backbone": counts(self.backbone), "model": counts(self.model)}}
+
+    # ------------------------------------------------------------ state
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {f"{i:05d}": np.array(v) for i, v in enumerate(self.model.get_weights())}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        values = [weights[k] for k in sorted(weights)]
+        if len(values) != len(self.model.weights):
+            raise HarnessError(f"saved weights do not fit this model ({len(values)} arrays "
+                               f"for {len(self.model.weights)}); delete the run folder's "
+                               "checkpoints to start the run again")
+        self.model.set_weights(values)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {f"model/{k}": v for k, v in self.get_weights().items()}
+        state.update({f"optim/{i:05d}": np.array(v.numpy())
+                      for i, v in enumerate(self.optimizer.variables)})
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.set_weights({k[6:]: v for k, v in state.items() if k.startswith("model/")})
+        opt = [state[k] for k in sorted(k for k in state if k.startswith("optim/"))]
+        if len(opt) != len(self.optimizer.variables):
+            raise HarnessError("saved optimizer state does not fit this model; delete the run "
+                               "folder's checkpoints to start the run again")
+        for var, value in zip(self.optimizer.variables, opt):
+            var.assign(value)
 
 
-def run_epoch(job, trainer: Trainer, state: State, head_only: bool,
-              bars: Bars | None = None) -> tuple[dict, bool]:
-    """One epoch of training, then the selection score; returns the history row."""
-    tf, t = trainer.tf, job.training
-    started = time.perf_counter()
-    order = job.epoch_indices(state.phase, state.epoch)
-    n_steps = job.steps(len(order), t.batch_size)
-    order = order[: n_steps * t.batch_size]
-    transforms = epoch_transforms(job, state.phase, state.epoch, len(order), t.batch_size)
-    step = trainer.train_step(head_only)
-    trainer.reseed(state.phase, state.epoch)
-    total_loss, correct, seen = 0.0, 0, 0
-    bars = bars or Bars(False)
-    steps_task = bars.task(f"phase {state.phase + 1} epoch {state.epoch + 1} steps", n_steps)
-    for x, y, tr in batch_dataset(tf, job.images, job.labels, order, t.batch_size, n_steps,
-                                  transforms):
-        loss, hits = step(x, y, tr)
-        total_loss += float(loss) * int(y.shape[0])
-        correct += int(hits)
-        seen += int(y.shape[0])
-        bars.update(steps_task, advance=1)
-    bars.remove(steps_task)
-    seconds = time.perf_counter() - started
-    row: dict[str, Any] = {
-        "phase": state.phase + 1, "epoch": state.epoch + 1,
-        "loss": round(total_loss / max(seen, 1), 6),
-        "train_acc": round(correct / max(seen, 1), 6),
-        "select_score": "",
-        "seconds": round(seconds, 3),
-        "images_per_s": round(seen / seconds, 2) if seconds > 0 else 0.0,
-    }
-    improved = False
-    if selects_each_epoch(job):
-        probs = trainer.predict(job.select, t.batch_size * 2)
-        score = selection_score(job.labels[job.select], probs, t.selection_metric)
-        row["select_score"] = round(score, 6)
-        if state.best_score is None or score > state.best_score:
-            state.best_score, state.best_at = score, (state.phase + 1, state.epoch + 1)
-            improved = True
-    return row, improved
-
-
-def selects_each_epoch(job) -> bool:
-    return job.training.selection in ("holdout", "paper") and len(job.select) > 0
-
-
-def train(job) -> np.ndarray:
-    """Train over the plan's phases and return test probabilities in ``job.test`` order."""
-    t = job.training
-    tf = import_tf(t.device)
-    import keras
-
-    policy = precision_policy(tf, t.precision)
-    keras.mixed_precision.set_global_policy(policy)
-    keras.utils.set_random_seed(int(job.run.seed))
-    model, backbone = build_model(job.backbone, job.image_size, job.n_classes, t.head,
-                                  t.weights, getattr(t, "backbone_options", None))
-    optimizer = make_optimizer(t)
-    if policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
-    trainer = Trainer(tf, job, model, backbone, optimizer)
-
-    restored = load_checkpoint(job, model, optimizer)
-    state, best = restored if restored else (State(), None)
-
-    phases = job.plan.phases
-    bars = Bars(is_enabled())
-    epochs_done = sum(job.phase_epochs(p) for p in range(state.phase)) + state.epoch
-    epochs_task = bars.task("epochs (all phases)",
-                            sum(job.phase_epochs(p) for p in range(len(phases))), epochs_done)
-    try:
-        while state.phase < len(phases):
-            if state.epoch >= job.phase_epochs(state.phase):
-                state.phase, state.epoch = state.phase + 1, 0
-                continue
-            row, improved = run_epoch(job, trainer, state, phases[state.phase].head_only, bars)
-            if improved:
-                best = model.get_weights()
-            job.log_epoch(**row)
-            state.epoch += 1
-            save_checkpoint(job, model, optimizer, state, best if improved else None)
-            bars.update(epochs_task, advance=1)
-    finally:
-        bars.close()
-
-    if selects_each_epoch(job) and best is not None:
-        model.set_weights(best)
-    return trainer.predict(job.test, t.batch_size * 2)
+def build(ctx: EngineContext) -> KerasModel:
+    return KerasModel(ctx)

@@ -1,24 +1,17 @@
-"""The torch engine: trains a backbone + head over a plan's phases and predicts the test split.
+"""The torch engine: the primitives of ``harness.training.engine`` in PyTorch.
 
-One code path for CPU and GPU: uint8 batches come from the memory-mapped cache (a thread
-reads the next batch while the device works; pinned memory and non-blocking copies on CUDA),
-and on the device they are scaled, augmented with the shared ``harness.training.augment`` matrices
-(``affine_grid``/``grid_sample``), replicated to 3 channels and, on CUDA, laid out channels-last.
-Model and optimizer state carry over between phases, as in the paper. After every epoch the
-engine scores the selection split (``holdout``/``paper``), logs a history row and writes an
-atomic checkpoint; a killed run resumes at its last finished epoch and, on the same device,
-ends with the same predictions as an uninterrupted one (every epoch reseeds from the run
-seed, phase and epoch).
+The core's loop (``harness.training.loop``) runs phases, epochs, selection, checkpoints and
+history; this module builds the model (backbone from its ``torch`` builder + the shared head),
+runs optimizer steps over the batches it is handed and predicts. uint8 batches are moved to
+the device (pinned, non-blocking on CUDA), scaled, augmented with the shared
+``harness.training.augment`` matrices (``affine_grid``/``grid_sample``), replicated to 3
+channels and laid out channels-last (faster on CUDA and on this project's CPUs: see
+``memory_format``). Optimizers and losses follow ``harness.training.optim``.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,26 +19,12 @@ import numpy as np
 from harness import EngineSpec, hookimpl
 from harness.errors import HarnessError
 from harness.plugin.check import build_backbone
-from harness.progress import Bars
-from harness.progress import is_enabled as progress_enabled
-from harness.runs.job import Job, selection_score
-from harness.runs.store import atomic_write
 from harness.training import augment
+from harness.training.engine import Batch, EngineContext, EpochResult
+from harness.training.optim import optimizer_def
 
-LAST = "last.pt"
-BEST_PATTERN = re.compile(r"best-p(\d+)-e(\d+)\.pt$")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class Position:
-    """Where training stands: the next (phase, epoch) to run, both 0-based."""
-
-    phase: int = 0
-    epoch: int = 0
-    best_score: float = -math.inf
-    best_file: str | None = None
 
 
 # ---------------------------------------------------------------- device helpers
@@ -67,9 +46,12 @@ def resolve_device(name: str):
 
 
 def memory_format(device):
+    """channels-last everywhere: cuDNN's fastest layout, and on this project's x86 CPUs
+    (oneDNN) 1.3-1.6x faster for training than contiguous (``harness bench`` times the same
+    layout the engine trains in)."""
     import torch
 
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return torch.channels_last
 
 
 def autocast_dtype(device, precision: str):
@@ -83,33 +65,6 @@ def autocast_dtype(device, precision: str):
     if precision == "auto" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
-
-
-def seed_for(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-# ---------------------------------------------------------------- data
-
-
-def host_batches(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, batch_size: int,
-                 steps: int, pin: bool, prefetch: int = 2) -> Iterator[tuple[Any, Any]]:
-    """``(uint8 images, int64 labels)`` CPU tensors, read ahead by a thread."""
-    import torch
-
-    def load(step: int):
-        idx = indices[step * batch_size:(step + 1) * batch_size]
-        x = torch.from_numpy(np.ascontiguousarray(images[idx]))
-        y = torch.from_numpy(np.asarray(labels[idx], dtype=np.int64))
-        return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = [pool.submit(load, s) for s in range(min(prefetch, steps))]
-        for step in range(steps):
-            batch = pending.pop(0).result()
-            if step + prefetch < steps:
-                pending.append(pool.submit(load, step + prefetch))
-            yield batch
 
 
 def device_batch(x_u8, device, normalization: str = "unit", theta=None, fill: str = "nearest"):
@@ -128,7 +83,6 @@ def device_batch(x_u8, device, normalization: str = "unit", theta=None, fill: st
         mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         x = (x - mean) / std
-    # channels_last feeds cuDNN's fastest kernels; on a CPU it slows small convolutions.
     return x.contiguous(memory_format=memory_format(device))
 
 
@@ -136,18 +90,23 @@ def device_batch(x_u8, device, normalization: str = "unit", theta=None, fill: st
 
 
 def sample_losses(logits, targets, class_weights=None, loss: str = "cross_entropy",
-                  gamma: float = 2.0):
-    """Per-sample loss: cross-entropy or focal, times the class weight of each target.
+                  gamma: float = 2.0, alpha=None):
+    """Per-sample loss of ``harness.training.optim.LOSSES`` times the target's class weight.
 
-    As Keras ``class_weight``, the weights scale each sample's loss and the batch loss is
-    the plain mean (not divided by the sum of weights).
+    As Keras ``class_weight``, the batch loss is the plain mean of these (not divided by the
+    sum of weights). Computed from log-softmax, floored at log(1e-7) as Keras clips.
     """
+    import math
+
     import torch.nn.functional as F
 
-    logp = F.log_softmax(logits.float(), dim=1)
-    nll = -logp.gather(1, targets[:, None]).squeeze(1)
+    logp = F.log_softmax(logits.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
+    logp = logp.clamp(min=math.log(1e-7))
+    nll = -logp
     if loss == "focal":
-        nll = (1.0 - (-nll).exp()).clamp(min=0.0).pow(gamma) * nll
+        nll = (1.0 - logp.exp()).clamp(min=0.0).pow(gamma) * nll
+        if alpha is not None:
+            nll = nll * alpha[targets]
     elif loss != "cross_entropy":
         raise HarnessError(f"plan.loss {loss!r} is not known to the torch engine; "
                            "use cross_entropy or focal")
@@ -157,212 +116,236 @@ def sample_losses(logits, targets, class_weights=None, loss: str = "cross_entrop
 
 
 def make_optimizer(params, training):
+    """The table's optimizer (``harness.training.optim``); weight decay is applied by the
+    engine, decoupled, before each step (``decay``)."""
     import torch
 
-    kind, lr, wd = training.optimizer, training.lr, training.weight_decay
-    if kind == "nadam":  # Keras epsilon
-        return torch.optim.NAdam(params, lr=lr, eps=1e-7, weight_decay=wd)
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=1e-7, weight_decay=wd)
-    if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, eps=1e-7, weight_decay=wd)
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
-    raise HarnessError(f"training.optimizer {kind!r} is not known; use nadam, adam, adamw or sgd")
+    d = optimizer_def(training.optimizer)
+    lr = training.lr
+    if d.name == "nadam":
+        return torch.optim.NAdam(params, lr=lr, betas=(d.beta1, d.beta2), eps=d.epsilon,
+                                 momentum_decay=d.momentum_decay)
+    if d.name in ("adam", "adamw"):
+        return torch.optim.Adam(params, lr=lr, betas=(d.beta1, d.beta2), eps=d.epsilon)
+    return torch.optim.SGD(params, lr=lr, momentum=d.momentum, nesterov=d.nesterov)
 
 
-# ---------------------------------------------------------------- checkpoints
+# ---------------------------------------------------------------- the model
 
 
-def save_checkpoint(path, payload: dict[str, Any]) -> None:
-    import torch
-
-    atomic_write(path, lambda fh: torch.save(payload, fh), mode="wb")
-
-
-def load_checkpoint(path, device) -> dict[str, Any] | None:
-    import torch
-
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise HarnessError(f"checkpoint {path} cannot be read ({exc}); delete it to start "
-                           "the run from the beginning") from exc
-
-
-def _prune_best(folder, keep: str | None) -> None:
-    for path in folder.glob("best-p*-e*.pt"):
-        if path.name != keep:
-            path.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------- prediction
-
-
-def predict(model, job: Job, indices: np.ndarray, device, amp_dtype, batch_size: int
-            ) -> np.ndarray:
-    """Softmax probabilities ``(len(indices), C)`` in the order of ``indices``, no augmentation."""
-    import torch
-
-    out = np.zeros((len(indices), job.n_classes), dtype=np.float32)
-    if len(indices) == 0:
-        return out
-    model.eval()
-    steps = -(-len(indices) // batch_size)
-    pin = device.type == "cuda"
-    with torch.inference_mode():
-        for step, (x, _) in enumerate(host_batches(job.images, job.labels, indices, batch_size,
-                                                   steps, pin)):
-            x = device_batch(x, device, job.training.normalization)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(x)
-            probs = torch.softmax(logits.float(), dim=1)
-            out[step * batch_size:step * batch_size + len(probs)] = probs.cpu().numpy()
-    return out
-
-
-# ---------------------------------------------------------------- training
-
-
-def build_model(job: Job):
-    """Backbone (from its ``torch`` builder) + the training's head, seeded by the run."""
+def build_network(ctx: EngineContext):
+    """Backbone (from its ``torch`` builder) + the shared head, seeded by the run."""
     import torch
     from harness_plugins.backbones.torch_heads import build_classifier
 
-    torch.manual_seed(job.run.seed)
-    backbone = build_backbone(job.backbone, "torch", job.image_size, job.training.weights,
-                              job.training.backbone_options)
-    return build_classifier(backbone, job.training.head, job.n_classes, job.image_size)
+    torch.manual_seed(ctx.seed)
+    t = ctx.training
+    backbone = build_backbone(ctx.backbone, "torch", ctx.image_size, t.weights,
+                              ctx.backbone_options)
+    return build_classifier(backbone, t.head, ctx.n_classes, ctx.image_size,
+                            dropout=getattr(t, "dropout", 0.5))
 
 
-def train(job: Job) -> np.ndarray:
-    """Train over ``job.plan`` and return test probabilities in ``job.test`` order."""
-    import torch
+class TorchModel:
+    """The primitives (``harness.training.engine.EngineModel``) over one torch model."""
 
-    t = job.training
-    device = resolve_device(t.device)
-    amp_dtype = autocast_dtype(device, t.precision)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    def __init__(self, ctx: EngineContext):
+        import torch
 
-    model = build_model(job).to(device).to(memory_format=memory_format(device))
-    optimizer = make_optimizer(model.parameters(), t)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    runner = torch.compile(model) if t.compile else model
-    class_weights = job.class_weights()
-    cw = torch.as_tensor(class_weights, device=device) if class_weights is not None else None
-    gamma = float(job.plan.loss_options.get("gamma", 2.0))
-    select_each_epoch = t.selection in ("holdout", "paper") and len(job.select) > 0
+        t = ctx.training
+        if ctx.threads:
+            torch.set_num_threads(ctx.threads)
+        self.torch = torch
+        self.ctx = ctx
+        self.device = resolve_device(t.device)
+        self.amp = autocast_dtype(self.device, t.precision)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.format = memory_format(self.device)
+        self.model = build_network(ctx).to(self.device).to(memory_format=self.format)
+        self.optimizer = make_optimizer(self.model.parameters(), t)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.runner = torch.compile(self.model) if t.compile else self.model
+        loss = ctx.loss
+        self.class_weights = (torch.as_tensor(loss.class_weights, dtype=torch.float32,
+                                              device=self.device)
+                              if loss.class_weights is not None else None)
+        self.alpha = (torch.as_tensor(loss.alpha, dtype=torch.float32, device=self.device)
+                      if loss.alpha is not None else None)
+        self.part = "all"
+        self.pin = self.device.type == "cuda"
 
-    folder = job.checkpoint_dir
-    pos = Position()
-    ckpt = load_checkpoint(folder / LAST, device)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        pos = Position(**ckpt["position"])
-        job.restore_history(ckpt["history"])
-    _prune_best(folder, pos.best_file)
+    @property
+    def classifier(self):
+        return self.model.head[-1]
 
-    phases = job.plan.phases
-    pin = device.type == "cuda"
-    bar = Bars(progress_enabled(True))
-    try:
-        phase_task = bar.task("phases", len(phases), completed=pos.phase)
-        for phase in range(pos.phase, len(phases)):
-            n_epochs = job.phase_epochs(phase)
-            head_only = phases[phase].head_only
-            for p in model.backbone.parameters():
-                p.requires_grad_(not head_only)
-            first = pos.epoch if phase == pos.phase else 0
-            epoch_task = bar.task(f"phase {phase + 1}/{len(phases)} epochs", n_epochs, first)
-            for epoch in range(first, n_epochs):
-                row = _train_epoch(job, runner, model, optimizer, scaler, cw, gamma, device,
-                                   amp_dtype, pin, phase, epoch, head_only, bar)
-                if select_each_epoch:
-                    probs = predict(runner, job, job.select, device, amp_dtype, t.batch_size * 2)
-                    score = selection_score(job.labels[job.select], probs, t.selection_metric)
-                    row["select_score"] = round(score, 6)
-                    if score > pos.best_score:
-                        pos.best_score = score
-                        pos.best_file = f"best-p{phase + 1}-e{epoch + 1}.pt"
-                        save_checkpoint(folder / pos.best_file, {"model": model.state_dict()})
-                job.log_epoch(**row)
-                pos.phase, pos.epoch = (phase, epoch + 1) if epoch + 1 < n_epochs else (phase + 1, 0)
-                save_checkpoint(folder / LAST, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "position": vars(pos).copy(),
-                    "history": list(job.history), "torch_rng": torch.get_rng_state(),
-                })
-                _prune_best(folder, pos.best_file)
-                bar.update(epoch_task, advance=1)
-            bar.update(phase_task, advance=1)
-            bar.remove(epoch_task)  # finished phases fold into the phases bar
-        for p in model.parameters():
-            p.requires_grad_(True)
-    finally:
-        bar.close()
+    def set_trainable(self, part: str) -> None:
+        self.part = part
+        for p in self.model.parameters():
+            p.requires_grad_(part == "all")
+        if part == "head":
+            for p in self.model.head.parameters():
+                p.requires_grad_(True)
+        elif part == "classifier":
+            for p in self.classifier.parameters():
+                p.requires_grad_(True)
 
-    if select_each_epoch and pos.best_file:
-        best = load_checkpoint(folder / pos.best_file, device)
-        model.load_state_dict(best["model"])
-    return predict(runner, job, job.test, device, amp_dtype, t.batch_size * 2)
+    def reset_classifier(self, seed: int) -> None:
+        torch = self.torch
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        layer = self.classifier
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.001)
+            layer.bias.zero_()
+
+    def _input(self, images: np.ndarray, params=None):
+        x = self.torch.from_numpy(images)
+        if self.pin:
+            x = x.pin_memory()
+        theta = augment.affine_matrices(params, self.ctx.image_size) if params else None
+        t = self.ctx.training
+        return device_batch(x, self.device, t.normalization, theta, t.augmentation.fill)
+
+    def train_epoch(self, batches: Iterable[Batch], seed: int) -> EpochResult:
+        torch = self.torch
+        torch.manual_seed(seed)
+        self.runner.train()
+        if self.part != "all":
+            self.model.backbone.eval()  # frozen BN statistics, as Keras trainable=False
+        t = self.ctx.training
+        decay = 1.0 - t.lr * t.weight_decay
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        total = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        for batch in batches:
+            x = self._input(batch.images, batch.augment)
+            y = torch.from_numpy(batch.labels).to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                logits = self.runner(x)
+            loss = sample_losses(logits, y, self.class_weights, self.ctx.loss.name,
+                                 self.ctx.loss.gamma, self.alpha).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if decay != 1.0:  # decoupled weight decay (Keras semantics), before the update
+                with torch.no_grad():
+                    torch._foreach_mul_(params, decay)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return EpochResult(float(total), int(correct), seen)
+
+    def predict(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        self.runner.eval()
+        out = []
+        with torch.inference_mode():
+            for images in batches:
+                x = self._input(images)
+                with torch.autocast(self.device.type, dtype=self.amp,
+                                    enabled=self.amp is not None):
+                    logits = self.runner(x)
+                out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        if not out:
+            return np.zeros((0, self.ctx.n_classes), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    # ------------------------------------------------------------ bench and describe
+
+    @property
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return self.torch.cuda.get_device_name(self.device)
+        return str(self.device)
+
+    @property
+    def precision(self) -> str:
+        return str(self.amp).replace("torch.", "") if self.amp is not None else "float32"
+
+    def prepare(self, batch: Batch) -> None:
+        """The input pipeline alone: one augmented batch on the device, synchronised."""
+        x = self._input(batch.images, batch.augment)
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+        else:
+            float(x[0, 0, 0, 0])
+
+    def describe(self) -> dict[str, Any]:
+        """Feature-map shape ``(H, W, C)`` and parameter counts; non-trainable counts are
+        BatchNorm statistics (buffers), as Keras's "non-trainable params"."""
+        torch = self.torch
+        net = self.model.backbone
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            size = self.ctx.image_size
+            c, h, w = net(torch.zeros(1, 3, size, size, device=self.device)).shape[1:]
+        net.train(was)
+
+        def counts(m) -> dict[str, int]:
+            trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
+            frozen = sum(p.numel() for p in m.parameters() if not p.requires_grad)
+            frozen += sum(b.numel() for name, b in m.named_buffers()
+                          if not name.endswith("num_batches_tracked"))
+            return {"total": trainable + frozen, "trainable": trainable,
+                    "non_trainable": frozen}
+
+        return {"feature_shape": [int(h), int(w), int(c)],
+                "params": {"backbone": counts(net), "model": counts(self.model)}}
+
+    # ------------------------------------------------------------ state
+
+    @staticmethod
+    def _host(value) -> np.ndarray:
+        return value.detach().to("cpu", copy=True).numpy()
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: self._host(v) for k, v in self.model.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        torch = self.torch
+        state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise HarnessError(f"saved weights do not fit this model ({exc}); delete the run "
+                               "folder's checkpoints to start the run again") from exc
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {f"model/{k}": v for k, v in self.get_weights().items()}
+        for index, slots in self.optimizer.state_dict()["state"].items():
+            for key, value in slots.items():
+                value = (self._host(value) if hasattr(value, "detach")
+                         else np.asarray(value))
+                state[f"optim/{index}/{key}"] = value
+        for key, value in self.scaler.state_dict().items():
+            state[f"scaler/{key}"] = np.asarray(value)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        torch = self.torch
+        self.set_weights({k[6:]: v for k, v in state.items() if k.startswith("model/")})
+        slots: dict[int, dict[str, Any]] = {}
+        for key, value in state.items():
+            if key.startswith("optim/"):
+                _, index, name = key.split("/", 2)
+                slots.setdefault(int(index), {})[name] = torch.from_numpy(np.array(value))
+        saved = self.optimizer.state_dict()
+        saved["state"] = slots
+        self.optimizer.load_state_dict(saved)
+        scaler = {k[7:]: v.item() for k, v in state.items() if k.startswith("scaler/")}
+        if scaler and self.scaler.is_enabled():
+            self.scaler.load_state_dict(scaler)
 
 
-def _train_epoch(job, runner, model, optimizer, scaler, cw, gamma, device, amp_dtype, pin,
-                 phase, epoch, head_only, bar) -> dict[str, Any]:
-    import torch
-
-    t = job.training
-    torch.manual_seed(seed_for(job.run.seed, job.run.fold, phase, epoch))
-    aug_rng = np.random.default_rng([job.run.seed, job.run.fold, phase, epoch, 7])
-    indices = job.epoch_indices(phase, epoch)
-    steps = job.steps(len(indices), t.batch_size)
-    runner.train()
-    if head_only:
-        model.backbone.eval()  # frozen BN statistics, as Keras trainable=False
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    step_task = bar.task(f"phase {phase + 1} epoch {epoch + 1} steps", steps)
-    start = time.perf_counter()
-    for x, y in host_batches(job.images, job.labels, indices, t.batch_size, steps, pin,
-                             prefetch=max(2, t.workers)):
-        theta = None
-        if t.augmentation.enabled:
-            params = augment.sample_params(aug_rng, len(x), t.augmentation, job.image_size)
-            theta = augment.affine_matrices(params, job.image_size)
-        x = device_batch(x, device, t.normalization, theta, t.augmentation.fill)
-        y = y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = runner(x)
-        loss = sample_losses(logits, y, cw, job.plan.loss, gamma).mean()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        total_loss += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        bar.update(step_task, advance=1)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    bar.remove(step_task)
-    return {
-        "phase": phase + 1, "epoch": epoch + 1,
-        "loss": round(float(total_loss) / max(seen, 1), 6),
-        "train_acc": round(float(correct) / max(seen, 1), 6),
-        "select_score": "",
-        "images": seen,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(seen / seconds, 2) if seconds > 0 else 0.0,
-    }
+def build(ctx: EngineContext) -> TorchModel:
+    return TorchModel(ctx)
 
 
 def check_backbone(build, image_size: int) -> str | None:
@@ -404,7 +387,6 @@ def check_backbone(build, image_size: int) -> str | None:
 @hookimpl
 def register_engines(register):
     register(EngineSpec(
-        name="torch", framework="torch", train=train, check_backbone=check_backbone,
-        description="PyTorch + timm; device augmentation, bf16/fp16 autocast, resumable "
-                    "per-epoch checkpoints",
+        name="torch", framework="torch", build=build, check_backbone=check_backbone,
+        description="PyTorch + timm; device augmentation, channels-last, bf16/fp16 autocast",
     ))

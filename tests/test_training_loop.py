@@ -1,0 +1,188 @@
+"""The core training loop with a framework-free engine: schedule, checkpoints, signals,
+history, phase settings. No framework; every test runs in well under a second."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from harness import BackboneSpec
+from harness.config.suite import RunSpec, Training
+from harness.errors import HarnessError
+from harness.plugin.specs import Phase, Plan
+from harness.runs.job import HISTORY_COLUMNS, Job
+from harness.training import checkpoint, loop
+from harness.training.engine import EpochResult
+from harness.training.schedule import selection_epochs
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Counting:
+    """An engine whose 'weights' count the images it has seen; each epoch takes 1 s of the
+    fake clock. Its selection score rises then falls (best at epoch ``peak``)."""
+
+    def __init__(self, ctx, clock: Clock | None = None, peak: int = 3, on_epoch=None):
+        self.n_classes = ctx.n_classes
+        self.seen = np.zeros(1)
+        self.epochs = np.zeros(1)
+        self.clock, self.peak, self.on_epoch = clock, peak, on_epoch
+        self.calls: list[tuple[str, object]] = []
+
+    def set_trainable(self, part):
+        self.calls.append(("trainable", part))
+
+    def reset_classifier(self, seed):
+        self.calls.append(("reset", seed))
+
+    def train_epoch(self, batches, seed):
+        self.calls.append(("train", seed))
+        n = sum(len(b.labels) for b in batches)
+        self.seen += n
+        self.epochs += 1
+        if self.clock is not None:
+            self.clock.now += 1.0
+        if self.on_epoch:
+            self.on_epoch(int(self.epochs[0]))
+        return EpochResult(loss_sum=float(n), correct=0, seen=n)
+
+    def predict(self, batches):
+        images = [b for b in batches]
+        n = sum(len(b) for b in images)
+        # Right for all images up to the peak epoch, then wrong for more and more.
+        good = self.epochs[0] <= self.peak
+        probs = np.zeros((n, self.n_classes))
+        labels = np.concatenate([b[:, 0, 0] for b in images]) if images else np.zeros(0, int)
+        probs[np.arange(n), labels % self.n_classes if good else (labels + 1) % self.n_classes] = 1
+        return probs
+
+    def get_weights(self):
+        return {"seen": self.seen.copy(), "epochs": self.epochs.copy()}
+
+    def set_weights(self, w):
+        self.seen, self.epochs = w["seen"].copy(), w["epochs"].copy()
+
+    get_state, set_state = get_weights, set_weights
+
+
+def make_job(tmp_path, phases=(2, 2), selection="holdout", **training) -> Job:
+    n = 30
+    labels = np.arange(n) % 3
+    images = np.zeros((n, 4, 4), np.uint8)
+    images[:, 0, 0] = labels  # the Counting engine reads the label from pixel (0, 0)
+    settings = {"epochs_per_phase": 2, "batch_size": 4, "selection": selection,
+                "weights": "none", **training}
+    run = RunSpec(suite="t", backbone="b", sampler="s", engine="e", fold=1, seed=0,
+                  training=settings, sampler_options={}, run_id="r")
+    plan = Plan(phases=[Phase(indices=list(range(12)), epochs=e) for e in phases])
+    return Job(run=run, run_dir=tmp_path, classes=["a", "b", "c"], image_size=4,
+               images=images, labels=labels, train=np.arange(12), select=np.arange(12, 21),
+               test=np.arange(21, 30), plan=plan, training=Training(**settings),
+               backbone=BackboneSpec("b", "", {}))
+
+
+def rows(tmp_path) -> list[dict[str, str]]:
+    with open(tmp_path / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_selection_schedule_every_k_and_fixed_count():
+    assert selection_epochs(10) == set(range(1, 11))
+    assert selection_epochs(10, every=3) == {3, 6, 9, 10}
+    assert selection_epochs(10, evaluations=4) == {3, 5, 8, 10}
+    assert selection_epochs(7, evaluations=7) == set(range(1, 8))
+    assert selection_epochs(800, evaluations=12) == {67, 134, 200, 267, 334, 400, 467, 534,
+                                                     600, 667, 734, 800}
+    with pytest.raises(HarnessError, match="select_evaluations: 5 evaluations.*only 4"):
+        selection_epochs(4, evaluations=5)
+
+
+def test_history_schema_and_selected_evaluations(tmp_path):
+    job = make_job(tmp_path, phases=(3, 3), select_evaluations=2)
+    probs = loop.train(job, lambda ctx: Counting(ctx, peak=3))
+    history = rows(tmp_path)
+    assert list(history[0]) == HISTORY_COLUMNS
+    assert [r["selected_evaluation"] for r in history] == ["False", "False", "True"] * 2
+    assert [r["select_score"] for r in history] == ["", "", "1.0", "", "", "0.0"]
+    # The best evaluation (epoch 3) is what predicts the test split.
+    assert (probs.argmax(1) == job.labels[job.test]).all()
+    assert [int(r["images"]) for r in history] == [12] * 6
+
+
+def test_checkpoint_policy_with_a_fake_clock(tmp_path, monkeypatch):
+    """10-minute policy, 1-second epochs: one checkpoint per phase end, one per 10 minutes."""
+    clock = Clock()
+    saves = []
+    monkeypatch.setattr(checkpoint, "save", lambda path, arrays, meta: saves.append(
+        (clock.now, meta["position"]["phase"], meta["position"]["epoch"])))
+    job = make_job(tmp_path, phases=(700, 500), selection="last", checkpoint_minutes=10)
+    loop.train(job, lambda ctx: Counting(ctx, clock), clock=clock)
+    assert saves == [(600.0, 0, 600), (700.0, 1, 0), (1200.0, 2, 0)]
+
+
+def test_sigterm_stops_after_the_epoch_with_a_checkpoint_and_resume_is_exact(tmp_path):
+    reference = loop.train(make_job(tmp_path / "a", phases=(3, 3)), lambda ctx: Counting(ctx))
+
+    def term(epoch):
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    job = make_job(tmp_path / "b", phases=(3, 3))
+    with pytest.raises(loop.Interrupted, match="SIGTERM after phase 1 epoch 2"):
+        loop.train(job, lambda ctx: Counting(ctx, on_epoch=term))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    arrays, meta = checkpoint.load(tmp_path / "b" / "checkpoints" / checkpoint.FILE)
+    assert meta["position"]["phase"] == 0 and meta["position"]["epoch"] == 2
+    assert checkpoint.split(arrays, "state")["epochs"][0] == 2
+    assert len(rows(tmp_path / "b")) == 2
+
+    engines = []
+    resumed = loop.train(make_job(tmp_path / "b", phases=(3, 3)),
+                         lambda ctx: engines.append(Counting(ctx)) or engines[-1])
+    assert sum(c[0] == "train" for c in engines[0].calls) == 4  # 2 restored, 4 trained
+    assert np.array_equal(resumed, reference)
+    strip = [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_s"}
+             for r in rows(tmp_path / "b")]
+    assert strip == [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_s"}
+                     for r in rows(tmp_path / "a")]
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == [checkpoint.FILE]
+
+
+def test_phase_settings_reach_the_engine(tmp_path):
+    job = make_job(tmp_path, phases=(1, 1, 1), selection="last")
+    job.plan.phases[1].head_only = True
+    job.plan.phases[2].classifier_only = True
+    job.plan.phases[2].reset_classifier = True
+    engines = []
+    loop.train(job, lambda ctx: engines.append(Counting(ctx)) or engines[-1])
+    assert [c for c in engines[0].calls if c[0] != "train"] == [
+        ("trainable", "all"), ("trainable", "head"), ("trainable", "classifier"),
+        ("reset", loop.seed_for(0, 1, 2, 3))]
+
+
+def test_plan_loss_options_are_checked(tmp_path):
+    job = make_job(tmp_path)
+    job.plan.loss, job.plan.loss_options = "focal", {"gamma": 2.0, "alpha": [0.25, 0.75]}
+    with pytest.raises(HarnessError, match="loss_options.alpha: 2 values for 3 classes"):
+        loop.train(job, Counting)
+    job.plan.loss_options = {"gama": 2.0}
+    with pytest.raises(HarnessError, match="unknown key.*gama"):
+        loop.train(job, Counting)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    loop.train(make_job(tmp_path), Counting)
+    job = make_job(tmp_path)
+    job.run = RunSpec(**{**job.run.to_json(), "run_id": "other"})
+    with pytest.raises(HarnessError, match="belongs to run r"):
+        loop.train(job, Counting)
