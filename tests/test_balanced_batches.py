@@ -32,3 +32,26 @@ def test_uneven_batches_rotate_the_remainder_and_are_seeded():
     # a common class is covered without repeats until all its images were used
     zeros = a[labels[a] == 0]
     assert len(set(zeros.tolist())) == min(len(zeros), 50)
+
+
+def test_job_orders_a_balanced_batches_phase_by_batch(tmp_path):
+    from harness.config.suite import RunSpec, Training
+    from harness.plugin.specs import BackboneSpec, Phase, Plan
+    from harness.runs.job import Job
+
+    labels = np.array([0] * 40 + [1] * 14 + [2] * 6 + [0] * 10)   # last 10: test images
+    settings = {"epochs_per_phase": 1, "batch_size": 6, "weights": "none"}
+    run = RunSpec(suite="t", backbone="b", sampler="balanced-batch", engine="e", fold=1,
+                  seed=0, training=settings, sampler_options={}, run_id="r")
+    phase = Phase(indices=list(range(60)), sample_weights=[1.0] * 60, draws=60,
+                  balanced_batches=True)
+    job = Job(run=run, run_dir=tmp_path, classes=["a", "b", "c"], image_size=4,
+              images=np.zeros((70, 4, 4), np.uint8), labels=labels, train=np.arange(60),
+              select=np.arange(60, 60), test=np.arange(60, 70), plan=Plan(phases=[phase]),
+              training=Training(**settings), backbone=BackboneSpec("b", "", {}))
+    order = job.epoch_indices(0, 0)
+    assert len(order) == 60
+    for start in range(0, 60, 6):
+        assert np.bincount(labels[order[start:start + 6]], minlength=3).tolist() == [2, 2, 2]
+    assert np.array_equal(order, job.epoch_indices(0, 0))         # seeded
+    assert not np.array_equal(order, job.epoch_indices(0, 1))     # a fresh order per epoch

@@ -26,15 +26,29 @@ LAZY_COMMANDS = {
 }
 
 
+#: Entry-point group through which plugins add commands (e.g. ``harness weights``).
+COMMANDS_GROUP = "harness.commands"
+
+
+def plugin_commands() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS)
+                      | set(plugin_commands()))
 
     def get_command(self, ctx, name):
         if name in LAZY_COMMANDS:
             module, attr = LAZY_COMMANDS[name].split(":")
             return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
+        command = super().get_command(ctx, name)
+        if command is None and name in (found := plugin_commands()):
+            command = found[name].load()
+        return command
 
     def invoke(self, ctx):
         try:

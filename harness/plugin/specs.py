@@ -139,7 +139,9 @@ class Phase:
     with replacement using these weights (a fresh draw per epoch). ``head_only`` freezes the
     backbone (the head trains); ``classifier_only`` freezes everything but the final linear
     classifier; ``reset_classifier`` re-draws that layer at the phase's start (cRT, Kang et
-    al. 2020: ``classifier_only`` + ``reset_classifier``).
+    al. 2020: ``classifier_only`` + ``reset_classifier``). ``balanced_batches`` orders each
+    epoch's ``images_per_epoch()`` images so that every batch holds the same number of
+    images of each class (``harness.training.balanced``), each class's images cycled.
     """
 
     indices: list[int]
@@ -149,6 +151,7 @@ class Phase:
     epochs: int | None = None
     classifier_only: bool = False
     reset_classifier: bool = False
+    balanced_batches: bool = False
 
     def images_per_epoch(self) -> int:
         if self.sample_weights is not None:

@@ -66,12 +66,19 @@ class Job:
     def epoch_indices(self, phase: int, epoch: int) -> np.ndarray:
         """Record indices of one epoch, shuffled; deterministic from seed, phase and epoch.
 
-        Phases with ``sample_weights`` draw a fresh weighted sample with replacement.
+        Phases with ``sample_weights`` draw a fresh weighted sample with replacement; phases
+        with ``balanced_batches`` give every batch the same number of images of each class.
         """
         p = self.plan.phases[phase]
         rng = np.random.default_rng([self.run.seed, self.run.fold, phase, epoch])
         positions = np.asarray(p.indices, dtype=np.int64)
-        if p.sample_weights is not None:
+        if p.balanced_batches:
+            from harness.training.balanced import balanced_batch_order
+
+            positions = balanced_batch_order(positions, self.labels[self.train[positions]],
+                                             p.images_per_epoch(), self.training.batch_size,
+                                             rng)
+        elif p.sample_weights is not None:
             w = np.asarray(p.sample_weights, dtype=np.float64)
             positions = rng.choice(positions, size=p.images_per_epoch(), replace=True, p=w / w.sum())
         else:

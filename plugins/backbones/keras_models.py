@@ -42,7 +42,7 @@ def weights_file(name: str, weights: Any) -> Path | None:
     """
     if no_weights(weights):
         return None
-    if str(weights).lower() == "imagenet":
+    if str(weights).lower() in ("imagenet", "keras-imagenet"):
         if name not in IMAGENET_FILES:
             raise HarnessError(
                 f"backbone {name!r} has no ImageNet weights in the keras engine; "
@@ -129,7 +129,7 @@ def build_concat(image_size: int, weights: Any = None,
                            f"engine; known: {', '.join(sorted(MEMBERS))}")
     file_path = None
     member_weights = weights
-    if not no_weights(weights) and str(weights).lower() != "imagenet":
+    if not no_weights(weights) and str(weights).lower() not in ("imagenet", "keras-imagenet"):
         file_path, member_weights = weights_file("concat", weights), None
     elif not no_weights(weights):
         for m in members:  # every missing file is reported before anything is built

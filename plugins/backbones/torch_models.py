@@ -11,9 +11,15 @@ block (≈15.3 vs ≈13.1 GFLOP at 300×300); it stays available as ``resnetv2_5
 Both end with the post-activation BN + ReLU (Keras ``post_bn``). BatchNorm uses Keras's
 epsilon and momentum (0.99, i.e. torch ``momentum=0.01``).
 
-Weights: ``none`` trains from scratch; ``imagenet`` loads timm's checkpoint from the local
-cache only (never downloads) and otherwise fails naming the files it looked for; any other
-string is a path to a state dict (``.pt``/``.pth``/``.safetensors``) for this backbone.
+``xception`` is timm's ``legacy_xception`` with Keras's ``padding="same"`` max-pools: on an
+even-sized map Keras pads only after (right and bottom), torch's ``padding=1`` both sides,
+which shifts every pooling window by one pixel (at 300×300: blocks 3 and 4).
+
+Weights: ``none`` trains from scratch; ``keras-imagenet`` loads the authors' weights, Keras's
+ImageNet ``.h5`` files converted by ``harness weights convert-keras`` (see
+``keras_convert.py``); ``imagenet`` loads timm's checkpoint from the local cache only (never
+downloads: other trainings of these networks) and otherwise fails naming the files it looked
+for; any other string is a path to a state dict (``.pt``/``.pth``/``.safetensors``).
 """
 
 from __future__ import annotations
@@ -137,10 +143,23 @@ def load_into(net, state: Mapping[str, Any], source: str, allowed_missing: set[s
                            f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})")
 
 
+def load_keras_imagenet(module, name: str) -> None:
+    from .keras_convert import converted_file
+
+    path = converted_file(name)
+    if not path.is_file():
+        raise HarnessError(f"Keras ImageNet weights of {name!r} for torch are not at {path}; "
+                           "convert them once with `harness weights convert-keras` (reads the "
+                           "Keras .h5 files from ~/.keras/models/, downloads nothing)")
+    load_into(module, read_state_dict(path), str(path))
+
+
 def _apply_weights(module, name: str, weights: str, allowed_missing: set[str] = frozenset()):
     if weights in ("none", "", None):
         return module
-    if weights == "imagenet":
+    if weights == "keras-imagenet":
+        load_keras_imagenet(module, name)
+    elif weights == "imagenet":
         load_imagenet(module, TIMM_NAMES[name], name, allowed_missing)
     else:
         load_into(module, read_state_dict(weights), str(weights))
@@ -153,10 +172,32 @@ def _apply_weights(module, name: str, weights: str, allowed_missing: set[str] = 
 def build_xception(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
     """timm ``legacy_xception`` (the Keras Xception graph), features before pooling."""
     import timm
+    from torch import nn
 
     net = timm.create_model("legacy_xception", pretrained=False, num_classes=0)
+    for block in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i, layer in enumerate(block):
+            if isinstance(layer, nn.MaxPool2d):
+                block[i] = _keras_same_max_pool(layer.kernel_size, layer.stride)
     _keras_batchnorm(net, KERAS_BN_EPS["xception"])
     return _apply_weights(_feature_module(net, 2048), "xception", weights)
+
+
+def _keras_same_max_pool(kernel: int, stride: int):
+    """Keras ``MaxPooling2D(padding="same")``: the padding (-inf) goes after when it is odd."""
+    import torch
+    from torch import nn
+
+    class KerasSameMaxPool(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pads = []
+            for size in (x.shape[-1], x.shape[-2]):  # F.pad wants the last dimension first
+                total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+                pads += [total // 2, total - total // 2]
+            x = nn.functional.pad(x, pads, value=float("-inf"))
+            return nn.functional.max_pool2d(x, kernel, stride)
+
+    return KerasSameMaxPool()
 
 
 def build_resnetv2_50_timm(image_size: int, weights: str = "none",
@@ -267,7 +308,7 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
     class Concat(nn.Module):
         def __init__(self):
             super().__init__()
-            member_weights = "imagenet" if weights == "imagenet" else "none"
+            member_weights = weights if weights in ("imagenet", "keras-imagenet") else "none"
             self.members = nn.ModuleDict(
                 {m: BUILDERS[m](image_size, member_weights, None) for m in members})
             self.out_channels = sum(m.out_channels for m in self.members.values())
@@ -281,7 +322,7 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
             return torch.cat(maps, dim=1)
 
     module = Concat()
-    if weights not in ("none", "", None, "imagenet"):
+    if weights not in ("none", "", None, "imagenet", "keras-imagenet"):
         state = read_state_dict(weights)
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
