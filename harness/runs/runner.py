@@ -335,13 +335,17 @@ class Work:
     def started(self, run: RunSpec, where: str = "training") -> None:
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
 
-    def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
+    def finished(self, run: RunSpec, code: int | None, seconds: float,
+                 error: str = "") -> RunOutcome:
+        """Record how the run ended; ``error`` says why when the executor knows better than
+        the folder (a task or job that never got to start its worker)."""
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
         if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
-            outcome.state, outcome.error = "failed", f"worker exited with code {code}"
+            outcome.state = "failed"
+            outcome.error = error or f"worker exited with code {code}"
             RunFolder(run_dir).write_status("failed", error=outcome.error)
         if code == ALREADY_DONE and outcome.state == "done":
             self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: done by another "
