@@ -236,3 +236,31 @@ def test_slurm_local_ctrl_c_cancels_the_jobs(make_suite, tmp_path, monkeypatch):
     again = run(suite, tmp_path)
     assert [o.state for o in again.outcomes] == ["done"] * 2
     assert_complete(trace, tmp_path, "slurmint", killed="*")  # the jobs were killed
+
+
+def test_local_executor_trains_one_run_per_gpu_at_a_time(make_suite, tmp_path, monkeypatch):
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv("HARNESS_FAKE_EPOCH_SECONDS", "0.25")
+    monkeypatch.setenv("HARNESS_FAKE_TRACE", str(trace))
+    suite = executor_suite(make_suite, "lanes", {"name": "local", "options": {"gpus": [0, 1]}})
+    result = run(suite, tmp_path)
+    assert [o.state for o in result.outcomes] == ["done"] * 4
+    by_run = assert_complete(trace, tmp_path, "lanes")
+    gpus = {name: {t["gpu"] for t in runs} for name, runs in by_run.items()}
+    assert all(len(g) == 1 for g in gpus.values())  # a run keeps its GPU
+    assert sorted(g for gs in gpus.values() for g in gs) == ["0", "0", "1", "1"]
+    for gpu in ("0", "1"):  # the two runs of a GPU trained one after the other
+        first, second = sorted((runs[0]["time"], runs[-1]["time"]) for runs in by_run.values()
+                               if runs[0]["gpu"] == gpu)
+        assert first[1] <= second[0]
+
+
+def test_local_fail_fast_starts_no_new_run_on_any_gpu(make_suite, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_FAKE_FAIL_SEED", "7")
+    suite = executor_suite(make_suite, "lanesfail", {"name": "local", "options": {
+        "gpus": [0, 1]}}, matrix={"seed": [7, 8]})
+    with pytest.raises(StopSuite, match="fake failure"):
+        run(suite, tmp_path, fail_fast=True)
+    states = [store.run_state(d) for d in (tmp_path / "runs" / "lanesfail").iterdir()
+              if d.is_dir()]
+    assert states.count("failed") == 1 and states.count("pending") == 2

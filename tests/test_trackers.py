@@ -271,3 +271,26 @@ def test_mlflow_tracking_uri_option_then_environment_then_beside_the_runs(tmp_pa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
     assert tracking_uri({}, tmp_path) == "http://tracking:5000"
     assert tracking_uri({"tracking_uri": "file:/x/mlruns"}, tmp_path) == "file:/x/mlruns"
+
+
+def test_mlflow_server_down_warns_once_and_costs_at_most_the_timeout(make_suite, tmp_path):
+    pytest.importorskip("mlflow")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    suite = make_suite("down", trackers=[{"name": "mlflow", "timeout": 3,
+                                          "options": {"tracking_uri": f"http://127.0.0.1:{port}"}}])
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(suite, tmp_path, render=False)
+    elapsed = time.monotonic() - started
+    assert [o.state for o in result.outcomes] == ["done"] * 2
+    messages = [str(w.message) for w in caught if w.category is tracking.TrackerWarning]
+    assert len(messages) == 1 and "'mlflow'" in messages[0]
+    # Switched off for the whole suite: the workers did not try again.
+    settings = store.read_json(tmp_path / "runs" / "down" / "trackers.json")
+    assert settings["trackers"][0]["off"] is True
+    assert elapsed < 3 + 60  # the suite's own work, plus one timeout

@@ -5,7 +5,8 @@ training loop as engine primitives: it exercises the runner, the loop, resume, p
 predictions and reports in milliseconds. Load it with ``plugins: [harness.testing.fakes]``.
 
 For executor tests, the ``trace`` tracker appends every epoch a worker logs (run folder,
-phase, epoch, the worker's pid and its parent's) to the file ``HARNESS_FAKE_TRACE`` names, and
+phase, epoch, the worker's pid and its parent's, time, ``CUDA_VISIBLE_DEVICES``) to the file
+``HARNESS_FAKE_TRACE`` names, and
 ``HARNESS_FAKE_FAIL_SEED`` makes the runs of that seed fail as they start.
 """
 
@@ -101,7 +102,8 @@ class TraceTracker(Tracker):
             with open(self.path, "a") as fh:
                 fh.write(json.dumps({"run_dir": self.run_dir, "phase": int(row["phase"]),
                                      "epoch": int(row["epoch"]), "pid": os.getpid(),
-                                     "ppid": os.getppid()}) + "\n")
+                                     "ppid": os.getppid(), "time": time.time(),
+                                     "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\n")
 
 
 @hookimpl
