@@ -103,10 +103,13 @@ def local_ray(tmp_path_factory):
            "HARNESS_FAKE_FAIL_SEED": "7", "HARNESS_QUIET": "1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the Ray workers inherit it
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # One GPU as Ray sees it (a logical resource: no device is touched by the fake engine).
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield trace
     ray.shutdown()
+    for sig, handler in handlers.items():  # ray.init installs its own; later tests expect ours
+        signal.signal(sig, handler)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
