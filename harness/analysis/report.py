@@ -33,6 +33,7 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
 )
 from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct
 from harness.analysis.optimism import optimism_section
+from harness.analysis.results import write_results
 from harness.analysis.sources import source_block
 from harness.analysis.tables import OTHER_FIGURES, combination_tables, pooled_metrics
 from harness.runs import store
@@ -120,4 +121,5 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
     html = _environment().get_template("report.html.j2").render(**context)
     store.write_text(out / "index.html", html)
     write_exports(out, blocks, comparisons, not_done, classes, suite_name)
+    write_results(out, runs_dir)
     return out / "index.html"

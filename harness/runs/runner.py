@@ -443,7 +443,7 @@ def make_work(runs_root: Path, fail_fast: bool, total: int,
 
 
 def run_suite(
-    suite_path: str | Path,
+    suite_path: str | Path | Suite,
     only: list[str] = (),
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -456,7 +456,7 @@ def run_suite(
 ) -> SuiteResult:
     if rerun is not None and rerun not in RERUN:
         raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
-    suite = load_suite(suite_path)
+    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
     registry = build_registry(suite.plugins)
     checked = check_suite(suite, registry)
     runs = filter_runs(expand(suite), list(only))
