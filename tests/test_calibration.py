@@ -91,3 +91,17 @@ def test_macro_auroc_equals_scikit_learns_with_ties():
     proba = rng.dirichlet([1, 1, 1], 300).round(1)  # many ties
     expected = np.mean([roc_auc_score(true == k, proba[:, k]) for k in range(3)])
     assert macro_auroc(true, proba) == pytest.approx(expected, abs=1e-12)
+
+
+def test_plan_file_keeps_the_sources_the_report_reads():
+    from harness.runs.folder import PlanFile
+
+    part = {"uids": ["a", "b"], "labels": ["normal", "covid19"], "sources": ["rsna", "ieee8023"]}
+    plan = {"sampler": "phased", "budget": 2, "plan": {"phases": [{"indices": [0]}]},
+            "train": part, "select": {"uids": [], "labels": []}, "test": part}
+    back = PlanFile.from_json(plan).to_json()
+    assert back["test"]["sources"] == ["rsna", "ieee8023"]
+    assert "sources" not in back["select"]
+    bad = {**plan, "test": {**part, "sources": ["rsna"]}}
+    with pytest.raises(ValueError, match="1 sources"):
+        PlanFile.from_json(bad)

@@ -32,6 +32,7 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
     suite_config,
 )
 from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct
+from harness.analysis.optimism import optimism_section
 from harness.analysis.sources import source_block
 from harness.analysis.tables import OTHER_FIGURES, combination_tables, pooled_metrics
 from harness.runs import store
@@ -112,6 +113,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "figures4": TABLE4_FIGURES, "other_figures": OTHER_FIGURES,
         "runs_dir": str(runs_dir),
         "data": data_section(runs),
+        "optimism": optimism_section(runs_dir, str(report_cfg.get("optimism_against") or "")),
         "dropped": dropped_images(r.config for r in runs),
     }
     out.mkdir(parents=True, exist_ok=True)

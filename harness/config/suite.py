@@ -168,6 +168,9 @@ class ReportConfig:
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
     focus_class: str = ""
+    #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
+    #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
+    optimism_against: str = ""
 
 
 @dataclass
@@ -255,7 +258,10 @@ def load_suite(path: str | Path) -> Suite:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SuiteError(f"{path}: not valid YAML: {where}{what}") from exc
     return parse_suite(data, str(path))
 
 
@@ -275,7 +281,7 @@ def parse_suite(data: Any, source: str) -> Suite:
     return suite
 
 
-def _training_for(suite: Suite, backbone: str) -> dict[str, Any]:
+def training_for(suite: Suite, backbone: str) -> dict[str, Any]:
     merged = dataclasses.asdict(suite.training)
     overrides = suite.backbones.get(backbone, {})
     where = f"backbones.{backbone}"
@@ -301,7 +307,7 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                              f"the split has folds 1..{n_folds}")
     runs = []
     for backbone in suite.matrix.backbone:
-        training = _training_for(suite, backbone)
+        training = training_for(suite, backbone)
         for sampler in suite.matrix.sampler:
             sampler_options = suite.samplers.get(sampler, {})
             for engine in suite.matrix.engine:
@@ -333,14 +339,27 @@ def data_identity(suite: Suite) -> dict[str, Any]:
 
 
 def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") -> list[RunSpec]:
-    """Keep runs matching every ``key=value`` (``value`` may be a comma-separated list)."""
+    """Keep runs matching every key of ``only`` (``key=value``, ``value`` may be a
+    comma-separated list); values given for one key, in one item or repeated, are OR-ed.
+
+    A value that matches no run of the suite is a mistake: the message names it and the
+    values the suite has.
+    """
     keys = ("backbone", "sampler", "engine", "fold", "seed")
+    wanted: dict[str, list[str]] = {}
     for item in only:
         if "=" not in item:
             raise SuiteError(f"{source} {item!r}: expected key=value, e.g. sampler=phased")
         key, value = item.split("=", 1)
         if key not in keys:
             raise SuiteError(f"{source} {item!r}: unknown key {key!r}; known: {', '.join(keys)}")
-        wanted = {v.strip() for v in value.split(",")}
-        runs = [r for r in runs if str(getattr(r, key)) in wanted]
+        wanted.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+    for key, values in wanted.items():
+        have = sorted({str(getattr(r, key)) for r in runs}, key=lambda v: (len(v), v))
+        missing = [v for v in values if v not in have]
+        if missing:
+            raise SuiteError(f"{source} {key}={missing[0]}: no run of the suite has {key} "
+                             f"{missing[0]!r}; its {key} values: {', '.join(have) or '(none)'}")
+    for key, values in wanted.items():
+        runs = [r for r in runs if str(getattr(r, key)) in values]
     return runs
