@@ -239,12 +239,15 @@ def test_unknown_tracker_or_option_names_the_key(make_suite, tmp_path):
             tmp_path, dry_run=True)
 
 
-def test_mlflow_run_that_resumes_goes_on_in_the_same_mlflow_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("store_kind", ["file", "sqlite"])
+def test_mlflow_run_that_resumes_goes_on_in_the_same_mlflow_run(tmp_path, monkeypatch,
+                                                                 store_kind):
     mlflow = pytest.importorskip("mlflow")
     from harness_plugins.trackers.mlflow_tracker import MlflowTracker
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    uri = (tmp_path / "mlruns").as_uri()
+    uri = ((tmp_path / "mlruns").as_uri() if store_kind == "file"
+           else f"sqlite:///{tmp_path / 'mlflow.db'}")
     info = RunInfo(run_id="r1", run_dir=tmp_path / "s" / "r1", suite="s",
                    key={"backbone": "b", "sampler": "none", "engine": "e", "fold": 1,
                         "seed": 0}, combination="b / none / e", config={}, data={})

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import Any
 
-from harness import ExecutorSpec, Option, hookimpl
-from harness.errors import HarnessError
+from pydantic import Field
+
+from harness import ExecutorSpec, HarnessError, Options, hookimpl
 
 #: Seconds the runs interrupted by a cancel get to record it before Ray is left.
 CANCEL_GRACE = 40.0
@@ -38,17 +40,28 @@ def run_task(run_dir: str, env: dict[str, str]) -> int:
     return code
 
 
-def execute(runs, work, options) -> None:
+class RayOptions(Options):
+    address: str | None = Field(None, description="Ray cluster address ('auto': the running "
+                                "cluster; default: RAY_ADDRESS, a cluster on this machine, "
+                                "else a new local one)")
+    gpus_per_run: float = Field(1, ge=0, description="GPUs per run: 1, a fraction (0.5: two "
+                                "runs per GPU), or 0 for CPU-only runs")
+    cpus_per_run: float = Field(1, gt=0, description="CPUs per run")
+    max_retries: int = Field(3, ge=0, description="times a run is retried when its node or "
+                             "worker dies")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env when the "
+                                               "harness starts Ray itself")
+
+
+def execute(runs, work, options: RayOptions) -> None:
     try:
         import ray
     except ImportError as exc:
         raise HarnessError("executor 'ray' needs Ray: pip install 'cxr-harness[ray]'") from exc
-    gpus = float(options.get("gpus_per_run", 1))
-    cpus = float(options.get("cpus_per_run", 1))
-    retries = int(options.get("max_retries", 3))
+    gpus, cpus, retries = options.gpus_per_run, options.cpus_per_run, options.max_retries
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=options.get("address"), runtime_env=options.get("runtime_env"),
+        ray.init(address=options.address, runtime_env=options.runtime_env,
                  ignore_reinit_error=True)
     try:
         have = ray.cluster_resources().get("GPU", 0)
@@ -103,13 +116,5 @@ def register_executors(register):
         description="A Ray cluster: one task per run on any node, retried where a node "
                     "dies (shared file system needed)",
         execute=execute,
-        options=(
-            Option("address", "Ray cluster address ('auto': the running cluster; default: "
-                   "RAY_ADDRESS, a cluster on this machine, else a new local one)"),
-            Option("gpus_per_run", "GPUs per run: 1, a fraction (0.5: two runs per GPU), "
-                   "or 0 for CPU-only runs", 1),
-            Option("cpus_per_run", "CPUs per run", 1),
-            Option("max_retries", "times a run is retried when its node or worker dies", 3),
-            Option("runtime_env", "Ray runtime_env when the harness starts Ray itself"),
-        ),
+        options=RayOptions,
     ))

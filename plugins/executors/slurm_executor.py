@@ -15,9 +15,36 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Literal
 
-from harness import ExecutorSpec, Option, hookimpl
-from harness.errors import HarnessError
+from pydantic import Field
+
+from harness import ExecutorSpec, HarnessError, Options, hookimpl
+
+
+class SlurmOptions(Options):
+    partition: str | None = Field(None, description="Slurm partition")
+    account: str | None = Field(None, description="Slurm account")
+    time_min: int = Field(240, ge=1, description="time limit per job in minutes (a run that "
+                          "needs longer is requeued and resumes)")
+    gpus_per_run: int = Field(1, ge=0, description="GPUs per job (0: CPU only)")
+    cpus_per_run: int = Field(4, ge=1, description="CPUs per job")
+    mem_gb: float | None = Field(None, gt=0, description="memory per job in GB (default: the "
+                                 "partition's)")
+    array: bool = Field(True, description="submit the runs as one job array")
+    parallel: int | None = Field(None, ge=1, description="at most this many jobs of the "
+                                 "array at once")
+    max_requeues: int = Field(10, ge=0, description="times a job is requeued after a timeout")
+    job_name: str = Field("harness", description="Slurm job name")
+    logs: str | None = Field(None, description="folder for submitit's scripts and logs "
+                             "(default: runs/<suite>/slurm)")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="any other submitit "
+                                       "parameter, e.g. {slurm_qos: high, slurm_setup: "
+                                       "['module load cuda']}")
+    cluster: Literal["slurm", "local"] = Field("slurm", description="'slurm', or 'local' to "
+                                               "run the jobs on this machine")
+    poll_seconds: float = Field(10, gt=0, description="seconds between checks of the jobs' "
+                                "states")
 
 
 class RunJob:
@@ -36,48 +63,48 @@ class RunJob:
         return DelayedSubmission(self, run_dir, env)
 
 
-def parameters(options) -> dict:
+def parameters(options: SlurmOptions) -> dict:
     """submitit parameters from the executor's options (``parameters`` may add any other)."""
-    slurm = {"slurm_partition": options.get("partition"),
-             "slurm_account": options.get("account"),
-             "slurm_array_parallelism": options.get("parallel")}
-    generic = {"name": options.get("job_name", "harness"),
-               "timeout_min": int(options.get("time_min", 240)),
-               "gpus_per_node": int(options.get("gpus_per_run", 1)),
-               "cpus_per_task": int(options.get("cpus_per_run", 4)),
-               "mem_gb": options.get("mem_gb")}
-    return {k: v for k, v in {**generic, **slurm, **dict(options.get("parameters") or {})}
-            .items() if v is not None}
+    slurm = {"slurm_partition": options.partition,
+             "slurm_account": options.account,
+             "slurm_array_parallelism": options.parallel}
+    generic = {"name": options.job_name,
+               "timeout_min": options.time_min,
+               "gpus_per_node": options.gpus_per_run,
+               "cpus_per_task": options.cpus_per_run,
+               "mem_gb": options.mem_gb}
+    return {k: v for k, v in {**generic, **slurm, **options.parameters}.items()
+            if v is not None}
 
 
-def execute(runs, work, options) -> None:
+def execute(runs, work, options: SlurmOptions) -> None:
     try:
         import submitit
     except ImportError as exc:
         raise HarnessError("executor 'slurm' needs submitit: "
                            "pip install 'cxr-harness[slurm]'") from exc
-    cluster = options.get("cluster", "slurm")
+    cluster = options.cluster
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise HarnessError("executor 'slurm': no Slurm on this machine (sbatch not found); "
                            "run from a login node, or set executor.options.cluster: local "
                            "to try the suite here")
     run_dirs = {run.run_id: work.run_dir(run).resolve() for run in runs}
-    logs = Path(options.get("logs") or next(iter(run_dirs.values())).parent / "slurm")
+    logs = Path(options.logs or next(iter(run_dirs.values())).parent / "slurm")
     executor = submitit.AutoExecutor(folder=logs / "%j", cluster=cluster,
-                                     slurm_max_num_timeout=int(options.get("max_requeues", 10)))
+                                     slurm_max_num_timeout=options.max_requeues)
     params = parameters(options)
     if cluster != "slurm":
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
     executor.update_parameters(**params)
-    env = {"CUDA_VISIBLE_DEVICES": ""} if int(options.get("gpus_per_run", 1)) == 0 else {}
-    if options.get("array", True) and len(runs) > 1:
+    env = {"CUDA_VISIBLE_DEVICES": ""} if options.gpus_per_run == 0 else {}
+    if options.array and len(runs) > 1:
         with executor.batch():
             jobs = [executor.submit(RunJob(), str(run_dirs[r.run_id]), env) for r in runs]
     else:
         jobs = [executor.submit(RunJob(), str(run_dirs[r.run_id]), env) for r in runs]
     for run, job in zip(runs, jobs):
         work.started(run, f"submitted as job {job.job_id}")
-    wait(list(zip(runs, jobs)), work, float(options.get("poll_seconds", 10)))
+    wait(list(zip(runs, jobs)), work, options.poll_seconds)
 
 
 def wait(pending, work, poll: float) -> None:
@@ -114,23 +141,5 @@ def register_executors(register):
         description="A Slurm cluster through submitit: a job (array) per run, requeued on "
                     "preemption or timeout (shared file system needed)",
         execute=execute,
-        options=(
-            Option("partition", "Slurm partition"),
-            Option("account", "Slurm account"),
-            Option("time_min", "time limit per job in minutes (a run that needs longer is "
-                   "requeued and resumes)", 240),
-            Option("gpus_per_run", "GPUs per job (0: CPU only)", 1),
-            Option("cpus_per_run", "CPUs per job", 4),
-            Option("mem_gb", "memory per job in GB (default: the partition's)"),
-            Option("array", "submit the runs as one job array", True),
-            Option("parallel", "at most this many jobs of the array at once"),
-            Option("max_requeues", "times a job is requeued after a timeout", 10),
-            Option("job_name", "Slurm job name", "harness"),
-            Option("logs", "folder for submitit's scripts and logs (default: "
-                   "runs/<suite>/slurm)"),
-            Option("parameters", "any other submitit parameter, e.g. {slurm_qos: high, "
-                   "slurm_setup: ['module load cuda']}"),
-            Option("cluster", "'slurm', or 'local' to run the jobs on this machine", "slurm"),
-            Option("poll_seconds", "seconds between checks of the jobs' states", 10),
-        ),
+        options=SlurmOptions,
     ))
