@@ -76,6 +76,11 @@ def test_report_has_calibration_and_says_when_a_class_has_one_source(tmp_path):
             values.append(np.mean([r["pred"] == "pneumonia" for r in pn]))
     html = render_report(root, tmp_path / "out").read_text()
     assert "Reliability diagram" in html and "ECE" in html
+    with (tmp_path / "out" / "sources.csv").open() as fh:
+        exported = {(r["class"], r["source"]): float(r["sensitivity"]) for r in csv.DictReader(fh)}
+    assert exported[("pneumonia", "rsna")] == pytest.approx(np.mean(expected["rsna"]))
+    with (tmp_path / "out" / "calibration.csv").open() as fh:
+        assert [r["fold"] for r in csv.DictReader(fh)] == ["1", "2"]
     assert "covid19 comes only from ieee8023" in html
     assert "normal comes only from rsna" in html
     assert "pneumonia comes only" not in html

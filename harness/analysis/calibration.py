@@ -8,6 +8,7 @@ the pooled predictions.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,3 +131,25 @@ def calibration_block(combo, n_boot: int = 1000) -> dict[str, Any] | None:
     return {"runs": rows, "ece": mean("ece"), "brier": mean("brier"), "auroc": mean("auroc"),
             "n_bins": N_BINS, "bootstrap": n_boot,
             "figure": png_data_uri(reliability_figure(true, proba, combo.name))}
+
+
+def write_calibration_exports(out: Path, blocks: list[dict[str, Any]]) -> None:
+    """``calibration.csv`` (per run) and ``sources.csv`` (per class and source), next to the
+    report's other exports; figures are fractions (0-1)."""
+    from harness.analysis.exports import _csv
+
+    cal, src = [], []
+    for b in blocks:
+        c = b["combo"]
+        key = [c.backbone, c.sampler, c.engine]
+        for row in (b.get("calibration") or {}).get("runs", []):
+            cal.append(key + [row["fold"], row["seed"], row["run_id"], row["ece"], row["brier"],
+                              row["auroc"], *row["auroc_ci"]])
+        for row in (b.get("sources") or {}).get("rows", []):
+            src.append(key + [row["class"], row["source"], row["images"], row["runs"],
+                              row["sensitivity"], row["sd"]])
+    _csv(out / "calibration.csv", ["backbone", "sampler", "engine", "fold", "seed", "run_id",
+                                   "ece", "brier", "macro_auroc", "auroc_ci_low",
+                                   "auroc_ci_high"], cal)
+    _csv(out / "sources.csv", ["backbone", "sampler", "engine", "class", "source",
+                               "test_images", "runs", "sensitivity", "sd"], src)
