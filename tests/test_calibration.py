@@ -90,6 +90,14 @@ def test_report_has_calibration_and_says_when_a_class_has_one_source(tmp_path):
         assert f">{100 * np.mean(values):.2f}<" in html.split(shown)[1][:200]
 
 
+def test_macro_auroc_equals_scikit_learns_with_ties():
+    rng = np.random.default_rng(4)
+    true = rng.integers(0, 3, 300)
+    proba = rng.dirichlet([1, 1, 1], 300).round(1)  # many ties
+    expected = np.mean([roc_auc_score(true == k, proba[:, k]) for k in range(3)])
+    assert macro_auroc(true, proba) == pytest.approx(expected, abs=1e-12)
+
+
 def test_plan_file_keeps_the_sources_the_report_reads():
     from harness.runs.folder import PlanFile
 

@@ -31,7 +31,7 @@ from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
 from harness.runs.folder import CONFIG, PLAN, DamagedFile, PlanFile, RunConfig, RunFolder
-from harness.runs.worker import ALREADY_DONE
+from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 
 class StopSuite(HarnessError):
@@ -376,6 +376,10 @@ class Work:
         #: engine missing here (TensorFlow) gets a fresh worker process per run.
         self.pool = None
         self.preload: dict[str, list[str]] = {}
+        #: Runs whose folder another process held (the worker did not wait): run again,
+        #: waiting this time, once every other run had its turn.
+        self.deferred: list[RunSpec] = []
+        self.wait_for_locks = False
 
     def warm(self, registry: Registry, engines: list[str]) -> None:
         """Train the runs of engines whose framework forks safely in warm hosts."""
@@ -409,6 +413,12 @@ class Work:
         the folder (a task or job that never got to start its worker)."""
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
+        if code == BUSY:
+            with self._lock:
+                self.deferred.append(run)
+            self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: another process is "
+                      "training it; coming back to it after the others")
+            return outcome
         if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
@@ -430,6 +440,7 @@ class Work:
     def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
         self.started(run)
         started = time.time()
+        env = {**(env or {}), LOCK_WAIT_ENV: "1" if self.wait_for_locks else "0"}
         if self.pool is not None and run.engine in self.preload:
             code = self.pool.run(self.preload[run.engine], self.run_dir(run), env)
         else:
@@ -494,6 +505,9 @@ def run_suite(
             work.warm(registry, sorted({r.engine for r in pending}))
             try:
                 executor.execute(pending, work, checked.executor)
+                if work.deferred:  # runs another process held: now wait for it, then skip
+                    deferred, work.deferred, work.wait_for_locks = work.deferred, [], True
+                    executor.execute(deferred, work, checked.executor)
             finally:
                 work.close()
                 result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
