@@ -168,6 +168,9 @@ class ReportConfig:
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
     focus_class: str = ""
+    #: Strategies shown first and compared against, when present. Default: the built-in
+    #: baseline and the paper's method.
+    references: list[str] = field(default_factory=lambda: ["none", "phased"])
     #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
     #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
     optimism_against: str = ""
@@ -190,10 +193,14 @@ class Suite:
     backbones: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Options per sampler name (e.g. ``phased: {phases: 8}``).
     samplers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Training budget (images seen) of every strategy: ``equal`` to the ``phased`` plan's
-    #: on the same fold, each strategy's ``natural`` one, or a fixed number of images.
+    #: Training budget (images seen) of every strategy: ``equal`` to the plan of
+    #: ``budget_reference`` on the same fold, each strategy's ``natural`` one, or a fixed
+    #: number of images.
     budget: int | Literal["equal", "natural"] = field(default="equal",
                                                       metadata=between(1, MAX_BUDGET))
+    #: The sampler whose plan sets the budget under ``budget: equal`` (default: the paper's
+    #: phased sampling).
+    budget_reference: str = "phased"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     #: Experiment trackers every run reports to (``mlflow``, ``tensorboard``, plugins).
     trackers: list[TrackerRef] = field(default_factory=list)
@@ -248,6 +255,9 @@ class RunSpec:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+DEFAULT_BUDGET_REFERENCE = Suite.__dataclass_fields__["budget_reference"].default
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -318,6 +328,8 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                         resolved = {
                             **key, "training": training, "sampler_options": sampler_options,
                             "budget": suite.budget,
+                            **({"budget_reference": suite.budget_reference}
+                               if suite.budget_reference != DEFAULT_BUDGET_REFERENCE else {}),
                             "data": data_identity(suite),
                         }
                         runs.append(RunSpec(

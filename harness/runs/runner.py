@@ -116,8 +116,9 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
               epochs_per_phase: int, fold: int = 1) -> Plan:
     """Ask the sampler for a plan, under the suite's budget rule.
 
-    With ``budget: equal`` every strategy gets the images-seen budget of the ``phased`` plan
-    on the same fold and seed, so a strategy never wins by training longer. A sampler whose
+    With ``budget: equal`` every strategy gets the images-seen budget of the suite's
+    ``budget_reference`` plan on the same fold and seed, so a strategy never wins by
+    training longer. A sampler whose
     own options set ``budget`` or ``epochs`` (``harness.SamplerOptions``) keeps them.
     """
     sampler = registry.get("samplers", sampler_name)
@@ -129,9 +130,9 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
         budget = int(own_budget)
     elif own_epochs is not None:
         budget = None
-    elif suite.budget == "equal" and sampler_name != "phased" \
-            and "phased" in registry.names("samplers"):
-        reference = make_plan(suite, registry, "phased", suite.samplers.get("phased", {}),
+    elif suite.budget == "equal" and sampler_name != suite.budget_reference:
+        reference = make_plan(suite, registry, suite.budget_reference,
+                              suite.samplers.get(suite.budget_reference, {}),
                               labels, seed, split_phases, epochs_per_phase, fold)
         budget = reference.budget(epochs_per_phase)
     elif isinstance(suite.budget, int):
