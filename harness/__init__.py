@@ -1,20 +1,27 @@
 """cxr-harness: a plugin-based benchmark harness for imbalanced chest X-ray classification.
 
-Importing this package imports no deep-learning framework.
+Everything a plugin needs is exported here (see README, "Writing a plugin"). Importing this
+package imports no deep-learning framework.
 """
 
+from harness.errors import HarnessError
+from harness.plugin.budget import SamplerOptions, meet_budget
 from harness.plugin.hookspecs import hookimpl
+from harness.plugin.options import Options
 from harness.plugin.specs import (
+    BACKBONE_CONTRACT,
     DEFAULT_CLASSES,
     BackboneSpec,
+    DatasetContext,
     DatasetSpec,
     EngineSpec,
     ExecutorSpec,
     Fold,
-    Option,
     Phase,
     Plan,
+    SamplerContext,
     SamplerSpec,
+    SplitterContext,
     SplitterSpec,
     TrackerSpec,
 )
@@ -23,22 +30,29 @@ from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracke
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKBONE_CONTRACT",
     "DEFAULT_CLASSES",
     "BackboneSpec",
+    "DatasetContext",
     "DatasetSpec",
     "EngineSpec",
     "ExecutorSpec",
     "Fold",
-    "Option",
+    "HarnessError",
+    "Options",
     "Phase",
     "Plan",
     "RunEnd",
     "RunInfo",
+    "SamplerContext",
+    "SamplerOptions",
     "SamplerSpec",
+    "SplitterContext",
     "SplitterSpec",
     "SuiteEnd",
     "SuiteInfo",
     "Tracker",
     "TrackerSpec",
     "hookimpl",
+    "meet_budget",
 ]

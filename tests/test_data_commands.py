@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import plugin_calls as calls
 import pytest
 from click.testing import CliRunner
 from fixtures_data import (
@@ -14,7 +15,7 @@ from fixtures_data import (
     write_ieee8023,
     write_rsna,
 )
-from harness_plugins.splitters.paper import split_paper
+from harness_plugins.splitters import paper
 
 from harness.cli.data_commands import render, summarize
 from harness.cli.main import main
@@ -82,7 +83,7 @@ def test_summary_of_one_dataset_without_a_suite(tmp_path):
 
 def test_summary_reports_the_papers_per_fold_composition():
     records = paper_records()
-    folds = split_paper(records, 5, 0, {"select_from": "none"})
+    folds = calls.split(paper.split_paper, paper.PaperOptions, records, 5, 0, {"select_from": "none"})
     summary = summarize(records, ["normal", "pneumonia", "covid19"], {}, folds)
     assert summary["total"] == {"normal": 8851, "pneumonia": 6054, "covid19": 180}
     first = summary["folds"][0]

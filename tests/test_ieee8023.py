@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plugin_calls as calls
 import pytest
 from fixtures_data import IEEE_EXPECTED, IEEE_ROWS, gradient, write_ieee8023
 from harness_plugins.datasets import ieee8023
 from harness_plugins.splitters.grouped_kfold import split as grouped_split
 
+from harness import Options
 from harness.data.prepare import check_folds
 from harness.errors import HarnessError
 
@@ -17,7 +19,7 @@ CLASSES = ["normal", "pneumonia", "covid19"]
 
 
 def load(root, **options):
-    return ieee8023.records({"root": str(root), "classes": CLASSES, **options})
+    return calls.records(ieee8023, {"root": str(root), "classes": CLASSES, **options})
 
 
 @pytest.mark.parametrize("generation", ["earliest", "flat", "spaced", "hierarchical"])
@@ -67,9 +69,9 @@ def test_wrong_extensions_and_trailing_spaces(tmp_path):
     # c2.jpg holds PNG data, "c4.png " has a trailing space in the metadata, and the
     # file of sp14.jpg has one on disk.
     for uid in ("ieee8023/c2.jpg", "ieee8023/c4.png", "ieee8023/sp14.jpg"):
-        image = ieee8023.read_image(records.loc[uid].to_dict() | {"uid": uid}, {})
+        image = calls.read_image(ieee8023, records.loc[uid].to_dict() | {"uid": uid}, {})
         assert image.dtype == np.uint8 and image.shape == (40, 32)
-    c2 = ieee8023.read_image(records.loc["ieee8023/c2.jpg"].to_dict(), {})
+    c2 = calls.read_image(ieee8023, records.loc["ieee8023/c2.jpg"].to_dict(), {})
     assert np.array_equal(c2, gradient(seed=2))  # lossless PNG, RGB → gray exactly
     assert records.loc["ieee8023/sp14.jpg", "path"].endswith("sp14.jpg ")
 
@@ -77,13 +79,13 @@ def test_wrong_extensions_and_trailing_spaces(tmp_path):
 @pytest.mark.parametrize("uid,seed", [("ieee8023/c3.png", 3), ("ieee8023/c4.png", 4)])
 def test_palette_and_rgba_convert_to_the_right_gray(tmp_path, uid, seed):
     records = load(write_ieee8023(tmp_path)).set_index("uid")
-    image = ieee8023.read_image(records.loc[uid].to_dict(), {})
+    image = calls.read_image(ieee8023, records.loc[uid].to_dict(), {})
     assert np.abs(image.astype(int) - gradient(seed=seed)).max() <= 3
 
 
 def test_sixteen_bit_image_keeps_its_contrast(tmp_path):
     records = load(write_ieee8023(tmp_path), mapping="current").set_index("uid")
-    image = ieee8023.read_image(records.loc["ieee8023/n6.png"].to_dict(), {})
+    image = calls.read_image(ieee8023, records.loc["ieee8023/n6.png"].to_dict(), {})
     expected = gradient(seed=6).astype(float)
     expected = (expected - expected.min()) * 255 / (expected.max() - expected.min())
     assert np.abs(image - expected).max() <= 1
@@ -114,7 +116,7 @@ def test_missing_root_says_what_to_do(tmp_path):
 
 def test_relative_root_resolves_against_the_suite_folder(tmp_path):
     write_ieee8023(tmp_path / "data" / "ieee")
-    records = ieee8023.records({"root": "data/ieee", "suite_dir": str(tmp_path),
+    records = calls.records(ieee8023, {"root": "data/ieee", "suite_dir": str(tmp_path),
                                 "classes": CLASSES})
     assert len(records) == 7
 
@@ -127,12 +129,12 @@ def test_user_mapping_views_and_errors(tmp_path):
     assert records.attrs["exclusions"]["view"] == 1  # only the blank view now
     with pytest.raises(HarnessError, match="maps 'ARDS' to 'ards'.*not a class of the suite"):
         load(root, mapping={"ARDS": "ards"})
-    with pytest.raises(HarnessError, match="'mapping' is 'newest'; expected a preset"):
+    with pytest.raises(HarnessError, match="options.mapping: expected a preset .* got 'newest'"):
         load(root, mapping="newest")
 
 
 def test_classes_outside_the_suite_are_counted(tmp_path):
-    records = ieee8023.records({"root": str(write_ieee8023(tmp_path)), "mapping": "current",
+    records = calls.records(ieee8023, {"root": str(write_ieee8023(tmp_path)), "mapping": "current",
                                 "classes": ["normal", "covid19"]})
     assert records.attrs["exclusions"]["class not in suite"] == 6  # rows, not images
     assert set(records["label"]) == {"normal", "covid19"}
@@ -149,13 +151,13 @@ def test_verify_counts_unreadable_files(tmp_path):
 def test_fingerprint_changes_only_with_content(tmp_path):
     root = write_ieee8023(tmp_path)
     options = {"root": str(root)}
-    first = ieee8023.fingerprint(options)
-    assert ieee8023.fingerprint(options) == first
+    first = calls.fingerprint(ieee8023, options)
+    assert calls.fingerprint(ieee8023, options) == first
     (root / "images" / "extra.png").write_bytes(b"x")
-    second = ieee8023.fingerprint(options)
+    second = calls.fingerprint(ieee8023, options)
     assert second != first
     (root / "metadata.csv").write_text((root / "metadata.csv").read_text() + "\n")
-    assert ieee8023.fingerprint(options) != second
+    assert calls.fingerprint(ieee8023, options) != second
 
 
 # --- the real mini subset ------------------------------------------------------------------
@@ -214,7 +216,7 @@ def test_real_mini_shared_images_and_no_patient_in_two_splits(mini):
     records = load(mini, mapping="current")
     shared = records[records["filename"] == "000001-24.jpg"]
     assert shared["patient_id"].tolist() == ["ieee8023/285+339"]
-    folds = grouped_split(records, 5, 0, {"select_fraction": 0.15})
+    folds = calls.split(grouped_split, Options, records, 5, 0, {"select_fraction": 0.15})
     check_folds(folds, records, "grouped-kfold")  # raises on any leak
     for fold in folds:
         test_patients = set(records["patient_id"].iloc[fold.test])
@@ -225,5 +227,5 @@ def test_real_mini_images_decode(mini):
     records = load(mini)
     by_mode = records[records["filename"].isin(["000001-3.png", "000001-2.jpg"])]
     for record in records.head(20).to_dict("records") + by_mode.to_dict("records"):
-        image = ieee8023.read_image(record, {})
+        image = calls.read_image(ieee8023, record, {})
         assert image.ndim == 2 and image.dtype == np.uint8 and image.std() > 5

@@ -40,8 +40,7 @@ def test_paper_backbones_registered_for_both_engines_without_importing_framework
         reg = build_registry()
         specs = {n: sorted(reg.get("backbones", n).builders)
                  for n in ("xception", "resnet50v2", "resnetv2_50_timm", "concat")}
-        members = [o.default for o in reg.get("backbones", "concat").options
-                   if o.name == "members"][0]
+        members = reg.get("backbones", "concat").options().members
         print(json.dumps({"specs": specs, "members": members,
                           "tf": "tensorflow" in sys.modules, "torch": "torch" in sys.modules}))
     """)

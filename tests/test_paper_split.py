@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plugin_calls as calls
 import pytest
 from fixtures_data import paper_records, records_from_all_csv
+from harness_plugins.splitters import paper
 from harness_plugins.splitters.paper import (
     AUTHORS_TEST_PATIENTS,
     match_files,
     read_split_files,
-    split_files,
-    split_paper,
 )
 
 from harness.data.prepare import check_folds
@@ -32,7 +32,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def folds(records):
-    return split_paper(records, 5, 0, {"select_from": "none"})
+    return calls.split(paper.split_paper, paper.PaperOptions, records, 5, 0, {"select_from": "none"})
 
 
 def test_paper_split_gives_the_papers_composition_every_fold(records, folds):
@@ -66,8 +66,8 @@ def test_the_authors_test_patients_are_the_ieee_test_set(records, folds):
 
 
 def test_the_draw_follows_the_seed(records, folds):
-    again = split_paper(records, 5, 0, {"select_from": "none"})
-    other = split_paper(records, 5, 1, {"select_from": "none"})
+    again = calls.split(paper.split_paper, paper.PaperOptions, records, 5, 0, {"select_from": "none"})
+    other = calls.split(paper.split_paper, paper.PaperOptions, records, 5, 1, {"select_from": "none"})
     assert all(np.array_equal(a.phases[3], b.phases[3]) for a, b in zip(folds, again))
     assert not np.array_equal(folds[0].phases[0], other[0].phases[0])
 
@@ -75,7 +75,7 @@ def test_the_draw_follows_the_seed(records, folds):
 def test_a_selection_split_is_carved_from_training(records):
     small = records[(records["source"] == "ieee8023")
                     | (records.groupby("label").cumcount() < 700)].reset_index(drop=True)
-    folds = split_paper(small, 5, 0, {"select_from": "train", "select_fraction": 0.2,
+    folds = calls.split(paper.split_paper, paper.PaperOptions, small, 5, 0, {"select_from": "train", "select_fraction": 0.2,
                                       "per_phase": {"normal": 40, "pneumonia": 30}})
     check_folds(folds, small, "paper")
     for fold in folds:
@@ -90,7 +90,7 @@ def test_the_papers_composition_gives_no_warning_and_a_newer_copy_does(records):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        split_paper(records, 5, 0, {"select_from": "none"})
+        calls.split(paper.split_paper, paper.PaperOptions, records, 5, 0, {"select_from": "none"})
     # a June-2020-like copy: many more COVID-19 images of patients outside the test lists
     extra = records[records["label"] == "covid19"].copy()
     extra["uid"] = extra["uid"] + "-new"
@@ -98,7 +98,7 @@ def test_the_papers_composition_gives_no_warning_and_a_newer_copy_does(records):
     extra["original_patient_id"] = "new" + extra["original_patient_id"]
     newer = pd.concat([records, extra], ignore_index=True)
     with pytest.warns(UserWarning) as caught:
-        split_paper(newer, 5, 0, {"select_from": "none"})
+        calls.split(paper.split_paper, paper.PaperOptions, newer, 5, 0, {"select_from": "none"})
     (message,) = [str(w.message) for w in caught]
     assert "covid19 329 per phase, the paper 149" in message
     assert "covid19 360 images in all, the paper 180" in message
@@ -106,16 +106,16 @@ def test_the_papers_composition_gives_no_warning_and_a_newer_copy_does(records):
 
 def test_wrong_fold_count_or_missing_source_is_explained(records):
     with pytest.raises(HarnessError, match="split.folds is 3; set split.folds: 5"):
-        split_paper(records, 3, 0, {})
+        calls.split(paper.split_paper, paper.PaperOptions, records, 3, 0, {})
     rsna_only = records[records["source"] == "rsna"].reset_index(drop=True)
     with pytest.raises(HarnessError, match="needs records of source 'ieee8023'"):
-        split_paper(rsna_only, 5, 0, {})
+        calls.split(paper.split_paper, paper.PaperOptions, rsna_only, 5, 0, {})
 
 
 def test_too_few_images_to_draw_warns_once(records):
     ieee_only = records[records["source"] == "ieee8023"].reset_index(drop=True)
     with pytest.warns(UserWarning) as caught:
-        folds = split_paper(ieee_only, 5, 0, {"select_from": "none"})
+        folds = calls.split(paper.split_paper, paper.PaperOptions, ieee_only, 5, 0, {"select_from": "none"})
     messages = sorted(str(w.message) for w in caught if "only" in str(w.message))
     assert len(messages) == 2  # normal and pneumonia, not once per fold
     assert messages[0].startswith("split 'paper': only 0 normal images to draw phases from")
@@ -135,7 +135,7 @@ def split_dir(shared_dir):
 def test_files_split_reproduces_the_published_phases(split_dir):
     records = records_from_all_csv(split_dir)
     assert match_files(records, read_split_files(split_dir)).problems() == ""
-    folds = split_files(records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
+    folds = calls.split(paper.split_files, paper.FilesOptions, records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
     for k, fold in enumerate(folds, start=1):
         covid_train = 150 if k == 3 else 149
         assert composition(records, fold.train) == [covid_train, 1634, 2000]
@@ -149,12 +149,12 @@ def test_files_split_reproduces_the_published_phases(split_dir):
 def test_files_split_reports_unmatched_names(split_dir, tmp_path):
     records = records_from_all_csv(split_dir).iloc[500:].reset_index(drop=True)
     with pytest.warns(UserWarning, match=r"500 name\(s\) of All.csv match no record"):
-        folds = split_files(records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
+        folds = calls.split(paper.split_files, paper.FilesOptions, records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
     assert len(folds) == 5
     with pytest.raises(HarnessError, match="has 5 folds but split.folds is 4"):
-        split_files(records, 4, 0, {"dir": str(split_dir)})
+        calls.split(paper.split_files, paper.FilesOptions, records, 4, 0, {"dir": str(split_dir)})
     with pytest.raises(HarnessError, match="All.csv does not exist"):
-        split_files(records, 5, 0, {"dir": str(tmp_path)})
+        calls.split(paper.split_files, paper.FilesOptions, records, 5, 0, {"dir": str(tmp_path)})
 
 
 def test_files_split_on_the_real_ieee_mini_keeps_patients_apart(split_dir, shared_dir):
@@ -163,9 +163,9 @@ def test_files_split_on_the_real_ieee_mini_keeps_patients_apart(split_dir, share
     root = shared_dir / "data" / "ieee8023-mini"
     if not root.is_dir():
         pytest.skip("ieee8023-mini not present")
-    records = ieee8023.records({"root": str(root), "classes": ["normal", "pneumonia", "covid19"]})
+    records = calls.records(ieee8023, {"root": str(root), "classes": ["normal", "pneumonia", "covid19"]})
     with pytest.warns(UserWarning, match="record\\(s\\) are not in All.csv"):
-        folds = split_files(records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
+        folds = calls.split(paper.split_files, paper.FilesOptions, records, 5, 0, {"dir": str(split_dir), "select_from": "none"})
     check_folds(folds, records, "files")
     matched = match_files(records, read_split_files(split_dir))
     # 214 of the authors' 222 ieee8023 images are in the mini set; two of them are lateral

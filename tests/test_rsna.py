@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import plugin_calls as calls
 import pytest
 from fixtures_data import write_rsna, write_rsna_dicom
 from harness_plugins.datasets import rsna
@@ -25,7 +26,7 @@ def root(tmp_path):
 
 
 def load(root, **options):
-    return rsna.records({"root": str(root), "classes": CLASSES, **options})
+    return calls.records(rsna, {"root": str(root), "classes": CLASSES, **options})
 
 
 def test_labels_boxes_and_exclusions(root):
@@ -40,7 +41,7 @@ def test_labels_boxes_and_exclusions(root):
 
 def test_dicom_and_png_records_both_decode(root):
     for record in load(root).to_dict("records"):
-        image = rsna.read_image(record, {})
+        image = calls.read_image(rsna, record, {})
         assert image.shape == (64, 64) and image.dtype == np.uint8 and image.std() > 0
 
 
@@ -58,7 +59,7 @@ def test_labels_only_from_targets_when_class_info_is_absent(root):
 
 
 def test_classes_outside_the_suite_are_counted(root):
-    records = rsna.records({"root": str(root), "classes": ["normal", "covid19"]})
+    records = calls.records(rsna, {"root": str(root), "classes": ["normal", "covid19"]})
     assert records["label"].tolist() == ["normal"]
     assert records.attrs["exclusions"]["class not in suite"] == 2
 
@@ -81,20 +82,20 @@ def test_headers_give_view_sex_and_bare_age(root):
 def test_full_size_fixture_decodes_to_1024(tmp_path):
     write_rsna(tmp_path, {"big": ("Normal", 0)}, size=1024)
     record = load(tmp_path).iloc[0].to_dict()
-    image = rsna.read_image(record, {})
+    image = calls.read_image(rsna, record, {})
     assert image.shape == (1024, 1024) and image.dtype == np.uint8
 
 
 def test_fingerprint_follows_labels_and_images(root):
     options = {"root": str(root)}
-    first = rsna.fingerprint(options)
-    assert rsna.fingerprint(options) == first
+    first = calls.fingerprint(rsna, options)
+    assert calls.fingerprint(rsna, options) == first
     write_rsna_dicom(root / "stage_2_train_images" / "n2.dcm", size=16)
-    second = rsna.fingerprint(options)
+    second = calls.fingerprint(rsna, options)
     assert second != first
     labels = root / "stage_2_train_labels.csv"
     labels.write_text(labels.read_text().replace("n1,,,,,0", "n1,1.0,2.0,3.0,4.0,1"))
-    assert rsna.fingerprint(options) != second
+    assert calls.fingerprint(rsna, options) != second
 
 
 def test_real_rsna_mini(shared_dir):
@@ -106,7 +107,7 @@ def test_real_rsna_mini(shared_dir):
     assert records.attrs["exclusions"] == {"No Lung Opacity / Not Normal": 1}
     kept = load(root, mapping={"No Lung Opacity / Not Normal": "normal"}, headers=True)
     assert kept[["view", "sex", "age"]].iloc[0].tolist() == ["AP", "F", "68"]
-    image = rsna.read_image(kept.iloc[0].to_dict(), {})
+    image = calls.read_image(rsna, kept.iloc[0].to_dict(), {})
     assert image.shape == (1024, 1024) and image.dtype == np.uint8
 
 

@@ -122,7 +122,8 @@ def test_bad_sampler_option_fails_before_training(make_suite, tmp_path):
     from harness.errors import HarnessError
 
     suite = make_suite("werr", samplers={"none": {"no_such_option": 1}})
-    with pytest.raises(HarnessError, match="sampler 'none': unknown option 'no_such_option'"):
+    with pytest.raises(HarnessError, match=r"werr.yaml: samplers.none.no_such_option: unknown "
+                                           r"option. Options here: epochs, budget"):
         run(suite, tmp_path)
     assert not list((tmp_path / "runs").glob("*/*/status.json"))
 
@@ -196,7 +197,8 @@ SPLITTER_PLUGIN = '''
 import numpy as np
 from harness import Fold, SplitterSpec, hookimpl
 
-def split(records, n_folds, seed, options):
+def split(records, options, context):
+    n_folds = context.folds
     idx = np.arange(len(records))
     folds = []
     for k in range(n_folds):

@@ -12,6 +12,7 @@ from harness_plugins.samplers import baseline, phased
 
 from harness.errors import HarnessError
 from harness.plugin.registry import build_registry
+from harness.testing import plan_with
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 NORMAL, PNEUMONIA, COVID = 0, 1, 2
@@ -31,9 +32,12 @@ def labels():
     return np.random.default_rng(123).permutation(values)
 
 
-def make(registry, name, labels, seed=0, **options):
+def make(registry, name, labels, seed=0, classes=CLASSES, epochs_per_phase=1,
+         split_phases=None, **options):
+    """The plan as the runner asks for it: a ``budget`` option becomes the context's."""
     spec = registry.get("samplers", name)
-    return spec.plan(labels, np.random.default_rng(seed), {"classes": CLASSES, **options})
+    return plan_with(spec, labels, options, classes=classes, budget=options.get("budget"),
+                     epochs_per_phase=epochs_per_phase, split_phases=split_phases, seed=seed)
 
 
 def composition(labels, indices):
@@ -237,7 +241,7 @@ def test_phased_matches_the_authors_published_phase_files():
         labels = np.sort(union["class"].map(names).to_numpy())
         spec = build_registry(extra_plugins=[phased], entry_points=False).get("samplers",
                                                                               "phased")
-        plan = spec.plan(labels, np.random.default_rng(fold), {"classes": CLASSES, **PAPER})
+        plan = plan_with(spec, labels, PAPER, seed=fold)
         published = [[int((f["class"] == c).sum()) for c in names] for f in files]
         assert [composition(labels, p.indices) for p in plan.phases] == published, fold
         distinct = len({i for p in plan.phases for i in p.indices})
@@ -276,10 +280,8 @@ def test_plans_are_deterministic_from_the_seed(registry, labels, name):
 
 def test_class_names_may_come_in_any_order(registry):
     labels = np.array([0] * 5 + [1] * 50 + [2] * 30)  # class 0 is covid19 here
-    spec = registry.get("samplers", "phased")
-    plan = spec.plan(labels, np.random.default_rng(0),
-                     {"classes": ["covid19", "normal", "pneumonia"],
-                      "quotas": {"covid19": "all", "normal": 10}, "phases": 2})
+    plan = make(registry, "phased", labels, classes=["covid19", "normal", "pneumonia"],
+                quotas={"covid19": "all", "normal": 10}, phases=2)
     for phase in plan.phases:
         assert Counter(int(labels[i]) for i in phase.indices) == {0: 5, 1: 10, 2: 5}
 
@@ -289,19 +291,19 @@ def test_class_names_may_come_in_any_order(registry):
 @pytest.mark.parametrize("name, options, expected", [
     ("phased", {"quotas": {"covid": 10}},
      ["'phased'", "quotas", "'covid'", "did you mean 'covid19'", "normal, pneumonia, covid19"]),
-    ("phased", {"quotas": {"normal": -5}}, ["quotas.normal", "non-negative integer", "-5"]),
+    ("phased", {"quotas": {"normal": -5}}, ["samplers.phased.quotas.normal", "-5"]),
     ("phased", {"common": {"pneumonia": 30}, "quotas": {"pneumonia": 20}},
      ["common.pneumonia", "exceeds the quota"]),
     ("phased", {"common": {"covid19": 21}}, ["common.covid19", "only 20 covid19"]),
-    ("phased", {"quotas": [250, 234]}, ["option quotas", "mapping"]),
-    ("phased", {"phase": 8}, ["unknown option 'phase'", "Did you mean 'phases'"]),
-    ("phased", {"phases": 0}, ["option phases", "positive integer"]),
+    ("phased", {"quotas": [250, 234]}, ["samplers.phased.quotas", "dictionary"]),
+    ("phased", {"phase": 8}, ["samplers.phased.phase: unknown option", "Did you mean 'phases'"]),
+    ("phased", {"phases": 0}, ["samplers.phased.phases", "greater than 0", "got 0"]),
     ("none", {"budget": 100, "epochs": 3}, ["'budget' and 'epochs'"]),
-    ("none", {"budget": -1}, ["option budget", "positive integer"]),
-    ("class-weighted", {"beta": 1.5}, ["option beta", "[0, 1)"]),
-    ("focal", {"gamma": -1}, ["option gamma"]),
-    ("progressive", {"phases": 1}, ["option phases", ">= 2"]),
-    ("two-stage", {"head_fraction": 0}, ["option head_fraction"]),
+    ("none", {"budget": -1}, ["samplers.none.budget", "greater than 0"]),
+    ("class-weighted", {"beta": 1.5}, ["samplers.class-weighted.beta", "less than 1"]),
+    ("focal", {"gamma": -1}, ["samplers.focal.gamma", "greater than or equal to 0"]),
+    ("progressive", {"phases": 1}, ["samplers.progressive.phases", "greater than or equal to 2"]),
+    ("two-stage", {"head_fraction": 0}, ["samplers.two-stage.head_fraction", "greater than 0"]),
 ])
 def test_bad_options_name_the_option_and_what_is_expected(registry, labels, name, options,
                                                          expected):
@@ -312,14 +314,13 @@ def test_bad_options_name_the_option_and_what_is_expected(registry, labels, name
 
 
 def test_labels_beyond_the_class_list_are_rejected(registry):
-    spec = registry.get("samplers", "none")
     with pytest.raises(HarnessError, match="class index 3 .* only 3 classes"):
-        spec.plan(np.array([0, 1, 3]), np.random.default_rng(0), {"classes": CLASSES})
+        make(registry, "none", np.array([0, 1, 3]))
 
 
 # --- what the runner passes -------------------------------------------------------------
 
-def test_runner_options_are_accepted_by_every_sampler(registry, labels):
+def test_every_sampler_takes_the_runner_context(registry, labels):
     split = [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9, 10]]
     for name in ALL_SAMPLERS:
         plan = make(registry, name, labels, epochs_per_phase=30, split_phases=split)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plugin_calls as calls
 import pytest
 from harness_plugins.splitters.grouped_kfold import split
 
+from harness import Options
 from harness.data.prepare import check_folds
 from harness.errors import HarnessError
 from harness.plugin.specs import Fold
@@ -24,7 +26,7 @@ def make_records(n_patients=200, seed=0):
 
 def test_no_patient_crosses_parts_and_test_sets_partition():
     records = make_records()
-    folds = split(records, 5, 0, {"select_fraction": 0.2})
+    folds = calls.split(split, Options, records, 5, 0, {"select_fraction": 0.2})
     assert len(folds) == 5
     patients = records["patient_id"].to_numpy()
     all_test = np.concatenate([f.test for f in folds])
@@ -38,21 +40,21 @@ def test_no_patient_crosses_parts_and_test_sets_partition():
 
 def test_folds_are_stratified_and_deterministic():
     records = make_records()
-    folds = split(records, 4, 3, {})
+    folds = calls.split(split, Options, records, 4, 3, {})
     overall = (records["label"] == "covid19").mean()
     for f in folds:
         share = (records["label"].to_numpy()[f.test] == "covid19").mean()
         assert abs(share - overall) < 0.05
-    again = split(records, 4, 3, {})
+    again = calls.split(split, Options, records, 4, 3, {})
     assert all(np.array_equal(a.test, b.test) for a, b in zip(folds, again))
-    other = split(records, 4, 4, {})
+    other = calls.split(split, Options, records, 4, 4, {})
     assert not all(np.array_equal(a.test, b.test) for a, b in zip(folds, other))
 
 
 def test_too_few_patients_is_a_clear_error():
     records = make_records(n_patients=3)
     with pytest.raises(HarnessError, match="only 3 patients; lower split.folds"):
-        split(records, 5, 0, {})
+        calls.split(split, Options, records, 5, 0, {})
 
 
 def test_leak_check_names_the_patient():

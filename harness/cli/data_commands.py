@@ -162,13 +162,17 @@ def summary_command(suite_file, dataset, root, mapping, verify, as_json):
             raise HarnessError("give a suite file, or --dataset NAME --root DIR")
         registry = build_registry()
         spec = registry.get("datasets", dataset)
-        options: dict[str, Any] = {"root": str(Path(root).resolve()),
-                                   "classes": list(DEFAULT_CLASSES), "suite_dir": os.getcwd()}
+        options: dict[str, Any] = {"root": str(Path(root).resolve())}
         if mapping:
             options["mapping"] = mapping
         if verify:
             options["verify"] = True
-        records = spec.records(options)
+        from harness.plugin.options import validate_options
+        from harness.plugin.specs import DatasetContext
+
+        typed = validate_options(spec.options, options, "options", f"dataset {dataset!r}")
+        records = spec.records(typed, DatasetContext(classes=DEFAULT_CLASSES,
+                                                     suite_dir=Path.cwd(), name=dataset))
         result = summarize(records, DEFAULT_CLASSES,
                            {dataset: dict(records.attrs.get("exclusions", {}))})
     click.echo(json.dumps(result, indent=2) if as_json else render(result))

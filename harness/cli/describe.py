@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.plugin.options import validate_options
 from harness.plugin.registry import build_registry
 
 #: The paper's batch sizes (30 for a single network, 20 for the concatenation).
@@ -46,7 +47,9 @@ def head_params(head: str, feature_shape: tuple[int, int, int], n_classes: int) 
 
 
 def _options(spec, options: dict[str, Any] | None) -> dict[str, Any]:
-    return {**{o.name: o.default for o in spec.options}, **(options or {})}
+    """The backbone's options from the command line, validated by its model."""
+    return validate_options(spec.options, options or {}, "--options",
+                            f"backbone {spec.name!r}").model_dump()
 
 
 def build_model(engine: str, backbone: str, image_size: int, head: str = "paper",

@@ -275,7 +275,7 @@ def parse_suite(data: Any, source: str) -> Suite:
     return suite
 
 
-def _training_for(suite: Suite, backbone: str) -> dict[str, Any]:
+def training_for(suite: Suite, backbone: str) -> dict[str, Any]:
     merged = dataclasses.asdict(suite.training)
     overrides = suite.backbones.get(backbone, {})
     where = f"backbones.{backbone}"
@@ -301,7 +301,7 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                              f"the split has folds 1..{n_folds}")
     runs = []
     for backbone in suite.matrix.backbone:
-        training = _training_for(suite, backbone)
+        training = training_for(suite, backbone)
         for sampler in suite.matrix.sampler:
             sampler_options = suite.samplers.get(sampler, {})
             for engine in suite.matrix.engine:

@@ -7,6 +7,7 @@ after any of them (``data summary`` needs no images, ``data prepare`` no folds).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,15 @@ import pandas as pd
 from harness.config.suite import Suite
 from harness.data.cache import CacheView, default_cache_root, fill_cache
 from harness.errors import HarnessError
+from harness.plugin.check import (
+    dataset_context,
+    dataset_options,
+    split_options,
+    splitter_context,
+    suite_dir,
+)
 from harness.plugin.registry import Registry
-from harness.plugin.specs import RECORD_COLUMNS, Fold
+from harness.plugin.specs import RECORD_COLUMNS, DatasetContext, Fold
 
 
 @dataclass
@@ -36,22 +44,12 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def suite_dir(suite: Suite) -> Path:
-    return Path(suite.source).resolve().parent if suite.source else Path.cwd()
-
-
-def dataset_options(suite: Suite, index: int) -> dict[str, Any]:
-    """A dataset's options as the suite gives them, plus what every dataset may need."""
-    ref = suite.datasets[index]
-    return {**ref.options, "classes": list(suite.classes), "suite_dir": str(suite_dir(suite))}
-
-
 def load_records(suite: Suite, registry: Registry) -> pd.DataFrame:
     """Concatenate every dataset's records; check labels and uids."""
     frames, exclusions = [], {}
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        frame = spec.records(dataset_options(suite, i))
+        frame = spec.records(dataset_options(suite, registry, i), dataset_context(suite, i))
         where = f"dataset {ref.name!r} (datasets[{i}] of {suite.source or suite.name})"
         missing = [c for c in RECORD_COLUMNS if c not in frame.columns]
         if missing:
@@ -75,6 +73,20 @@ def load_records(suite: Suite, registry: Registry) -> pd.DataFrame:
     return records
 
 
+@dataclass(frozen=True)
+class BoundReader:
+    """A dataset's ``read_image`` with its context bound: ``reader(record, options)``.
+
+    A class, not a closure, so it pickles to the cache's worker processes.
+    """
+
+    read_image: Callable[..., Any]
+    context: DatasetContext
+
+    def __call__(self, record: Any, options: Any) -> Any:
+        return self.read_image(record, options, self.context)
+
+
 def cache_root(suite: Suite) -> Path:
     if suite.cache_dir:
         root = Path(suite.cache_dir)
@@ -88,9 +100,11 @@ def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
     readers, options, fingerprints = {}, {}, []
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        readers[ref.name] = spec.read_image
-        options[ref.name] = dataset_options(suite, i)
-        fingerprints.append(f"{ref.name}:{spec.fingerprint(options[ref.name]) if spec.fingerprint else ''}")
+        context = dataset_context(suite, i)
+        readers[ref.name] = BoundReader(spec.read_image, context)
+        options[ref.name] = dataset_options(suite, registry, i)
+        fingerprint = spec.fingerprint(options[ref.name], context) if spec.fingerprint else ""
+        fingerprints.append(f"{ref.name}:{fingerprint}")
     cache, errors = fill_cache(cache_root(suite), records, readers, options, fingerprints,
                                suite.image_size, show_progress=show_progress)
     if errors:
@@ -136,9 +150,10 @@ def dropped_lines(dropped: list[dict[str, str]], shown: int = 5) -> list[str]:
 
 def make_folds(suite: Suite, records: pd.DataFrame, registry: Registry) -> list[Fold]:
     spec = registry.get("splitters", suite.split.kind)
-    options = {**suite.split.options, "select_fraction": suite.split.select_fraction,
-               "classes": list(suite.classes), "suite_dir": str(suite_dir(suite))}
-    folds = spec.split(records, suite.split.folds, suite.split.seed, options)
+    folds = spec.split(records, split_options(suite, registry), splitter_context(suite))
+    if len(folds) != suite.split.folds:
+        raise HarnessError(f"splitter {suite.split.kind!r} returned {len(folds)} folds; the "
+                           f"suite asks for split.folds = {suite.split.folds}")
     check_folds(folds, records, suite.split.kind)
     return folds
 

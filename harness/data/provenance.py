@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from harness.config.suite import Suite
-from harness.data.prepare import dataset_options
+from harness.plugin.check import dataset_context, dataset_options
 from harness.plugin.registry import Registry
 
 
@@ -26,11 +26,11 @@ def data_provenance(suite: Suite, records: pd.DataFrame, registry: Registry) -> 
     by_dataset = records.groupby("_dataset")["label"] if "_dataset" in records else None
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        options = dataset_options(suite, i)
+        options, context = dataset_options(suite, registry, i), dataset_context(suite, i)
         if spec.version is not None:
-            version = dict(spec.version(options))
+            version = dict(spec.version(options, context))
         elif spec.fingerprint is not None:
-            version = {"fingerprint": spec.fingerprint(options)}
+            version = {"fingerprint": spec.fingerprint(options, context)}
         else:
             version = {}
         labels = (by_dataset.get_group(ref.name) if by_dataset is not None

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+
+from harness.plugin.options import Options
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.config.suite import RunSpec
+    from harness.training.engine import EngineContext, EngineModel
+
+O_contra = TypeVar("O_contra", bound=Options, contravariant=True)
 
 #: The three classes of the paper, in the order used for probability columns.
 DEFAULT_CLASSES = ("normal", "pneumonia", "covid19")
@@ -20,42 +31,85 @@ RECORD_COLUMNS = ("uid", "path", "label", "patient_id", "source", "view")
 
 
 @dataclass(frozen=True)
-class Option:
-    """One option a plugin accepts in a suite, with its default and a one-line help."""
+class DatasetContext:
+    """What the runner tells a dataset besides its options.
 
-    name: str
-    help: str
-    default: Any = None
-    required: bool = False
+    ``suite_dir`` is the folder of the suite file: relative paths in options (``root``)
+    resolve against it.
+    """
+
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    suite_dir: Path = Path(".")
+    name: str = ""
+
+    def resolve(self, path: str | Path) -> Path:
+        """``path`` made absolute: relative paths are relative to the suite file's folder."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.suite_dir / path
+
+
+class RecordsFn(Protocol[O_contra]):
+    def __call__(self, options: O_contra, context: DatasetContext) -> pd.DataFrame: ...
+
+
+class ReadImageFn(Protocol[O_contra]):
+    def __call__(self, record: Mapping[str, Any], options: O_contra,
+                 context: DatasetContext) -> np.ndarray: ...
+
+
+class FingerprintFn(Protocol[O_contra]):
+    def __call__(self, options: O_contra, context: DatasetContext) -> str: ...
+
+
+class VersionFn(Protocol[O_contra]):
+    def __call__(self, options: O_contra, context: DatasetContext) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """A source of labelled chest X-rays.
 
-    ``records(options)`` returns a ``pandas.DataFrame`` with at least ``RECORD_COLUMNS``
-    (``label`` already mapped to the suite's class names, rows that cannot be used dropped)
-    and may carry ``attrs["exclusions"]``: a ``{reason: count}`` dict of dropped rows.
-    ``read_image(record, options)`` returns a 2-D ``uint8`` grayscale array for one row.
-    ``fingerprint(options)`` returns a string that changes whenever the content changes; the
-    image cache is keyed by it. ``version(options)`` returns a JSON-able dict recorded in
-    every run's ``config.json`` (e.g. ``{"git_commit": ...}`` or ``{"content_sha256": ...}``
-    and the label mapping in force), so a result says which data it came from.
-    ``fetch(dest, options)`` gets a copy into ``dest`` (or explains how) for ``harness data
-    fetch NAME DEST``; ``options`` holds the command's ``--commit`` and ``--url``. It returns
-    the lines to print. ``distinct_images`` declares that no two records show one
-    radiograph (generated data): the near-duplicate search skips the dataset.
+    ``records(options, context)`` returns a ``pandas.DataFrame`` with at least
+    ``RECORD_COLUMNS`` (``label`` already mapped to ``context.classes``, rows that cannot be
+    used dropped) and may carry ``attrs["exclusions"]``: a ``{reason: count}`` dict of
+    dropped rows. ``read_image(record, options, context)`` returns a 2-D ``uint8`` grayscale
+    array for one row (it runs in worker processes: keep it picklable).
+    ``fingerprint(options, context)`` returns a string that changes whenever the content
+    changes; the image cache is keyed by it. ``version(options, context)`` returns a
+    JSON-able dict recorded in every run's ``config.json`` (e.g. ``{"git_commit": ...}`` or
+    ``{"content_sha256": ...}`` and the label mapping in force), so a result says which data
+    it came from. ``options`` is an instance of the spec's ``options`` model, already
+    validated. ``fetch(dest, options)`` gets a copy into ``dest`` (or explains how) for
+    ``harness data fetch NAME DEST``; its ``options`` holds the command's ``--commit`` and
+    ``--url``. It returns the lines to print. ``distinct_images`` declares that no two
+    records show one radiograph (generated data): the near-duplicate search skips the
+    dataset.
     """
 
     name: str
     description: str
-    records: Callable[[Mapping[str, Any]], Any]
-    read_image: Callable[[Mapping[str, Any], Mapping[str, Any]], np.ndarray]
-    options: Sequence[Option] = ()
-    fingerprint: Callable[[Mapping[str, Any]], str] | None = None
-    version: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    records: RecordsFn[Any]
+    read_image: ReadImageFn[Any]
+    options: type[Options] = Options
+    fingerprint: FingerprintFn[Any] | None = None
+    version: VersionFn[Any] | None = None
     fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
     distinct_images: bool = False
+
+
+class BackboneBuilder(Protocol[O_contra]):
+    """``build(image_size=, weights=, options=) -> model``; see :class:`BackboneSpec`."""
+
+    def __call__(self, *, image_size: int, weights: str, options: O_contra) -> Any: ...
+
+
+#: The backbone contract, per engine: what the model a builder returns must expose. The
+#: engine checks it (``EngineSpec.check_backbone``) once when a suite is validated.
+BACKBONE_CONTRACT = {
+    "torch": "a torch.nn.Module mapping a (B, 3, S, S) float batch to a (B, C, H, W) "
+             "feature map, with an integer attribute out_channels == C",
+    "keras": "a keras Model mapping a (B, S, S, 3) float batch to a (B, H, W, C) feature map",
+}
 
 
 @dataclass(frozen=True)
@@ -63,15 +117,17 @@ class BackboneSpec:
     """A feature extractor, buildable in one or more engines.
 
     ``builders`` maps an engine name (``"torch"``, ``"keras"``) to a callable
-    ``build(image_size, weights, options) -> model`` returning a framework model that maps a
-    ``(B, 3, S, S)`` / ``(B, S, S, 3)`` batch to a feature map. The classifier head is added by
-    the engine, so every backbone shares it.
+    ``build(image_size=, weights=, options=) -> model`` (keyword arguments; ``weights`` is
+    ``"none"``, ``"imagenet"`` or a file path; ``options`` an instance of ``options``). The
+    model must meet ``BACKBONE_CONTRACT[engine]``; the classifier head is added by the
+    engine, so every backbone shares it. Builders run only inside worker processes (and once
+    in a child process when a suite is validated), so they may import their framework.
     """
 
     name: str
     description: str
-    builders: Mapping[str, Callable[..., Any]]
-    options: Sequence[Option] = ()
+    builders: Mapping[str, BackboneBuilder[Any]]
+    options: type[Options] = Options
 
 
 @dataclass
@@ -134,17 +190,43 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class SamplerSpec:
-    """An imbalance strategy: ``plan(labels, rng, options) -> Plan``.
+class SamplerContext:
+    """What the runner tells a sampler besides its options.
 
-    ``labels`` is an int array of training-set class indices, ``rng`` a seeded
-    ``numpy.random.Generator``; the plan must be a pure function of these three.
+    ``budget`` is the number of images the run must see (the suite's ``budget`` rule,
+    resolved: ``equal`` becomes the reference sampler's budget on the same fold) or ``None``
+    for the strategy's natural budget; meet it with :func:`harness.meet_budget`.
+    ``split_phases``: phases fixed by the split (positions into ``labels``), when the
+    splitter has them (the authors' published phase files).
+    """
+
+    classes: tuple[str, ...]
+    rng: np.random.Generator
+    budget: int | None = None
+    epochs_per_phase: int = 1
+    split_phases: list[list[int]] | None = None
+    fold: int = 1
+    seed: int = 0
+
+
+class PlanFn(Protocol[O_contra]):
+    def __call__(self, labels: np.ndarray, options: O_contra, context: SamplerContext) -> Plan: ...
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """An imbalance strategy: ``plan(labels, options, context) -> Plan``.
+
+    ``labels`` is an int array of training-set class indices (into ``context.classes``);
+    randomness comes from ``context.rng`` only, so the plan is a pure function of its
+    arguments. A plan must meet ``context.budget`` when it is set (``harness.meet_budget``
+    does it), or ``budget: equal`` compares strategies unfairly.
     """
 
     name: str
     description: str
-    plan: Callable[[np.ndarray, np.random.Generator, Mapping[str, Any]], Plan]
-    options: Sequence[Option] = ()
+    plan: PlanFn[Any]
+    options: type[Options] = Options
     source: str = ""
 
 
@@ -160,23 +242,46 @@ class Fold:
 
 
 @dataclass(frozen=True)
-class SplitterSpec:
-    """How records are divided into folds: ``split(records, n_folds, seed, options)``.
+class SplitterContext:
+    """What the runner tells a splitter: the suite's ``split`` settings and its folder."""
 
-    Returns a list of ``Fold``; no patient may appear in two of a fold's parts.
+    folds: int
+    seed: int = 0
+    #: Fraction of the training patients held out for model selection.
+    select_fraction: float = 0.15
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    suite_dir: Path = Path(".")
+
+    def resolve(self, path: str | Path) -> Path:
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.suite_dir / path
+
+
+class SplitFn(Protocol[O_contra]):
+    def __call__(self, records: pd.DataFrame, options: O_contra,
+                 context: SplitterContext) -> list[Fold]: ...
+
+
+@dataclass(frozen=True)
+class SplitterSpec:
+    """How records are divided into folds: ``split(records, options, context) -> [Fold]``.
+
+    Returns ``context.folds`` folds; no patient may appear in two of a fold's parts (the
+    core checks).
     """
 
     name: str
     description: str
-    split: Callable[..., list[Fold]]
-    options: Sequence[Option] = ()
+    split: SplitFn[Any]
+    options: type[Options] = Options
 
 
-class TrainJob(Protocol):
-    """What an engine receives (see ``harness.runs.job.Job`` for the concrete class)."""
+class BuildFn(Protocol):
+    def __call__(self, context: EngineContext) -> EngineModel: ...
 
-    run_dir: Any
-    config: Any
+
+class CheckBackboneFn(Protocol):
+    def __call__(self, build: Callable[[], Any], image_size: int) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -187,33 +292,49 @@ class EngineSpec:
 
     The core's loop (``harness.training.loop``) does everything else. ``build`` is called
     inside a worker process, so it may import its framework; the module that registers the
-    engine must not import the framework at import time. ``framework`` names the framework
-    (``torch``, ``tensorflow``): runs of different frameworks never share a process.
+    engine must not import the framework at import time. ``framework`` is the top-level
+    module of the framework (``torch``, ``tensorflow``): runs of different frameworks never
+    share a process, and commands pick an installed engine by it. ``check_backbone(build,
+    image_size)`` calls ``build()`` (the backbone's builder with its options, no weights)
+    and returns ``None`` when the model meets ``BACKBONE_CONTRACT[name]`` or a one-line
+    problem; it runs once per backbone when a suite is validated, in a child process.
     """
 
     name: str
     description: str
-    build: Callable[[Any], Any]
+    build: BuildFn
     framework: str = ""
+    check_backbone: CheckBackboneFn | None = None
+
+
+class WorkFn(Protocol):
+    """Performs one run in a fresh worker process; never raises for a failed run."""
+
+    def __call__(self, run: RunSpec, env: Mapping[str, str] | None = None) -> None: ...
+
+
+class ExecuteFn(Protocol[O_contra]):
+    def __call__(self, runs: Sequence[RunSpec], work: WorkFn, options: O_contra) -> None: ...
 
 
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """Where runs execute: ``execute(runs, work) -> None``.
+    """Where runs execute: ``execute(runs, work, options) -> None``.
 
-    ``work(run)`` performs one run (it never raises; failures are recorded by the runner).
-    ``runs`` are the pending ``RunSpec`` objects; ``options`` come from the suite.
+    ``runs`` are the pending ``RunSpec`` objects; ``work(run, env)`` performs one run (it
+    never raises for a failed run; the runner records the failure) with ``env`` added to the
+    worker's environment (e.g. ``CUDA_VISIBLE_DEVICES``).
     """
 
     name: str
     description: str
-    execute: Callable[..., None]
-    options: Sequence[Option] = ()
+    execute: ExecuteFn[Any]
+    options: type[Options] = Options
 
 
 @dataclass(frozen=True)
 class TrackerSpec:
-    """An experiment tracker: ``create(options) -> harness.Tracker``.
+    """An experiment tracker: ``create(options) -> harness.Tracker`` (``options`` validated).
 
     ``create`` is called once per process that reports to it (the ``harness run`` process
     and each run's worker), so it must be cheap and must not fail for a server that is
@@ -223,5 +344,5 @@ class TrackerSpec:
 
     name: str
     description: str
-    create: Callable[[Mapping[str, Any]], Any]
-    options: Sequence[Option] = ()
+    create: Callable[[Any], Any]
+    options: type[Options] = Options

@@ -24,8 +24,10 @@ from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
+from harness.plugin.check import check_suite
+from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
-from harness.plugin.specs import Fold, Plan
+from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.runs import launch, store, tracking
 
 
@@ -50,45 +52,6 @@ class SuiteResult:
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
-
-
-def check_names(suite: Suite, registry: Registry) -> None:
-    """Fail before any work when the suite names something nobody registered."""
-    from harness.plugin.registry import UnknownNameError
-
-    def get(kind: str, name: str, key: str):
-        try:
-            return registry.get(kind, name)
-        except UnknownNameError as exc:
-            raise UnknownNameError(f"{suite.source}: {key}: {exc}") from None
-
-    for i, ref in enumerate(suite.datasets):
-        get("datasets", ref.name, f"datasets[{i}].name")
-    get("splitters", suite.split.kind, "split.kind")
-    get("executors", suite.executor.name, "executor.name")
-    for name in suite.matrix.sampler:
-        get("samplers", name, "matrix.sampler")
-    for name in suite.matrix.engine:
-        get("engines", name, "matrix.engine")
-    for i, ref in enumerate(suite.trackers):
-        spec = get("trackers", ref.name, f"trackers[{i}].name")
-        known = [o.name for o in spec.options]
-        for key in ref.options:
-            if key not in known:
-                from harness.config.validate import SuiteError, suggest
-
-                close = suggest(str(key), known)
-                raise SuiteError(f"{suite.source}: trackers[{i}].options.{key}: unknown option"
-                                 f" of tracker {ref.name!r}."
-                                 + (f" Did you mean {close!r}?" if close else "")
-                                 + f" Options here: {', '.join(known) or '(none)'}")
-    for name in suite.matrix.backbone:
-        spec = get("backbones", name, "matrix.backbone")
-        for engine in suite.matrix.engine:
-            if engine not in spec.builders:
-                raise HarnessError(f"{suite.source}: matrix.backbone: backbone {name!r} cannot "
-                                   f"be built by engine {engine!r}; it supports "
-                                   f"{', '.join(sorted(spec.builders))}")
 
 
 def run_dir_for(runs_root: Path, run: RunSpec) -> Path:
@@ -143,26 +106,34 @@ def selection_from_test(labels: np.ndarray, test: np.ndarray, classes: list[str]
 
 def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_options: dict,
               labels: np.ndarray, seed: list[int], split_phases: list[list[int]] | None,
-              epochs_per_phase: int) -> Plan:
+              epochs_per_phase: int, fold: int = 1) -> Plan:
     """Ask the sampler for a plan, under the suite's budget rule.
 
     With ``budget: equal`` every strategy gets the images-seen budget of the ``phased`` plan
-    on the same fold and seed, so a strategy never wins by training longer.
+    on the same fold and seed, so a strategy never wins by training longer. A sampler whose
+    own options set ``budget`` or ``epochs`` (``harness.SamplerOptions``) keeps them.
     """
     sampler = registry.get("samplers", sampler_name)
-    takes = {o.name for o in sampler.options}
-    options: dict[str, Any] = {"classes": list(suite.classes), **sampler_options}
-    if split_phases is not None and "split_phases" in takes:
-        options["split_phases"] = split_phases
-    has_own = "budget" in sampler_options or "epochs" in sampler_options
-    if suite.budget == "equal" and sampler_name != "phased" and not has_own \
+    options = sampler_options_for(suite, registry, sampler_name, sampler_options)
+    own_budget = getattr(options, "budget", None)
+    own_epochs = getattr(options, "epochs", None)
+    budget: int | None = None
+    if own_budget is not None:
+        budget = int(own_budget)
+    elif own_epochs is not None:
+        budget = None
+    elif suite.budget == "equal" and sampler_name != "phased" \
             and "phased" in registry.names("samplers"):
         reference = make_plan(suite, registry, "phased", suite.samplers.get("phased", {}),
-                              labels, seed, split_phases, epochs_per_phase)
-        options["budget"] = reference.budget(epochs_per_phase)
-    elif isinstance(suite.budget, int) and not has_own:
-        options["budget"] = suite.budget
-    return sampler.plan(labels, np.random.default_rng(seed), options)
+                              labels, seed, split_phases, epochs_per_phase, fold)
+        budget = reference.budget(epochs_per_phase)
+    elif isinstance(suite.budget, int):
+        budget = suite.budget
+    context = SamplerContext(
+        classes=tuple(suite.classes), rng=np.random.default_rng(seed), budget=budget,
+        epochs_per_phase=epochs_per_phase, split_phases=split_phases, fold=fold,
+        seed=int(seed[-1]) if seed else 0)
+    return sampler.plan(labels, options, context)
 
 
 def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
@@ -195,7 +166,7 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
         phases = [[position[int(r)] for r in phase] for phase in fold.phases]
     plan = make_plan(suite, registry, run.sampler, run.sampler_options, train_labels,
                      [suite.split.seed, run.fold, run.seed], phases,
-                     run.training["epochs_per_phase"])
+                     run.training["epochs_per_phase"], run.fold)
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
     extra = {}
@@ -330,7 +301,7 @@ def run_suite(
 ) -> SuiteResult:
     suite = load_suite(suite_path)
     registry = build_registry(suite.plugins)
-    check_names(suite, registry)
+    checked = check_suite(suite, registry)
     runs = filter_runs(expand(suite), list(only))
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
@@ -365,7 +336,7 @@ def run_suite(
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
             try:
-                executor.execute(pending, work, suite.executor.options)
+                executor.execute(pending, work, checked.executor)
             finally:
                 result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
         if render:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.plugin.options import validate_options
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo
 from harness.runs import store
 
@@ -164,7 +165,7 @@ class Trackers:
 def build(registry: Any, refs: Iterable[Mapping[str, Any]]) -> Trackers:
     """Trackers from ``[{name, options, timeout, state, off}]`` (a suite's ``trackers:``).
 
-    Names are checked before a suite runs (``check_trackers``); a tracker the runner already
+    Names and options are checked before a suite runs (``harness.plugin.check``); a tracker the runner already
     found failing (``off``) is left out, so a dead server costs one warning per suite.
     """
     lanes = []
@@ -172,7 +173,8 @@ def build(registry: Any, refs: Iterable[Mapping[str, Any]]) -> Trackers:
         if ref.get("off"):
             continue
         spec = registry.get("trackers", ref["name"])
-        options = dict(ref.get("options") or {})
+        options = validate_options(spec.options, ref.get("options") or {},
+                                   f"trackers.{ref['name']}.options", "trackers")
         lanes.append(_Lane(ref["name"], lambda spec=spec, options=options: spec.create(options),
                            float(ref.get("timeout", DEFAULT_TIMEOUT)), ref.get("state")))
     return Trackers(lanes)

@@ -118,7 +118,9 @@ def build_concat(image_size: int, weights: Any = None,
     the whole concatenated backbone. When the members' maps differ in size each is
     area-averaged to the smallest one (as the torch build's adaptive average pooling).
     """
-    members = list((options or {}).get("members") or ["xception", "resnet50v2"])
+    from .paper_models import ConcatOptions
+
+    members = list(ConcatOptions.of(options).members)
     if len(members) < 2:
         raise HarnessError(f"backbone 'concat' needs two or more members; got {members}")
     unknown = [m for m in members if m not in MEMBERS]
@@ -136,7 +138,7 @@ def build_concat(image_size: int, weights: Any = None,
     import keras
     from keras import layers
 
-    nets = [MEMBERS[m](image_size, member_weights, {}) for m in members]
+    nets = [MEMBERS[m](image_size, member_weights, None) for m in members]
     inp = keras.Input((image_size, image_size, 3), name="image")
     maps = [net(inp) for net in nets]
     h = min(int(m.shape[1]) for m in maps)

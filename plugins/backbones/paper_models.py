@@ -12,10 +12,24 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from harness import BackboneSpec, Option, hookimpl
+from pydantic import Field, field_validator
+
+from harness import BackboneSpec, Options, hookimpl
 
 TORCH = "harness_plugins.backbones.torch_models"
 KERAS = "harness_plugins.backbones.keras_models"
+
+
+class ConcatOptions(Options):
+    members: list[str] = Field(default_factory=lambda: ["xception", "resnet50v2"],
+                               description="backbones to concatenate (two or more)")
+
+    @field_validator("members")
+    @classmethod
+    def _two_or_more(cls, value: list[str]) -> list[str]:
+        if len(value) < 2:
+            raise ValueError(f"expected two or more backbone names, got {value}")
+        return value
 
 
 def lazy(module: str, function: str) -> Callable[..., Any]:
@@ -59,6 +73,5 @@ def register_backbones(register):
         description="Two or more backbones on one shared input, feature maps concatenated "
                     "on channels (the paper: xception + resnet50v2)",
         builders=builders("build_concat"),
-        options=[Option("members", "backbones to concatenate (two or more)",
-                        default=["xception", "resnet50v2"])],
+        options=ConcatOptions,
     ))

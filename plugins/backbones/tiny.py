@@ -6,10 +6,11 @@ it makes no claim about chest X-rays. Frameworks are imported inside the builder
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from harness import BackboneSpec, Option, hookimpl
+from pydantic import Field, PositiveInt
+
+from harness import BackboneSpec, Options, hookimpl
 
 DEFAULT_CHANNELS = (16, 32, 64, 64)
 #: BatchNorm settings of both builds (Keras convention: running = m * running + (1 - m) * batch).
@@ -17,11 +18,17 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-3
 
 
-def _channels(options: Mapping[str, Any] | None) -> list[int]:
-    return [int(c) for c in (options or {}).get("channels", DEFAULT_CHANNELS)]
+class TinyOptions(Options):
+    channels: list[PositiveInt] = Field(default_factory=lambda: list(DEFAULT_CHANNELS),
+                                        min_length=1,
+                                        description="output channels of each conv block")
 
 
-def build_torch(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+def _channels(options: TinyOptions | None) -> list[int]:
+    return list(TinyOptions.of(options).channels)
+
+
+def build_torch(image_size: int, weights: str = "none", options: TinyOptions | None = None):
     """conv3×3-BN-ReLU-maxpool blocks; the feature map is ``S / 2**blocks`` on a side."""
     import torch
     from torch import nn
@@ -46,7 +53,7 @@ def build_torch(image_size: int, weights: str = "none", options: Mapping[str, An
     return model
 
 
-def build_keras(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+def build_keras(image_size: int, weights: str = "none", options: TinyOptions | None = None):
     """The same blocks in Keras (channels last)."""
     import keras
 
@@ -72,6 +79,5 @@ def register_backbones(register):
         name="tiny",
         description="Four conv-BN-ReLU-pool blocks (16-64 channels) for CPU demos and tests",
         builders={"torch": build_torch, "keras": build_keras},
-        options=[Option("channels", "output channels of each conv block",
-                        default=list(DEFAULT_CHANNELS))],
+        options=TinyOptions,
     ))

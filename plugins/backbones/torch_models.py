@@ -291,14 +291,16 @@ BUILDERS = {
 def build_concat(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
     """Two or more backbones on one input; feature maps concatenated on channels.
 
-    ``options["members"]`` names them (default xception + resnet50v2). When their spatial
+    ``options.members`` names them (default xception + resnet50v2). When their spatial
     sizes differ, each map is average-pooled to the smallest. ``weights: imagenet`` loads
     each member's own; a path loads a state dict saved from this concat module.
     """
     import torch
     from torch import nn
 
-    members = list((options or {}).get("members", DEFAULT_MEMBERS))
+    from .paper_models import ConcatOptions
+
+    members = list(ConcatOptions.of(options).members)
     unknown = [m for m in members if m not in BUILDERS]
     if len(members) < 2 or unknown:
         raise HarnessError(f"concat: options.members must name two or more of "
@@ -309,7 +311,7 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
             super().__init__()
             member_weights = weights if weights in ("imagenet", "keras-imagenet") else "none"
             self.members = nn.ModuleDict(
-                {m: BUILDERS[m](image_size, member_weights, {}) for m in members})
+                {m: BUILDERS[m](image_size, member_weights, None) for m in members})
             self.out_channels = sum(m.out_channels for m in self.members.values())
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:

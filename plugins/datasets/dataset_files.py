@@ -9,22 +9,18 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness import DatasetContext, HarnessError
 
 
-def resolve_root(options: Mapping[str, Any], dataset: str, how_to_get: str) -> Path:
+def resolve_root(root: str, context: DatasetContext, dataset: str, how_to_get: str) -> Path:
     """The dataset folder from option ``root``; a relative root is relative to the suite file."""
-    root = options.get("root")
     if not root:
         raise HarnessError(f"{dataset}: option 'root' is required: the folder of your copy of "
                            f"the dataset ({how_to_get})")
-    path = Path(str(root)).expanduser()
-    if not path.is_absolute():
-        path = Path(options.get("suite_dir") or ".") / path
+    path = context.resolve(str(root))
     path = Path(os.path.normpath(path.absolute()))  # "suites/../data" reads better as "data"
     if not path.is_dir():
         raise HarnessError(f"{dataset}: option 'root' points to {path}, which is not a folder. "

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import Field, field_validator
 
-from harness import DatasetSpec, Option, hookimpl
-from harness.errors import HarnessError
+from harness import DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
 
 from . import dataset_files
 from .dicom import is_dicom, read_image_file
@@ -91,15 +91,26 @@ CT, NOT_XRAY, UNLABELLED_REASON, VIEW, UNMAPPED, OTHER_CLASS, MISSING, UNREADABL
     "missing file", "unreadable file", "duplicate image",
 )
 
-OPTIONS = (
-    Option("root", "folder holding metadata.csv and images/ (relative to the suite file)",
-           required=True),
-    Option("mapping", "finding → class: a preset ('paper', 'current') or a dict "
-           "{finding pattern: class}", "paper"),
-    Option("views", "views to keep", list(PAPER_VIEWS)),
-    Option("metadata", "metadata file name inside root", "metadata.csv"),
-    Option("verify", "open every image header now and count unreadable files", False),
-)
+class Ieee8023Options(Options):
+    root: str = Field(description="folder holding metadata.csv and images/ (relative to the "
+                      "suite file)")
+    mapping: str | dict[str, str | None] = Field(
+        "paper", description="finding → class: a preset ('paper', 'current') or a dict "
+        "{finding pattern: class}")
+    views: list[str] = Field(default_factory=lambda: list(PAPER_VIEWS),
+                             description="views to keep")
+    metadata: str = Field("metadata.csv", description="metadata file name inside root")
+    verify: bool = Field(False, description="open every image header now and count "
+                         "unreadable files")
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_preset(cls, value):
+        if isinstance(value, str) and value not in PRESETS:
+            raise ValueError(f"expected a preset ({', '.join(PRESETS)}) or a dict "
+                             f"{{finding: class}}, got {value!r}")
+        return value
+
 
 REQUIRED_COLUMNS = ("patientid", "finding", "view", "filename")
 
@@ -120,9 +131,9 @@ def modality_from_view(view: str) -> str:
     return "MRI" if "mri" in v else "X-ray"
 
 
-def mapping_for(options: Mapping[str, Any]) -> dict[str, str | None]:
+def mapping_for(options: Ieee8023Options, context: DatasetContext) -> dict[str, str | None]:
     """The finding → class mapping the options ask for, checked against the suite classes."""
-    mapping = options.get("mapping", "paper")
+    mapping = options.mapping
     if isinstance(mapping, str):
         if mapping not in PRESETS:
             raise HarnessError(f"{NAME}: option 'mapping' is {mapping!r}; expected a preset "
@@ -131,7 +142,7 @@ def mapping_for(options: Mapping[str, Any]) -> dict[str, str | None]:
     if not isinstance(mapping, Mapping):
         raise HarnessError(f"{NAME}: option 'mapping' must be a preset name or a dict "
                            f"{{finding: class}}, got {type(mapping).__name__}")
-    classes = list(options.get("classes") or [])
+    classes = list(context.classes)
     for finding, cls in mapping.items():
         if cls is not None and classes and cls not in classes:
             raise HarnessError(f"{NAME}: option 'mapping' maps {finding!r} to {cls!r}, which "
@@ -212,15 +223,15 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def records(options: Mapping[str, Any]) -> pd.DataFrame:
+def records(options: Ieee8023Options, context: DatasetContext) -> pd.DataFrame:
     """One row per usable image; ``attrs["exclusions"]`` counts every dropped row by reason."""
-    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
-    metadata = root / str(options.get("metadata") or "metadata.csv")
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    metadata = root / (options.metadata or "metadata.csv")
     frame = read_metadata(metadata)
-    mapping = mapping_for(options)
-    classes = set(options.get("classes") or [])
-    views = {str(v).strip().lower() for v in (options.get("views") or PAPER_VIEWS)}
-    verify = bool(options.get("verify", False))
+    mapping = mapping_for(options, context)
+    classes = set(context.classes)
+    views = {str(v).strip().lower() for v in (options.views or PAPER_VIEWS)}
+    verify = options.verify
 
     exclusions: dict[str, int] = {}
     listings: dict[str, dict[str, str]] = {}
@@ -319,28 +330,29 @@ def _id_order(pid: str):
     return (0, int(pid), "") if pid.isdigit() else (1, 0, pid)
 
 
-def read_image(record: Mapping[str, Any], options: Mapping[str, Any]):
+def read_image(record: Mapping[str, Any], options: Ieee8023Options | None = None,
+               context: DatasetContext | None = None):
     """Decode one image by its content (some ``.jpg`` files hold PNG data)."""
     return read_image_file(record["path"])
 
 
-def fingerprint(options: Mapping[str, Any]) -> str:
-    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
-    metadata = root / str(options.get("metadata") or "metadata.csv")
+def fingerprint(options: Ieee8023Options, context: DatasetContext) -> str:
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    metadata = root / (options.metadata or "metadata.csv")
     folders = sorted({str(f).strip() or "images"
                       for f in read_metadata(metadata)["folder"]})
     return dataset_files.fingerprint([metadata], [root / f for f in folders], salt="ieee8023-1")
 
 
-def version(options: Mapping[str, Any]) -> dict[str, Any]:
+def version(options: Ieee8023Options, context: DatasetContext) -> dict[str, Any]:
     """The clone's commit (else a content hash) and the finding → class mapping in force."""
-    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
-    metadata = root / str(options.get("metadata") or "metadata.csv")
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    metadata = root / (options.metadata or "metadata.csv")
     folders = sorted({str(f).strip() or "images" for f in read_metadata(metadata)["folder"]})
-    mapping = options.get("mapping", "paper")
+    mapping = options.mapping
     return {**dataset_files.version(root, [metadata], [root / f for f in folders]),
             "mapping": mapping if isinstance(mapping, str) else "custom",
-            "finding_to_class": mapping_for(options)}
+            "finding_to_class": mapping_for(options, context)}
 
 
 def fetch(dest, options: Mapping[str, Any]) -> str:
@@ -364,7 +376,7 @@ SPEC = DatasetSpec(
     description="ieee8023 COVID-19 image data collection (metadata.csv + images/)",
     records=records,
     read_image=read_image,
-    options=OPTIONS,
+    options=Ieee8023Options,
     fingerprint=fingerprint,
     version=version,
     fetch=fetch,

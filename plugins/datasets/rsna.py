@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import Field
 
-from harness import DatasetSpec, Option, hookimpl
-from harness.errors import HarnessError
+from harness import DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
 
 from . import dataset_files
 from .dicom import read_image_file
@@ -33,26 +33,25 @@ DEFAULT_MAPPING: dict[str, str | None] = {
 }
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 
-OPTIONS = (
-    Option("root", "folder of the Kaggle download (relative to the suite file)", required=True),
-    Option("images", "image folder inside root", "stage_2_train_images"),
-    Option("labels", "box labels CSV inside root (patientId,...,Target); '' for none",
-           "stage_2_train_labels.csv"),
-    Option("class_info", "detailed class CSV inside root (patientId,class); '' for none",
-           "stage_2_detailed_class_info.csv"),
-    Option("mapping", "detailed class → suite class (null drops); merged over the default "
-           "{Normal: normal, Lung Opacity: pneumonia, No Lung Opacity / Not Normal: null}", {}),
-    Option("headers", "read ViewPosition, PatientSex and PatientAge from every DICOM header "
-           "(slow on the full set)", False),
-)
+class RsnaOptions(Options):
+    root: str = Field(description="folder of the Kaggle download (relative to the suite file)")
+    images: str = Field("stage_2_train_images", description="image folder inside root")
+    labels: str = Field("stage_2_train_labels.csv", description="box labels CSV inside root "
+                        "(patientId,...,Target); '' for none")
+    class_info: str = Field("stage_2_detailed_class_info.csv", description="detailed class "
+                            "CSV inside root (patientId,class); '' for none")
+    mapping: dict[str, str | None] = Field(
+        default_factory=dict, description="detailed class → suite class (null drops); merged "
+        "over the default {Normal: normal, Lung Opacity: pneumonia, No Lung Opacity / Not "
+        "Normal: null}")
+    headers: bool = Field(False, description="read ViewPosition, PatientSex and PatientAge "
+                          "from every DICOM header (slow on the full set)")
 
 
-def _mapping(options: Mapping[str, Any]) -> dict[str, str | None]:
-    extra = options.get("mapping") or {}
-    if not isinstance(extra, Mapping):
-        raise HarnessError(f"{NAME}: option 'mapping' must be a dict {{class: suite class}}")
-    mapping = {**DEFAULT_MAPPING, **{str(k): v for k, v in extra.items()}}
-    classes = list(options.get("classes") or [])
+def _mapping(options: RsnaOptions, context: DatasetContext) -> dict[str, str | None]:
+    extra = options.mapping
+    mapping = {**DEFAULT_MAPPING, **extra}
+    classes = list(context.classes)
     for key, cls in extra.items():
         if cls is not None and classes and cls not in classes:
             raise HarnessError(f"{NAME}: option 'mapping' maps {key!r} to {cls!r}, which is not "
@@ -78,12 +77,10 @@ def _read_csv(root: Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame |
     return frame
 
 
-def patient_classes(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
+def patient_classes(root: Path, options: RsnaOptions) -> pd.DataFrame:
     """One row per patient: ``patientId``, ``target`` (max over boxes or NA) and ``detail``."""
-    labels = _read_csv(root, str(options.get("labels", "stage_2_train_labels.csv") or ""),
-                       ("patientId", "Target"))
-    info = _read_csv(root, str(options.get("class_info", "stage_2_detailed_class_info.csv")
-                               or ""), ("patientId", "class"))
+    labels = _read_csv(root, options.labels, ("patientId", "Target"))
+    info = _read_csv(root, options.class_info, ("patientId", "class"))
     if labels is None and info is None:
         raise HarnessError(f"{NAME}: options 'labels' and 'class_info' are both empty; "
                            "at least one label file is needed")
@@ -119,16 +116,16 @@ def _label(target, detail, mapping) -> tuple[str | None, str | None]:
     return None, "no class info (Target 0 without detailed class)"
 
 
-def records(options: Mapping[str, Any]) -> pd.DataFrame:
-    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
-    images = dataset_files.inside(root, str(options.get("images") or "stage_2_train_images"),
+def records(options: RsnaOptions, context: DatasetContext) -> pd.DataFrame:
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    images = dataset_files.inside(root, options.images or "stage_2_train_images",
                                   f"{NAME}: option 'images'",
                                   "name a folder inside the root")
     if not images.is_dir():
         raise HarnessError(f"{NAME}: image folder {images} does not exist; set option 'images' "
                            f"(default stage_2_train_images) ({FETCH_HINT})")
-    mapping = _mapping(options)
-    classes = set(options.get("classes") or [])
+    mapping = _mapping(options, context)
+    classes = set(context.classes)
     files = _image_files(images)
     exclusions: dict[str, int] = {}
     rows = []
@@ -152,7 +149,7 @@ def records(options: Mapping[str, Any]) -> pd.DataFrame:
                      "original_patient_id": pid, "filename": files[pid]})
     out = pd.DataFrame(rows, columns=["uid", "path", "label", "patient_id", "source", "view",
                                       "original_patient_id", "filename"])
-    if options.get("headers") and len(out):
+    if options.headers and len(out):
         out = _with_headers(out)
     out.attrs["exclusions"] = exclusions
     return out
@@ -189,18 +186,16 @@ def _with_headers(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(view=views, sex=sexes, age=ages)
 
 
-def read_image(record: Mapping[str, Any], options: Mapping[str, Any]):
+def read_image(record: Mapping[str, Any], options: RsnaOptions | None = None,
+               context: DatasetContext | None = None):
     """DICOM or PNG conversion, recognised by content."""
     return read_image_file(record["path"])
 
 
-def fingerprint(options: Mapping[str, Any]) -> str:
-    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
-    files = [root / str(options.get(key, default) or "")
-             for key, default in (("labels", "stage_2_train_labels.csv"),
-                                  ("class_info", "stage_2_detailed_class_info.csv"))
-             if options.get(key, default)]
-    images = root / str(options.get("images") or "stage_2_train_images")
+def fingerprint(options: RsnaOptions, context: DatasetContext) -> str:
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    files = [root / name for name in (options.labels, options.class_info) if name]
+    images = root / (options.images or "stage_2_train_images")
     return dataset_files.fingerprint(files, [images], salt="rsna-1")
 
 
@@ -227,15 +222,12 @@ def fetch(dest, options: Mapping[str, Any]) -> str:
     return RSNA_STEPS.format(dest=dest)
 
 
-def version(options: Mapping[str, Any]) -> dict[str, Any]:
-    root = dataset_files.resolve_root(options, NAME, FETCH_HINT)
-    files = [root / str(options.get(key, default) or "")
-             for key, default in (("labels", "stage_2_train_labels.csv"),
-                                  ("class_info", "stage_2_detailed_class_info.csv"))
-             if options.get(key, default)]
-    images = root / str(options.get("images") or "stage_2_train_images")
+def version(options: RsnaOptions, context: DatasetContext) -> dict[str, Any]:
+    root = dataset_files.resolve_root(options.root, context, NAME, FETCH_HINT)
+    files = [root / name for name in (options.labels, options.class_info) if name]
+    images = root / (options.images or "stage_2_train_images")
     return {**dataset_files.version(root, files, [images]),
-            "class_to_label": _mapping(options)}
+            "class_to_label": _mapping(options, context)}
 
 
 SPEC = DatasetSpec(
@@ -243,7 +235,7 @@ SPEC = DatasetSpec(
     description="RSNA Pneumonia Detection Challenge (Normal → normal, Lung Opacity → pneumonia)",
     records=records,
     read_image=read_image,
-    options=OPTIONS,
+    options=RsnaOptions,
     fingerprint=fingerprint,
     version=version,
     fetch=fetch,

@@ -13,31 +13,36 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from harness import DatasetSpec, Option, hookimpl
-from harness.errors import HarnessError
+from harness import DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
 
 DEFAULT_PROPORTIONS = {"normal": 0.60, "pneumonia": 0.37, "covid19": 0.03}
 NATIVE_SIZE = 128
 
 
-def _options(options) -> tuple[int, int, int, dict[str, float]]:
-    n = int(options.get("n", 600))
-    seed = int(options.get("seed", 0))
-    per_patient = int(options.get("images_per_patient", 2))
-    proportions = dict(options.get("proportions", DEFAULT_PROPORTIONS))
-    if n < 1 or per_patient < 1:
-        raise HarnessError("synthetic: options 'n' and 'images_per_patient' must be >= 1")
-    unknown = set(proportions) - set(options.get("classes", DEFAULT_PROPORTIONS))
+class SyntheticOptions(Options):
+    n: int = Field(600, ge=1, description="number of images")
+    seed: int = Field(0, description="seed of the drawing")
+    images_per_patient: int = Field(2, ge=1, description="images per synthetic patient")
+    proportions: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PROPORTIONS),
+        description="class proportions (class name: weight)")
+
+
+def _proportions(options: SyntheticOptions, context: DatasetContext) -> dict[str, float]:
+    proportions = dict(options.proportions)
+    unknown = set(proportions) - set(context.classes)
     if unknown:
         raise HarnessError(f"synthetic: option 'proportions' names classes {sorted(unknown)} "
-                           f"that the suite does not have ({options.get('classes')})")
-    return n, seed, per_patient, proportions
+                           f"that the suite does not have ({list(context.classes)})")
+    return proportions
 
 
-def records(options) -> pd.DataFrame:
+def records(options: SyntheticOptions, context: DatasetContext) -> pd.DataFrame:
     """Labels drawn once from the proportions; patients own consecutive images of one class."""
-    n, seed, per_patient, proportions = _options(options)
+    n, seed, per_patient = options.n, options.seed, options.images_per_patient
+    proportions = _proportions(options, context)
     names = list(proportions)
     counts = np.floor(np.array([proportions[c] for c in names]) / sum(proportions.values()) * n)
     counts = counts.astype(int)
@@ -98,13 +103,14 @@ def draw(index: int, label: str, seed: int, size: int = NATIVE_SIZE) -> np.ndarr
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def read_image(record, options) -> np.ndarray:
+def read_image(record, options: SyntheticOptions, context: DatasetContext) -> np.ndarray:
     return draw(int(record["index"]), str(record["label"]), int(record["seed"]))
 
 
-def fingerprint(options) -> str:
-    n, seed, per_patient, proportions = _options(options)
-    text = f"v1 {n} {seed} {per_patient} {sorted(proportions.items())}"
+def fingerprint(options: SyntheticOptions, context: DatasetContext) -> str:
+    proportions = _proportions(options, context)
+    text = (f"v1 {options.n} {options.seed} {options.images_per_patient} "
+            f"{sorted(proportions.items())}")
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -118,10 +124,5 @@ def register_datasets(register):
         read_image=read_image,
         fingerprint=fingerprint,
         distinct_images=True,  # generated pictures of one class look alike by design
-        options=(
-            Option("n", "number of images", 600),
-            Option("seed", "seed of the drawing", 0),
-            Option("images_per_patient", "images per synthetic patient", 2),
-            Option("proportions", "class proportions", DEFAULT_PROPORTIONS),
-        ),
+        options=SyntheticOptions,
     ))

@@ -20,6 +20,7 @@ import numpy as np
 
 from harness import EngineSpec, hookimpl
 from harness.errors import HarnessError
+from harness.plugin.check import build_backbone
 from harness.training import augment
 from harness.training.engine import Batch, EngineContext, EpochResult
 from harness.training.optim import PROB_FLOOR, check_loss, optimizer_def
@@ -31,10 +32,25 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def check_backbone(build, image_size: int) -> str | None:
+    """The keras backbone contract (``harness.BACKBONE_CONTRACT["keras"]``), or a problem."""
+    import_tf("cpu")
+    import keras
+
+    model = build()
+    if not isinstance(model, keras.layers.Layer):
+        return f"its keras build returned {type(model).__name__}, not a keras Model"
+    out = model(keras.Input((image_size, image_size, 3)))
+    if len(out.shape) != 4:
+        return (f"maps a (B, {image_size}, {image_size}, 3) batch to {tuple(out.shape)}; "
+                "expected a (B, H, W, C) feature map")
+    return None
+
+
 @hookimpl
 def register_engines(register):
     register(EngineSpec(
-        name="keras", framework="tensorflow", build=build,
+        name="keras", framework="tensorflow", check_backbone=check_backbone, build=build,
         description="TensorFlow / keras.applications (the paper's framework); "
                     "augmentation on the device, mixed precision on GPU"))
 
@@ -81,10 +97,6 @@ def precision_policy(tf, precision: str) -> str:
     return "mixed_bfloat16" if major >= 8 else "mixed_float16"
 
 
-def backbone_options(spec) -> dict[str, Any]:
-    return {o.name: o.default for o in getattr(spec, "options", ())}
-
-
 def build_model(spec, image_size: int, n_classes: int, head: str = "paper",
                 weights: Any = "imagenet", options: dict[str, Any] | None = None,
                 dropout: float = 0.5):
@@ -97,11 +109,7 @@ def build_model(spec, image_size: int, n_classes: int, head: str = "paper",
     import keras
     from keras import layers
 
-    if "keras" not in spec.builders:
-        raise HarnessError(f"backbone {spec.name!r} has no keras build; it supports: "
-                           f"{', '.join(sorted(spec.builders))}")
-    opts = {**backbone_options(spec), **(options or {})}
-    backbone = spec.builders["keras"](image_size=image_size, weights=weights, options=opts)
+    backbone = build_backbone(spec, "keras", image_size, weights, options)
     inp = keras.Input((image_size, image_size, 3), name="image")
     x = backbone(inp)
     if head == "paper":

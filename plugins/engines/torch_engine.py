@@ -18,6 +18,7 @@ import numpy as np
 
 from harness import EngineSpec, hookimpl
 from harness.errors import HarnessError
+from harness.plugin.check import build_backbone
 from harness.training import augment
 from harness.training.engine import Batch, EngineContext, EpochResult
 from harness.training.optim import optimizer_def
@@ -137,14 +138,10 @@ def build_network(ctx: EngineContext):
     import torch
     from harness_plugins.backbones.torch_heads import build_classifier
 
-    builder = ctx.backbone.builders.get("torch")
-    if builder is None:
-        raise HarnessError(f"backbone {ctx.backbone.name!r} has no torch build; engines it "
-                           f"supports: {', '.join(ctx.backbone.builders) or 'none'}")
     torch.manual_seed(ctx.seed)
     t = ctx.training
-    backbone = builder(image_size=ctx.image_size, weights=t.weights,
-                       options=dict(ctx.backbone_options))
+    backbone = build_backbone(ctx.backbone, "torch", ctx.image_size, t.weights,
+                              ctx.backbone_options)
     return build_classifier(backbone, t.head, ctx.n_classes, ctx.image_size,
                             dropout=getattr(t, "dropout", 0.5))
 
@@ -351,9 +348,45 @@ def build(ctx: EngineContext) -> TorchModel:
     return TorchModel(ctx)
 
 
+def check_backbone(build, image_size: int) -> str | None:
+    """The torch backbone contract (``harness.BACKBONE_CONTRACT["torch"]``), or a problem.
+
+    Built on the meta device (no memory, no compute) when the builder allows it, else on the
+    CPU; one forward pass of a ``(1, 3, S, S)`` batch gives the feature-map shape.
+    """
+    import torch
+    from torch import nn
+
+    try:
+        with torch.device("meta"):
+            model = build()
+        device = "meta"
+    except HarnessError:
+        raise
+    except Exception:  # noqa: BLE001 - some builders need real tensors: build on the CPU
+        model, device = build(), "cpu"
+    if not isinstance(model, nn.Module):
+        return f"its torch build returned {type(model).__name__}, not a torch.nn.Module"
+    channels = getattr(model, "out_channels", None)
+    if not isinstance(channels, int) or isinstance(channels, bool):
+        return ("the torch module has no integer attribute 'out_channels' (the number of "
+                "channels of its feature map, which the classifier head is built on)")
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, image_size, image_size, device=device))
+    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return (f"maps a (1, 3, {image_size}, {image_size}) batch to {shape}; expected a "
+                "(1, C, H, W) feature map")
+    if int(out.shape[1]) != channels:
+        return (f"out_channels is {channels} but its feature map has {int(out.shape[1])} "
+                "channels")
+    return None
+
+
 @hookimpl
 def register_engines(register):
     register(EngineSpec(
-        name="torch", framework="torch", build=build,
+        name="torch", framework="torch", build=build, check_backbone=check_backbone,
         description="PyTorch + timm; device augmentation, channels-last, bf16/fp16 autocast",
     ))

@@ -7,7 +7,9 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import ExecutorSpec, Option, hookimpl
+from pydantic import Field
+
+from harness import ExecutorSpec, Options, hookimpl
 
 
 def visible_gpus() -> list[str]:
@@ -25,8 +27,13 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
-def execute(runs, work, options) -> None:
-    gpus = [str(g) for g in options.get("gpus", visible_gpus())]
+class LocalOptions(Options):
+    gpus: list[str | int] | None = Field(None, description="GPU ids to use, one run per GPU "
+                                         "at a time (default: all visible)")
+
+
+def execute(runs, work, options: LocalOptions) -> None:
+    gpus = [str(g) for g in (options.gpus if options.gpus is not None else visible_gpus())]
     if len(gpus) <= 1:
         env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus else None
         for run in runs:
@@ -54,5 +61,5 @@ def register_executors(register):
         name="local",
         description="This machine: one run per visible GPU at a time, sequential on CPU",
         execute=execute,
-        options=(Option("gpus", "GPU ids to use (default: all visible)"),),
+        options=LocalOptions,
     ))

@@ -8,18 +8,24 @@ each run's outcome from its folder afterwards, so nothing has to travel back fro
 
 from __future__ import annotations
 
-from harness import ExecutorSpec, Option, hookimpl
-from harness.errors import HarnessError
+from pydantic import Field
+
+from harness import ExecutorSpec, HarnessError, Options, hookimpl
 
 
-def execute(runs, work, options) -> None:
+class RayOptions(Options):
+    address: str = Field("auto", description="Ray cluster address")
+    gpus_per_run: float = Field(1, ge=0, description="GPUs per run")
+    cpus_per_run: float = Field(2, gt=0, description="CPUs per run")
+
+
+def execute(runs, work, options: RayOptions) -> None:
     try:
         import ray
     except ImportError as exc:
         raise HarnessError("executor 'ray' needs Ray: pip install 'cxr-harness[ray]'") from exc
-    ray.init(address=options.get("address", "auto"), ignore_reinit_error=True)
-    gpus = float(options.get("gpus_per_run", 1))
-    remote = ray.remote(num_gpus=gpus, num_cpus=float(options.get("cpus_per_run", 2)))(
+    ray.init(address=options.address, ignore_reinit_error=True)
+    remote = ray.remote(num_gpus=options.gpus_per_run, num_cpus=options.cpus_per_run)(
         lambda run: work(run))
     ray.get([remote.remote(run) for run in runs])
 
@@ -30,7 +36,5 @@ def register_executors(register):
         name="ray",
         description="A Ray cluster: one run per GPU on any node (shared file system needed)",
         execute=execute,
-        options=(Option("address", "Ray cluster address", "auto"),
-                 Option("gpus_per_run", "GPUs per run", 1),
-                 Option("cpus_per_run", "CPUs per run", 2)),
+        options=RayOptions,
     ))

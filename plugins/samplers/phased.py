@@ -15,29 +15,21 @@ of its class has been used. ``Plan.notes`` says which classes wrapped.
 
 The default number of phases is the smallest that shows every training image at least once
 (with the paper's quotas and training set: 8). Deterministic from ``rng``. When the split
-fixes the phases (``options["split_phases"]``, e.g. the authors' published phase files),
+fixes the phases (``context.split_phases``, e.g. the authors' published phase files),
 they are used as they are and ``Plan.notes`` says which options that overrides.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveInt
 
-from harness import Option, Phase, Plan, SamplerSpec, hookimpl
+from harness import Phase, Plan, SamplerContext, SamplerOptions, SamplerSpec, hookimpl, meet_budget
 
-from .common import (
-    SamplerOptionError,
-    check_known,
-    class_counts,
-    class_names,
-    finish,
-    per_class,
-    positive_int,
-)
+from .common import SamplerOptionError, class_counts, class_names, per_class
 
 NAME = "phased"
 
@@ -61,18 +53,29 @@ def fresh_chunks(pool: np.ndarray, size: int, n_phases: int,
     return chunks
 
 
-def plan_phased(labels: np.ndarray, rng: np.random.Generator, options: Mapping[str, Any]) -> Plan:
-    check_known(NAME, options, ("phases", "quotas", "common", "epochs"))
-    names = class_names(NAME, labels, options)
+class PhasedOptions(SamplerOptions):
+    phases: PositiveInt | None = Field(
+        None, description="number of phases (default: the fewest that show every image once)")
+    quotas: dict[str | int, NonNegativeInt | Literal["all"]] | None = Field(
+        None, description="images per phase by class, e.g. {normal: 250, pneumonia: 234, "
+        "covid19: all}; default: the smallest class's count")
+    common: dict[str | int, NonNegativeInt] = Field(
+        default_factory=dict, description="images of a class kept in every phase, e.g. "
+        "{pneumonia: 34}")
+
+
+def plan_phased(labels: np.ndarray, options: PhasedOptions, context: SamplerContext) -> Plan:
+    rng = context.rng
+    names = class_names(NAME, labels, context)
     labels = np.asarray(labels, dtype=np.int64)
     counts = class_counts(labels, len(names))
     if counts.sum() == 0:
         raise SamplerOptionError(f"sampler {NAME!r}: the training set is empty")
-    if options.get("split_phases") is not None:
-        return plan_from_split(labels, rng, options)
+    if context.split_phases is not None:
+        return plan_from_split(labels, options, context)
     smallest = int(counts[counts > 0].min())
-    quotas = per_class(NAME, "quotas", options.get("quotas"), names, allow_all=True)
-    common = per_class(NAME, "common", options.get("common"), names)
+    quotas = per_class(NAME, "quotas", options.quotas, names, allow_all=True)
+    common = per_class(NAME, "common", options.common, names)
 
     quota, keep, fresh = [], [], []
     for c, name in enumerate(names):
@@ -99,8 +102,8 @@ def plan_phased(labels: np.ndarray, rng: np.random.Generator, options: Mapping[s
 
     needed = [math.ceil(len(pools[c]) / fresh[c]) for c in range(len(names)) if fresh[c]]
     default_phases = max(needed, default=1)
-    phases_opt = options.get("phases")
-    n_phases = default_phases if phases_opt is None else positive_int(NAME, "phases", phases_opt)
+    phases_opt = options.phases
+    n_phases = default_phases if phases_opt is None else phases_opt
 
     chunks = [fresh_chunks(pools[c], fresh[c], n_phases, rng) for c in range(len(names))]
     phases = []
@@ -108,7 +111,7 @@ def plan_phased(labels: np.ndarray, rng: np.random.Generator, options: Mapping[s
         parts = [np.concatenate([commons[c], chunks[c][i]]) for c in range(len(names))]
         phases.append(Phase(indices=sorted(int(x) for x in np.concatenate(parts))))
 
-    phases, budget_note = finish(phases, options, NAME, rng)
+    phases, budget_note = meet_budget(phases, context, options.epochs)
     distinct = len({i for p in phases for i in p.indices})
     how = "default: every image seen at least once" if phases_opt is None else "set"
     lines = [f"{n_phases} phases of {sum(quota)} images ({how})"]
@@ -128,11 +131,10 @@ def plan_phased(labels: np.ndarray, rng: np.random.Generator, options: Mapping[s
     return Plan(phases=phases, notes="; ".join(lines))
 
 
-def plan_from_split(labels: np.ndarray, rng: np.random.Generator,
-                    options: Mapping[str, Any]) -> Plan:
+def plan_from_split(labels: np.ndarray, options: PhasedOptions, context: SamplerContext) -> Plan:
     """The phases a split fixed (the authors' published phase files), taken as they are."""
     phases = []
-    for n, given in enumerate(options["split_phases"], start=1):
+    for n, given in enumerate(context.split_phases or [], start=1):
         indices = sorted(int(i) for i in given)
         if indices and not 0 <= indices[0] <= indices[-1] < len(labels):
             raise SamplerOptionError(
@@ -144,26 +146,14 @@ def plan_from_split(labels: np.ndarray, rng: np.random.Generator,
     count = len(phases)
     sizes = sorted({len(p.indices) for p in phases})
     distinct = len({i for p in phases for i in p.indices})
-    phases, budget_note = finish(phases, options, NAME, rng)
+    phases, budget_note = meet_budget(phases, context, options.epochs)
     shown = "/".join(map(str, sizes))
     lines = [f"{count} phases fixed by the split ({shown} images each, {distinct} distinct)"]
-    unused = [k for k in ("phases", "quotas", "common") if options.get(k) is not None]
+    unused = [k for k in ("phases", "quotas", "common") if getattr(options, k)]
     if unused:
         lines.append(f"options {', '.join(unused)} not used: the split fixes the phases")
     lines.append(budget_note)
     return Plan(phases=phases, notes="; ".join(lines))
-
-
-OPTIONS = (
-    Option("phases", "number of phases (default: the fewest that show every image once)"),
-    Option("quotas", "images per phase by class, e.g. {normal: 250, pneumonia: 234, "
-                     "covid19: all}; default: the smallest class's count"),
-    Option("common", "images of a class kept in every phase, e.g. {pneumonia: 34}", {}),
-    Option("epochs", "epochs per phase (default: the suite's epochs_per_phase)"),
-    Option("budget", "images seen in the run; epochs are set to meet it exactly"),
-    Option("split_phases", "phases fixed by the split (the authors' published phase files); "
-                           "passed by the runner when the split has them"),
-)
 
 
 @hookimpl
@@ -173,7 +163,7 @@ def register_samplers(register):
         description="phased balanced sampling: smallest class in every phase, "
                     "fresh disjoint chunks of the others (the paper's method)",
         plan=plan_phased,
-        options=OPTIONS,
+        options=PhasedOptions,
         source="Rahimzadeh & Attar 2020, Informatics in Medicine Unlocked 19:100360, "
                "section 2.2 (8 phases of 633 images)",
     ))

@@ -13,8 +13,7 @@ import warnings
 
 import numpy as np
 
-from harness import Fold, Option, SplitterSpec, hookimpl
-from harness.errors import HarnessError
+from harness import Fold, HarnessError, Options, SplitterContext, SplitterSpec, hookimpl
 
 
 def patient_table(records, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,9 +60,10 @@ def carve_selection(records, train_idx: np.ndarray, fraction: float, seed: int
     return np.sort(train_idx[~chosen[where]]), np.sort(train_idx[chosen[where]])
 
 
-def split(records, n_folds: int, seed: int, options) -> list[Fold]:
+def split(records, options: Options, context: SplitterContext) -> list[Fold]:
     from sklearn.model_selection import StratifiedKFold
 
+    n_folds, seed = context.folds, context.seed
     everything = np.arange(len(records))
     patients, labels, where = patient_table(records, everything)
     if len(patients) < n_folds:
@@ -79,7 +79,7 @@ def split(records, n_folds: int, seed: int, options) -> list[Fold]:
         in_test[test_patients] = True
         test = everything[in_test[where]]
         train, select = carve_selection(records, everything[~in_test[where]],
-                                        options.get("select_fraction", 0.15), seed + 1000 + k)
+                                        context.select_fraction, seed + 1000 + k)
         folds.append(Fold(train=train, select=select, test=test))
     return folds
 
@@ -90,6 +90,4 @@ def register_splitters(register):
         name="grouped-kfold",
         description="Stratified k folds grouped by patient, with a patient-grouped selection split",
         split=split,
-        options=(Option("select_fraction", "fraction of training patients held out for "
-                        "model selection", 0.15),),
     ))

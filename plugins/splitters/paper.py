@@ -19,16 +19,15 @@ epoch or, like the authors, on the test set.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from harness import Fold, Option, SplitterSpec, hookimpl
-from harness.errors import HarnessError
+from harness import Fold, HarnessError, Options, SplitterContext, SplitterSpec, hookimpl
 
 from .grouped_kfold import carve_selection
 
@@ -61,21 +60,35 @@ PAPER_FIXED_PER_PHASE = {"covid19": 149, "pneumonia": 34}
 FILE_CLASSES = {"COVID-19": "covid19", "covid": "covid19", "normal": "normal",
                 "pneumonia": "pneumonia"}
 
-COMMON_OPTIONS = (
-    Option("select_from", "'train': carve a patient-grouped selection split from training; "
-           "'none': no selection split (the paper's exact counts)", "train"),
-)
+class CommonOptions(Options):
+    select_from: Literal["train", "none"] = Field(
+        "train", description="'train': carve a patient-grouped selection split from training; "
+        "'none': no selection split (the paper's exact counts)")
+
+
+class PaperOptions(CommonOptions):
+    fixed_source: str = Field("ieee8023", description="source whose patients are split by "
+                              "the lists")
+    test_patients: dict[int, list[str]] | None = Field(
+        None, description="{fold: [patient ids]}; default: the authors' lists")
+    phases: int = Field(PAPER_PHASES, ge=1, description="training phases")
+    per_phase: dict[str, int] = Field(
+        default_factory=lambda: dict(PAPER_PER_PHASE),
+        description="new images per phase and class from the other sources")
+
+
+class FilesOptions(CommonOptions):
+    dir: str = Field(description="folder with All.csv and fold<k>/ (relative to the suite "
+                     "file)")
 
 
 def _select(records, fold_number: int, train: np.ndarray, phases: list[np.ndarray],
-            seed: int, options: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, list]:
-    mode = options.get("select_from", "train")
-    if mode == "none":
+            options: CommonOptions, context: SplitterContext
+            ) -> tuple[np.ndarray, np.ndarray, list]:
+    if options.select_from == "none":
         return train, train[:0], phases
-    if mode != "train":
-        raise HarnessError(f"split option 'select_from' is {mode!r}; expected 'train' or 'none'")
-    fraction = float(options.get("select_fraction", 0.15))
-    train, select = carve_selection(records, train, fraction, seed + 1000 + fold_number)
+    train, select = carve_selection(records, train, context.select_fraction,
+                                    context.seed + 1000 + fold_number)
     return train, select, [p[np.isin(p, train)] for p in phases]
 
 
@@ -86,16 +99,17 @@ def _original_ids(records) -> np.ndarray:
 
 # --- paper -------------------------------------------------------------------------------
 
-def split_paper(records, n_folds: int, seed: int, options: Mapping[str, Any]) -> list[Fold]:
-    test_patients = options.get("test_patients") or AUTHORS_TEST_PATIENTS
+def split_paper(records, options: PaperOptions, context: SplitterContext) -> list[Fold]:
+    n_folds, seed = context.folds, context.seed
+    test_patients = options.test_patients or AUTHORS_TEST_PATIENTS
     test_patients = {int(k): [str(p) for p in v] for k, v in test_patients.items()}
     if n_folds != len(test_patients):
         raise HarnessError(f"split 'paper' has {len(test_patients)} folds (one list of test "
                            f"patients per fold) but split.folds is {n_folds}; set split.folds: "
                            f"{len(test_patients)}")
-    fixed_source = str(options.get("fixed_source", "ieee8023"))
-    per_phase = {str(k): int(v) for k, v in (options.get("per_phase") or PAPER_PER_PHASE).items()}
-    n_phases = int(options.get("phases", PAPER_PHASES))
+    fixed_source = options.fixed_source
+    per_phase = dict(options.per_phase)
+    n_phases = options.phases
     sources = records["source"].astype(str).to_numpy()
     labels = records["label"].astype(str).to_numpy()
     groups = records["patient_id"].astype(str).to_numpy()
@@ -113,7 +127,7 @@ def split_paper(records, n_folds: int, seed: int, options: Mapping[str, Any]) ->
                           f"{n * n_phases} wanted ({n_phases} phases x {n}); the last phases "
                           "get fewer", stacklevel=2)
     folds = []
-    authors = not options.get("test_patients") and not options.get("per_phase")
+    authors = not options.test_patients and "per_phase" not in options.model_fields_set
     for k in sorted(test_patients):
         # A listed patient takes its whole group (ids sharing an image) to test.
         test_groups = set(groups[fixed & np.isin(original, test_patients[k])])
@@ -129,7 +143,7 @@ def split_paper(records, n_folds: int, seed: int, options: Mapping[str, Any]) ->
         test = np.setdiff1d(everything, train)
         if authors and k == min(test_patients):
             compare_with_paper(labels, labels[fixed_train])
-        train, select, phases = _select(records, k, train, phases, seed, options)
+        train, select, phases = _select(records, k, train, phases, options, context)
         folds.append(Fold(train=train, select=select, test=test, phases=phases))
     return folds
 
@@ -188,15 +202,11 @@ class FileMatch:
         return "; ".join(parts)
 
 
-def split_dir(options: Mapping[str, Any]) -> Path:
-    where = options.get("dir")
-    if not where:
+def split_dir(options: FilesOptions, context: SplitterContext) -> Path:
+    if not options.dir:
         raise HarnessError("split 'files' needs option 'dir': the folder with All.csv and "
                            "fold<k>/train<i>.csv (e.g. the authors' mr7495/covid19 split files)")
-    path = Path(str(where)).expanduser()
-    if not path.is_absolute():
-        path = Path(options.get("suite_dir") or ".") / path
-    return path
+    return context.resolve(options.dir)
 
 
 def read_split_files(folder: Path) -> SplitFiles:
@@ -273,14 +283,15 @@ def match_files(records, files: SplitFiles) -> FileMatch:
     return match
 
 
-def split_files(records, n_folds: int, seed: int, options: Mapping[str, Any]) -> list[Fold]:
-    files = read_split_files(split_dir(options))
+def split_files(records, options: FilesOptions, context: SplitterContext) -> list[Fold]:
+    n_folds = context.folds
+    files = read_split_files(split_dir(options, context))
     if n_folds != len(files.folds):
-        raise HarnessError(f"split 'files': {split_dir(options)} has {len(files.folds)} folds "
+        raise HarnessError(f"split 'files': {split_dir(options, context)} has {len(files.folds)} folds "
                            f"but split.folds is {n_folds}; set split.folds: {len(files.folds)}")
     match = match_files(records, files)
     if not match.index:
-        raise HarnessError(f"split 'files': no name in {split_dir(options)} matches any "
+        raise HarnessError(f"split 'files': no name in {split_dir(options, context)} matches any "
                            "record; check that the suite's datasets are the ones listed")
     problems = match.problems()
     if problems:
@@ -292,7 +303,7 @@ def split_files(records, n_folds: int, seed: int, options: Mapping[str, Any]) ->
                   for names in phase_names]
         train = np.unique(np.concatenate(phases)).astype(np.int64)
         test = np.setdiff1d(listed, train).astype(np.int64)
-        train, select, phases = _select(records, k, train, phases, seed, options)
+        train, select, phases = _select(records, k, train, phases, options, context)
         folds.append(Fold(train=train, select=select, test=test, phases=phases))
     return folds
 
@@ -304,20 +315,11 @@ def register_splitters(register):
         description="the authors' per-fold ieee8023 test patients; RSNA drawn per phase "
                     "(250 normal + 200 pneumonia), the rest is test",
         split=split_paper,
-        options=COMMON_OPTIONS + (
-            Option("fixed_source", "source whose patients are split by the lists", "ieee8023"),
-            Option("test_patients", "{fold: [patient ids]}; default: the authors' lists"),
-            Option("phases", "training phases", PAPER_PHASES),
-            Option("per_phase", "new images per phase and class from the other sources",
-                   PAPER_PER_PHASE),
-        ),
+        options=PaperOptions,
     ))
     register(SplitterSpec(
         name="files",
         description="the authors' published split CSVs (All.csv + fold<k>/train<i>.csv)",
         split=split_files,
-        options=COMMON_OPTIONS + (
-            Option("dir", "folder with All.csv and fold<k>/ (relative to the suite file)",
-                   required=True),
-        ),
+        options=FilesOptions,
     ))

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from harness_plugins.trackers.common import final_metrics, flatten, numbers, safe_name
+from pydantic import Field
 
-from harness import Option, RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker, TrackerSpec, hookimpl
+from harness import Options, RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker, TrackerSpec, hookimpl
 from harness.errors import HarnessError
 
 #: MLflow's limits on one ``log_batch`` call and on a param value.
@@ -66,9 +67,20 @@ def find_run(client, exp_id: str, tag: str, value: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+class MlflowOptions(Options):
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (file:, sqlite:, "
+                                     "http(s)://); default MLFLOW_TRACKING_URI, else "
+                                     "sqlite:///<runs>/mlflow.db")
+    experiment: str | None = Field(None, description="experiment name (default: the suite's "
+                                   "name)")
+    nested: bool = Field(True, description="runs nested under one parent run per suite")
+    artifacts: bool = Field(True, description="log predictions, metrics, history, config, "
+                            "plan and the report as artifacts")
+
+
 class MlflowTracker(Tracker):
     def __init__(self, options):
-        self.options = dict(options)
+        self.options = MlflowOptions.of(options).model_dump()
         self.client = None
         self.run_id: str | None = None
         self.parent: str | None = None
@@ -176,12 +188,5 @@ def register_trackers(register):
         description="MLflow: an experiment per suite, a run per harness run (params, "
                     "metrics per epoch, test figures, artifacts)",
         create=MlflowTracker,
-        options=(
-            Option("tracking_uri", "MLflow tracking URI (file:, sqlite:, http(s)://); default "
-                   "MLFLOW_TRACKING_URI, else sqlite:///<runs>/mlflow.db"),
-            Option("experiment", "experiment name (default: the suite's name)"),
-            Option("nested", "runs nested under one parent run per suite", True),
-            Option("artifacts", "log predictions, metrics, history, config, plan and the "
-                   "report as artifacts", True),
-        ),
+        options=MlflowOptions,
     ))

@@ -14,8 +14,9 @@ import types
 from typing import Any
 
 from harness_plugins.trackers.common import final_metrics, numbers, safe_name
+from pydantic import Field
 
-from harness import Option, RunEnd, RunInfo, Tracker, TrackerSpec, hookimpl
+from harness import Options, RunEnd, RunInfo, Tracker, TrackerSpec, hookimpl
 from harness.errors import HarnessError
 
 SUBDIR = "tensorboard"
@@ -42,9 +43,14 @@ def _event_api():
     return EventFileWriter, Event, Summary
 
 
+class TensorboardOptions(Options):
+    subdir: str = Field(SUBDIR, min_length=1, description="folder inside each run folder for "
+                        "the event files")
+
+
 class TensorboardTracker(Tracker):
     def __init__(self, options):
-        self.subdir = str(options.get("subdir") or SUBDIR)
+        self.subdir = TensorboardOptions.of(options).subdir
         self.writer = None
         self.step = 0
 
@@ -84,6 +90,5 @@ def register_trackers(register):
         description="TensorBoard event files in each run folder: history scalars per epoch, "
                     "test figures at the end",
         create=TensorboardTracker,
-        options=(Option("subdir", "folder inside each run folder for the event files",
-                        SUBDIR),),
+        options=TensorboardOptions,
     ))

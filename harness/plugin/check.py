@@ -1,0 +1,233 @@
+"""Check a suite against the plugins it names, before anything runs (``--dry-run`` too).
+
+Three checks, each failing with one line that names the suite file and the key path:
+every name is registered; every plugin option block validates against the plugin's
+:class:`~harness.plugin.options.Options` model; every backbone, built once per engine in a
+child process, meets the engine's backbone contract (``EngineSpec.check_backbone``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config.suite import Suite, training_for
+from harness.errors import HarnessError
+from harness.plugin.options import Options, validate_options
+from harness.plugin.registry import Registry, UnknownNameError
+from harness.plugin.specs import DEFAULT_CLASSES, DatasetContext, SplitterContext
+
+
+class BackboneContractError(HarnessError):
+    """A backbone's model does not meet its engine's contract (``BACKBONE_CONTRACT``)."""
+
+
+@dataclass
+class CheckedSuite:
+    """A suite's plugin options, validated into each plugin's model."""
+
+    datasets: list[Options] = field(default_factory=list)
+    split: Options | None = None
+    samplers: dict[str, Options] = field(default_factory=dict)
+    backbones: dict[str, Options] = field(default_factory=dict)
+    executor: Options | None = None
+    trackers: list[Options] = field(default_factory=list)
+
+
+def _source(suite: Suite) -> str:
+    return suite.source or suite.name
+
+
+def check_names(suite: Suite, registry: Registry) -> None:
+    """Fail before any work when the suite names something nobody registered."""
+
+    def get(kind: str, name: str, key: str):
+        try:
+            return registry.get(kind, name)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{_source(suite)}: {key}: {exc}") from None
+
+    for i, ref in enumerate(suite.datasets):
+        get("datasets", ref.name, f"datasets[{i}].name")
+    get("splitters", suite.split.kind, "split.kind")
+    get("executors", suite.executor.name, "executor.name")
+    for name in suite.matrix.sampler:
+        get("samplers", name, "matrix.sampler")
+    for name in suite.samplers:
+        get("samplers", name, f"samplers.{name}")
+    for name in suite.matrix.engine:
+        get("engines", name, "matrix.engine")
+    for i, ref in enumerate(suite.trackers):
+        get("trackers", ref.name, f"trackers[{i}].name")
+    for name in suite.matrix.backbone:
+        spec = get("backbones", name, "matrix.backbone")
+        for engine in suite.matrix.engine:
+            if engine not in spec.builders:
+                raise HarnessError(f"{_source(suite)}: matrix.backbone: backbone {name!r} "
+                                   f"cannot be built by engine {engine!r}; it supports "
+                                   f"{', '.join(sorted(spec.builders))}")
+
+
+def suite_dir(suite: Suite) -> Path:
+    return Path(suite.source).resolve().parent if suite.source else Path.cwd()
+
+
+def dataset_context(suite: Suite, index: int) -> DatasetContext:
+    return DatasetContext(classes=tuple(suite.classes), suite_dir=suite_dir(suite),
+                          name=suite.datasets[index].name)
+
+
+def splitter_context(suite: Suite) -> SplitterContext:
+    return SplitterContext(folds=suite.split.folds, seed=suite.split.seed,
+                           select_fraction=suite.split.select_fraction,
+                           classes=tuple(suite.classes or DEFAULT_CLASSES),
+                           suite_dir=suite_dir(suite))
+
+
+def dataset_options(suite: Suite, registry: Registry, index: int) -> Options:
+    ref = suite.datasets[index]
+    spec = registry.get("datasets", ref.name)
+    return validate_options(spec.options, ref.options, f"datasets[{index}].options",
+                            _source(suite))
+
+
+def split_options(suite: Suite, registry: Registry) -> Options:
+    spec = registry.get("splitters", suite.split.kind)
+    return validate_options(spec.options, suite.split.options, "split.options", _source(suite))
+
+
+def sampler_options(suite: Suite, registry: Registry, name: str,
+                    raw: Mapping[str, Any] | None = None) -> Options:
+    spec = registry.get("samplers", name)
+    raw = suite.samplers.get(name, {}) if raw is None else raw
+    return validate_options(spec.options, raw, f"samplers.{name}", _source(suite))
+
+
+def backbone_options(suite: Suite, registry: Registry, name: str) -> Options:
+    """The backbone's options: ``training.backbone_options`` or its per-backbone override."""
+    spec = registry.get("backbones", name)
+    raw = training_for(suite, name).get("backbone_options") or {}
+    override = (suite.backbones.get(name) or {}).get("backbone_options")
+    where = (f"backbones.{name}.backbone_options" if override is not None
+             else "training.backbone_options")
+    return validate_options(spec.options, raw, where, _source(suite))
+
+
+def executor_options(suite: Suite, registry: Registry) -> Options:
+    spec = registry.get("executors", suite.executor.name)
+    return validate_options(spec.options, suite.executor.options, "executor.options",
+                            _source(suite))
+
+
+def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
+    """Every plugin option block of the suite, validated (the first mistake raises)."""
+    checked = CheckedSuite()
+    checked.datasets = [dataset_options(suite, registry, i) for i in range(len(suite.datasets))]
+    checked.split = split_options(suite, registry)
+    for name in dict.fromkeys([*suite.samplers, *suite.matrix.sampler]):
+        checked.samplers[name] = sampler_options(suite, registry, name)
+    for name in suite.matrix.backbone:
+        checked.backbones[name] = backbone_options(suite, registry, name)
+    checked.executor = executor_options(suite, registry)
+    for i, ref in enumerate(suite.trackers):
+        spec = registry.get("trackers", ref.name)
+        checked.trackers.append(validate_options(spec.options, ref.options,
+                                                 f"trackers[{i}].options", _source(suite)))
+    return checked
+
+
+def check_suite(suite: Suite, registry: Registry, backbones: bool = True) -> CheckedSuite:
+    """Names, options and (when ``backbones``) the backbone contract of a suite."""
+    check_names(suite, registry)
+    checked = check_options(suite, registry)
+    if backbones:
+        check_backbones(suite, registry)
+    return checked
+
+
+# ------------------------------------------------------------------ backbone contract
+
+
+def build_backbone(spec: Any, engine: str, image_size: int, weights: str,
+                   options: Mapping[str, Any] | Options | None, where: str = "") -> Any:
+    """Build ``spec``'s model for ``engine`` with validated options (what engines call)."""
+    builder = spec.builders.get(engine)
+    if builder is None:
+        raise HarnessError(f"backbone {spec.name!r} has no {engine} build; it supports: "
+                           f"{', '.join(sorted(spec.builders)) or 'none'}")
+    opts = validate_options(spec.options, options,
+                            where or f"backbone {spec.name!r} options", "backbone_options")
+    return builder(image_size=image_size, weights=weights, options=opts)
+
+
+def contract_checks(suite: Suite, registry: Registry) -> list[dict[str, Any]]:
+    """The (backbone, engine) pairs of the suite whose engine checks a contract."""
+    checks = []
+    for engine in suite.matrix.engine:
+        if registry.get("engines", engine).check_backbone is None:
+            continue
+        for backbone in suite.matrix.backbone:
+            checks.append({
+                "backbone": backbone, "engine": engine, "image_size": suite.image_size,
+                "options": backbone_options(suite, registry, backbone).model_dump(mode="json"),
+            })
+    return checks
+
+
+def check_backbones(suite: Suite, registry: Registry) -> None:
+    """Build each backbone once per engine in a child process and check its contract.
+
+    A child process, because building imports the engine's framework and two frameworks
+    never share a process (nor does the framework-free runner load one).
+    """
+    checks = contract_checks(suite, registry)
+    if not checks:
+        return
+    payload = json.dumps({"plugins": list(suite.plugins), "checks": checks})
+    proc = subprocess.run([sys.executable, "-m", "harness.plugin.check"], input=payload,
+                          capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BackboneContractError(f"{_source(suite)}: matrix.backbone: checking the "
+                                    f"backbones failed: {tail}")
+    for problem in json.loads(lines[-1])["problems"]:
+        raise BackboneContractError(
+            f"{_source(suite)}: matrix.backbone: backbone {problem['backbone']!r} "
+            f"(engine {problem['engine']}): {problem['problem']}")
+
+
+def _child() -> int:
+    """``python -m harness.plugin.check``: run the contract checks read from stdin."""
+    from harness.plugin.registry import build_registry
+
+    request = json.loads(sys.stdin.read())
+    registry = build_registry(request["plugins"])
+    problems = []
+    for check in request["checks"]:
+        backbone = registry.get("backbones", check["backbone"])
+        engine = registry.get("engines", check["engine"])
+
+        def build(check=check, backbone=backbone):
+            return build_backbone(backbone, check["engine"], check["image_size"], "none",
+                                  check["options"])
+
+        try:
+            problem = engine.check_backbone(build, check["image_size"])
+        except HarnessError as exc:
+            problem = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a plugin's builder: say what it raised
+            problem = f"building it raised {type(exc).__name__}: {exc}"
+        if problem:
+            problems.append({**check, "problem": problem})
+    print(json.dumps({"problems": problems}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

@@ -1,0 +1,151 @@
+"""Typed plugin options: one pydantic model per plugin, validated before anything runs.
+
+A plugin declares its options as a subclass of :class:`Options` (pydantic v2, unknown keys
+forbidden) and names it in its spec (``options=MyOptions``). Each field carries its type,
+default, bounds (``Field(ge=...)``) and help (``Field(description=...)``). The core turns the
+suite's plain option mapping into that model with :func:`validate_options`, so a plugin only
+ever sees checked, typed values, and every mistake is one line naming the suite file and the
+key path.
+
+pydantic does the checking; this module only rewrites its errors into the harness's
+one-line form and adds the "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from typing_extensions import Self
+
+from harness.config.validate import SuiteError, suggest
+
+O = TypeVar("O", bound="Options")
+
+
+class Options(BaseModel):
+    """Base of every plugin's options: unknown keys are an error, never silently ignored.
+
+    A plugin without options uses this class itself (it accepts only an empty mapping).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @classmethod
+    def of(cls, value: Mapping[str, Any] | Options | None = None) -> Self:
+        """``value`` as this model: an instance as is, a mapping validated, ``None`` defaults.
+
+        For code that calls a plugin function directly (tests, notebooks, one backbone
+        building another); suites go through :func:`validate_options`.
+        """
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls.model_validate(dict(value or {}))
+        except ValidationError as exc:
+            raise OptionsError(error_message(exc, cls, "options", cls.__name__)) from None
+
+
+class OptionsError(SuiteError):
+    """A plugin option block of a suite is wrong: names the file, key path and expectation."""
+
+
+def _path(where: str, loc: tuple[Any, ...]) -> str:
+    out = where
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field_help(model: type[Options], name: str) -> str:
+    field = model.model_fields.get(name)
+    if field is None:
+        return ""
+    kind = getattr(field.annotation, "__name__", None) or str(field.annotation)
+    kind = kind.replace("typing.", "")
+    text = f" (expected {kind}"
+    if field.description:
+        text += f": {field.description}"
+    return text + ")"
+
+
+def error_message(exc: ValidationError, model: type[Options], where: str, source: str) -> str:
+    """The first pydantic error as one line: ``FILE: KEY.PATH: problem``.
+
+    An unknown key comes first: a misspelt required option (``rot:`` for ``root:``) is then
+    reported as the typo it is, not as a missing ``root``.
+    """
+    errors = exc.errors(include_url=False)
+    err = min(errors, key=lambda e: e.get("type") != "extra_forbidden")
+    loc = tuple(p for p in err.get("loc", ()) if p != "__root__")
+    path = _path(where, loc)
+    kind = err.get("type", "")
+    known = list(model.model_fields)
+    if kind == "extra_forbidden" and len(loc) == 1:
+        close = suggest(str(loc[-1]), known)
+        hint = f" Did you mean {close!r}?" if close else ""
+        options = ", ".join(known) if known else "(none: this plugin takes no options)"
+        return f"{source}: {path}: unknown option.{hint} Options here: {options}"
+    if kind == "extra_forbidden":
+        return f"{source}: {path}: unknown key"
+    if kind == "missing":
+        return f"{source}: {path}: required option missing{_field_help(model, str(loc[0]))}"
+    message = err.get("msg", "invalid value")
+    if "input" in err and kind not in ("value_error", "assertion_error"):
+        message += f", got {_shown(err['input'])}"
+    message = message.removeprefix("Value error, ")
+    return f"{source}: {path}: {message}"
+
+
+def validate_options(model: type[O] | None, raw: Mapping[str, Any] | Options | None,
+                     where: str, source: str) -> O:
+    """``raw`` (a suite's option mapping) as an instance of ``model``, or an ``OptionsError``.
+
+    ``where`` is the key path of the block in the suite (``datasets[0].options``) and
+    ``source`` the suite file; both appear in the message.
+    """
+    model = model or Options  # type: ignore[assignment]
+    if isinstance(raw, model):
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise OptionsError(f"{source}: {where}: expected a mapping of option names to values, "
+                           f"got {_shown(raw)}")
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise OptionsError(error_message(exc, model, where, source)) from None
+
+
+def option_rows(model: type[Options] | None) -> list[dict[str, Any]]:
+    """One row per option (name, type, default, required, help, bounds) for ``describe``."""
+    rows = []
+    schema = (model or Options).model_json_schema()
+    props = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    for name, field in (model or Options).model_fields.items():
+        prop = props.get(name, {})
+        bounds = {k: prop[k] for k in ("minimum", "maximum", "exclusiveMinimum",
+                                       "exclusiveMaximum", "minItems", "maxItems", "enum")
+                  if k in prop}
+        annotation = field.annotation
+        kind = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+        rows.append({
+            "name": name,
+            "type": kind or str(annotation).replace("typing.", ""),
+            "default": None if field.is_required() else field.get_default(call_default_factory=True),
+            "required": name in required,
+            "help": field.description or "",
+            "bounds": bounds,
+        })
+    return rows
