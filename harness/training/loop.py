@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.plugin.options import validate_options
 from harness.progress import Bars, is_enabled
 from harness.training import batches as host
 from harness.training import checkpoint
@@ -83,8 +84,8 @@ def context_for(job, threads: int = 0) -> EngineContext:
     """What the engine is told about the run (no cache, no plan indices, no run folder)."""
     t = job.training
     optimizer_def(t.optimizer)
-    options = {o.name: o.default for o in getattr(job.backbone, "options", ())}
-    options.update(getattr(t, "backbone_options", None) or {})
+    options = validate_options(job.backbone.options, getattr(t, "backbone_options", None) or {},
+                               "training.backbone_options", "config.json").model_dump()
     loss = loss_spec(job.plan)
     for what, values in (("class_weights", loss.class_weights), ("loss_options.alpha",
                                                                   loss.alpha)):
