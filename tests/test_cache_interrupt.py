@@ -156,7 +156,7 @@ image_size: 16
 cache_dir: cache
 datasets:
   - name: synthetic
-    options: {n: 3000, seed: 0}
+    options: {n: 1500, seed: 0}
 split: {kind: grouped-kfold, folds: 2, seed: 0}
 matrix: {backbone: [tiny], sampler: [none], engine: [torch], seed: [0]}
 """
@@ -186,8 +186,8 @@ def test_data_prepare_exits_130_on_ctrl_c_and_resumes(tmp_path):
     assert "interrupted: every image decoded so far is kept" in output
     assert "Aborted" not in output and "Traceback" not in output
     kept = int(np.load(filled_file).sum())
-    assert 50 <= kept < 3000
+    assert 50 <= kept < 1500
 
     again = subprocess.run(harness, check=False, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert f"3000 images ready (16x16); {3000 - kept} decoded now" in again.stdout
+    assert f"1500 images ready (16x16); {1500 - kept} decoded now" in again.stdout

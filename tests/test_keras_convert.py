@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 tf = pytest.importorskip("tensorflow")
 
-from harness_plugins.backbones import keras_convert, keras_models, torch_models  # noqa: E402
+from harness_plugins.backbones import keras_convert, keras_models, torch_models
 
 
 def randomize(model, seed: int = 0) -> None:

@@ -44,3 +44,21 @@ def test_gap_is_paired_by_run_and_skips_other_test_sets(tmp_path):
     assert "accuracy" in out.output and "+4.50" in out.output
     with pytest.raises(HarnessError, match="no finished run"):
         optimism_gap(paper, tmp_path / "nothing")
+
+
+def test_the_clean_suites_report_shows_the_gap(tmp_path):
+    from test_report import write_run as write_full_run
+
+    from harness.analysis.report import render_report
+
+    for fold in (1, 2):
+        write_full_run(tmp_path / "runs" / "paper", "phased", fold, skill=3.0)
+        clean = write_full_run(tmp_path / "runs" / "clean", "phased", fold, skill=1.0)
+        config = json.loads((clean / "config.json").read_text())
+        config["suite"]["report"] = {"bootstrap": 0, "optimism_against": "paper"}
+        (clean / "config.json").write_text(json.dumps(config))
+    gap = optimism_gap(tmp_path / "runs" / "paper", tmp_path / "runs" / "clean")
+    assert gap["pairs"] == 2 and gap["metrics"]["accuracy"]["mean"] > 0
+    html = render_report(tmp_path / "runs" / "clean", tmp_path / "out").read_text()
+    assert "Optimism gap against suite paper" in html
+    assert f"{100 * gap['metrics']['accuracy']['mean']:+.2f}" in html

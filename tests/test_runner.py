@@ -107,6 +107,7 @@ def test_failing_run_is_recorded_and_others_go_on(make_suite, tmp_path, monkeypa
         return real(run_dir, env)
 
     monkeypatch.setattr(runner, "run_worker", flaky)
+    monkeypatch.setenv("HARNESS_WARM_WORKERS", "0")  # every run through run_worker
     result = run(suite, tmp_path)
     states = {(o.run.sampler, o.run.fold): (o.state, o.error) for o in result.outcomes}
     assert states[("none", 1)] == ("failed", "CUDA out of memory")
@@ -259,8 +260,8 @@ def test_truncated_predictions_are_trained_again_not_reported(make_suite, tmp_pa
     messages = []
     result = run_suite(suite, runs_root=tmp_path / "runs", echo=messages.append,
                        show_progress=False, render=False)
-    assert any("predictions.csv does not match" in m and victim.parent.name in m
-               for m in messages)
+    assert any(m.startswith(f"{victim.parent.name}: predictions.csv is damaged")
+               and "training this run again" in m for m in messages)
     assert [o.state for o in result.outcomes] == ["done", "done"]
     assert len(victim.read_text().splitlines()) == len(rows)
     assert other.stat().st_mtime_ns == kept  # the intact finished run is not touched
@@ -280,3 +281,29 @@ def test_run_prints_a_summary_per_combination(make_suite, run_harness, tmp_path)
         assert accuracy == pytest.approx(100 * sum(m["accuracy"] for m in metrics) / 2, abs=0.06)
     assert "covid19 sensitivity" in result.output
     assert (tmp_path / "reports" / "summ" / "index.html").exists()
+
+
+def test_warm_workers_give_the_same_runs_as_fresh_processes(make_suite, tmp_path, monkeypatch):
+    """Runs forked from a warm host (``harness.runs.warm``) train exactly as fresh workers."""
+    from harness.runs import warm
+
+    suite = make_suite("warm", training={"epochs_per_phase": 2})
+    pools = []
+    original = warm.Pool.run
+
+    def spy(self, modules, run_dir, env=None):
+        pools.append(modules)
+        return original(self, modules, run_dir, env)
+
+    monkeypatch.setattr(warm.Pool, "run", spy)
+    run(suite, tmp_path / "warm")
+    assert len(pools) == 2 and "harness.testing.fakes" in pools[0]
+    monkeypatch.setenv("HARNESS_WARM_WORKERS", "0")
+    run(suite, tmp_path / "fresh")
+    assert len(pools) == 2  # the second suite started a fresh process per run
+    for d in run_dirs(tmp_path / "warm" / "runs" / "warm"):
+        twin = tmp_path / "fresh" / "runs" / "warm" / d.name
+        assert (d / "predictions.csv").read_bytes() == (twin / "predictions.csv").read_bytes()
+        assert store.run_state(d) == store.run_state(twin) == "done"
+    # TensorFlow never runs in a forked child.
+    assert warm.preload_for("tensorflow", "harness_plugins.engines.keras_engine") is None

@@ -86,3 +86,17 @@ def format_gap(gap: dict[str, Any]) -> str:
     if gap["different_test_sets"]:
         lines.append(f"  {gap['different_test_sets']} pair(s) left out: their test sets differ")
     return "\n".join(lines)
+
+
+def optimism_section(runs_dir: Path, against: str) -> dict[str, Any] | None:
+    """The report's optimism gap: suite ``against`` (beside ``runs_dir``) minus this one."""
+    if not against:
+        return None
+    if "/" in against or "\\" in against or against.startswith("."):
+        return {"against": against, "error": "report.optimism_against must be a suite name"}
+    other = Path(runs_dir).parent / against
+    try:
+        gap = optimism_gap(other, runs_dir)
+    except HarnessError as exc:
+        return {"against": against, "error": str(exc)}
+    return {"against": against, **gap}

@@ -18,6 +18,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.analysis import compare, figures
+from harness.analysis.calibration import calibration_block
 from harness.analysis.data_section import data_section
 from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
@@ -31,6 +32,8 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
     suite_config,
 )
 from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct
+from harness.analysis.optimism import optimism_section
+from harness.analysis.sources import source_block
 from harness.analysis.tables import OTHER_FIGURES, combination_tables, pooled_metrics
 from harness.runs import store
 
@@ -93,6 +96,9 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
                    next((r.metrics["classes"] for r in runs if r.metrics), []))
     combos = group(runs)
     blocks = [combination_block(c, classes, report_cfg, n_boot) for c in combos]
+    for b in blocks:  # calibration and the per-source (shortcut) check, per combination
+        b["calibration"] = calibration_block(b["combo"], n_boot)
+        b["sources"] = source_block(b["combo"], classes)
     comparisons = comparison_sections(combos, classes, report_cfg, n_boot)
     not_done = [r for r in runs if r.state != "done"]
     context = {
@@ -107,6 +113,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "figures4": TABLE4_FIGURES, "other_figures": OTHER_FIGURES,
         "runs_dir": str(runs_dir),
         "data": data_section(runs),
+        "optimism": optimism_section(runs_dir, str(report_cfg.get("optimism_against") or "")),
         "dropped": dropped_images(r.config for r in runs),
     }
     out.mkdir(parents=True, exist_ok=True)

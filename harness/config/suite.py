@@ -168,6 +168,9 @@ class ReportConfig:
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
     focus_class: str = ""
+    #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
+    #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
+    optimism_against: str = ""
 
 
 @dataclass

@@ -14,6 +14,7 @@ id stays in ``original_patient_id``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def close_pairs(hashes: dict[str, int], threshold: int = THRESHOLD) -> list[tupl
     values = np.array([hashes[u] for u in uids], dtype=np.uint64)
     bounds = np.linspace(0, 64, threshold + 2).astype(int)
     found: dict[tuple[int, int], int] = {}
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in pairwise(bounds):
         chunk = (values >> np.uint64(lo)) & np.uint64((1 << int(hi - lo)) - 1)
         order = np.argsort(chunk, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(chunk[order]) != 0])
@@ -137,11 +138,11 @@ def merge_near_duplicates(records: pd.DataFrame, cache, datasets: set[str] | Non
 def describe(pairs: list[dict[str, Any]], shown: int = 10) -> list[str]:
     """Lines for ``harness data summary``."""
     if not pairs:
-        return [f"  none (perceptual hash within {THRESHOLD} of 64 bits and thumbnail "
-                f"correlation >= {MIN_CORRELATION})"]
-    lines = [f"  {len(pairs)} pair(s) of images filed under different patients, each pair's "
-             f"patients merged into one group (perceptual hash within {THRESHOLD} of 64 bits "
-             f"and thumbnail correlation >= {MIN_CORRELATION}):"]
+        return [(f"  none (perceptual hash within {THRESHOLD} of 64 bits and thumbnail "
+                 f"correlation >= {MIN_CORRELATION})")]
+    lines = [(f"  {len(pairs)} pair(s) of images filed under different patients, each pair's "
+              f"patients merged into one group (perceptual hash within {THRESHOLD} of 64 bits "
+              f"and thumbnail correlation >= {MIN_CORRELATION}):")]
     for p in pairs[:shown]:
         lines.append(f"  {p['uids'][0]} ({p['patients'][0]}) = {p['uids'][1]} "
                      f"({p['patients'][1]}), {p['distance']} bits")

@@ -8,6 +8,7 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import subprocess
 import threading
@@ -29,6 +30,8 @@ from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.runs import launch, store, tracking
+from harness.runs.folder import CONFIG, PLAN, DamagedFile, PlanFile, RunConfig, RunFolder
+from harness.runs.worker import ALREADY_DONE
 
 
 class StopSuite(HarnessError):
@@ -69,10 +72,12 @@ def git_revision() -> str:
 
 
 def _part(records, idx: np.ndarray) -> dict[str, list]:
-    """Uids, labels and patients of one part (patients: the report's bootstrap clusters)."""
+    """Uids, labels, patients and sources of one part (patients: the report's bootstrap
+    clusters; sources: its per-source figures)."""
     return {"uids": records["uid"].to_numpy()[idx].tolist(),
             "labels": records["label"].to_numpy()[idx].tolist(),
-            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist()}
+            "patients": records["patient_id"].astype(str).to_numpy()[idx].tolist(),
+            "sources": records["source"].astype(str).to_numpy()[idx].tolist()}
 
 
 def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.ndarray:
@@ -190,9 +195,15 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
 
 def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
                     run_dir: Path) -> None:
-    """``config.json`` and ``plan.json``; kept as they are when a run resumes."""
-    if (run_dir / store.CONFIG).exists() and (run_dir / store.PLAN).exists():
+    """``config.json`` and ``plan.json``; kept as they are when a run resumes.
+
+    When either is missing or damaged, the run starts over: its outputs are removed and
+    both files written anew.
+    """
+    folder = RunFolder(run_dir)
+    if folder.has_run_files():
         return
+    folder.clear(plan_too=True)
     records = prepared.records
     plan_json = plan_for(suite, run, records, prepared.folds[run.fold - 1], registry)
     classes = list(suite.classes)
@@ -213,8 +224,8 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
                      "platform": platform.platform()},
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    store.write_json(run_dir / store.PLAN, plan_json)
-    store.write_json(run_dir / store.CONFIG, config)  # written last: marks the files complete
+    folder.write_plan(PlanFile.from_json(plan_json))
+    folder.write_config(RunConfig.from_json(config))  # written last: marks the files complete
 
 
 def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
@@ -224,9 +235,53 @@ def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
 
 def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
     """What a run folder says about its run (the folder is the only truth, on any executor)."""
-    state = store.run_state(run_dir)
-    status = store.read_json(run_dir / store.STATUS) if (run_dir / store.STATUS).exists() else {}
-    return RunOutcome(run, state, seconds or status.get("seconds", 0.0), status.get("error", ""))
+    folder = RunFolder(run_dir)
+    status = folder.status()
+    return RunOutcome(run, folder.state(), seconds or status.seconds, status.error)
+
+
+def triage(runs: list[RunSpec], runs_root: Path,
+           echo: Callable[[str], None]) -> tuple[list[RunSpec], list[RunSpec], dict[str, bool]]:
+    """Split runs into verified done ones and the rest; say which done ones are damaged.
+
+    Returns ``(done, pending, restart)``; ``restart`` maps the run ids to train again from
+    scratch to whether their config and plan must be written anew too.
+    """
+    done, pending, restart = [], [], {}
+    for r in runs:
+        folder = RunFolder(run_dir_for(runs_root, r))
+        damage = folder.status_damage()
+        if damage is None and folder.state() != "done":
+            pending.append(r)
+            continue
+        damage = damage or folder.verified()
+        if damage is None:
+            done.append(r)
+            continue
+        echo(f"{r.run_id}: {damage.path.name} is damaged ({damage.problem}); "
+             "training this run again")
+        restart[r.run_id] = damage.path.name in (CONFIG, PLAN)
+        pending.append(r)
+    return done, pending, restart
+
+
+def restart_runs(runs: list[RunSpec], restart: dict[str, bool], runs_root: Path,
+                 echo: Callable[[str], None]) -> None:
+    """Remove what restarted runs produced, each under its lock (a busy run is left alone)."""
+    for r in runs:
+        if r.run_id not in restart:
+            continue
+        folder = RunFolder(run_dir_for(runs_root, r))
+        lock = folder.lock()
+        try:
+            lock.acquire(timeout=0)
+        except lock.Busy as exc:
+            echo(f"{exc}; leaving it to that process")
+            continue
+        try:
+            folder.clear(plan_too=restart[r.run_id])
+        finally:
+            lock.release()
 
 
 class Work:
@@ -250,6 +305,26 @@ class Work:
         self.echo = echo
         self._numbers: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: Warm hosts (``harness.runs.warm``) and what each engine's host preloads; an
+        #: engine missing here (TensorFlow) gets a fresh worker process per run.
+        self.pool = None
+        self.preload: dict[str, list[str]] = {}
+
+    def warm(self, registry: Registry, engines: list[str]) -> None:
+        """Train the runs of engines whose framework forks safely in warm hosts."""
+        from harness.runs import warm
+
+        for name in engines:
+            spec = registry.get("engines", name)
+            modules = warm.preload_for(spec.framework, spec.build.__module__)
+            if modules is not None:
+                self.preload[name] = modules
+        if self.preload and os.environ.get("HARNESS_WARM_WORKERS", "1") != "0":
+            self.pool = warm.Pool()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     def run_dir(self, run: RunSpec) -> Path:
         return run_dir_for(self.runs_root, run)
@@ -264,11 +339,15 @@ class Work:
     def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
-        if outcome.state in ("running", "pending") or (code not in (0, None)
+        if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
             outcome.state, outcome.error = "failed", f"worker exited with code {code}"
-            store.write_json(run_dir / store.STATUS, {"state": "failed", "error": outcome.error})
+            RunFolder(run_dir).write_status("failed", error=outcome.error)
+        if code == ALREADY_DONE and outcome.state == "done":
+            self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: done by another "
+                      "harness process")
+            return outcome
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
                   f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
         if outcome.state == "interrupted":
@@ -280,7 +359,10 @@ class Work:
     def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
         self.started(run)
         started = time.time()
-        code = run_worker(self.run_dir(run), env)
+        if self.pool is not None and run.engine in self.preload:
+            code = self.pool.run(self.preload[run.engine], self.run_dir(run), env)
+        else:
+            code = run_worker(self.run_dir(run), env)
         self.finished(run, code, time.time() - started)
 
 
@@ -311,17 +393,8 @@ def run_suite(
     store.write_json(store.child(runs_root, suite.name) / store.MANIFEST, {
         "suite": suite.name, "source": suite.source,
         "run_ids": [r.run_id for r in expand(suite)]})
-    done, pending = [], []
-    for r in runs:
-        run_dir = run_dir_for(runs_root, r)
-        if store.run_state(run_dir) != "done":
-            pending.append(r)
-        elif store.predictions_complete(run_dir):
-            done.append(r)
-        else:
-            echo(f"{r.run_id}: predictions.csv does not match plan.json's test images; "
-                 "training this run again")
-            pending.append(r)
+    done, pending, restart = triage(runs, runs_root, echo)
+    restart_runs(pending, restart, runs_root, echo)
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
@@ -336,9 +409,11 @@ def run_suite(
                 write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
+            work.warm(registry, sorted({r.engine for r in pending}))
             try:
                 executor.execute(pending, work, checked.executor)
             finally:
+                work.close()
                 result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
         if render:
             out = store.child(reports_root, suite.name)
@@ -384,7 +459,7 @@ def report_is_current(report: Path, suite_runs: Path) -> bool:
 
 def dry_run_table(result: SuiteResult, runs_root: str | Path = "runs") -> list[dict[str, Any]]:
     return [{"run_id": r.run_id, **r.key(),
-             "state": store.run_state(run_dir_for(Path(runs_root), r))} for r in result.runs]
+             "state": RunFolder(run_dir_for(Path(runs_root), r)).state()} for r in result.runs]
 
 
 def summary_rows(result: SuiteResult, runs_root: str | Path = "runs") -> list[dict[str, Any]]:
@@ -395,9 +470,13 @@ def summary_rows(result: SuiteResult, runs_root: str | Path = "runs") -> list[di
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for outcome in result.outcomes:
-        path = run_dir_for(Path(runs_root), outcome.run) / store.METRICS
-        if outcome.state == "done" and path.exists():
-            groups.setdefault(outcome.run.combination(), []).append(store.read_json(path))
+        if outcome.state != "done":
+            continue
+        try:
+            metrics = RunFolder(run_dir_for(Path(runs_root), outcome.run)).metrics()
+        except DamagedFile:
+            continue
+        groups.setdefault(outcome.run.combination(), []).append(metrics)
     rows = []
     for combination, metrics in groups.items():
         support = metrics[0].get("per_class", {})

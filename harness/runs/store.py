@@ -101,28 +101,6 @@ def _jsonable(value: Any) -> Any:
 
 def run_state(run_dir: Path) -> str:
     """``done``, ``failed``, ``running`` (started, maybe interrupted) or ``pending``."""
-    status = run_dir / STATUS
-    if status.exists():
-        try:
-            state = read_json(status).get("state", "pending")
-        except (json.JSONDecodeError, OSError):
-            return "running"
-        if state == "done" and not (run_dir / PREDICTIONS).exists():
-            return "running"
-        return state
-    return "pending"
+    from harness.runs.folder import RunFolder
 
-
-def predictions_complete(run_dir: Path) -> bool:
-    """A done run's ``predictions.csv`` has one row per test image of its ``plan.json``.
-
-    Files are written atomically, so a short file means damage from outside (a full disk, a
-    partial copy); such a run is trained again instead of being reported from half its rows.
-    """
-    try:
-        expected = len(read_json(run_dir / PLAN)["test"]["uids"])
-        with open(run_dir / PREDICTIONS, "rb") as fh:
-            rows = sum(1 for line in fh if line.strip()) - 1
-    except (OSError, KeyError, TypeError, json.JSONDecodeError):
-        return False
-    return rows == expected
+    return RunFolder(run_dir).state()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import signal
 import sys
 import time
@@ -24,15 +25,24 @@ from harness.data.cache import open_cache
 from harness.errors import HarnessError
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
-from harness.runs import launch, store, tracking
+from harness.runs import launch, tracking
+from harness.runs.folder import DamagedFile, RunFolder, RunLock
 from harness.runs.job import Job
+
+#: Exit code of a worker that found its run already done by another process.
+ALREADY_DONE = 3
 
 
 def load_job(run_dir: Path) -> tuple[Job, object]:
-    config = store.read_json(run_dir / store.CONFIG)
-    plan_data = store.read_json(run_dir / store.PLAN)
-    run = RunSpec(**config["run"])
-    suite = config["suite"]
+    folder = RunFolder(run_dir)
+    config = folder.config()
+    plan_file = folder.plan()
+    plan_data = plan_file.to_json()
+    try:
+        run = RunSpec(**config.run)
+    except TypeError as exc:
+        raise DamagedFile(folder.file("config.json"), f"unexpected run settings ({exc})") from None
+    suite = config.suite
     registry = build_registry(suite.get("plugins", []))
     engine = registry.get("engines", run.engine)
     backbone = registry.get("backbones", run.backbone)
@@ -44,15 +54,21 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     labels = np.full(len(cache.uids), -1, dtype=np.int64)
     parts = {}
     for part in ("train", "select", "test"):
-        uids = plan_data[part]["uids"]
-        rows = cache.rows(uids)
-        labels[rows] = [classes.index(c) for c in plan_data[part]["labels"]]
+        p = getattr(plan_file, part)
+        rows = cache.rows(p.uids)
+        try:
+            labels[rows] = [classes.index(c) for c in p.labels]
+        except ValueError as exc:
+            raise DamagedFile(folder.file("plan.json"), f"{part}: {exc}") from None
         parts[part] = rows
-    plan_json = plan_data["plan"]
-    plan = Plan(phases=[Phase(**p) for p in plan_json["phases"]],
-                class_weights=plan_json["class_weights"], loss=plan_json["loss"],
-                loss_options=plan_json["loss_options"], notes=plan_json["notes"])
-    training = to_dataclass(run.training, Training, "training", str(run_dir / store.CONFIG))
+    plan_json = plan_file.plan
+    try:
+        plan = Plan(phases=[Phase(**p) for p in plan_json["phases"]],
+                    class_weights=plan_json["class_weights"], loss=plan_json["loss"],
+                    loss_options=plan_json["loss_options"], notes=plan_json["notes"])
+    except (KeyError, TypeError) as exc:
+        raise DamagedFile(folder.file("plan.json"), f"unexpected plan ({exc})") from None
+    training = to_dataclass(run.training, Training, "training", str(folder.file("config.json")))
     if plan_data.get("select_evaluations") is not None and \
             getattr(training, "select_evaluations", 0) is None:
         # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)
@@ -73,33 +89,35 @@ def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes
 
 
 def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
+    folder = RunFolder(run_dir)
     started = time.time()
     trackers = trackers if trackers is not None else tracking.Trackers()
-    store.write_json(run_dir / store.STATUS, {"state": "running", "started": started})
+    folder.write_status("running", started=started)
     job, engine = load_job(run_dir)
     if trackers:
         job.tracker = trackers
-        trackers.run_start(tracking.run_info(run_dir, store.read_json(run_dir / store.CONFIG)))
+        trackers.run_start(tracking.run_info(run_dir, folder.config().to_json()))
     from harness.training.batches import free_cores
     from harness.training.loop import train
 
     threads = job.training.threads or free_cores()
     probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
-    plan_data = store.read_json(run_dir / store.PLAN)
-    bootstrap = store.read_json(run_dir / store.CONFIG)["suite"].get("report", {}).get(
-        "bootstrap", 1000)
-    store.write_text(run_dir / store.PREDICTIONS, predictions_csv(
-        plan_data["test"]["uids"], plan_data["test"]["labels"], probs, job.classes))
-    from harness.analysis.metrics import compute_metrics, read_predictions
+    if probs.shape != (len(job.test), job.n_classes) or not np.isfinite(probs).all():
+        raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
+                           f"{probs.shape} (expected {(len(job.test), job.n_classes)}) or "
+                           "not finite (the training diverged?)")
+    plan_file = folder.plan()
+    folder.write_predictions(predictions_csv(plan_file.test.uids, plan_file.test.labels, probs,
+                                             job.classes))
+    from harness.analysis.metrics import compute_metrics
 
-    table = read_predictions(run_dir / store.PREDICTIONS, job.classes)
-    patients = plan_data["test"].get("patients")  # bootstrap clusters: a patient's images
-    store.write_json(run_dir / store.METRICS, compute_metrics(
-        table, job.classes, bootstrap=bootstrap, clusters=patients,
+    table = folder.predictions(job.classes)
+    patients = plan_file.test.patients  # bootstrap clusters: a patient's images
+    folder.write_metrics(compute_metrics(
+        table, job.classes, bootstrap=folder.config().bootstrap, clusters=patients,
         resampled="patients" if patients else "images"))
-    store.write_json(run_dir / store.STATUS, {
-        "state": "done", "started": started, "finished": time.time(),
-        "seconds": time.time() - started})
+    folder.write_status("done", started=started, finished=time.time(),
+                        seconds=time.time() - started)
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
@@ -109,8 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(argv[0])
     launch.die_with_parent()
     started = time.time()
-    trackers = tracking.for_run(run_dir)
+    lock = RunFolder(run_dir).lock()
+    trackers = tracking.Trackers()
     try:
+        try:
+            lock.acquire(timeout=0)
+        except RunLock.Busy as exc:
+            print(f"{exc}; waiting for it", file=sys.stderr, flush=True)
+            lock.acquire()
+        if RunFolder(run_dir).verified() is None:
+            print(f"run {run_dir.name}: already done by another process", file=sys.stderr)
+            return ALREADY_DONE
+        trackers = tracking.for_run(run_dir)
         run(run_dir, trackers)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
@@ -121,15 +149,22 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.write_json(run_dir / store.STATUS, {
-            "state": state, "error": message, "traceback": traceback.format_exc()})
+        if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
+            RunFolder(run_dir).write_status(state, error=message,
+                                            traceback=traceback.format_exc())
         print(f"run {run_dir.name} failed: {message}", file=sys.stderr)
         if trackers:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
         trackers.close()
+        lock.release()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is on disk (the loop waited for its checkpoint writer, trackers closed):
+    # skip the interpreter's teardown of torch/TensorFlow, which takes seconds.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

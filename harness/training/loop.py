@@ -98,11 +98,15 @@ def context_for(job, threads: int = 0) -> EngineContext:
 
 class StopSignal:
     """SIGTERM/SIGINT ask the loop to stop after the current epoch (checkpoint first); a
-    second signal stops at once. Installed only in the main thread."""
+    second signal more than ``repeat`` seconds later stops at once. Installed only in the
+    main thread. (One Ctrl-C often arrives twice: from the terminal to the whole process
+    group, then from the launcher passing it on, ``harness.runs.launch.stop``.)"""
 
-    def __init__(self):
+    def __init__(self, repeat: float = 2.0):
         self.requested: str | None = None
         self.previous: dict[int, Any] = {}
+        self.repeat = repeat
+        self.at = 0.0
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -112,8 +116,11 @@ class StopSignal:
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            if time.monotonic() - self.at > self.repeat:
+                raise KeyboardInterrupt
+            return
         self.requested = signal.Signals(signum).name
+        self.at = time.monotonic()
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():

@@ -172,7 +172,6 @@ def _apply_weights(module, name: str, weights: str, allowed_missing: set[str] = 
 def build_xception(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
     """timm ``legacy_xception`` (the Keras Xception graph), features before pooling."""
     import timm
-
     from torch import nn
 
     net = timm.create_model("legacy_xception", pretrained=False, num_classes=0)

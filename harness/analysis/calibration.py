@@ -1,0 +1,118 @@
+"""Calibration and ranking of a combination's predicted probabilities.
+
+A classifier whose "95 % COVID-19" means 60 % misleads a reader even at high accuracy.
+Per run: expected calibration error (ECE) and Brier score; macro AUROC with a 95 %
+bootstrap interval. Per combination: their means over runs and a reliability diagram of
+the pooled predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Equal-width confidence bins of the ECE and the reliability diagram (Guo et al. 2017).
+N_BINS = 15
+
+
+def expected_calibration_error(true: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> float:
+    """Top-label ECE: the support-weighted gap between confidence and accuracy per bin.
+
+    Hand-written: scikit-learn has a binary reliability curve but no ECE.
+    """
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        inside = which == b
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(ece)
+
+
+def brier_score(true: np.ndarray, proba: np.ndarray) -> float:
+    """Multi-class Brier score: mean over images of the squared error to the one-hot label."""
+    onehot = np.eye(proba.shape[1])[true]
+    return float(((proba - onehot) ** 2).sum(axis=1).mean())
+
+
+def macro_auroc(true: np.ndarray, proba: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    scores = [roc_auc_score(true == k, proba[:, k]) for k in range(proba.shape[1])
+              if 0 < (true == k).sum() < len(true)]
+    return float(np.mean(scores)) if scores else None
+
+
+def macro_auroc_interval(true: np.ndarray, proba: np.ndarray, n_boot: int = 1000,
+                         seed: int = 0) -> tuple[float | None, float | None]:
+    """95 % percentile bootstrap interval of the macro AUROC, resampling images within each
+    class (so a rare class is never resampled away)."""
+    if n_boot < 1:
+        return None, None
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(true == k) for k in range(proba.shape[1])]
+    values = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(c, size=len(c)) for c in by_class if len(c)])
+        value = macro_auroc(true[idx], proba[idx])
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None, None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def reliability_figure(true: np.ndarray, proba: np.ndarray, title: str):
+    """Accuracy against confidence per bin (the diagonal is perfect calibration)."""
+    from matplotlib.figure import Figure
+    from sklearn.calibration import calibration_curve
+
+    correct = (proba.argmax(axis=1) == true).astype(int)
+    confidence = proba.max(axis=1)
+    fig = Figure(figsize=(4.2, 3.6))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+    if len(set(correct)) > 1:
+        accuracy, mean_conf = calibration_curve(correct, confidence, n_bins=N_BINS,
+                                                strategy="uniform")
+        ax.plot(mean_conf, accuracy, marker="o", lw=1.5, label="this combination")
+    ax.set_xlabel("confidence (highest probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def calibration_block(combo, n_boot: int = 1000) -> dict[str, Any] | None:
+    """Per run and mean: ECE, Brier, macro AUROC [95 %]; reliability diagram (data URI)."""
+    from harness.analysis.figures import png_data_uri
+
+    runs = [r for r in combo.runs if r.predictions is not None and r.predictions.proba is not None]
+    if not runs:
+        return None
+    rows = []
+    for r in runs:
+        p = r.predictions
+        low, high = macro_auroc_interval(p.true, p.proba, n_boot, seed=int(r.fold or 0))
+        rows.append({"run_id": r.run_id, "fold": r.fold, "seed": r.seed,
+                     "ece": expected_calibration_error(p.true, p.proba),
+                     "brier": brier_score(p.true, p.proba),
+                     "auroc": macro_auroc(p.true, p.proba), "auroc_ci": [low, high]})
+    true = np.concatenate([r.predictions.true for r in runs])
+    proba = np.concatenate([r.predictions.proba for r in runs])
+
+    def mean(key):
+        values = [row[key] for row in rows if row[key] is not None]
+        return float(np.mean(values)) if values else None
+
+    return {"runs": rows, "ece": mean("ece"), "brier": mean("brier"), "auroc": mean("auroc"),
+            "n_bins": N_BINS, "bootstrap": n_boot,
+            "figure": png_data_uri(reliability_figure(true, proba, combo.name))}

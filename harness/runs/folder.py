@@ -1,0 +1,428 @@
+"""One run's folder: the only module that knows its files, their keys and when they agree.
+
+``runs/<suite>/<run_id>/`` holds ``config.json`` (what the run is), ``plan.json`` (its
+images and the sampler's plan), ``status.json``, ``history.csv``, ``predictions.csv``,
+``metrics.json`` and ``checkpoints/``. The runner, the worker, the engines (through
+``Job``) and the report read and write them through ``RunFolder`` only, so a damaged or
+half-written file is recognised in one place and always named in the message.
+
+A folder has one owner at a time: the worker holds ``.lock`` (an OS file lock through
+``filelock``) while it trains. The kernel drops such a lock when its holder dies, so the lock
+of a killed process (a stale lock, a dead PID) is taken over without a separate check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from harness.errors import HarnessError
+from harness.runs import store
+
+CONFIG = store.CONFIG
+PLAN = store.PLAN
+HISTORY = store.HISTORY
+PREDICTIONS = store.PREDICTIONS
+METRICS = store.METRICS
+STATUS = store.STATUS
+CHECKPOINTS = store.CHECKPOINTS
+LOCK = ".lock"
+#: Who holds the lock (pid, host, since): for messages only; the lock itself is the OS's.
+OWNER = ".owner.json"
+#: What a run produced; removed when it trains again from scratch.
+OUTPUTS = (STATUS, HISTORY, PREDICTIONS, METRICS, CHECKPOINTS)
+STATES = ("pending", "running", "done", "failed", "interrupted")
+
+
+class DamagedFile(HarnessError):
+    """A run-folder file is missing, unreadable or disagrees with the others."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = Path(path), problem
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DamagedFile(path, "missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedFile(path, f"unreadable ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = "empty" if not text.strip() else f"not valid JSON ({exc.msg}, line {exc.lineno})"
+        raise DamagedFile(path, problem) from None
+    if not isinstance(data, dict):
+        raise DamagedFile(path, f"expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+@dataclass
+class Status:
+    """``status.json``: where the run stands, and why it stopped when it did not finish."""
+
+    state: str = "pending"
+    error: str = ""
+    started: float | None = None
+    finished: float | None = None
+    seconds: float = 0.0
+    traceback: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Status:
+        known = {f.name for f in fields(cls)}
+        status = cls(**{k: v for k, v in data.items() if k in known})
+        if status.state not in STATES:
+            raise ValueError(f"unknown state {status.state!r}")
+        return status
+
+
+@dataclass
+class Part:
+    """The images of one part of a fold (train, select or test), in order."""
+
+    uids: list[str]
+    labels: list[str]
+    #: The patient of each image (the report's bootstrap resamples patients), when known.
+    patients: list[str] | None = None
+
+
+@dataclass
+class PlanFile:
+    """``plan.json``: the sampler's plan and the fold's images, as the worker will use them."""
+
+    sampler: str
+    budget: int | None
+    plan: dict[str, Any]
+    train: Part
+    select: Part
+    test: Part
+    phase_class_counts: list[dict[str, int]] = field(default_factory=list)
+    #: Keys this version does not know, kept as they are.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in ("train", "select", "test"):
+            if out[name]["patients"] is None:
+                del out[name]["patients"]
+        return {**out.pop("extra"), **out}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PlanFile:
+        parts = {}
+        for name in ("train", "select", "test"):
+            part = data[name]
+            uids, labels = list(part["uids"]), list(part["labels"])
+            patients = part.get("patients")
+            if len(uids) != len(labels) or (patients is not None
+                                            and len(list(patients)) != len(uids)):
+                raise ValueError(f"{name}: {len(uids)} uids but {len(labels)} labels"
+                                 + ("" if patients is None else f", {len(patients)} patients"))
+            parts[name] = Part([str(u) for u in uids], [str(v) for v in labels],
+                               None if patients is None else [str(p) for p in patients])
+        if not parts["test"].uids:
+            raise ValueError("test: no images")
+        if not isinstance(data["plan"].get("phases"), list) or not data["plan"]["phases"]:
+            raise ValueError("plan.phases: expected a non-empty list")
+        known = {f.name for f in fields(cls)}
+        return cls(sampler=str(data["sampler"]), budget=data.get("budget"), plan=data["plan"],
+                   phase_class_counts=list(data.get("phase_class_counts", [])),
+                   extra={k: v for k, v in data.items() if k not in known}, **parts)
+
+
+@dataclass
+class RunConfig:
+    """``config.json``: the resolved run, the suite settings it needs, versions, fingerprint.
+
+    ``data`` describes the datasets' versions and contents (when the runner records it);
+    ``fingerprint`` hashes what determines the run (see ``harness.runs.staleness``).
+    """
+
+    run: dict[str, Any]
+    suite: dict[str, Any]
+    versions: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] | None = None
+    fingerprint: dict[str, str] = field(default_factory=dict)
+    #: Keys this version does not know, kept as they are.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["run_id"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.suite["classes"])
+
+    @property
+    def bootstrap(self) -> int:
+        return int((self.suite.get("report") or {}).get("bootstrap", 1000))
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["data"] is None:
+            del out["data"]
+        return {**out.pop("extra"), **out}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunConfig:
+        config = cls(run=dict(data["run"]), suite=dict(data["suite"]),
+                     versions=dict(data.get("versions") or {}), data=data.get("data"),
+                     fingerprint=dict(data.get("fingerprint") or {}),
+                     extra={k: v for k, v in data.items() if k not in {f.name for f in fields(cls)}})
+        str(config.run["run_id"])
+        classes = config.suite["classes"]
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise ValueError("suite.classes: expected a list of two or more names")
+        return config
+
+
+class RunFolder:
+    """Typed access to one run folder; reads raise ``DamagedFile`` naming the file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _typed(self, name: str, parse):
+        path = self.file(name)
+        data = _read_object(path)
+        try:
+            return parse(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DamagedFile(path, f"unexpected content ({detail})") from None
+
+    def config(self) -> RunConfig:
+        return self._typed(CONFIG, RunConfig.from_json)
+
+    def plan(self) -> PlanFile:
+        return self._typed(PLAN, PlanFile.from_json)
+
+    def metrics(self) -> dict[str, Any]:
+        return _read_object(self.file(METRICS))
+
+    def status(self) -> Status:
+        """The run's status; a missing file is ``pending``, an unreadable one ``running``.
+
+        Status is written atomically, so an unreadable one means the folder was damaged;
+        ``running`` makes the runner try the run again.
+        """
+        if not self.file(STATUS).exists():
+            return Status()
+        try:
+            return self._typed(STATUS, Status.from_json)
+        except DamagedFile:
+            return Status("running")
+
+    def status_damage(self) -> DamagedFile | None:
+        """What is wrong with a present ``status.json``, or ``None``."""
+        if not self.file(STATUS).exists():
+            return None
+        try:
+            self._typed(STATUS, Status.from_json)
+        except DamagedFile as exc:
+            return exc
+        return None
+
+    def state(self) -> str:
+        status = self.status()
+        if status.state == "done" and not self.file(PREDICTIONS).exists():
+            return "running"
+        return status.state
+
+    def has_run_files(self) -> bool:
+        """``config.json`` and ``plan.json`` are present and parse (a run can start)."""
+        try:
+            self.config()
+            self.plan()
+        except DamagedFile:
+            return False
+        return True
+
+    def predictions(self, classes: list[str]):
+        from harness.analysis.metrics import read_predictions
+
+        try:
+            return read_predictions(self.file(PREDICTIONS), classes)
+        except HarnessError as exc:
+            message = str(exc)
+            prefix = f"{self.file(PREDICTIONS)}"
+            problem = message[len(prefix):].lstrip(":, ") if message.startswith(prefix) else message
+            raise DamagedFile(self.file(PREDICTIONS), problem) from None
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write_config(self, config: RunConfig) -> None:
+        store.write_json(self.file(CONFIG), config.to_json())
+
+    def write_plan(self, plan: PlanFile) -> None:
+        store.write_json(self.file(PLAN), plan.to_json())
+
+    def write_status(self, state: str, **values: Any) -> None:
+        status = Status(state=state, **values)
+        store.write_json(self.file(STATUS), {k: v for k, v in asdict(status).items()
+                                             if v not in (None, "") or k == "state"})
+
+    def write_predictions(self, text: str) -> None:
+        store.write_text(self.file(PREDICTIONS), text)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        store.write_json(self.file(METRICS), metrics)
+
+    def write_history(self, text: str) -> None:
+        store.write_text(self.file(HISTORY), text)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        path = self.file(CHECKPOINTS)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def clear(self, plan_too: bool = False) -> None:
+        """Remove what the run produced (and its config and plan): it trains from scratch."""
+        for name in OUTPUTS + ((CONFIG, PLAN) if plan_too else ()):
+            path = self.file(name)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    # -- verifying -----------------------------------------------------------------------
+
+    def verify(self) -> None:
+        """Check that a finished run's files parse and agree; raise ``DamagedFile`` if not.
+
+        Status, config and plan parse; ``predictions.csv`` has the plan's test images in its
+        order with their labels, probabilities that sum to one and argmax predictions; and
+        ``metrics.json`` has the count, confusion matrix and accuracy the predictions give.
+        """
+        status = self._typed(STATUS, Status.from_json)
+        if status.state != "done":
+            raise DamagedFile(self.file(STATUS), f"state is {status.state!r}, not 'done'")
+        config = self.config()
+        if config.run_id != self.name:
+            raise DamagedFile(self.file(CONFIG), f"run id {config.run_id!r} is not the "
+                                                 f"folder's name {self.name!r}")
+        classes = config.classes
+        plan = self.plan()
+        unknown = sorted({c for p in (plan.train, plan.select, plan.test) for c in p.labels}
+                         - set(classes))
+        if unknown:
+            raise DamagedFile(self.file(PLAN), f"labels {unknown} are not among {classes}")
+        table = self.predictions(classes)
+        where = self.file(PREDICTIONS)
+        if len(table) != len(plan.test.uids):
+            raise DamagedFile(where, f"{len(table)} rows where plan.json has "
+                                     f"{len(plan.test.uids)} test images")
+        if table.uids != plan.test.uids:
+            i = next(i for i, (a, b) in enumerate(zip(table.uids, plan.test.uids)) if a != b)
+            raise DamagedFile(where, f"line {i + 2}: uid {table.uids[i]!r} where plan.json "
+                                     f"has {plan.test.uids[i]!r}")
+        true = [classes[t] for t in table.true]
+        if true != plan.test.labels:
+            i = next(i for i, (a, b) in enumerate(zip(true, plan.test.labels)) if a != b)
+            raise DamagedFile(where, f"line {i + 2}: true label {true[i]!r} where plan.json "
+                                     f"has {plan.test.labels[i]!r}")
+        proba = table.proba
+        if proba is None:
+            raise DamagedFile(where, "no probability columns")
+        bad = np.flatnonzero((proba < 0).any(axis=1) | (proba > 1).any(axis=1)
+                             | (np.abs(proba.sum(axis=1) - 1) > 1e-3))
+        if len(bad):
+            raise DamagedFile(where, f"line {bad[0] + 2}: probabilities are not in [0, 1] or "
+                                     "do not sum to 1")
+        top = proba[np.arange(len(table)), table.pred]
+        off = np.flatnonzero(top < proba.max(axis=1) - 1e-6)
+        if len(off):
+            raise DamagedFile(where, f"line {off[0] + 2}: 'pred' is not the most probable class")
+        metrics = self._typed(METRICS, lambda d: d)
+        from harness.analysis.metrics import confusion
+
+        cm = confusion(table.true, table.pred, len(classes))
+        accuracy = float(np.trace(cm) / max(cm.sum(), 1))
+        try:
+            agree = (int(metrics["n"]) == len(table)
+                     and np.array_equal(np.asarray(metrics["confusion"]), cm)
+                     and abs(float(metrics["accuracy"]) - accuracy) < 1e-9)
+        except (KeyError, TypeError, ValueError):
+            raise DamagedFile(self.file(METRICS), "lacks n, confusion or accuracy") from None
+        if not agree:
+            raise DamagedFile(self.file(METRICS), "does not match predictions.csv (count, "
+                                                  "confusion matrix or accuracy)")
+
+    def verified(self) -> DamagedFile | None:
+        """``None`` when the run is done and its files agree, else what is wrong."""
+        try:
+            self.verify()
+        except DamagedFile as exc:
+            return exc
+        return None
+
+    # -- ownership -----------------------------------------------------------------------
+
+    def lock(self) -> RunLock:
+        return RunLock(self)
+
+
+class RunLock:
+    """The folder's owner lock; ``acquire(timeout=0)`` raises ``Busy`` naming the owner."""
+
+    class Busy(HarnessError):
+        pass
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+        folder.path.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(folder.file(LOCK))
+
+    def owner(self) -> str:
+        try:
+            data = json.loads(self.folder.file(OWNER).read_text())
+            since = time.strftime("%H:%M:%S", time.localtime(data["since"]))
+            return f"pid {data['pid']} on {data['host']} (since {since})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def acquire(self, timeout: float = -1) -> RunLock:
+        try:
+            self._lock.acquire(timeout=timeout)
+        except Timeout:
+            raise self.Busy(f"run {self.folder.name} is being trained by {self.owner()}") \
+                from None
+        store.write_json(self.folder.file(OWNER), {"pid": os.getpid(),
+                                                   "host": socket.gethostname(),
+                                                   "since": time.time()})
+        return self
+
+    @property
+    def is_held(self) -> bool:
+        return self._lock.is_locked
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self.folder.file(OWNER).unlink(missing_ok=True)
+            self._lock.release()
