@@ -83,3 +83,17 @@ def test_report_has_calibration_and_says_when_a_class_has_one_source(tmp_path):
         shown = f'<td class="label">pneumonia</td><td class="label">{src}</td>'
         assert shown in html
         assert f">{100 * np.mean(values):.2f}<" in html.split(shown)[1][:200]
+
+
+def test_plan_file_keeps_the_sources_the_report_reads():
+    from harness.runs.folder import PlanFile
+
+    part = {"uids": ["a", "b"], "labels": ["normal", "covid19"], "sources": ["rsna", "ieee8023"]}
+    plan = {"sampler": "phased", "budget": 2, "plan": {"phases": [{"indices": [0]}]},
+            "train": part, "select": {"uids": [], "labels": []}, "test": part}
+    back = PlanFile.from_json(plan).to_json()
+    assert back["test"]["sources"] == ["rsna", "ieee8023"]
+    assert "sources" not in back["select"]
+    bad = {**plan, "test": {**part, "sources": ["rsna"]}}
+    with pytest.raises(ValueError, match="1 sources"):
+        PlanFile.from_json(bad)

@@ -4,6 +4,7 @@ tracker never fails or stalls a run."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 import time
 import types
@@ -13,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from harness import RunEnd, SuiteInfo, Tracker, TrackerSpec, hookimpl
+from harness import RunEnd, RunInfo, SuiteInfo, Tracker, TrackerSpec, hookimpl
 from harness.runs import store, tracking
 from harness.runs.runner import run_suite
 
@@ -236,3 +237,63 @@ def test_unknown_tracker_or_option_names_the_key(make_suite, tmp_path):
         run(make_suite("bad2", trackers=[{"name": "mlflow",
                                           "options": {"tracking_url": "x"}}]),
             tmp_path, dry_run=True)
+
+
+@pytest.mark.parametrize("store_kind", ["file", "sqlite"])
+def test_mlflow_run_that_resumes_goes_on_in_the_same_mlflow_run(tmp_path, monkeypatch,
+                                                                 store_kind):
+    mlflow = pytest.importorskip("mlflow")
+    from harness_plugins.trackers.mlflow_tracker import MlflowTracker
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = ((tmp_path / "mlruns").as_uri() if store_kind == "file"
+           else f"sqlite:///{tmp_path / 'mlflow.db'}")
+    info = RunInfo(run_id="r1", run_dir=tmp_path / "s" / "r1", suite="s",
+                   key={"backbone": "b", "sampler": "none", "engine": "e", "fold": 1,
+                        "seed": 0}, combination="b / none / e", config={}, data={})
+    for attempt, state in ((1, "interrupted"), (2, "done")):  # killed, then resumed
+        tracker = MlflowTracker({"tracking_uri": uri})
+        suite_state = tracker.suite_start(SuiteInfo("s", "s.yaml", tmp_path / "s"))
+        tracker.run_start(dataclasses.replace(info, suite_state=suite_state))
+        tracker.epoch({"loss": 1.0 / attempt}, attempt)
+        tracker.run_end(RunEnd(state, 1.0))
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["s"], filter_string="tags.`harness.kind` = 'run'")
+    assert len(runs) == 1 and runs["status"][0] == "FINISHED"
+    assert runs["tags.harness.resumed"][0] == "true"
+    history = mlflow.MlflowClient(uri).get_metric_history(runs["run_id"][0], "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
+
+
+def test_mlflow_tracking_uri_option_then_environment_then_beside_the_runs(tmp_path, monkeypatch):
+    from harness_plugins.trackers.mlflow_tracker import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri({}, tmp_path / "runs") == \
+        f"sqlite:///{(tmp_path / 'runs').resolve().as_posix()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    assert tracking_uri({}, tmp_path) == "http://tracking:5000"
+    assert tracking_uri({"tracking_uri": "file:/x/mlruns"}, tmp_path) == "file:/x/mlruns"
+
+
+def test_mlflow_server_down_warns_once_and_costs_at_most_the_timeout(make_suite, tmp_path):
+    pytest.importorskip("mlflow")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    suite = make_suite("down", trackers=[{"name": "mlflow", "timeout": 3,
+                                          "options": {"tracking_uri": f"http://127.0.0.1:{port}"}}])
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(suite, tmp_path, render=False)
+    elapsed = time.monotonic() - started
+    assert [o.state for o in result.outcomes] == ["done"] * 2
+    messages = [str(w.message) for w in caught if w.category is tracking.TrackerWarning]
+    assert len(messages) == 1 and "'mlflow'" in messages[0]
+    # Switched off for the whole suite: the workers did not try again.
+    settings = store.read_json(tmp_path / "runs" / "down" / "trackers.json")
+    assert settings["trackers"][0]["off"] is True
+    assert elapsed < 3 + 60  # the suite's own work, plus one timeout

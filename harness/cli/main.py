@@ -108,14 +108,18 @@ def list_command(kind, as_json, modules):
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run folders go.")
 @click.option("--reports-dir", default="reports", show_default=True, help="Where reports go.")
 @click.option("--no-report", is_flag=True, help="Do not render the report at the end.")
-def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report):
+@click.option("--rerun", type=click.Choice(["stale", "failed", "all"]), default=None,
+              help="Train again from scratch, with a new plan: runs planned by an older suite "
+                   "(stale), failed runs (instead of resuming them), or every run (all).")
+def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report, rerun):
     """Train every run of SUITE that is not done yet, then render its report."""
     from harness.runs.runner import StopSuite, dry_run_table, run_suite, summary_rows
 
     try:
         result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
                            runs_root=runs_dir, reports_root=reports_dir,
-                           render=not no_report and not dry_run, echo=click.echo)
+                           render=not no_report and not dry_run, echo=click.echo,
+                           rerun=rerun)
     except StopSuite as exc:
         click.secho(f"stopped: {exc}", fg="red", err=True)
         sys.exit(1)
@@ -126,8 +130,14 @@ def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_repor
     if dry_run:
         rows = dry_run_table(result, runs_dir)
         click.echo(f"suite {result.suite.name!r}: {len(rows)} runs")
+        stale = set(result.stale)
         for row in rows:
-            click.echo(f"  {row['run_id']:<48} {row['state']}")
+            state = f"{row['state']} (stale)" if row["run_id"] in stale else row["state"]
+            click.echo(f"  {row['run_id']:<48} {state}")
+        if stale:
+            from harness.runs.runner import stale_line
+
+            click.echo(stale_line(len(stale)))
         return
     print_summary(summary_rows(result, runs_dir))
     failed = [o for o in result.outcomes if o.state != "done"]

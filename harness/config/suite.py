@@ -258,7 +258,10 @@ def load_suite(path: str | Path) -> Suite:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SuiteError(f"{path}: not valid YAML: {where}{what}") from exc
     return parse_suite(data, str(path))
 
 

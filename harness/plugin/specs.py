@@ -308,9 +308,24 @@ class EngineSpec:
 
 
 class WorkFn(Protocol):
-    """Performs one run in a fresh worker process; never raises for a failed run."""
+    """What an executor does with each pending run (``harness.runs.runner.Work``).
+
+    ``work(run, env)`` trains the run here and waits (a failed run is recorded, not raised).
+    Executors that start workers elsewhere use the parts: ``run_dir(run)`` for
+    ``python -m harness.runs.worker RUN_DIR`` on the remote side, ``started(run, where)``
+    when it is handed over, ``finished(run, code, seconds, error)`` when its worker exited.
+    ``finished`` raises under ``--fail-fast`` or when the run was interrupted: cancel what
+    is pending and let the exception go on.
+    """
 
     def __call__(self, run: RunSpec, env: Mapping[str, str] | None = None) -> None: ...
+
+    def run_dir(self, run: RunSpec) -> Path: ...
+
+    def started(self, run: RunSpec, where: str = "training") -> None: ...
+
+    def finished(self, run: RunSpec, code: int | None, seconds: float,
+                 error: str = "") -> Any: ...
 
 
 class ExecuteFn(Protocol[O_contra]):
@@ -321,9 +336,9 @@ class ExecuteFn(Protocol[O_contra]):
 class ExecutorSpec:
     """Where runs execute: ``execute(runs, work, options) -> None``.
 
-    ``runs`` are the pending ``RunSpec`` objects; ``work(run, env)`` performs one run (it
-    never raises for a failed run; the runner records the failure) with ``env`` added to the
-    worker's environment (e.g. ``CUDA_VISIBLE_DEVICES``).
+    ``runs`` are the pending ``RunSpec`` objects; ``work`` (:class:`WorkFn`) performs or
+    records each run, ``env`` being added to the worker's environment (e.g.
+    ``CUDA_VISIBLE_DEVICES``).
     """
 
     name: str

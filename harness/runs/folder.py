@@ -96,6 +96,8 @@ class Part:
     labels: list[str]
     #: The patient of each image (the report's bootstrap resamples patients), when known.
     patients: list[str] | None = None
+    #: The source dataset of each image (the report's per-source figures), when known.
+    sources: list[str] | None = None
 
 
 @dataclass
@@ -115,8 +117,9 @@ class PlanFile:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         for name in ("train", "select", "test"):
-            if out[name]["patients"] is None:
-                del out[name]["patients"]
+            for key in ("patients", "sources"):
+                if out[name][key] is None:
+                    del out[name][key]
         return {**out.pop("extra"), **out}
 
     @classmethod
@@ -125,13 +128,15 @@ class PlanFile:
         for name in ("train", "select", "test"):
             part = data[name]
             uids, labels = list(part["uids"]), list(part["labels"])
-            patients = part.get("patients")
-            if len(uids) != len(labels) or (patients is not None
-                                            and len(list(patients)) != len(uids)):
+            patients, sources = part.get("patients"), part.get("sources")
+            if len(uids) != len(labels) or any(
+                    x is not None and len(list(x)) != len(uids) for x in (patients, sources)):
                 raise ValueError(f"{name}: {len(uids)} uids but {len(labels)} labels"
-                                 + ("" if patients is None else f", {len(patients)} patients"))
+                                 + ("" if patients is None else f", {len(patients)} patients")
+                                 + ("" if sources is None else f", {len(sources)} sources"))
             parts[name] = Part([str(u) for u in uids], [str(v) for v in labels],
-                               None if patients is None else [str(p) for p in patients])
+                               None if patients is None else [str(p) for p in patients],
+                               None if sources is None else [str(v) for v in sources])
         if not parts["test"].uids:
             raise ValueError("test: no images")
         if not isinstance(data["plan"].get("phases"), list) or not data["plan"]["phases"]:

@@ -33,7 +33,13 @@ def run_worker(run_dir: str | Path, env: dict[str, str] | None = None,
     full_env = {**os.environ, **(env or {}), PARENT_ENV: str(os.getpid())}
     proc = subprocess.Popen(worker_command(run_dir), env=full_env)
     try:
-        return proc.wait()
+        while True:
+            try:
+                # Waiting in slices: an interruption raised from another thread (a cancelled
+                # Ray task) is only seen between them, never inside one blocking wait.
+                return proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                continue
     except BaseException:
         stop(proc, grace)
         raise
@@ -55,6 +61,17 @@ def stop(proc: subprocess.Popen, grace: float) -> None:
     except BaseException:
         proc.kill()
         raise
+
+
+def worker_signals() -> None:
+    """In the worker: Ctrl-C (SIGINT) raises ``KeyboardInterrupt``, whoever started us.
+
+    A child inherits its parent's signal mask and ignored signals (a Ray worker's task
+    thread blocks SIGINT): the worker would train on, deaf to a cancel.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    die_with_parent()
 
 
 def die_with_parent() -> None:

@@ -29,7 +29,7 @@ from harness.plugin.check import check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
-from harness.runs import launch, store, tracking
+from harness.runs import launch, staleness, store, tracking
 from harness.runs.folder import CONFIG, PLAN, DamagedFile, PlanFile, RunConfig, RunFolder
 from harness.runs.worker import ALREADY_DONE
 
@@ -52,6 +52,8 @@ class SuiteResult:
     runs: list[RunSpec]
     outcomes: list[RunOutcome] = field(default_factory=list)
     report: Path | None = None
+    #: Ids of runs planned by an older suite (code, data or settings), kept as they are.
+    stale: list[str] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
@@ -193,6 +195,27 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
     }
 
 
+def suite_section(suite: Suite) -> dict[str, Any]:
+    """The suite settings every ``config.json`` carries (the cache path is added to it)."""
+    return {
+        "name": suite.name, "source": suite.source, "classes": list(suite.classes),
+        "image_size": suite.image_size, "plugins": suite.plugins,
+        "split": dataclasses.asdict(suite.split),
+        "datasets": [dataclasses.asdict(d) for d in suite.datasets],
+        "report": dataclasses.asdict(suite.report),
+    }
+
+
+def current_fingerprints(suite: Suite, registry: Registry,
+                         runs: list[RunSpec]) -> dict[str, dict[str, str]]:
+    """What each run's ``config.json`` fingerprint would be if it were planned now."""
+    section = suite_section(suite)
+    data = staleness.current_data_versions(suite, registry)
+    return {r.run_id: staleness.fingerprint(r.to_json(), section,
+                                            staleness.code_versions(suite, registry, r), data)
+            for r in runs}
+
+
 def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
                     run_dir: Path) -> None:
     """``config.json`` and ``plan.json``; kept as they are when a run resumes.
@@ -206,22 +229,20 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
     folder.clear(plan_too=True)
     records = prepared.records
     plan_json = plan_for(suite, run, records, prepared.folds[run.fold - 1], registry)
-    classes = list(suite.classes)
+    section = {**suite_section(suite), "cache": str(prepared.cache.path)}
+    code = staleness.code_versions(suite, registry, run)
     config = {
         "run": run.to_json(),
-        "suite": {
-            "name": suite.name, "source": suite.source, "classes": classes,
-            "image_size": suite.image_size, "plugins": suite.plugins,
-            "cache": str(prepared.cache.path), "split": dataclasses.asdict(suite.split),
-            "datasets": [dataclasses.asdict(d) for d in suite.datasets],
-            "report": dataclasses.asdict(suite.report),
-        },
+        "suite": section,
         "data": prepared.provenance,
         "data_notes": prepared.notes,
         "dropped_images": prepared.dropped,
         "versions": {"harness": __version__, "python": platform.python_version(),
                      "numpy": np.__version__, "git": git_revision(),
-                     "platform": platform.platform()},
+                     "platform": platform.platform(), "plugins": code["plugins"],
+                     "framework": code["framework"]},
+        "fingerprint": staleness.fingerprint(run.to_json(), section, code,
+                                             staleness.data_versions(prepared.provenance)),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     folder.write_plan(PlanFile.from_json(plan_json))
@@ -240,29 +261,76 @@ def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
     return RunOutcome(run, folder.state(), seconds or status.seconds, status.error)
 
 
-def triage(runs: list[RunSpec], runs_root: Path,
-           echo: Callable[[str], None]) -> tuple[list[RunSpec], list[RunSpec], dict[str, bool]]:
-    """Split runs into verified done ones and the rest; say which done ones are damaged.
+RERUN = ("stale", "failed", "all")
 
-    Returns ``(done, pending, restart)``; ``restart`` maps the run ids to train again from
-    scratch to whether their config and plan must be written anew too.
+
+@dataclass
+class Triage:
+    """Which runs are done, which go to the executor, which start over, which are stale."""
+
+    done: list[RunSpec] = field(default_factory=list)
+    pending: list[RunSpec] = field(default_factory=list)
+    #: run id -> whether config.json and plan.json are written anew too.
+    restart: dict[str, bool] = field(default_factory=dict)
+    #: Done runs kept although planned by an older suite (``--rerun stale`` redoes them).
+    stale: list[RunSpec] = field(default_factory=list)
+
+
+def stale_of(folder: RunFolder, current: dict[str, str] | None) -> list[str]:
+    if current is None:
+        return []
+    try:
+        return staleness.stale_parts(folder.config(), current)
+    except DamagedFile:
+        return []
+
+
+def triage(runs: list[RunSpec], runs_root: Path, echo: Callable[[str], None],
+           rerun: str | None = None,
+           current: dict[str, dict[str, str]] | None = None) -> Triage:
+    """Sort runs by what their folders say; name every damaged file and every re-plan.
+
+    A done run counts only when its files parse and agree (``RunFolder.verify``); a run not
+    done that was planned by an older suite starts over with a new plan rather than resume
+    an old one. ``rerun``: ``stale`` (also redo done stale runs), ``failed`` (failed runs
+    start over instead of resuming) or ``all``.
     """
-    done, pending, restart = [], [], {}
+    out = Triage()
+    current = current or {}
     for r in runs:
         folder = RunFolder(run_dir_for(runs_root, r))
+        stale = stale_of(folder, current.get(r.run_id)) if folder.file(CONFIG).exists() else []
+        state = folder.state()
         damage = folder.status_damage()
-        if damage is None and folder.state() != "done":
-            pending.append(r)
-            continue
-        damage = damage or folder.verified()
-        if damage is None:
-            done.append(r)
-            continue
-        echo(f"{r.run_id}: {damage.path.name} is damaged ({damage.problem}); "
-             "training this run again")
-        restart[r.run_id] = damage.path.name in (CONFIG, PLAN)
-        pending.append(r)
-    return done, pending, restart
+        if rerun == "all" and (state != "pending" or folder.file(CONFIG).exists()):
+            out.restart[r.run_id] = True
+        elif damage is None and state != "done":
+            if state == "failed" and rerun == "failed":
+                out.restart[r.run_id] = True
+            elif stale:
+                echo(f"{r.run_id}: planned by an older suite ({', '.join(stale)} changed); "
+                     "planning it again")
+                out.restart[r.run_id] = True
+        else:
+            damage = damage or folder.verified()
+            if damage is not None:
+                echo(f"{r.run_id}: {damage.path.name} is damaged ({damage.problem}); "
+                     "training this run again")
+                out.restart[r.run_id] = damage.path.name in (CONFIG, PLAN)
+            elif stale and rerun == "stale":
+                out.restart[r.run_id] = True
+            else:
+                out.done.append(r)
+                if stale:
+                    out.stale.append(r)
+                continue
+        out.pending.append(r)
+    return out
+
+
+def stale_line(n: int) -> str:
+    return (f"{n} run{'s were' if n != 1 else ' was'} planned by an older suite: "
+            "`--rerun stale` to redo them")
 
 
 def restart_runs(runs: list[RunSpec], restart: dict[str, bool], runs_root: Path,
@@ -336,13 +404,17 @@ class Work:
     def started(self, run: RunSpec, where: str = "training") -> None:
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
 
-    def finished(self, run: RunSpec, code: int | None, seconds: float) -> RunOutcome:
+    def finished(self, run: RunSpec, code: int | None, seconds: float,
+                 error: str = "") -> RunOutcome:
+        """Record how the run ended; ``error`` says why when the executor knows better than
+        the folder (a task or job that never got to start its worker)."""
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
         if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
-            outcome.state, outcome.error = "failed", f"worker exited with code {code}"
+            outcome.state = "failed"
+            outcome.error = error or f"worker exited with code {code}"
             RunFolder(run_dir).write_status("failed", error=outcome.error)
         if code == ALREADY_DONE and outcome.state == "done":
             self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: done by another "
@@ -381,23 +453,34 @@ def run_suite(
     render: bool = True,
     echo: Callable[[str], None] = print,
     show_progress: bool = True,
+    rerun: str | None = None,
 ) -> SuiteResult:
+    if rerun is not None and rerun not in RERUN:
+        raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
     suite = load_suite(suite_path)
     registry = build_registry(suite.plugins)
     checked = check_suite(suite, registry)
     runs = filter_runs(expand(suite), list(only))
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
+    current = current_fingerprints(suite, registry, runs)
     if dry_run:
+        result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).file(
+            CONFIG).exists() and stale_of(RunFolder(run_dir_for(runs_root, r)),
+                                          current[r.run_id])]
         return result
     store.write_json(store.child(runs_root, suite.name) / store.MANIFEST, {
         "suite": suite.name, "source": suite.source,
         "run_ids": [r.run_id for r in expand(suite)]})
-    done, pending, restart = triage(runs, runs_root, echo)
-    restart_runs(pending, restart, runs_root, echo)
+    sorted_runs = triage(runs, runs_root, echo, rerun, current)
+    done, pending = sorted_runs.done, sorted_runs.pending
+    result.stale = [r.run_id for r in sorted_runs.stale]
+    restart_runs(pending, sorted_runs.restart, runs_root, echo)
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
+    if result.stale:
+        echo(stale_line(len(result.stale)))
     suite_runs = store.child(runs_root, suite.name)
     trackers = start_trackers(suite, registry, suite_runs, pending)
     try:

@@ -125,7 +125,7 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
-    launch.die_with_parent()
+    launch.worker_signals()
     started = time.time()
     lock = RunFolder(run_dir).lock()
     trackers = tracking.Trackers()

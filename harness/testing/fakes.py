@@ -3,16 +3,22 @@
 ``centroid`` is a nearest-class-centroid classifier on downsampled pixels, given to the core's
 training loop as engine primitives: it exercises the runner, the loop, resume, plans,
 predictions and reports in milliseconds. Load it with ``plugins: [harness.testing.fakes]``.
+
+For executor tests, the ``trace`` tracker appends every epoch a worker logs (run folder,
+phase, epoch, the worker's pid and its parent's, time, ``CUDA_VISIBLE_DEVICES``) to the file
+``HARNESS_FAKE_TRACE`` names, and
+``HARNESS_FAKE_FAIL_SEED`` makes the runs of that seed fail as they start.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import numpy as np
 
-from harness import BackboneSpec, EngineSpec, hookimpl
+from harness import BackboneSpec, EngineSpec, Tracker, TrackerSpec, hookimpl
 
 
 def _features(images: np.ndarray, cells: int = 8) -> np.ndarray:
@@ -35,6 +41,8 @@ class CentroidModel:
     framework (``harness.training.engine.EngineModel``)."""
 
     def __init__(self, ctx):
+        if os.environ.get("HARNESS_FAKE_FAIL_SEED") == str(ctx.seed):
+            raise RuntimeError(f"fake failure (HARNESS_FAKE_FAIL_SEED={ctx.seed})")
         self.n_classes = ctx.n_classes
         self.sums = np.zeros((ctx.n_classes, 64))
         self.counts = np.zeros(ctx.n_classes)
@@ -77,6 +85,31 @@ class CentroidModel:
         self.sums, self.counts = weights["sums"].copy(), weights["counts"].copy()
 
     get_state, set_state = get_weights, set_weights
+
+
+class TraceTracker(Tracker):
+    """Which worker process logged which epoch of which run (for executor tests)."""
+
+    def __init__(self, options):
+        self.path = os.environ.get("HARNESS_FAKE_TRACE")
+        self.run_dir = ""
+
+    def run_start(self, run) -> None:
+        self.run_dir = str(run.run_dir)
+
+    def epoch(self, row, step: int) -> None:
+        if self.path:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps({"run_dir": self.run_dir, "phase": int(row["phase"]),
+                                     "epoch": int(row["epoch"]), "pid": os.getpid(),
+                                     "ppid": os.getppid(), "time": time.time(),
+                                     "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\n")
+
+
+@hookimpl
+def register_trackers(register):
+    register(TrackerSpec(name="trace", description="Epochs per worker process, to a file "
+                         "(for executor tests)", create=TraceTracker))
 
 
 @hookimpl

@@ -48,7 +48,11 @@ def execute(runs, work, options: LocalOptions) -> None:
                 run = queue.pop(0)
             except IndexError:
                 return
-            work(run, {"CUDA_VISIBLE_DEVICES": gpu})
+            try:
+                work(run, {"CUDA_VISIBLE_DEVICES": gpu})
+            except BaseException:  # --fail-fast or Ctrl-C: the other lanes take no new run
+                queue.clear()
+                raise
 
     with ThreadPoolExecutor(max_workers=len(gpus)) as pool:
         for future in [pool.submit(lane, g) for g in gpus]:
