@@ -103,7 +103,8 @@ def local_ray(tmp_path_factory):
            "HARNESS_FAKE_FAIL_SEED": "7", "HARNESS_QUIET": "1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the Ray workers inherit it
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    # One GPU as Ray sees it (a logical resource: no device is touched by the fake engine).
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield trace
     ray.shutdown()
     for k, v in saved.items():
@@ -128,6 +129,8 @@ def test_ray_retries_a_killed_worker_and_trains_nothing_twice(make_suite, tmp_pa
     assert len(by_run) == 4
     assert_resumed(by_run[name])
     assert all(len({t["pid"] for t in runs}) == 1 for n, runs in by_run.items() if n != name)
+    # CPU-only runs (gpus_per_run: 0) see no GPU, although the cluster has one.
+    assert {t["gpu"] for runs in by_run.values() for t in runs} == {""}
 
 
 def test_ray_fail_fast_cancels_the_runs_not_finished(make_suite, tmp_path, local_ray):
@@ -170,11 +173,21 @@ def wait_for_epoch(trace: Path, suite: str, epoch: int) -> None:
         time.sleep(0.05)
 
 
-def test_ray_without_gpus_says_how_to_run_on_cpus(make_suite, tmp_path, local_ray):
+def test_ray_runs_share_a_gpu(make_suite, tmp_path, local_ray):
+    trace = local_ray
+    suite = executor_suite(make_suite, "rayhalf", {"name": "ray", "options": {
+        "gpus_per_run": 0.5, "cpus_per_run": 1}}, matrix={"seed": [0]})
+    assert [o.state for o in run(suite, tmp_path).outcomes] == ["done"] * 2
+    by_run = assert_complete(trace, tmp_path, "rayhalf")
+    assert {t["gpu"] for runs in by_run.values() for t in runs} == {"0"}  # Ray's GPU 0
+
+
+def test_ray_asking_more_gpus_than_the_cluster_has_says_what_to_do(make_suite, tmp_path,
+                                                                    local_ray):
     from harness.errors import HarnessError
 
-    suite = executor_suite(make_suite, "raygpu", {"name": "ray", "options": {}})
-    with pytest.raises(HarnessError, match="gpus_per_run: 0"):
+    suite = executor_suite(make_suite, "raygpu", {"name": "ray", "options": {"gpus_per_run": 2}})
+    with pytest.raises(HarnessError, match="cluster has 1.*gpus_per_run: 0"):
         run(suite, tmp_path)
 
 

@@ -339,14 +339,27 @@ def data_identity(suite: Suite) -> dict[str, Any]:
 
 
 def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") -> list[RunSpec]:
-    """Keep runs matching every ``key=value`` (``value`` may be a comma-separated list)."""
+    """Keep runs matching every key of ``only`` (``key=value``, ``value`` may be a
+    comma-separated list); values given for one key, in one item or repeated, are OR-ed.
+
+    A value that matches no run of the suite is a mistake: the message names it and the
+    values the suite has.
+    """
     keys = ("backbone", "sampler", "engine", "fold", "seed")
+    wanted: dict[str, list[str]] = {}
     for item in only:
         if "=" not in item:
             raise SuiteError(f"{source} {item!r}: expected key=value, e.g. sampler=phased")
         key, value = item.split("=", 1)
         if key not in keys:
             raise SuiteError(f"{source} {item!r}: unknown key {key!r}; known: {', '.join(keys)}")
-        wanted = {v.strip() for v in value.split(",")}
-        runs = [r for r in runs if str(getattr(r, key)) in wanted]
+        wanted.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+    for key, values in wanted.items():
+        have = sorted({str(getattr(r, key)) for r in runs}, key=lambda v: (len(v), v))
+        missing = [v for v in values if v not in have]
+        if missing:
+            raise SuiteError(f"{source} {key}={missing[0]}: no run of the suite has {key} "
+                             f"{missing[0]!r}; its {key} values: {', '.join(have) or '(none)'}")
+    for key, values in wanted.items():
+        runs = [r for r in runs if str(getattr(r, key)) in values]
     return runs
