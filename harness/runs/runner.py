@@ -31,7 +31,7 @@ from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
 from harness.runs.folder import CONFIG, PLAN, DamagedFile, PlanFile, RunConfig, RunFolder
-from harness.runs.worker import ALREADY_DONE
+from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 
 class StopSuite(HarnessError):
@@ -377,6 +377,10 @@ class Work:
         #: engine missing here (TensorFlow) gets a fresh worker process per run.
         self.pool = None
         self.preload: dict[str, list[str]] = {}
+        #: Runs whose folder another process held (the worker did not wait): run again,
+        #: waiting this time, once every other run had its turn.
+        self.deferred: list[RunSpec] = []
+        self.wait_for_locks = False
 
     def warm(self, registry: Registry, engines: list[str]) -> None:
         """Train the runs of engines whose framework forks safely in warm hosts."""
@@ -410,6 +414,12 @@ class Work:
         the folder (a task or job that never got to start its worker)."""
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
+        if code == BUSY:
+            with self._lock:
+                self.deferred.append(run)
+            self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: another process is "
+                      "training it; coming back to it after the others")
+            return outcome
         if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
@@ -431,6 +441,7 @@ class Work:
     def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
         self.started(run)
         started = time.time()
+        env = {**(env or {}), LOCK_WAIT_ENV: "1" if self.wait_for_locks else "0"}
         if self.pool is not None and run.engine in self.preload:
             code = self.pool.run(self.preload[run.engine], self.run_dir(run), env)
         else:
@@ -444,7 +455,7 @@ def make_work(runs_root: Path, fail_fast: bool, total: int,
 
 
 def run_suite(
-    suite_path: str | Path,
+    suite_path: str | Path | Suite,
     only: list[str] = (),
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -457,7 +468,7 @@ def run_suite(
 ) -> SuiteResult:
     if rerun is not None and rerun not in RERUN:
         raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
-    suite = load_suite(suite_path)
+    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
     registry = build_registry(suite.plugins)
     checked = check_suite(suite, registry)
     runs = filter_runs(expand(suite), list(only))
@@ -495,6 +506,9 @@ def run_suite(
             work.warm(registry, sorted({r.engine for r in pending}))
             try:
                 executor.execute(pending, work, checked.executor)
+                if work.deferred:  # runs another process held: now wait for it, then skip
+                    deferred, work.deferred, work.wait_for_locks = work.deferred, [], True
+                    executor.execute(deferred, work, checked.executor)
             finally:
                 work.close()
                 result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
