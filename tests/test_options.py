@@ -188,7 +188,7 @@ def test_list_json_carries_each_options_schema(run_harness):
     schema = focal["options_schema"]
     assert schema["additionalProperties"] is False
     assert schema["properties"]["gamma"]["minimum"] == 0.0
-    assert {r["name"] for r in focal["options"]} == {"epochs", "budget", "gamma"}
+    assert {r["name"] for r in focal["options"]} == {"epochs", "budget", "gamma", "alpha"}
 
 
 def test_describe_picks_an_engine_whose_framework_is_installed():

@@ -150,7 +150,7 @@ def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
 
 def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.ndarray,
                                 seed: list[int], split_phases: list[list[int]] | None,
-                                epochs_per_phase: int) -> int:
+                                epochs_per_phase: int, fold: int = 1) -> int:
     """Selection evaluations every strategy of the suite gets under ``budget: equal``.
 
     Equal images seen is not equal exposure: a strategy that trains over few images for many
@@ -159,7 +159,8 @@ def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.nda
     so every run gets that many evaluations, spread evenly over its own epochs.
     """
     return max(1, min(total_epochs(make_plan(suite, registry, s, suite.samplers.get(s, {}),
-                                             labels, seed, split_phases, epochs_per_phase),
+                                             labels, seed, split_phases, epochs_per_phase,
+                                             fold),
                                    epochs_per_phase)
                       for s in suite.matrix.sampler))
 
@@ -182,7 +183,7 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
             run.training.get("select_evaluations") is None:
         extra["select_evaluations"] = equal_selection_evaluations(
             suite, registry, train_labels, [suite.split.seed, run.fold, run.seed], phases,
-            run.training["epochs_per_phase"])
+            run.training["epochs_per_phase"], run.fold)
     return {
         "sampler": run.sampler,
         "budget": plan.budget(run.training["epochs_per_phase"]),
