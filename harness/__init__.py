@@ -29,6 +29,20 @@ from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracke
 
 __version__ = "0.1.0"
 
+
+def run(suite, **kwargs):
+    """Run a suite (a file or a dict); see :func:`harness.api.run`."""
+    from harness.api import run as _run
+
+    return _run(suite, **kwargs)
+
+
+def load_results(runs_dir):
+    """Every figure of the finished runs as a long DataFrame; see ``harness.api``."""
+    from harness.analysis.results import load_results as _load
+
+    return _load(runs_dir)
+
 __all__ = [
     "BACKBONE_CONTRACT",
     "DEFAULT_CLASSES",
@@ -54,5 +68,7 @@ __all__ = [
     "Tracker",
     "TrackerSpec",
     "hookimpl",
+    "load_results",
     "meet_budget",
+    "run",
 ]

@@ -1,4 +1,9 @@
-"""Progress bars for every long operation (rich, on stderr); ``HARNESS_QUIET=1`` hides them."""
+"""Progress bars for every long operation (rich, on stderr).
+
+Drawn only on a terminal: piped or redirected output gets none (no stray blank lines in a
+log). ``harness -q`` (or ``HARNESS_QUIET=1``, which the worker processes inherit) hides them
+everywhere; ``HARNESS_PROGRESS=1`` draws them even when stderr is not a terminal.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from typing import Any
 
 
 def is_enabled(wanted: bool = True) -> bool:
-    """Whether progress should be drawn (``HARNESS_QUIET=1`` turns every bar off)."""
-    return wanted and os.environ.get("HARNESS_QUIET") != "1"
+    """Whether progress should be drawn: on a terminal, unless ``HARNESS_QUIET=1``."""
+    if not wanted or os.environ.get("HARNESS_QUIET") == "1":
+        return False
+    return os.environ.get("HARNESS_PROGRESS") == "1" or sys.stderr.isatty()
 
 
 def _rich_progress(transient: bool) -> Any:

@@ -76,6 +76,11 @@ def test_report_has_calibration_and_says_when_a_class_has_one_source(tmp_path):
             values.append(np.mean([r["pred"] == "pneumonia" for r in pn]))
     html = render_report(root, tmp_path / "out").read_text()
     assert "Reliability diagram" in html and "ECE" in html
+    with (tmp_path / "out" / "sources.csv").open() as fh:
+        exported = {(r["class"], r["source"]): float(r["sensitivity"]) for r in csv.DictReader(fh)}
+    assert exported[("pneumonia", "rsna")] == pytest.approx(np.mean(expected["rsna"]))
+    with (tmp_path / "out" / "calibration.csv").open() as fh:
+        assert [r["fold"] for r in csv.DictReader(fh)] == ["1", "2"]
     assert "covid19 comes only from ieee8023" in html
     assert "normal comes only from rsna" in html
     assert "pneumonia comes only" not in html
@@ -83,6 +88,14 @@ def test_report_has_calibration_and_says_when_a_class_has_one_source(tmp_path):
         shown = f'<td class="label">pneumonia</td><td class="label">{src}</td>'
         assert shown in html
         assert f">{100 * np.mean(values):.2f}<" in html.split(shown)[1][:200]
+
+
+def test_macro_auroc_equals_scikit_learns_with_ties():
+    rng = np.random.default_rng(4)
+    true = rng.integers(0, 3, 300)
+    proba = rng.dirichlet([1, 1, 1], 300).round(1)  # many ties
+    expected = np.mean([roc_auc_score(true == k, proba[:, k]) for k in range(3)])
+    assert macro_auroc(true, proba) == pytest.approx(expected, abs=1e-12)
 
 
 def test_plan_file_keeps_the_sources_the_report_reads():

@@ -139,3 +139,75 @@ def test_dry_run_checks_the_torch_backbone_contract(make_suite, run_harness, tmp
         in result.output
     suite = make_suite("bb3", matrix={"backbone": ["tiny"], "engine": ["torch"]})
     assert run_harness("run", suite, "--dry-run").exit_code == 0
+
+
+# --- describe and list --json ---------------------------------------------------------------
+
+def test_describe_shows_every_kind_with_plugin_version_and_options(run_harness):
+    import json
+
+    from harness.plugin.registry import KINDS, build_registry
+
+    registry = build_registry(["harness.testing.fakes"])
+    for kind in KINDS:
+        for name in registry.names(kind):
+            if kind == "backbones":
+                args = ("describe", kind[:-1], name, "--no-build", "--json",
+                        "--plugin", "harness.testing.fakes")
+            else:
+                args = ("describe", kind[:-1], name, "--json", "--plugin",
+                        "harness.testing.fakes")
+            result = run_harness(*args)
+            assert result.exit_code == 0, (kind, name, result.output)
+            info = json.loads(result.output)
+            assert info["name"] == name and info["kind"] == kind[:-1] and info["description"]
+            assert info["plugin"] and info["distribution"].startswith("cxr-harness ")
+            assert info["options_schema"]["type"] == "object"
+    text = run_harness("describe", "sampler", "progressive").output
+    assert "plugin: baseline_samplers (cxr-harness " in text
+    assert "phases (int; default 5; >= 2): number of phases of the schedule" in text
+    text = run_harness("describe", "dataset", "ieee8023").output
+    assert "root (str; required): folder holding metadata.csv" in text
+    text = run_harness("describe", "backbone", "tiny", "--no-build").output
+    assert "channels (list[int]; default [16, 32, 64, 64]; items >= 1, each > 0)" in text
+
+
+def test_describe_names_an_unknown_kind_or_name(run_harness):
+    result = run_harness("describe", "smapler", "phased")
+    assert result.exit_code == 2
+    assert "unknown kind 'smapler'; expected one of dataset, backbone, sampler" in result.output
+    result = run_harness("describe", "sampler", "phazed")
+    assert result.exit_code == 2 and "Did you mean 'phased'?" in result.output
+
+
+def test_list_json_carries_each_options_schema(run_harness):
+    import json
+
+    listing = json.loads(run_harness("list", "--json").output)
+    (focal,) = [s for s in listing["samplers"] if s["name"] == "focal"]
+    schema = focal["options_schema"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["gamma"]["minimum"] == 0.0
+    assert {r["name"] for r in focal["options"]} == {"epochs", "budget", "gamma", "alpha"}
+
+
+def test_describe_picks_an_engine_whose_framework_is_installed():
+    from harness import BackboneSpec, EngineSpec, hookimpl
+    from harness.plugin.info import default_engine
+    from harness.plugin.registry import build_registry
+
+    class Plugin:
+        @hookimpl
+        def register_engines(self, register):
+            register(EngineSpec(name="absent", description="x", build=lambda c: None,
+                                framework="no_such_framework_here"))
+            register(EngineSpec(name="present", description="x", build=lambda c: None,
+                                framework="json"))
+
+        @hookimpl
+        def register_backbones(self, register):
+            register(BackboneSpec(name="both", description="x",
+                                  builders={"absent": print, "present": print}))
+
+    registry = build_registry(extra_plugins=[Plugin()], entry_points=False)
+    assert default_engine(registry, "both") == "present"

@@ -14,7 +14,7 @@ import pytest
 
 from harness.runs.folder import RunFolder
 from harness.runs.runner import run_suite
-from harness.runs.worker import ALREADY_DONE
+from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -135,6 +135,12 @@ def test_a_busy_run_waits_for_its_owner_then_is_not_trained_again(make_suite, tm
     folder.file("status.json").unlink()  # looks unfinished, but another process holds it
     lock = folder.lock().acquire()
     try:
+        impatient = subprocess.run([sys.executable, "-m", "harness.runs.worker", str(folder.path)],
+                                   env={**os.environ, LOCK_WAIT_ENV: "0"}, capture_output=True,
+                                   text=True, timeout=60, check=False)
+        assert impatient.returncode == BUSY  # told not to wait: leaves the run to its owner
+        assert "coming back to it later" in impatient.stderr
+        assert not folder.file("status.json").exists()
         worker = subprocess.Popen([sys.executable, "-m", "harness.runs.worker",
                                    str(folder.path)], stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
@@ -182,7 +188,7 @@ def test_two_harness_runs_on_one_suite_train_each_run_once(make_suite, tmp_path)
     for f in runs:
         assert f.verified() is None
         trained = [line for line in stdout.splitlines() if f"{f.name}: done in" in line]
-        assert len(trained) == 1, stdout  # one process trained it; the other skipped or waited
+        assert len(trained) == 1, stdout  # one process trained it; the other skipped it
         epochs = f.file("history.csv").read_text().splitlines()[1:]
         assert len(epochs) == len(set(epochs))  # no epoch logged twice
 

@@ -20,8 +20,9 @@ from harness_plugins.datasets import synthetic
 def register_datasets(register):
     register(DatasetSpec(name="versioned", description="synthetic data with a version",
                          records=synthetic.records, read_image=synthetic.read_image,
-                         fingerprint=synthetic.fingerprint,
-                         version=lambda options: {"v": os.environ.get("DATA_VERSION", "1")}))
+                         fingerprint=synthetic.fingerprint, options=synthetic.SyntheticOptions,
+                         version=lambda options, context: {"v": os.environ.get("DATA_VERSION",
+                                                                               "1")}))
 '''
 
 

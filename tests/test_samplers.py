@@ -17,7 +17,8 @@ from harness.testing import plan_with
 CLASSES = ["normal", "pneumonia", "covid19"]
 NORMAL, PNEUMONIA, COVID = 0, 1, 2
 ALL_SAMPLERS = ["phased", "none", "undersample", "oversample", "class-weighted",
-                "balanced-batch", "sqrt", "progressive", "two-stage", "focal"]
+                "class-balanced", "class-balanced-sampling", "balanced-batch", "sqrt",
+                "progressive", "two-stage", "focal"]
 
 
 @pytest.fixture(scope="module")
@@ -98,22 +99,35 @@ def test_class_weighted_uses_inverse_frequency_with_mean_weight_one(registry, la
     assert plan.budget(10) == 9200
 
 
-def test_class_weighted_effective_number_variant(registry, labels):
-    beta = 0.99
-    plan = make(registry, "class-weighted", labels, beta=beta)
-    raw = np.array([(1 - beta) / (1 - beta ** n) for n in (600, 300, 20)])
+def test_class_balanced_uses_effective_numbers_cui_et_al(registry, labels):
+    plan = make(registry, "class-balanced", labels)        # beta 0.999 by default
+    raw = np.array([(1 - 0.999) / (1 - 0.999 ** n) for n in (600, 300, 20)])
     expected = raw * 920 / (raw * [600, 300, 20]).sum()
     assert plan.class_weights == pytest.approx(expected.tolist())
     assert np.dot(plan.class_weights, [600, 300, 20]) == pytest.approx(920)
+    # effective numbers flatten the weights against inverse frequency
+    inverse = make(registry, "class-weighted", labels).class_weights
+    assert plan.class_weights[COVID] / plan.class_weights[NORMAL] < \
+        inverse[COVID] / inverse[NORMAL]
     # beta = 0 weights every image equally
-    assert make(registry, "class-weighted", labels, beta=0).class_weights == pytest.approx(
+    assert make(registry, "class-balanced", labels, beta=0).class_weights == pytest.approx(
         [1, 1, 1])
+    with pytest.raises(HarnessError, match="beta"):
+        make(registry, "class-weighted", labels, beta=0.99)  # effective numbers: class-balanced
 
 
-def test_balanced_batch_draws_every_class_equally_often(registry, labels):
+def test_class_balanced_sampling_draws_every_class_equally_often(registry, labels):
+    plan = make(registry, "class-balanced-sampling", labels)
+    (phase,) = plan.phases
+    assert phase.draws == 920 and not phase.balanced_batches
+    assert class_mass(labels, phase) == pytest.approx([1 / 3] * 3)
+    assert plan.budget(10) == 9200
+
+
+def test_balanced_batch_asks_for_equal_class_counts_in_every_batch(registry, labels):
     plan = make(registry, "balanced-batch", labels)
     (phase,) = plan.phases
-    assert phase.draws == 920
+    assert phase.balanced_batches and phase.draws == 920
     assert class_mass(labels, phase) == pytest.approx([1 / 3] * 3)
     assert plan.budget(10) == 9200
 
@@ -136,21 +150,30 @@ def test_progressive_moves_from_instance_to_class_balanced(registry, labels):
     assert plan.budget(10) == 3 * 9200
 
 
-def test_two_stage_retrains_only_the_head_on_balanced_draws(registry, labels):
+def test_two_stage_is_crt_a_fresh_classifier_trained_alone(registry, labels):
     plan = make(registry, "two-stage", labels)
     first, second = plan.phases
     assert sorted(first.indices) == list(range(920)) and first.sample_weights is None
-    assert not first.head_only and second.head_only
+    assert not (first.classifier_only or first.reset_classifier or first.head_only)
+    assert second.classifier_only and second.reset_classifier and not second.head_only
     assert class_mass(labels, second) == pytest.approx([1 / 3] * 3)
     assert second.draws == round(920 * 0.1 / 0.9)  # 10 % of the images seen
     assert plan.budget(10) == 10 * (920 + 102)
 
 
-def test_focal_keeps_natural_data_and_sets_gamma(registry, labels):
+def test_focal_keeps_natural_data_and_sets_gamma_and_alpha(registry, labels):
     plan = make(registry, "focal", labels)
-    assert plan.loss == "focal" and plan.loss_options == {"gamma": 2.0}
+    inverse = [920 / 1800, 920 / 900, 920 / 60]     # inverse frequency, mean 1 per image
+    assert plan.loss == "focal"
+    assert plan.loss_options["gamma"] == 2.0
+    assert plan.loss_options["alpha"] == pytest.approx(inverse)
     assert sorted(plan.phases[0].indices) == list(range(920))
-    assert make(registry, "focal", labels, gamma=0.5).loss_options == {"gamma": 0.5}
+    assert make(registry, "focal", labels, gamma=0.5, alpha="none").loss_options == {
+        "gamma": 0.5, "alpha": None}
+    assert make(registry, "focal", labels, alpha=[0.25, 0.25, 1.0]).loss_options[
+        "alpha"] == [0.25, 0.25, 1.0]
+    with pytest.raises(HarnessError, match="one positive number per class"):
+        make(registry, "focal", labels, alpha=[0.25, 0.75])
     assert plan.budget(10) == 9200
 
 
@@ -300,7 +323,7 @@ def test_class_names_may_come_in_any_order(registry):
     ("phased", {"phases": 0}, ["samplers.phased.phases", "greater than 0", "got 0"]),
     ("none", {"budget": 100, "epochs": 3}, ["'budget' and 'epochs'"]),
     ("none", {"budget": -1}, ["samplers.none.budget", "greater than 0"]),
-    ("class-weighted", {"beta": 1.5}, ["samplers.class-weighted.beta", "less than 1"]),
+    ("class-balanced", {"beta": 1.5}, ["samplers.class-balanced.beta", "less than 1"]),
     ("focal", {"gamma": -1}, ["samplers.focal.gamma", "greater than or equal to 0"]),
     ("progressive", {"phases": 1}, ["samplers.progressive.phases", "greater than or equal to 2"]),
     ("two-stage", {"head_fraction": 0}, ["samplers.two-stage.head_fraction", "greater than 0"]),

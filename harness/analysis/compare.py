@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.analysis.budget import summarise_exposure
 from harness.analysis.intervals import paired_difference, summarise
-from harness.analysis.loading import REFERENCES
+from harness.analysis.loading import references_of
 from harness.analysis.metrics import Predictions
 from harness.analysis.significance import (
     CORRECTIONS,
@@ -65,9 +65,10 @@ def value(metrics: dict[str, Any], key: str) -> float:
 
 
 def ordered_strategies(runs: Sequence[RunLike]) -> list[str]:
-    """References first (``none``, ``phased``), then the others in order of appearance."""
+    """The suite's ``report.references`` first, then the others in order of appearance."""
     seen = list(dict.fromkeys(r.sampler for r in runs))
-    return [s for s in REFERENCES if s in seen] + [s for s in seen if s not in REFERENCES]
+    refs = references_of(runs)
+    return [s for s in refs if s in seen] + [s for s in seen if s not in refs]
 
 
 def focus_class(classes: Sequence[str], runs: Sequence[RunLike] = (),
@@ -201,7 +202,7 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
     paired: list[dict[str, Any]] = []
     mcn: list[dict[str, Any]] = []
     canonical: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for ref in (r for r in REFERENCES if r in strategies):
+    for ref in (r for r in references_of(runs) if r in strategies):
         for s in strategies:
             pairs = _pairs(runs, s, ref) if s != ref else []
             if not pairs:

@@ -16,8 +16,18 @@ from harness.analysis.metrics import Predictions, compute_metrics, read_predicti
 from harness.errors import HarnessError
 from harness.runs import store
 
-#: Strategies shown first and compared against, when present.
-REFERENCES = ("none", "phased")
+
+def references_of(runs) -> list[str]:
+    """The strategies shown first and compared against: the suite's ``report.references``
+    as recorded in its runs' ``config.json`` (older folders: the suite's default)."""
+    from harness.config.suite import ReportConfig
+
+    for run in runs:
+        config = getattr(run, "config", None) or {}
+        refs = (config.get("suite") or {}).get("report", {}).get("references")
+        if refs is not None:
+            return [str(r) for r in refs]
+    return list(ReportConfig().references)
 
 
 @dataclass
@@ -148,14 +158,14 @@ def load_runs(runs_dir: str | Path, bootstrap: int = 1000) -> list[RunResult]:
 
 
 def group(runs: list[RunResult]) -> list[Combination]:
-    """Finished runs by combination: by backbone and engine, references (none, phased) first."""
+    """Finished runs by combination: by backbone and engine, the suite's references first."""
     combos: dict[tuple[str, str, str], Combination] = {}
     for r in runs:
         if r.state == "done":
             combos.setdefault(r.combination, Combination(*r.combination)).runs.append(r)
     for c in combos.values():
         c.runs.sort(key=lambda r: (r.fold, r.seed))
-    order = {name: i for i, name in enumerate(REFERENCES)}
+    order = {name: i for i, name in enumerate(references_of(runs))}
     return sorted(combos.values(), key=lambda c: (c.backbone, c.engine,
                                                   order.get(c.sampler, len(order)), c.sampler))
 

@@ -18,7 +18,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.analysis import compare, figures
-from harness.analysis.calibration import calibration_block
+from harness.analysis.calibration import calibration_block, write_calibration_exports
 from harness.analysis.data_section import data_section
 from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
@@ -33,6 +33,7 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
 )
 from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct
 from harness.analysis.optimism import optimism_section
+from harness.analysis.results import write_results
 from harness.analysis.sources import source_block
 from harness.analysis.tables import OTHER_FIGURES, combination_tables, pooled_metrics
 from harness.runs import store
@@ -120,4 +121,6 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
     html = _environment().get_template("report.html.j2").render(**context)
     store.write_text(out / "index.html", html)
     write_exports(out, blocks, comparisons, not_done, classes, suite_name)
+    write_calibration_exports(out, blocks)
+    write_results(out, runs_dir)
     return out / "index.html"

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import signal
 import sys
 
 import click
 
 from harness.errors import HarnessError
+from harness.plugin.registry import KINDS
 
 #: command name -> "module:attribute"
 LAZY_COMMANDS = {
@@ -54,6 +56,10 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HarnessError as exc:  # user-facing errors: the message, no traceback
+            if VERBOSE[0]:
+                import traceback
+
+                traceback.print_exc()
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:  # 128 + the signal, as shells report it (not 1)
@@ -61,13 +67,26 @@ class LazyGroup(click.Group):
             sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
 
 
+#: ``-v`` given: user-facing errors come with their traceback too.
+VERBOSE = [False]
+
+
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="cxr-harness")
-def main():
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bars and no per-run lines (same as HARNESS_QUIET=1); "
+                   "results and errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Errors with their traceback.")
+@click.pass_context
+def main(ctx, quiet, verbose):
     """cxr-harness: benchmark chest X-ray classifiers on imbalanced data.
 
     Start with `harness run suites/demo.yaml` (synthetic data, tiny model, CPU, minutes).
     """
+    ctx.obj = {"quiet": quiet}
+    VERBOSE[0] = verbose
+    if quiet:
+        os.environ["HARNESS_QUIET"] = "1"  # the worker processes inherit it
 
 
 @main.command("list")
@@ -78,16 +97,12 @@ def main():
 @click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
 def list_command(kind, as_json, modules):
     """Show what every plugin registered, with the plugin that registered it."""
-    from harness.plugin.registry import KINDS, build_registry
+    from harness.plugin.info import spec_info
+    from harness.plugin.registry import build_registry
 
     registry = build_registry(modules)
     kinds = [kind] if kind else list(KINDS)
-    listing = {
-        k: [{"name": name, "plugin": e.plugin, "description": e.spec.description,
-             **({"engines": sorted(e.spec.builders)} if k == "backbones" else {})}
-            for name, e in sorted(registry.entries[k].items())]
-        for k in kinds
-    }
+    listing = {k: [spec_info(registry, k, name) for name in registry.names(k)] for k in kinds}
     if as_json:
         click.echo(json.dumps(listing, indent=2))
         return
@@ -111,14 +126,25 @@ def list_command(kind, as_json, modules):
 @click.option("--rerun", type=click.Choice(["stale", "failed", "all"]), default=None,
               help="Train again from scratch, with a new plan: runs planned by an older suite "
                    "(stale), failed runs (instead of resuming them), or every run (all).")
-def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report, rerun):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document (runs, states, report) on stdout; progress "
+                   "lines go to stderr.")
+@click.pass_context
+def run_command(ctx, suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report, rerun,
+                as_json):
     """Train every run of SUITE that is not done yet, then render its report."""
     from harness.runs.runner import StopSuite, dry_run_table, run_suite, summary_rows
+
+    quiet = bool((ctx.obj or {}).get("quiet"))
+
+    def echo(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=as_json)
 
     try:
         result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
                            runs_root=runs_dir, reports_root=reports_dir,
-                           render=not no_report and not dry_run, echo=click.echo,
+                           render=not no_report and not dry_run, echo=echo,
                            rerun=rerun)
     except StopSuite as exc:
         click.secho(f"stopped: {exc}", fg="red", err=True)
@@ -129,8 +155,13 @@ def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_repor
         sys.exit(130)
     if dry_run:
         rows = dry_run_table(result, runs_dir)
-        click.echo(f"suite {result.suite.name!r}: {len(rows)} runs")
         stale = set(result.stale)
+        if as_json:
+            click.echo(json.dumps({"suite": result.suite.name, "source": result.suite.source,
+                                   "runs": [{**row, "stale": row["run_id"] in stale}
+                                            for row in rows]}, indent=2))
+            return
+        click.echo(f"suite {result.suite.name!r}: {len(rows)} runs")
         for row in rows:
             state = f"{row['state']} (stale)" if row["run_id"] in stale else row["state"]
             click.echo(f"  {row['run_id']:<48} {state}")
@@ -139,8 +170,20 @@ def run_command(suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_repor
 
             click.echo(stale_line(len(stale)))
         return
-    print_summary(summary_rows(result, runs_dir))
     failed = [o for o in result.outcomes if o.state != "done"]
+    if as_json:
+        from harness.runs.runner import run_dir_for
+
+        click.echo(json.dumps({
+            "suite": result.suite.name, "source": result.suite.source,
+            "report": str(result.report) if result.report else None,
+            "runs": [{"run_id": o.run.run_id, **o.run.key(), "state": o.state,
+                      "seconds": round(o.seconds, 3), "error": o.error,
+                      "run_dir": str(run_dir_for(runs_dir, o.run))} for o in result.outcomes],
+            "summary": summary_rows(result, runs_dir),
+        }, indent=2))
+        sys.exit(1 if failed else 0)
+    print_summary(summary_rows(result, runs_dir))
     click.echo(f"done: {result.count('done')} of {len(result.runs)} runs"
                + (f", {len(failed)} failed" if failed else ""))
     for o in failed:

@@ -39,14 +39,20 @@ def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[st
     return result["ok"]
 
 
-def _check_backbone(name: str, engine: str, plugins: tuple[str, ...]) -> None:
-    """Fail early, without a framework, on an unknown backbone or a missing build."""
+def _check_backbone(name: str, engine: str | None, plugins: tuple[str, ...]):
+    """Fail early, without a framework, on an unknown backbone or a missing build; returns
+    the backbone's description (``harness.plugin.info``) and the engine to build it with."""
+    from harness.plugin.info import default_engine, spec_info
     from harness.plugin.registry import build_registry
 
-    spec = build_registry(plugins).get("backbones", name)
-    if engine not in spec.builders:
+    registry = build_registry(plugins)
+    info = spec_info(registry, "backbones", name, schema=False)
+    engine = engine or default_engine(registry, name)
+    registry.get("engines", engine)
+    if engine not in info["engines"]:
         raise HarnessError(f"backbone {name!r} has no {engine} build; it supports: "
-                           f"{', '.join(sorted(spec.builders))}")
+                           f"{', '.join(info['engines'])}")
+    return info, engine
 
 
 def _n(value: int) -> str:
@@ -54,30 +60,44 @@ def _n(value: int) -> str:
 
 
 @click.command("describe")
-@click.argument("what", type=click.Choice(["backbone"]))
+@click.argument("kind")
 @click.argument("name")
-@click.option("--engine", type=click.Choice(ENGINES), default="keras", show_default=True)
-@click.option("--image-size", type=int, default=300, show_default=True)
+@click.option("--engine", default=None,
+              help="Backbones: the engine that builds it (default: an installed one).")
+@click.option("--image-size", type=int, default=300, show_default=True,
+              help="Backbones: input size.")
 @click.option("--head", type=click.Choice(["paper", "gap"]), default="paper", show_default=True)
 @click.option("--classes", "n_classes", type=int, default=3, show_default=True,
               help="Number of classes of the head.")
 @click.option("--weights", default="none", show_default=True,
               help="none, imagenet (local cache only) or a weights file.")
+@click.option("--no-build", is_flag=True, help="Backbones: options only, build nothing.")
 @click.option("--plugin", "plugins", multiple=True, help="Also load this plugin module.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def describe_command(what, name, engine, image_size, head, n_classes, weights, plugins,
-                     as_json):
-    """Feature-map shape and parameter counts of a backbone with the shared head.
+def describe_command(kind, name, engine, image_size, head, n_classes, weights, no_build,
+                     plugins, as_json):
+    """What KIND NAME is: description, plugin and version, options (type, default, help).
 
-    Example: harness describe backbone concat --engine keras --image-size 300
+    KIND is dataset, backbone, sampler, splitter, engine, executor or tracker. A backbone is
+    also built (in a child process) for its feature-map shape and parameter counts with the
+    shared head. Example: harness describe backbone concat --engine keras --image-size 300
     (the paper's network: 48,928,811 parameters).
     """
-    _check_backbone(name, engine, plugins)
+    from harness.plugin.info import kind_of, render, spec_info
+    from harness.plugin.registry import build_registry
+
+    kind = kind_of(kind)
+    if kind != "backbones" or no_build:
+        info = spec_info(build_registry(plugins), kind, name)
+        click.echo(json.dumps(info, indent=2) if as_json else "\n".join(render(info)))
+        return
+    spec, engine = _check_backbone(name, engine, plugins)
     info = run_child("describe", engine=engine, backbone=name, image_size=image_size, head=head,
                      weights=weights, n_classes=n_classes, plugins=list(plugins))
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(json.dumps({**spec, **info}, indent=2))
         return
+    click.echo("\n".join(render(spec)))
     h, w, c = info["feature_shape"]
     click.echo(f"backbone {name} ({engine}), input {image_size}x{image_size}x3, head {head}")
     click.echo(f"feature map: {h}x{w}x{c}")

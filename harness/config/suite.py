@@ -168,6 +168,9 @@ class ReportConfig:
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
     focus_class: str = ""
+    #: Strategies shown first and compared against, when present. Default: the built-in
+    #: baseline and the paper's method.
+    references: list[str] = field(default_factory=lambda: ["none", "phased"])
     #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
     #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
     optimism_against: str = ""
@@ -190,10 +193,14 @@ class Suite:
     backbones: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Options per sampler name (e.g. ``phased: {phases: 8}``).
     samplers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Training budget (images seen) of every strategy: ``equal`` to the ``phased`` plan's
-    #: on the same fold, each strategy's ``natural`` one, or a fixed number of images.
+    #: Training budget (images seen) of every strategy: ``equal`` to the plan of
+    #: ``budget_reference`` on the same fold, each strategy's ``natural`` one, or a fixed
+    #: number of images.
     budget: int | Literal["equal", "natural"] = field(default="equal",
                                                       metadata=between(1, MAX_BUDGET))
+    #: The sampler whose plan sets the budget under ``budget: equal`` (default: the paper's
+    #: phased sampling).
+    budget_reference: str = "phased"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     #: Experiment trackers every run reports to (``mlflow``, ``tensorboard``, plugins).
     trackers: list[TrackerRef] = field(default_factory=list)
@@ -248,6 +255,9 @@ class RunSpec:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+DEFAULT_BUDGET_REFERENCE = Suite.__dataclass_fields__["budget_reference"].default
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -318,6 +328,8 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                         resolved = {
                             **key, "training": training, "sampler_options": sampler_options,
                             "budget": suite.budget,
+                            **({"budget_reference": suite.budget_reference}
+                               if suite.budget_reference != DEFAULT_BUDGET_REFERENCE else {}),
                             "data": data_identity(suite),
                         }
                         runs.append(RunSpec(
@@ -339,14 +351,27 @@ def data_identity(suite: Suite) -> dict[str, Any]:
 
 
 def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") -> list[RunSpec]:
-    """Keep runs matching every ``key=value`` (``value`` may be a comma-separated list)."""
+    """Keep runs matching every key of ``only`` (``key=value``, ``value`` may be a
+    comma-separated list); values given for one key, in one item or repeated, are OR-ed.
+
+    A value that matches no run of the suite is a mistake: the message names it and the
+    values the suite has.
+    """
     keys = ("backbone", "sampler", "engine", "fold", "seed")
+    wanted: dict[str, list[str]] = {}
     for item in only:
         if "=" not in item:
             raise SuiteError(f"{source} {item!r}: expected key=value, e.g. sampler=phased")
         key, value = item.split("=", 1)
         if key not in keys:
             raise SuiteError(f"{source} {item!r}: unknown key {key!r}; known: {', '.join(keys)}")
-        wanted = {v.strip() for v in value.split(",")}
-        runs = [r for r in runs if str(getattr(r, key)) in wanted]
+        wanted.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+    for key, values in wanted.items():
+        have = sorted({str(getattr(r, key)) for r in runs}, key=lambda v: (len(v), v))
+        missing = [v for v in values if v not in have]
+        if missing:
+            raise SuiteError(f"{source} {key}={missing[0]}: no run of the suite has {key} "
+                             f"{missing[0]!r}; its {key} values: {', '.join(have) or '(none)'}")
+    for key, values in wanted.items():
+        runs = [r for r in runs if str(getattr(r, key)) in values]
     return runs

@@ -60,6 +60,8 @@ def check_names(suite: Suite, registry: Registry) -> None:
         get("samplers", name, "matrix.sampler")
     for name in suite.samplers:
         get("samplers", name, f"samplers.{name}")
+    if suite.budget == "equal":
+        get("samplers", suite.budget_reference, "budget_reference")
     for name in suite.matrix.engine:
         get("engines", name, "matrix.engine")
     for i, ref in enumerate(suite.trackers):

@@ -127,25 +127,55 @@ def validate_options(model: type[O] | None, raw: Mapping[str, Any] | Options | N
         raise OptionsError(error_message(exc, model, where, source)) from None
 
 
+_JSON_TYPES = {"integer": "int", "number": "float", "string": "str", "boolean": "bool",
+               "null": "None"}
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems",
+           "maxItems", "minLength", "maxLength")
+
+
+def _type_name(prop: dict[str, Any]) -> str:
+    """A short Python-like type from a JSON-schema property (``int | None``, ``list[str]``)."""
+    if "anyOf" in prop:
+        return " | ".join(_type_name(p) for p in prop["anyOf"])
+    if "enum" in prop:
+        return " | ".join(repr(v) for v in prop["enum"])
+    if "const" in prop:
+        return repr(prop["const"])
+    kind = prop.get("type")
+    if kind == "array":
+        return f"list[{_type_name(prop.get('items', {}))}]"
+    if kind == "object":
+        values = prop.get("additionalProperties")
+        return f"dict[str, {_type_name(values)}]" if isinstance(values, dict) else "dict"
+    return _JSON_TYPES.get(kind, "any")
+
+
+def _bounds(prop: dict[str, Any]) -> dict[str, Any]:
+    found = {k: prop[k] for k in _BOUNDS if k in prop}
+    for branch in prop.get("anyOf", []):
+        found.update(_bounds(branch))
+    items = prop.get("items")
+    if isinstance(items, dict):
+        found.update({f"each {k}": v for k, v in _bounds(items).items()})
+    return found
+
+
 def option_rows(model: type[Options] | None) -> list[dict[str, Any]]:
     """One row per option (name, type, default, required, help, bounds) for ``describe``."""
-    rows = []
-    schema = (model or Options).model_json_schema()
+    model = model or Options
+    schema = model.model_json_schema()
     props = schema.get("properties", {})
     required = set(schema.get("required", []))
-    for name, field in (model or Options).model_fields.items():
+    rows = []
+    for name, field in model.model_fields.items():
         prop = props.get(name, {})
-        bounds = {k: prop[k] for k in ("minimum", "maximum", "exclusiveMinimum",
-                                       "exclusiveMaximum", "minItems", "maxItems", "enum")
-                  if k in prop}
-        annotation = field.annotation
-        kind = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
         rows.append({
             "name": name,
-            "type": kind or str(annotation).replace("typing.", ""),
-            "default": None if field.is_required() else field.get_default(call_default_factory=True),
+            "type": _type_name(prop),
+            "default": None if field.is_required()
+            else field.get_default(call_default_factory=True),
             "required": name in required,
             "help": field.description or "",
-            "bounds": bounds,
+            "bounds": _bounds(prop),
         })
     return rows

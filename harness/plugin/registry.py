@@ -6,6 +6,7 @@ so nothing here knows which plugins exist.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 from collections.abc import Iterable
@@ -62,12 +63,17 @@ class Registry:
     entries: dict[str, dict[str, Entry]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
+    #: plugin name -> "distribution version" (empty where unknown)
+    distributions: dict[str, str] = field(default_factory=dict)
 
     def get(self, kind: str, name: str) -> Any:
         known = self.entries[kind]
         if name not in known:
             raise UnknownNameError(unknown_message(kind, name, known))
         return known[name].spec
+
+    def plugins_used(self) -> set[str]:
+        return {e.plugin for entries in self.entries.values() for e in entries.values()}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
@@ -101,7 +107,22 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def load_entry_points(pm: pluggy.PluginManager) -> None:
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def distribution_of(module: Any) -> str:
+    """``"name version"`` of the installed distribution that provides ``module``, or ``""``."""
+    top = str(getattr(module, "__name__", "")).split(".")[0]
+    try:
+        names = _packages_distributions().get(top) or []
+        return f"{names[0]} {importlib.metadata.version(names[0])}" if names else ""
+    except Exception:  # noqa: BLE001 - broken metadata must not stop the registry
+        return ""
+
+
+def load_entry_points(pm: pluggy.PluginManager, found: dict[str, str] | None = None) -> None:
     """Register every module of the ``harness`` entry-point group (built-ins included)."""
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if pm.get_plugin(ep.name) is not None:
@@ -115,6 +136,9 @@ def load_entry_points(pm: pluggy.PluginManager) -> None:
                 f"failed to import: {type(exc).__name__}: {exc}"
             ) from exc
         pm.register(module, name=ep.name)
+        if found is not None:
+            dist = getattr(ep, "dist", None)
+            found[ep.name] = f"{dist.name} {dist.version}" if dist is not None else ""
 
 
 def load_modules(pm: pluggy.PluginManager, modules: Iterable[str]) -> None:
@@ -155,12 +179,19 @@ def build_registry(
 ) -> Registry:
     """The one way to get a registry: entry points, then suite modules, then objects."""
     pm = plugin_manager()
+    found: dict[str, str] = {}
     if entry_points:
-        load_entry_points(pm)
+        load_entry_points(pm, found)
     load_modules(pm, modules)
     for plugin in extra_plugins:
         pm.register(plugin, name=plugin_name(plugin))
-    return collect(pm)
+    registry = collect(pm)
+    for name, plugin in pm.list_name_plugin():
+        if name in found:
+            registry.distributions[name] = found[name]
+        elif name in registry.plugins_used():
+            registry.distributions[name] = distribution_of(plugin)
+    return registry
 
 
 def plugin_name(plugin: Any) -> str:

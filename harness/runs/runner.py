@@ -31,7 +31,7 @@ from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
 from harness.runs.folder import CONFIG, PLAN, DamagedFile, PlanFile, RunConfig, RunFolder
-from harness.runs.worker import ALREADY_DONE
+from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 
 class StopSuite(HarnessError):
@@ -116,8 +116,9 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
               epochs_per_phase: int, fold: int = 1) -> Plan:
     """Ask the sampler for a plan, under the suite's budget rule.
 
-    With ``budget: equal`` every strategy gets the images-seen budget of the ``phased`` plan
-    on the same fold and seed, so a strategy never wins by training longer. A sampler whose
+    With ``budget: equal`` every strategy gets the images-seen budget of the suite's
+    ``budget_reference`` plan on the same fold and seed, so a strategy never wins by
+    training longer. A sampler whose
     own options set ``budget`` or ``epochs`` (``harness.SamplerOptions``) keeps them.
     """
     sampler = registry.get("samplers", sampler_name)
@@ -129,9 +130,9 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
         budget = int(own_budget)
     elif own_epochs is not None:
         budget = None
-    elif suite.budget == "equal" and sampler_name != "phased" \
-            and "phased" in registry.names("samplers"):
-        reference = make_plan(suite, registry, "phased", suite.samplers.get("phased", {}),
+    elif suite.budget == "equal" and sampler_name != suite.budget_reference:
+        reference = make_plan(suite, registry, suite.budget_reference,
+                              suite.samplers.get(suite.budget_reference, {}),
                               labels, seed, split_phases, epochs_per_phase, fold)
         budget = reference.budget(epochs_per_phase)
     elif isinstance(suite.budget, int):
@@ -149,7 +150,7 @@ def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
 
 def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.ndarray,
                                 seed: list[int], split_phases: list[list[int]] | None,
-                                epochs_per_phase: int) -> int:
+                                epochs_per_phase: int, fold: int = 1) -> int:
     """Selection evaluations every strategy of the suite gets under ``budget: equal``.
 
     Equal images seen is not equal exposure: a strategy that trains over few images for many
@@ -158,7 +159,8 @@ def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.nda
     so every run gets that many evaluations, spread evenly over its own epochs.
     """
     return max(1, min(total_epochs(make_plan(suite, registry, s, suite.samplers.get(s, {}),
-                                             labels, seed, split_phases, epochs_per_phase),
+                                             labels, seed, split_phases, epochs_per_phase,
+                                             fold),
                                    epochs_per_phase)
                       for s in suite.matrix.sampler))
 
@@ -181,7 +183,7 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
             run.training.get("select_evaluations") is None:
         extra["select_evaluations"] = equal_selection_evaluations(
             suite, registry, train_labels, [suite.split.seed, run.fold, run.seed], phases,
-            run.training["epochs_per_phase"])
+            run.training["epochs_per_phase"], run.fold)
     return {
         "sampler": run.sampler,
         "budget": plan.budget(run.training["epochs_per_phase"]),
@@ -376,6 +378,10 @@ class Work:
         #: engine missing here (TensorFlow) gets a fresh worker process per run.
         self.pool = None
         self.preload: dict[str, list[str]] = {}
+        #: Runs whose folder another process held (the worker did not wait): run again,
+        #: waiting this time, once every other run had its turn.
+        self.deferred: list[RunSpec] = []
+        self.wait_for_locks = False
 
     def warm(self, registry: Registry, engines: list[str]) -> None:
         """Train the runs of engines whose framework forks safely in warm hosts."""
@@ -409,6 +415,12 @@ class Work:
         the folder (a task or job that never got to start its worker)."""
         run_dir = self.run_dir(run)
         outcome = outcome_of(run_dir, run, seconds)
+        if code == BUSY:
+            with self._lock:
+                self.deferred.append(run)
+            self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: another process is "
+                      "training it; coming back to it after the others")
+            return outcome
         if outcome.state in ("running", "pending") or (code not in (0, None, ALREADY_DONE)
                                                         and outcome.state == "done"):
             # The worker died without saying why (killed, out of memory, segfault).
@@ -430,6 +442,7 @@ class Work:
     def __call__(self, run: RunSpec, env: dict[str, str] | None = None) -> None:
         self.started(run)
         started = time.time()
+        env = {**(env or {}), LOCK_WAIT_ENV: "1" if self.wait_for_locks else "0"}
         if self.pool is not None and run.engine in self.preload:
             code = self.pool.run(self.preload[run.engine], self.run_dir(run), env)
         else:
@@ -443,7 +456,7 @@ def make_work(runs_root: Path, fail_fast: bool, total: int,
 
 
 def run_suite(
-    suite_path: str | Path,
+    suite_path: str | Path | Suite,
     only: list[str] = (),
     dry_run: bool = False,
     fail_fast: bool = False,
@@ -456,7 +469,7 @@ def run_suite(
 ) -> SuiteResult:
     if rerun is not None and rerun not in RERUN:
         raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
-    suite = load_suite(suite_path)
+    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
     registry = build_registry(suite.plugins)
     checked = check_suite(suite, registry)
     runs = filter_runs(expand(suite), list(only))
@@ -494,6 +507,9 @@ def run_suite(
             work.warm(registry, sorted({r.engine for r in pending}))
             try:
                 executor.execute(pending, work, checked.executor)
+                if work.deferred:  # runs another process held: now wait for it, then skip
+                    deferred, work.deferred, work.wait_for_locks = work.deferred, [], True
+                    executor.execute(deferred, work, checked.executor)
             finally:
                 work.close()
                 result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]

@@ -96,17 +96,17 @@ def current_data_versions(suite: Suite, registry: Registry) -> dict[str, Any] | 
     ``None`` when a dataset cannot say (its root is missing, say): the data part is then
     left out of the comparison rather than failing a dry run.
     """
-    from harness.data.prepare import dataset_options
+    from harness.plugin.check import dataset_context, dataset_options
 
     out = {}
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
         try:
-            options = dataset_options(suite, i)
+            options, context = dataset_options(suite, registry, i), dataset_context(suite, i)
             if spec.version is not None:
-                version = dict(spec.version(options))
+                version = dict(spec.version(options, context))
             elif spec.fingerprint is not None:
-                version = {"fingerprint": spec.fingerprint(options)}
+                version = {"fingerprint": spec.fingerprint(options, context)}
             else:
                 version = {}
         except Exception:  # noqa: BLE001 - a dataset that cannot say now is compared later

@@ -31,6 +31,11 @@ from harness.runs.job import Job
 
 #: Exit code of a worker that found its run already done by another process.
 ALREADY_DONE = 3
+#: Exit code of a worker told not to wait (``HARNESS_LOCK_WAIT=0``) for a busy run folder.
+BUSY = 4
+#: ``0``: a worker whose run folder is locked by another process exits with ``BUSY`` at once
+#: (the runner comes back to the run after the others); anything else: it waits.
+LOCK_WAIT_ENV = "HARNESS_LOCK_WAIT"
 
 
 def load_job(run_dir: Path) -> tuple[Job, object]:
@@ -133,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             lock.acquire(timeout=0)
         except RunLock.Busy as exc:
+            if os.environ.get(LOCK_WAIT_ENV, "1") == "0":
+                print(f"{exc}; coming back to it later", file=sys.stderr, flush=True)
+                return BUSY
             print(f"{exc}; waiting for it", file=sys.stderr, flush=True)
             lock.acquire()
         if RunFolder(run_dir).verified() is None:

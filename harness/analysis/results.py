@@ -1,0 +1,82 @@
+"""Every figure of a suite's finished runs as one long table (``harness.load_results``).
+
+One row per run × metric, and per class for the per-class figures: ``suite``, ``run_id``,
+``backbone``, ``sampler``, ``engine``, ``fold`` (an integer), ``seed``, ``class`` (empty for
+figures of the whole test set), ``metric`` and ``value``, always a fraction (accuracy 0.93,
+never 93). The report folder holds the same table as ``results.csv`` (and
+``results.parquet`` when pyarrow is installed), so a notebook and the report agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.runs import store
+
+COLUMNS = ["suite", "run_id", "backbone", "sampler", "engine", "fold", "seed", "class",
+           "metric", "value"]
+#: Figures of the whole test set, and of each class, taken from ``metrics.json``.
+OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "macro_auroc", "n")
+PER_CLASS = ("sensitivity", "specificity", "accuracy", "precision", "f1", "auroc", "support")
+
+
+def rows_of(suite: str, run: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The long rows of one run's ``metrics.json``."""
+    key = {"suite": suite, "run_id": run.get("run_id", ""), "backbone": run.get("backbone"),
+           "sampler": run.get("sampler"), "engine": run.get("engine"),
+           "fold": int(run.get("fold", 0)), "seed": int(run.get("seed", 0))}
+    rows = [{**key, "class": None, "metric": m, "value": metrics.get(m)}
+            for m in OVERALL if m in metrics]
+    for cls, figures in (metrics.get("per_class") or {}).items():
+        rows += [{**key, "class": cls, "metric": m, "value": figures.get(m)}
+                 for m in PER_CLASS if m in figures]
+    return rows
+
+
+def suite_folders(runs_dir: Path) -> list[Path]:
+    """``runs/<suite>`` itself, or every suite folder under ``runs/``."""
+    if any((p / store.CONFIG).exists() for p in runs_dir.iterdir() if p.is_dir()):
+        return [runs_dir]
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and any(
+        (q / store.CONFIG).exists() for q in p.iterdir() if q.is_dir()))
+
+
+def load_results(runs_dir: str | Path) -> pd.DataFrame:
+    """The finished runs under ``runs_dir`` (``runs/<suite>`` or ``runs/``) as a long table.
+
+    Runs that are not done are left out (``harness run`` and the report list them).
+    """
+    from harness.analysis.loading import load_runs
+
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise HarnessError(f"{runs_dir}: no such runs folder; give runs/<suite> or runs/")
+    rows: list[dict[str, Any]] = []
+    for folder in suite_folders(runs_dir):
+        for run in load_runs(folder, bootstrap=0):
+            if run.state == "done" and run.metrics:
+                suite = run.config.get("suite", {}).get("name") or folder.name
+                rows += rows_of(suite, {**run.run, "run_id": run.run_id}, run.metrics)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["fold"] = table["fold"].astype("int64")
+    table["seed"] = table["seed"].astype("int64")
+    table["value"] = pd.to_numeric(table["value"], errors="coerce").astype("float64")
+    return table
+
+
+def write_results(out: Path, runs_dir: Path) -> list[Path]:
+    """``results.csv`` (and ``results.parquet`` with pyarrow) in the report folder."""
+    table = load_results(runs_dir)
+    written = [Path(out) / "results.csv"]
+    store.write_text(written[0], table.to_csv(index=False))
+    try:
+        import pyarrow  # noqa: F401 - optional: Parquet only where it is installed
+    except ImportError:
+        return written
+    path = Path(out) / "results.parquet"
+    store.atomic_write(path, lambda fh: table.to_parquet(fh, index=False), mode="wb")
+    return [*written, path]

@@ -1,0 +1,105 @@
+"""What a registered thing is, for people and programs: ``harness describe`` / ``list --json``.
+
+One dict per spec: kind, name, description, the plugin that registered it and that plugin's
+distribution and version, and its options (type, default, required, help, bounds) with the
+options model's JSON schema, so a tool can validate a suite's option block itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.plugin.options import Options, option_rows
+from harness.plugin.registry import KINDS, Registry
+
+#: ``describe KIND``: the singular a user types, or the plural ``list`` uses.
+SINGULAR = {kind[:-1]: kind for kind in KINDS}
+
+
+def kind_of(word: str) -> str:
+    """``backbone`` or ``backbones`` → ``backbones``; anything else is a one-line error."""
+    if word in KINDS:
+        return word
+    if word in SINGULAR:
+        return SINGULAR[word]
+    raise HarnessError(f"unknown kind {word!r}; expected one of {', '.join(SINGULAR)}")
+
+
+def spec_info(registry: Registry, kind: str, name: str, schema: bool = True) -> dict[str, Any]:
+    entry = registry.entries[kind].get(name)
+    if entry is None:
+        registry.get(kind, name)  # raises with the close match and the known names
+    spec = entry.spec
+    model = getattr(spec, "options", None) or Options  # engines take no options
+    info: dict[str, Any] = {
+        "kind": kind[:-1], "name": name, "description": spec.description,
+        "plugin": entry.plugin, "distribution": registry.distributions.get(entry.plugin, ""),
+    }
+    if kind == "backbones":
+        info["engines"] = sorted(spec.builders)
+    if kind == "engines":
+        info["framework"] = spec.framework
+        info["installed"] = framework_installed(spec.framework)
+    if getattr(spec, "source", ""):
+        info["source"] = spec.source
+    info["options"] = option_rows(model)
+    if schema:
+        info["options_schema"] = model.model_json_schema()
+    return info
+
+
+def framework_installed(framework: str) -> bool:
+    """Whether an engine's framework can be imported here (without importing it)."""
+    if not framework:
+        return True
+    try:
+        return importlib.util.find_spec(framework) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_engine(registry: Registry, backbone: str) -> str:
+    """The first engine (by name) that builds ``backbone`` and whose framework is installed."""
+    spec = registry.get("backbones", backbone)
+    for engine in sorted(spec.builders):
+        known = registry.entries["engines"].get(engine)
+        if known is not None and framework_installed(known.spec.framework):
+            return engine
+    raise HarnessError(f"backbone {backbone!r} is built by {', '.join(sorted(spec.builders))}, "
+                       "but no such engine is installed with its framework")
+
+
+_SIGNS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<",
+          "minItems": "items >=", "maxItems": "items <=", "minLength": "length >=",
+          "maxLength": "length <="}
+
+
+def _bound(key: str, value: Any) -> str:
+    each = key.startswith("each ")
+    key = key.removeprefix("each ")
+    return ("each " if each else "") + f"{_SIGNS.get(key, key)} {value}"
+
+
+def render(info: dict[str, Any]) -> list[str]:
+    """``describe`` as text: a header, then one line per option."""
+    lines = [f"{info['kind']} {info['name']}: {info['description']}",
+             f"  plugin: {info['plugin']}"
+             + (f" ({info['distribution']})" if info.get("distribution") else "")]
+    if "engines" in info:
+        lines.append(f"  engines: {', '.join(info['engines'])}")
+    if "framework" in info:
+        lines.append(f"  framework: {info['framework'] or '(none)'}"
+                     + ("" if info["installed"] else " (not installed)"))
+    if info.get("source"):
+        lines.append(f"  source: {info['source']}")
+    options = info.get("options") or []
+    lines.append("  options:" if options else "  options: none")
+    for row in options:
+        default = "required" if row["required"] else f"default {row['default']!r}"
+        bounds = ", ".join(_bound(k, v) for k, v in row["bounds"].items())
+        lines.append(f"    {row['name']} ({row['type']}; {default}"
+                     + (f"; {bounds}" if bounds else "") + ")"
+                     + (f": {row['help']}" if row["help"] else ""))
+    return lines

@@ -1,0 +1,89 @@
+"""The core names no plugin: built-in plugin names appear in ``harness/`` only as defaults
+documented in the suite model (``harness/config/suite.py``) and in the test helpers.
+
+Engine names are left out (``BACKBONE_CONTRACT`` states the contract per framework), and so
+are names that are also plain words of the core's own vocabulary (``none`` weights,
+``focal`` loss, ``paper`` head and selection, ``local``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from harness.plugin.registry import build_registry
+
+HARNESS = Path(__file__).resolve().parents[1] / "harness"
+DOCUMENTED_DEFAULTS = {"config/suite.py"}
+VOCABULARY = {"none", "focal", "paper", "files", "local"}
+#: Known places still to move out of the core, each with the command it serves.
+KNOWN = {
+    ("cli/data_commands.py", "rsna"),      # data bench-decode times the rsna reader
+    ("cli/model_commands.py", "xception"),  # bench's default backbones
+    ("cli/model_commands.py", "resnet50v2"),
+    ("cli/model_commands.py", "concat"),
+    ("cli/describe.py", "concat"),          # bench's per-backbone batch size of the paper
+}
+
+
+def builtin_names() -> set[str]:
+    registry = build_registry()
+    names = set()
+    for kind, entries in registry.entries.items():
+        if kind == "engines":
+            continue
+        for name, entry in entries.items():
+            if registry.distributions.get(entry.plugin, "").startswith("cxr-harness "):
+                names.add(name)
+    return names - VOCABULARY
+
+
+def test_no_builtin_plugin_name_in_the_core():
+    names = builtin_names()
+    assert {"phased", "ieee8023", "rsna", "synthetic", "grouped-kfold", "tiny"} <= names
+    alternatives = "|".join(map(re.escape, sorted(names)))
+    pattern = re.compile("[\"'](" + alternatives + ")[\"']")
+    found = set()
+    for path in HARNESS.rglob("*.py"):
+        rel = path.relative_to(HARNESS).as_posix()
+        if rel in DOCUMENTED_DEFAULTS or rel.startswith("testing/"):
+            continue
+        for match in pattern.finditer(path.read_text()):
+            found.add((rel, match.group(1)))
+    assert found - KNOWN == set(), sorted(found - KNOWN)
+
+
+def test_budget_reference_is_a_suite_setting(make_suite, run_harness, tmp_path):
+    import json
+
+    suite = make_suite("ref", matrix={"sampler": ["none", "oversample"]}, budget="equal",
+                       budget_reference="undersampel")
+    result = run_harness("run", suite, "--dry-run")
+    assert result.exit_code == 2
+    assert "ref.yaml: budget_reference: unknown sampler 'undersampel'. Did you mean " \
+           "'undersample'?" in result.output
+    suite = make_suite("ref", matrix={"sampler": ["none", "oversample"]}, budget="equal",
+                       budget_reference="undersample")
+    result = run_harness("run", suite, "--only", "fold=1", "--runs-dir", tmp_path / "runs",
+                         "--no-report")
+    assert result.exit_code == 0, result.output
+    budgets = {json.loads(p.read_text())["sampler"]: json.loads(p.read_text())["budget"]
+               for p in (tmp_path / "runs" / "ref").glob("*/plan.json")}
+    # both get undersample's budget (2 epochs of a few images per class), well under the
+    # natural budget of none (2 epochs of the ~60 training images of fold 1)
+    assert budgets["none"] == budgets["oversample"] < 2 * 60
+
+
+def test_report_references_come_from_the_suite():
+    from types import SimpleNamespace
+
+    from harness.analysis.compare import ordered_strategies
+
+    def run(sampler, refs):
+        config = {"suite": {"report": {"references": refs}}} if refs is not None else {}
+        return SimpleNamespace(sampler=sampler, config=config)
+
+    runs = [run(s, ["focal"]) for s in ("none", "phased", "focal")]
+    assert ordered_strategies(runs) == ["focal", "none", "phased"]
+    old = [run(s, None) for s in ("focal", "phased", "none")]  # folders before the setting
+    assert ordered_strategies(old) == ["none", "phased", "focal"]
