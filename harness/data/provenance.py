@@ -16,6 +16,19 @@ from harness.plugin.check import dataset_context, dataset_options
 from harness.plugin.registry import Registry
 
 
+def dataset_version(suite: Suite, registry: Registry, i: int) -> dict[str, Any]:
+    """The version of the suite's ``i``-th dataset: ``DatasetSpec.version``, else its
+    ``fingerprint``, else nothing."""
+    ref = suite.datasets[i]
+    spec = registry.get("datasets", ref.name)
+    options, context = dataset_options(suite, registry, i), dataset_context(suite, i)
+    if spec.version is not None:
+        return dict(spec.version(options, context))
+    if spec.fingerprint is not None:
+        return {"fingerprint": spec.fingerprint(options, context)}
+    return {}
+
+
 def data_provenance(suite: Suite, records: pd.DataFrame, registry: Registry) -> dict[str, Any]:
     """``{dataset: {"version": {...}, "options": {...}, "counts": {class: n}, "images": n}}``.
 
@@ -25,14 +38,7 @@ def data_provenance(suite: Suite, records: pd.DataFrame, registry: Registry) -> 
     out: dict[str, Any] = {}
     by_dataset = records.groupby("_dataset")["label"] if "_dataset" in records else None
     for i, ref in enumerate(suite.datasets):
-        spec = registry.get("datasets", ref.name)
-        options, context = dataset_options(suite, registry, i), dataset_context(suite, i)
-        if spec.version is not None:
-            version = dict(spec.version(options, context))
-        elif spec.fingerprint is not None:
-            version = {"fingerprint": spec.fingerprint(options, context)}
-        else:
-            version = {}
+        version = dataset_version(suite, registry, i)
         labels = (by_dataset.get_group(ref.name) if by_dataset is not None
                   and ref.name in by_dataset.groups else pd.Series([], dtype=str))
         found = labels.value_counts().to_dict()

@@ -96,19 +96,12 @@ def current_data_versions(suite: Suite, registry: Registry) -> dict[str, Any] | 
     ``None`` when a dataset cannot say (its root is missing, say): the data part is then
     left out of the comparison rather than failing a dry run.
     """
-    from harness.plugin.check import dataset_context, dataset_options
+    from harness.data.provenance import dataset_version
 
     out = {}
     for i, ref in enumerate(suite.datasets):
-        spec = registry.get("datasets", ref.name)
         try:
-            options, context = dataset_options(suite, registry, i), dataset_context(suite, i)
-            if spec.version is not None:
-                version = dict(spec.version(options, context))
-            elif spec.fingerprint is not None:
-                version = {"fingerprint": spec.fingerprint(options, context)}
-            else:
-                version = {}
+            version = dataset_version(suite, registry, i)
         except Exception:  # noqa: BLE001 - a dataset that cannot say now is compared later
             return None
         out[ref.name] = version
