@@ -18,7 +18,6 @@ DOCUMENTED_DEFAULTS = {"config/suite.py"}
 VOCABULARY = {"none", "focal", "paper", "files", "local"}
 #: Known places still to move out of the core, each with the command it serves.
 KNOWN = {
-    ("cli/data_commands.py", "rsna"),      # data bench-decode times the rsna reader
     ("cli/model_commands.py", "xception"),  # bench's default backbones
     ("cli/model_commands.py", "resnet50v2"),
     ("cli/model_commands.py", "concat"),

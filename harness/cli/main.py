@@ -28,14 +28,38 @@ LAZY_COMMANDS = {
 }
 
 
-#: Entry-point group through which plugins add commands (e.g. ``harness weights``).
+#: Entry-point group through which plugins add commands: a click command (or group) per
+#: entry point, imported only when it runs or ``--help`` lists it. The entry point's name
+#: is the command's path below ``harness``: ``weights`` adds ``harness weights``;
+#: ``data.bench-decode`` adds ``bench-decode`` to the core's ``data`` group (every core
+#: group built with :class:`PluginCommandGroup` takes subcommands this way). A core command
+#: of the same name wins over a plugin's.
 COMMANDS_GROUP = "harness.commands"
 
 
-def plugin_commands() -> dict:
+def plugin_commands(path: str = "") -> dict:
+    """Entry points of ``COMMANDS_GROUP`` directly below the group ``path`` ("" = top)."""
     from importlib.metadata import entry_points
 
-    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+    prefix = f"{path}." if path else ""
+    found = {}
+    for ep in entry_points(group=COMMANDS_GROUP):
+        if ep.name.startswith(prefix) and "." not in (rest := ep.name[len(prefix):]):
+            found[rest] = ep
+    return found
+
+
+class PluginCommandGroup(click.Group):
+    """A core command group that plugins extend through ``COMMANDS_GROUP``."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(plugin_commands(self.name)))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in (found := plugin_commands(self.name)):
+            command = found[name].load()
+        return command
 
 
 class LazyGroup(click.Group):
