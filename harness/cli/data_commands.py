@@ -9,7 +9,6 @@ the built-in DICOM reader adds ``bench-decode``).
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 import warnings
@@ -21,6 +20,7 @@ import numpy as np
 
 from harness.cli.main import PluginCommandGroup
 from harness.errors import HarnessError
+from harness.interrupts import exit_code
 from harness.plugin.specs import DEFAULT_CLASSES
 
 
@@ -198,7 +198,7 @@ def prepare_command(suite_file, quiet):
     except KeyboardInterrupt as exc:
         click.secho("interrupted: every image decoded so far is kept in the cache; run the "
                     "same command to decode the rest", fg="yellow", err=True)
-        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
+        sys.exit(exit_code(exc))
     seconds = time.perf_counter() - started
     fill = cache.path / "last_fill.json"  # written by the cache only when it decoded images
     fresh = fill.is_file() and fill.stat().st_mtime_ns >= wall_ns

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
 import sys
 
 import click
 
 from harness.errors import HarnessError
+from harness.interrupts import exit_code, signals_interrupt
 from harness.plugin.registry import KINDS
 
 #: command name -> "module:attribute"
@@ -88,7 +88,7 @@ class LazyGroup(click.Group):
             sys.exit(2)
         except KeyboardInterrupt as exc:  # 128 + the signal, as shells report it (not 1)
             click.secho("interrupted", fg="yellow", err=True)
-            sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
+            sys.exit(exit_code(exc))
 
 
 #: ``-v`` given: user-facing errors come with their traceback too.
@@ -166,17 +166,20 @@ def run_command(ctx, suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_
             click.echo(line, err=as_json)
 
     try:
-        result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
-                           runs_root=runs_dir, reports_root=reports_dir,
-                           render=not no_report and not dry_run, echo=echo,
-                           rerun=rerun)
+        # SIGTERM (preemption, kill) stops like Ctrl-C: the running worker gets SIGINT and
+        # writes its checkpoint and ``interrupted`` before this process exits 143.
+        with signals_interrupt():
+            result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
+                               runs_root=runs_dir, reports_root=reports_dir,
+                               render=not no_report and not dry_run, echo=echo,
+                               rerun=rerun)
     except StopSuite as exc:
         click.secho(f"stopped: {exc}", fg="red", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.secho("interrupted: finished runs are kept; run the same command to resume",
                     fg="yellow", err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc))
     if dry_run:
         rows = dry_run_table(result, runs_dir)
         stale = set(result.stale)
