@@ -154,13 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         message = (str(exc) if isinstance(exc, HarnessError)
                    else f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted"
+        if isinstance(exc, KeyboardInterrupt):  # the loop says where it stopped, if it did
+            from harness.training.loop import Interrupted
+
+            message = str(exc) if isinstance(exc, Interrupted) else "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
             RunFolder(run_dir).write_status(state, error=message,
+                                            seconds=time.time() - started,
                                             traceback=traceback.format_exc())
-        print(f"run {run_dir.name} failed: {message}", file=sys.stderr)
+        print(f"run {run_dir.name} {state}: {message}", file=sys.stderr)
         if trackers:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
