@@ -2,8 +2,7 @@
 
 ``summary`` shows Table 1 (images per source and class), every excluded row by reason and
 each fold's composition, without decoding any image. ``prepare`` fills the image cache.
-``fetch`` runs the dataset's own fetch step (ieee8023: a pinned clone; RSNA: the Kaggle
-steps). Plugins add their own subcommands to this group (``harness.cli.main.COMMANDS_GROUP``;
+``fetch`` runs the dataset's own fetch step (``DatasetSpec.fetch``). Plugins add their own subcommands to this group (``harness.cli.main.COMMANDS_GROUP``;
 the built-in DICOM reader adds ``bench-decode``).
 """
 
@@ -129,9 +128,10 @@ def near_duplicates(suite, records, registry):
 @click.argument("suite_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--dataset", help="Summarise one dataset without a suite (with --root).")
 @click.option("--root", type=click.Path(), help="The dataset folder (with --dataset).")
-@click.option("--mapping", help="Label mapping preset for --dataset (ieee8023: paper, current).")
-@click.option("--verify", is_flag=True, help="Also open every image header (counts unreadable "
-              "files; ieee8023).")
+@click.option("--mapping", help="The dataset's 'mapping' option, for --dataset (its presets: "
+              "harness describe dataset NAME).")
+@click.option("--verify", is_flag=True, help="Set the dataset's 'verify' option, for datasets "
+              "that have one (open every image header, count unreadable files).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def summary_command(suite_file, dataset, root, mapping, verify, as_json):
     """Table 1, exclusions by reason, near-duplicate images across patients and the per-fold
@@ -226,9 +226,9 @@ def prepare_command(suite_file, quiet):
               "(a commit id, or 'latest'); default: the dataset's documented one.")
 @click.option("--url", help="Fetch from here instead of the dataset's home (a mirror).")
 def fetch_command(dataset, dest, commit, url):
-    """Get a copy of DATASET into DEST, or print how (each dataset says: `harness list
-    datasets`). ieee8023 is cloned at the last commit before 11 April 2020, close to the
-    paper's data (`--commit latest` for the newest); rsna prints the Kaggle steps."""
+    """Get a copy of DATASET into DEST, or print how: the dataset's own fetch step
+    (`DatasetSpec.fetch`). A dataset kept in git is checked out at its documented commit
+    unless --commit says otherwise; others print the steps to follow."""
     from harness.plugin.registry import build_registry
 
     spec = build_registry().get("datasets", dataset)
