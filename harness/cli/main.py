@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line_warnings
 from harness.interrupts import exit_code, signals_interrupt
 from harness.plugin.registry import KINDS
 
@@ -109,6 +109,7 @@ def main(ctx, quiet, verbose):
     """
     ctx.obj = {"quiet": quiet}
     VERBOSE[0] = verbose
+    one_line_warnings()
     if quiet:
         os.environ["HARNESS_QUIET"] = "1"  # the worker processes inherit it
 

@@ -22,7 +22,7 @@ import numpy as np
 from harness.config.suite import RunSpec, Training
 from harness.config.validate import to_dataclass
 from harness.data.cache import open_cache
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line_warnings
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
 from harness.runs import launch, tracking
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
     launch.worker_signals()
+    one_line_warnings()
     started = time.time()
     lock = RunFolder(run_dir).lock()
     trackers = tracking.Trackers()
