@@ -8,7 +8,6 @@ weight decay. ``Describe`` adds the optional bench/describe primitives.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +20,10 @@ from harness.training.engine import (
     StateMismatch,
     Tally,
     classifier_init,
+    flatten,
     pack_state,
     stack_probabilities,
+    unflatten,
     unpack_state,
 )
 
@@ -135,20 +136,16 @@ class TorchModel(Describe):
             raise StateMismatch("weights", str(exc)) from exc
 
     def get_state(self) -> dict[str, np.ndarray]:
-        slots = {f"{index}/{key}": self._host(v) if hasattr(v, "detach") else np.asarray(v)
-                 for index, values in self.optimizer.state_dict()["state"].items()
-                 for key, v in values.items()}
+        slots = flatten(self.optimizer.state_dict()["state"],
+                        lambda v: self._host(v) if hasattr(v, "detach") else np.asarray(v))
         scaler = {k: np.asarray(v) for k, v in self.scaler.state_dict().items()}
         return pack_state(model=self.get_weights(), optim=slots, scaler=scaler)
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.set_weights(unpack_state(state, "model"))
-        slots: dict[int, dict[str, Any]] = {}
-        for key, value in unpack_state(state, "optim").items():
-            index, name = key.split("/", 1)
-            slots.setdefault(int(index), {})[name] = torch.from_numpy(np.array(value))
         saved = self.optimizer.state_dict()
-        saved["state"] = slots
+        saved["state"] = {int(i): {k: torch.from_numpy(np.array(v)) for k, v in slots.items()}
+                          for i, slots in unflatten(unpack_state(state, "optim")).items()}
         self.optimizer.load_state_dict(saved)
         scaler = {k: v.item() for k, v in unpack_state(state, "scaler").items()}
         if scaler and self.scaler.is_enabled():
