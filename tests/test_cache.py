@@ -141,3 +141,22 @@ def test_chunks_keep_every_worker_busy_to_the_end():
         for workers in (2, 4, 8):
             tasks = -(-todo // chunk_size(todo, workers))
             assert tasks >= min(todo, 8 * workers)
+
+
+def test_a_cache_larger_than_the_free_disk_is_refused_before_it_starts(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import pytest
+
+    from harness.errors import HarnessError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 5000, 5000))
+    with pytest.raises(HarnessError, match=r"needs 0\.01 MB more on .* has 0\.01 MB free: lower "
+                                           r"image_size, or point cache_dir to a larger disk"):
+        fill(tmp_path, frame(7), size=32)  # 7 x 32 x 32 = 7168 bytes
+    assert decodes(tmp_path) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 8000))
+    cache, errors = fill(tmp_path, frame(7), size=32)
+    assert errors == {} and int(cache.images[6].mean()) == 60

@@ -85,8 +85,9 @@ def test_bench_data_fits_every_batch_size(tmp_path):
     # The pipeline is timed at batch 30 while concat trains at 20: the noise cache must hold
     # the larger (this crashed `harness bench --engine torch --backbone concat`).
     from harness.cli.describe import _bench_data, batch_sizes
+    from harness.plugin.registry import build_registry
 
-    sizes = batch_sizes(["concat", "xception"], None)
+    sizes = batch_sizes(build_registry(), ["concat", "xception"], None)
     assert sizes == {"concat": 20, "xception": 30}
     cache, labels = _bench_data(tmp_path, [30, *sizes.values()], steps=3, image_size=8)
     assert cache.shape == (120, 8, 8) and len(labels) == 120

@@ -297,3 +297,17 @@ def test_mlflow_server_down_warns_once_and_costs_at_most_the_timeout(make_suite,
     settings = store.read_json(tmp_path / "runs" / "down" / "trackers.json")
     assert settings["trackers"][0]["off"] is True
     assert elapsed < 3 + 60  # the suite's own work, plus one timeout
+
+
+def test_a_tracker_warning_is_one_line_for_the_user():
+    import subprocess
+    import sys
+
+    code = ("import warnings; from harness.errors import one_line_warnings; "
+            "from harness.runs.tracking import TrackerWarning; one_line_warnings(); "
+            "warnings.warn(TrackerWarning(\"tracker 'mlflow' is off for this process: refused\"));"
+            " warnings.warn('a developer warning')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stderr.splitlines()
+    assert err[0] == "warning: tracker 'mlflow' is off for this process: refused"
+    assert "UserWarning: a developer warning" in err[1]  # others keep Python's format

@@ -31,8 +31,8 @@ from harness.errors import HarnessError
 from harness.plugin.options import validate_options
 from harness.plugin.registry import build_registry
 
-#: The paper's batch sizes (30 for a single network, 20 for the concatenation).
-PAPER_BATCH = {"concat": 20}
+#: The batch size of a backbone without a ``published_batch_size`` (the paper's, for a
+#: single network).
 DEFAULT_BATCH = 30
 
 
@@ -103,8 +103,10 @@ def _fake_cache(folder: Path, n: int, size: int) -> np.ndarray:
     return np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=(n, size, size))
 
 
-def batch_sizes(backbones: list[str], batch_size: int | None) -> dict[str, int]:
-    return {b: batch_size or PAPER_BATCH.get(b, DEFAULT_BATCH) for b in backbones}
+def batch_sizes(registry, backbones: list[str], batch_size: int | None) -> dict[str, int]:
+    """``batch_size`` for every backbone, or else each one's published batch size."""
+    return {b: batch_size or registry.get("backbones", b).published_batch_size
+            or DEFAULT_BATCH for b in backbones}
 
 
 def _bench_data(folder: Path, sizes: list[int], steps: int, image_size: int
@@ -133,7 +135,7 @@ def bench(engine: str, backbones: list[str], image_size: int, batch_size: int | 
     from harness.training.batches import free_cores, image_batches
 
     threads = free_cores()
-    sizes = batch_sizes(backbones, batch_size)
+    sizes = batch_sizes(build_registry(list(plugins)), backbones, batch_size)
     pipeline_batch = batch_size or DEFAULT_BATCH
     results: dict[str, Any] = {"engine": engine, "threads": threads, "models": []}
     rng = np.random.default_rng(0)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
 import sys
 
 import click
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line_warnings
+from harness.interrupts import exit_code, signals_interrupt
 from harness.plugin.registry import KINDS
 
 #: command name -> "module:attribute"
@@ -28,14 +28,38 @@ LAZY_COMMANDS = {
 }
 
 
-#: Entry-point group through which plugins add commands (e.g. ``harness weights``).
+#: Entry-point group through which plugins add commands: a click command (or group) per
+#: entry point, imported only when it runs or ``--help`` lists it. The entry point's name
+#: is the command's path below ``harness``: ``weights`` adds ``harness weights``;
+#: ``data.bench-decode`` adds ``bench-decode`` to the core's ``data`` group (every core
+#: group built with :class:`PluginCommandGroup` takes subcommands this way). A core command
+#: of the same name wins over a plugin's.
 COMMANDS_GROUP = "harness.commands"
 
 
-def plugin_commands() -> dict:
+def plugin_commands(path: str = "") -> dict:
+    """Entry points of ``COMMANDS_GROUP`` directly below the group ``path`` ("" = top)."""
     from importlib.metadata import entry_points
 
-    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+    prefix = f"{path}." if path else ""
+    found = {}
+    for ep in entry_points(group=COMMANDS_GROUP):
+        if ep.name.startswith(prefix) and "." not in (rest := ep.name[len(prefix):]):
+            found[rest] = ep
+    return found
+
+
+class PluginCommandGroup(click.Group):
+    """A core command group that plugins extend through ``COMMANDS_GROUP``."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(plugin_commands(self.name)))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in (found := plugin_commands(self.name)):
+            command = found[name].load()
+        return command
 
 
 class LazyGroup(click.Group):
@@ -64,7 +88,7 @@ class LazyGroup(click.Group):
             sys.exit(2)
         except KeyboardInterrupt as exc:  # 128 + the signal, as shells report it (not 1)
             click.secho("interrupted", fg="yellow", err=True)
-            sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
+            sys.exit(exit_code(exc))
 
 
 #: ``-v`` given: user-facing errors come with their traceback too.
@@ -85,6 +109,7 @@ def main(ctx, quiet, verbose):
     """
     ctx.obj = {"quiet": quiet}
     VERBOSE[0] = verbose
+    one_line_warnings()
     if quiet:
         os.environ["HARNESS_QUIET"] = "1"  # the worker processes inherit it
 
@@ -142,17 +167,20 @@ def run_command(ctx, suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_
             click.echo(line, err=as_json)
 
     try:
-        result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
-                           runs_root=runs_dir, reports_root=reports_dir,
-                           render=not no_report and not dry_run, echo=echo,
-                           rerun=rerun)
+        # SIGTERM (preemption, kill) stops like Ctrl-C: the running worker gets SIGINT and
+        # writes its checkpoint and ``interrupted`` before this process exits 143.
+        with signals_interrupt():
+            result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
+                               runs_root=runs_dir, reports_root=reports_dir,
+                               render=not no_report and not dry_run, echo=echo,
+                               rerun=rerun)
     except StopSuite as exc:
         click.secho(f"stopped: {exc}", fg="red", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.secho("interrupted: finished runs are kept; run the same command to resume",
                     fg="yellow", err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc))
     if dry_run:
         rows = dry_run_table(result, runs_dir)
         stale = set(result.stale)

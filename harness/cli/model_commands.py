@@ -16,8 +16,6 @@ import click
 
 from harness.errors import HarnessError
 
-ENGINES = ("keras", "torch")
-
 
 def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run ``harness.cli.describe`` ``task`` in a fresh Python and return its JSON result."""
@@ -39,13 +37,13 @@ def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[st
     return result["ok"]
 
 
-def _check_backbone(name: str, engine: str | None, plugins: tuple[str, ...]):
+def _check_backbone(name: str, engine: str | None, plugins: tuple[str, ...], registry=None):
     """Fail early, without a framework, on an unknown backbone or a missing build; returns
     the backbone's description (``harness.plugin.info``) and the engine to build it with."""
     from harness.plugin.info import default_engine, spec_info
     from harness.plugin.registry import build_registry
 
-    registry = build_registry(plugins)
+    registry = registry or build_registry(plugins)
     info = spec_info(registry, "backbones", name, schema=False)
     engine = engine or default_engine(registry, name)
     registry.get("engines", engine)
@@ -80,8 +78,7 @@ def describe_command(kind, name, engine, image_size, head, n_classes, weights, n
 
     KIND is dataset, backbone, sampler, splitter, engine, executor or tracker. A backbone is
     also built (in a child process) for its feature-map shape and parameter counts with the
-    shared head. Example: harness describe backbone concat --engine keras --image-size 300
-    (the paper's network: 48,928,811 parameters).
+    shared head. Example: harness describe backbone tiny --engine torch --image-size 64.
     """
     from harness.plugin.info import kind_of, render, spec_info
     from harness.plugin.registry import build_registry
@@ -108,14 +105,60 @@ def describe_command(kind, name, engine, image_size, head, n_classes, weights, n
                    f"{_n(p['non_trainable']):>16}")
 
 
+def bench_backbones(registry, backbones: tuple[str, ...]) -> list[str]:
+    """The backbones given, or else those whose spec says ``bench_default``."""
+    if backbones:
+        return list(backbones)
+    found = [name for name, entry in registry.entries["backbones"].items()
+             if entry.spec.bench_default]
+    if not found:
+        raise HarnessError("no installed backbone is a bench default (BackboneSpec."
+                           "bench_default); name one with --backbone")
+    return found
+
+
+def bench_engines(registry, engine: str, backbones: list[str]
+                  ) -> tuple[list[str], dict[str, str]]:
+    """The engines to time, and those ``all`` skips with the reason.
+
+    ``all`` is every registered engine whose framework is installed and that builds every
+    backbone; a named engine must be both, or the command fails.
+    """
+    from harness.plugin.info import framework_installed
+
+    if engine != "all":
+        spec = registry.get("engines", engine)
+        if not framework_installed(spec.framework):
+            raise HarnessError(f"engine {engine!r} needs {spec.framework}, which is not "
+                               "installed here")
+        return [engine], {}
+    chosen, skipped = [], {}
+    for name in registry.names("engines"):
+        spec = registry.get("engines", name)
+        lacking = [b for b in backbones
+                   if name not in registry.get("backbones", b).builders]
+        if not framework_installed(spec.framework):
+            skipped[name] = f"{spec.framework} is not installed"
+        elif lacking:
+            skipped[name] = f"no {name} build of {', '.join(lacking)}"
+        else:
+            chosen.append(name)
+    if not chosen:
+        raise HarnessError("no engine can time " + ", ".join(backbones) + ": "
+                           + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return chosen, skipped
+
+
 @click.command("bench")
-@click.option("--engine", type=click.Choice([*ENGINES, "all"]), default="all",
-              show_default=True)
+@click.option("--engine", default="all", show_default=True,
+              help="An engine (harness list engines), or all: every engine whose framework "
+                   "is installed.")
 @click.option("--backbone", "backbones", multiple=True,
-              help="Backbone to time (repeatable); default: xception, resnet50v2, concat.")
+              help="Backbone to time (repeatable); default: the backbones whose plugin marks "
+                   "them as bench defaults (harness describe backbone NAME).")
 @click.option("--image-size", type=int, default=300, show_default=True)
 @click.option("--batch-size", type=int, default=None,
-              help="Default: the paper's (30; 20 for concat).")
+              help="Default: each backbone's published batch size, else 30.")
 @click.option("--steps", type=int, default=10, show_default=True,
               help="Timed steps per measurement (after one warm-up step).")
 @click.option("--head", type=click.Choice(["paper", "gap"]), default="paper", show_default=True)
@@ -134,14 +177,19 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
     baseline is Keras ImageDataGenerator(...).flow with the paper's Table 2 settings, timed
     on the same machine in the same run.
     """
+    from harness.plugin.info import framework_installed
+    from harness.plugin.registry import build_registry
+
     if steps < 1:
         raise HarnessError(f"--steps must be >= 1; got {steps}")
-    engines = list(ENGINES) if engine == "all" else [engine]
-    backbones = list(backbones) or ["xception", "resnet50v2", "concat"]
+    registry = build_registry(plugins)
+    backbones = bench_backbones(registry, backbones)
+    engines, skipped = bench_engines(registry, engine, backbones)
     for e in engines:
         for b in backbones:
-            _check_backbone(b, e, plugins)
-    results: dict[str, Any] = {"image_size": image_size, "steps": steps, "engines": {}}
+            _check_backbone(b, e, plugins, registry)
+    results: dict[str, Any] = {"image_size": image_size, "steps": steps, "engines": {},
+                               "skipped_engines": skipped}
     for e in engines:
         results["engines"][e] = run_child(
             "bench", engine=e, backbones=backbones, image_size=image_size,
@@ -149,9 +197,11 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
             head=head, overhead=overhead)
     if overhead:
         _add_projections(results)
-    results["paper_pipeline"] = run_child("paper-pipeline", image_size=image_size,
-                                          batch_size=batch_size, steps=steps)
-    paper_rate = results["paper_pipeline"]["images_per_s"]
+    # The baseline is Keras's ImageDataGenerator: without TensorFlow there is none.
+    results["paper_pipeline"] = (
+        run_child("paper-pipeline", image_size=image_size, batch_size=batch_size, steps=steps)
+        if framework_installed("tensorflow") else None)
+    paper_rate = (results["paper_pipeline"] or {}).get("images_per_s")
     for r in results["engines"].values():
         rate = r["pipeline"]["images_per_s"]
         r["pipeline"]["ratio_vs_paper"] = round(rate / paper_rate, 2) if paper_rate else None
@@ -169,7 +219,11 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
             click.echo(f"{e:<8}{r['device']:<10}{r['precision']:<16}{m['backbone']:<18}"
                        f"{m['batch_size']:>6}{m['train_images_per_s']:>13.1f}"
                        f"{m['infer_images_per_s']:>13.1f}")
-    click.echo(f"paper pipeline (ImageDataGenerator.flow, Table 2): {paper_rate:.1f} img/s")
+    for e, reason in skipped.items():
+        click.echo(f"skipped engine {e}: {reason}")
+    click.echo("paper pipeline (ImageDataGenerator.flow, Table 2): "
+               + (f"{paper_rate:.1f} img/s" if results["paper_pipeline"] else
+                  "not measured: tensorflow is not installed"))
     for e, r in results["engines"].items():
         p = r["pipeline"]
         ratio = f"{p['ratio_vs_paper']:.2f}x" if p["ratio_vs_paper"] is not None else "n/a"

@@ -15,7 +15,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.interrupts import Interrupted, signals_interrupt
 from harness.progress import is_enabled, progress_bar
 from harness.runs import store
 
@@ -90,16 +90,8 @@ def open_cache(path: str | Path) -> CacheView:
     return CacheView(path=path, images=images, uids=index["uids"])
 
 
-class FillInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived while the cache filled; ``signum`` says which.
-
-    A KeyboardInterrupt, so every caller that already stops cleanly on Ctrl-C does the same
-    on SIGTERM (a scheduler's preemption, ``kill``).
-    """
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+class FillInterrupted(Interrupted):
+    """SIGINT or SIGTERM arrived while the cache filled; ``signum`` says which."""
 
 
 class _Filler:
@@ -180,28 +172,6 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
             process.join(timeout=1.0)
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into :class:`FillInterrupted` while the block runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise FillInterrupted(signum)
-
-    # Only where Python's defaults are in place: a caller's own handler (or an ignored
-    # SIGINT under nohup) is kept.
-    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    previous = {s: signal.signal(s, interrupt) for s, default in defaults.items()
-                if signal.getsignal(s) is default}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def chunk_size(todo: int, workers: int) -> int:
     """Rows per task: about 32 tasks per worker, so that the last tasks leave no worker idle
     for long, and at most 16 rows, so that progress and errors are recorded often. A task
@@ -269,8 +239,15 @@ def _fill_locked(path: Path, uids: list[str], records: Any, readers: Mapping[str
                  options: Mapping[str, Mapping[str, Any]], size: int, workers: int | None,
                  chunk: int | None, show_progress: bool) -> dict[str, str]:
     n = len(uids)
+    _check_space(path, max(n, 1) * size * size)
     if not (path / INDEX).exists():
-        np.memmap(path / IMAGES, dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size)).flush()
+        try:
+            np.memmap(path / IMAGES, dtype=np.uint8, mode="w+",
+                      shape=(max(n, 1), size, size)).flush()
+        except OSError as exc:
+            raise HarnessError(f"cannot create the image cache {path / IMAGES} "
+                               f"({_gb(max(n, 1) * size * size)}): {exc.strerror or exc}"
+                               ) from None
         np.save(path / FILLED, np.zeros(n, dtype=bool))
         store.write_json(path / ERRORS, {})
         store.write_json(path / INDEX, {"n": n, "size": size, "uids": uids})
@@ -284,7 +261,7 @@ def _fill_locked(path: Path, uids: list[str], records: Any, readers: Mapping[str
     args = (path, n, size, records.to_dict("records"), dict(readers), dict(options))
     started = time.perf_counter()
     rows = todo
-    with _sigterm_interrupts():
+    with signals_interrupt(FillInterrupted):
         try:
             while rows:
                 crashed = _fill_in_pool(workers, rows, chunk or chunk_size(len(rows), workers),
@@ -298,6 +275,28 @@ def _fill_locked(path: Path, uids: list[str], records: Any, readers: Mapping[str
     rate = len(todo) / max(time.perf_counter() - started, 1e-9)
     store.write_json(path / "last_fill.json", {"images": len(todo), "images_per_s": rate})
     return errors
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.2f} MB"
+
+
+def _check_space(path: Path, total: int) -> None:
+    """Refuse a fill the disk cannot hold, before it starts.
+
+    The cache is a sparse file that takes disk space as images are written into its memory
+    map; a full disk then kills the process with SIGBUS mid-fill instead of raising an error.
+    """
+    import shutil
+
+    images = path / IMAGES
+    allocated = images.stat().st_blocks * 512 if images.exists() else 0
+    needed = max(0, total - allocated)
+    free = shutil.disk_usage(path).free
+    if needed > free:
+        raise HarnessError(
+            f"the image cache needs {_gb(needed)} more on {path} and the disk has "
+            f"{_gb(free)} free: lower image_size, or point cache_dir to a larger disk")
 
 
 def _record(errors: dict[str, str], uids: list[str], bad: dict[int, str], path: Path) -> None:

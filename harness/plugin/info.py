@@ -39,6 +39,8 @@ def spec_info(registry: Registry, kind: str, name: str, schema: bool = True) -> 
     }
     if kind == "backbones":
         info["engines"] = sorted(spec.builders)
+        info["published_batch_size"] = spec.published_batch_size
+        info["bench_default"] = spec.bench_default
     if kind == "engines":
         info["framework"] = spec.framework
         info["installed"] = framework_installed(spec.framework)
@@ -89,6 +91,10 @@ def render(info: dict[str, Any]) -> list[str]:
              + (f" ({info['distribution']})" if info.get("distribution") else "")]
     if "engines" in info:
         lines.append(f"  engines: {', '.join(info['engines'])}")
+    if info.get("published_batch_size"):
+        lines.append(f"  published batch size: {info['published_batch_size']}")
+    if info.get("bench_default"):
+        lines.append("  timed by default: harness bench")
     if "framework" in info:
         lines.append(f"  framework: {info['framework'] or '(none)'}"
                      + ("" if info["installed"] else " (not installed)"))

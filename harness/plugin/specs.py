@@ -122,12 +122,21 @@ class BackboneSpec:
     model must meet ``BACKBONE_CONTRACT[engine]``; the classifier head is added by the
     engine, so every backbone shares it. Builders run only inside worker processes (and once
     in a child process when a suite is validated), so they may import their framework.
+
+    Facts about the published network (in the spirit of timm's ``pretrained_cfg``), which
+    commands use as defaults instead of naming backbones themselves:
+    ``published_batch_size`` is the batch size its original publication trained it with
+    (``harness bench`` times it at that batch unless ``--batch-size`` is given; otherwise
+    ``harness.cli.describe.DEFAULT_BATCH``); ``bench_default`` marks the networks
+    ``harness bench`` times when no ``--backbone`` is given.
     """
 
     name: str
     description: str
     builders: Mapping[str, BackboneBuilder[Any]]
     options: type[Options] = Options
+    published_batch_size: int | None = None
+    bench_default: bool = False
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessWarning
 from harness.plugin.options import validate_options
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo
 from harness.runs.folder import DamagedFile, RunFolder, SuiteRuns
@@ -32,7 +33,7 @@ from harness.runs.folder import DamagedFile, RunFolder, SuiteRuns
 DEFAULT_TIMEOUT = 30.0
 
 
-class TrackerWarning(UserWarning):
+class TrackerWarning(HarnessWarning):
     """A tracker failed or was too slow and is off for the rest of this process."""
 
 

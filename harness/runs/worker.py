@@ -22,7 +22,7 @@ import numpy as np
 from harness.config.suite import RunSpec, Training
 from harness.config.validate import to_dataclass
 from harness.data.cache import open_cache
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line_warnings
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
 from harness.runs import launch, tracking
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
     launch.worker_signals()
+    one_line_warnings()
     started = time.time()
     lock = RunFolder(run_dir).lock()
     trackers = tracking.Trackers()
@@ -154,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         message = (str(exc) if isinstance(exc, HarnessError)
                    else f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted"
+        if isinstance(exc, KeyboardInterrupt):  # the loop says where it stopped, if it did
+            from harness.training.loop import Interrupted
+
+            message = str(exc) if isinstance(exc, Interrupted) else "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
             RunFolder(run_dir).write_status(state, error=message,
+                                            seconds=time.time() - started,
                                             traceback=traceback.format_exc())
-        print(f"run {run_dir.name} failed: {message}", file=sys.stderr)
+        print(f"run {run_dir.name} {state}: {message}", file=sys.stderr)
         if trackers:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1

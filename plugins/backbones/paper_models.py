@@ -19,6 +19,9 @@ from harness import BackboneSpec, Options, hookimpl
 TORCH = "harness_plugins.backbones.torch_models"
 KERAS = "harness_plugins.backbones.keras_models"
 
+#: The paper's batch sizes: 30 for a single network, 20 for the concatenation.
+PAPER_BATCH, PAPER_CONCAT_BATCH = 30, 20
+
 
 class ConcatOptions(Options):
     members: list[str] = Field(default_factory=lambda: ["xception", "resnet50v2"],
@@ -56,12 +59,14 @@ def register_backbones(register):
         description="Xception without its top (keras.applications / timm legacy_xception); "
                     "10x10x2048 at 300",
         builders=builders("build_xception"),
+        published_batch_size=PAPER_BATCH, bench_default=True,
     ))
     register(BackboneSpec(
         name="resnet50v2",
         description="ResNet50V2 without its top, Keras layout (stride in each stage's last "
                     "block) in both engines; 10x10x2048 at 300",
         builders=builders("build_resnet50v2"),
+        published_batch_size=PAPER_BATCH, bench_default=True,
     ))
     register(BackboneSpec(
         name="resnetv2_50_timm",
@@ -74,4 +79,5 @@ def register_backbones(register):
                     "on channels (the paper: xception + resnet50v2)",
         builders=builders("build_concat"),
         options=ConcatOptions,
+        published_batch_size=PAPER_CONCAT_BATCH, bench_default=True,
     ))
