@@ -55,6 +55,14 @@ def test_unreadable_images_are_reported_by_run_config_and_report(tmp_path, run_h
         used = {*plan["train"]["uids"], *plan["select"]["uids"], *plan["test"]["uids"]}
         assert len(used) == 18 and not used & {"rsna/n3", "rsna/p7"}
 
+    again = run_harness("run", suite, "--runs-dir", tmp_path / "runs", "--reports-dir",
+                        tmp_path / "reports")  # every run done: the data is not read again
+    assert again.exit_code == 0, again.output
+    assert "2 runs, 2 already done, 0 to run" in again.output
+    assert "2 unreadable image(s) left out of every run" in again.output
+    assert f"  {images / 'p7.dcm'}: UnreadableImage: not an image Pillow can read" \
+        in again.output
+
     page = html.unescape((tmp_path / "reports" / "drop" / "index.html").read_text())
     assert "2 unreadable image(s) left out" in page
     assert str(images / "n3.dcm") in page and str(images / "p7.dcm") in page

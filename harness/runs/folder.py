@@ -189,6 +189,11 @@ class RunConfig:
         return list(self.suite["classes"])
 
     @property
+    def dropped_images(self) -> list[dict[str, str]]:
+        """Images left out because they could not be read: ``file`` and ``reason`` each."""
+        return list(self.extra.get("dropped_images") or [])
+
+    @property
     def bootstrap(self) -> int:
         return int((self.suite.get("report") or {}).get("bootstrap", 1000))
 

@@ -496,7 +496,8 @@ def run_suite(
     try:
         if pending:
             prepared = prepare(suite, registry, show_progress=show_progress)
-            for line in dropped_lines(prepared.dropped):
+            dropped = prepared.dropped
+            for line in dropped_lines(dropped):
                 echo(line)
             for run in pending:
                 write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
@@ -511,6 +512,9 @@ def run_suite(
             finally:
                 work.close()
                 result.outcomes += [outcome_of(run_dir_for(runs_root, r), r) for r in pending]
+        else:  # nothing read the data this time: say again what the runs left out
+            for line in dropped_lines(dropped_in(done, runs_root)):
+                echo(line)
         if render:
             out = store.child(reports_root, suite.name)
             report = out / "index.html"
@@ -527,6 +531,19 @@ def run_suite(
                 result.report.parent if result.report else None))
             trackers.close()
     return result
+
+
+def dropped_in(done: list[RunSpec], runs_root: Path) -> list[dict[str, str]]:
+    """The dropped images the done runs recorded (each once, as the first run lists them)."""
+    seen: dict[str, dict[str, str]] = {}
+    for run in done:
+        try:
+            images = RunFolder(run_dir_for(runs_root, run)).config().dropped_images
+        except DamagedFile:
+            continue
+        for image in images:
+            seen.setdefault(image.get("file", ""), image)
+    return list(seen.values())
 
 
 def start_trackers(suite: Suite, registry: Registry, suite_runs: Path,
