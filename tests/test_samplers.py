@@ -313,7 +313,10 @@ def test_class_names_may_come_in_any_order(registry):
 
 @pytest.mark.parametrize("name, options, expected", [
     ("phased", {"quotas": {"covid": 10}},
-     ["'phased'", "quotas", "'covid'", "did you mean 'covid19'", "normal, pneumonia, covid19"]),
+     ["samplers.phased.quotas.covid: unknown class 'covid'", "Did you mean 'covid19'",
+      "normal, pneumonia, covid19"]),
+    ("focal", {"alpha": [0.25, 0.75]},
+     ["samplers.focal.alpha: expected one positive number per class (3: normal"]),
     ("phased", {"quotas": {"normal": -5}}, ["samplers.phased.quotas.normal", "-5"]),
     ("phased", {"common": {"pneumonia": 30}, "quotas": {"pneumonia": 20}},
      ["common.pneumonia", "exceeds the quota"]),
@@ -334,6 +337,17 @@ def test_bad_options_name_the_option_and_what_is_expected(registry, labels, name
         make(registry, name, labels, **options)
     for text in expected:
         assert text in str(err.value)
+
+
+def test_called_outside_a_suite_the_plugin_still_checks_class_names(registry, labels):
+    """``Options.of`` has no suite to check against: the plan itself names the class."""
+    from harness import SamplerContext
+
+    spec = registry.get("samplers", "phased")
+    context = SamplerContext(classes=CLASSES, rng=np.random.default_rng(0))
+    with pytest.raises(HarnessError, match="option quotas: unknown class 'covid' "
+                                           r"\(did you mean 'covid19'\?\)"):
+        spec.plan(labels, spec.options.of({"quotas": {"covid": 10}}), context)
 
 
 def test_labels_beyond_the_class_list_are_rejected(registry):

@@ -168,9 +168,10 @@ def summary_command(suite_file, dataset, root, mapping, verify, as_json):
         if verify:
             options["verify"] = True
         from harness.plugin.options import validate_options
-        from harness.plugin.specs import DatasetContext
+        from harness.plugin.specs import DatasetContext, OptionsContext
 
-        typed = validate_options(spec.options, options, "options", f"dataset {dataset!r}")
+        typed = validate_options(spec.options, options, "options", f"dataset {dataset!r}",
+                                 OptionsContext(classes=DEFAULT_CLASSES, datasets=(dataset,)))
         records = spec.records(typed, DatasetContext(classes=DEFAULT_CLASSES,
                                                      suite_dir=Path.cwd(), name=dataset))
         result = summarize(records, DEFAULT_CLASSES,

@@ -2,7 +2,9 @@
 
 Three checks, each failing with one line that names the suite file and the key path:
 every name is registered; every plugin option block validates against the plugin's
-:class:`~harness.plugin.options.Options` model; every backbone, built once per engine in a
+:class:`~harness.plugin.options.Options` model, with the suite's classes, datasets and
+folds as its validation context (:class:`~harness.plugin.specs.OptionsContext`); every
+backbone, built once per engine in a
 child process, meets the engine's backbone contract (``EngineSpec.check_backbone``).
 """
 
@@ -20,7 +22,12 @@ from harness.config.suite import Suite, training_for
 from harness.errors import HarnessError
 from harness.plugin.options import Options, validate_options
 from harness.plugin.registry import Registry, UnknownNameError
-from harness.plugin.specs import DEFAULT_CLASSES, DatasetContext, SplitterContext
+from harness.plugin.specs import (
+    DEFAULT_CLASSES,
+    DatasetContext,
+    OptionsContext,
+    SplitterContext,
+)
 
 
 class BackboneContractError(HarnessError):
@@ -91,23 +98,33 @@ def splitter_context(suite: Suite) -> SplitterContext:
                            suite_dir=suite_dir(suite))
 
 
+def options_context(suite: Suite) -> OptionsContext:
+    """What every option block of ``suite`` is checked against (its classes, datasets and
+    folds): the validation context of the plugins' options models."""
+    return OptionsContext(classes=tuple(suite.classes or DEFAULT_CLASSES),
+                          datasets=tuple(ref.name for ref in suite.datasets),
+                          folds=suite.split.folds)
+
+
 def dataset_options(suite: Suite, registry: Registry, index: int) -> Options:
     ref = suite.datasets[index]
     spec = registry.get("datasets", ref.name)
     return validate_options(spec.options, ref.options, f"datasets[{index}].options",
-                            _source(suite))
+                            _source(suite), options_context(suite))
 
 
 def split_options(suite: Suite, registry: Registry) -> Options:
     spec = registry.get("splitters", suite.split.kind)
-    return validate_options(spec.options, suite.split.options, "split.options", _source(suite))
+    return validate_options(spec.options, suite.split.options, "split.options", _source(suite),
+                            options_context(suite))
 
 
 def sampler_options(suite: Suite, registry: Registry, name: str,
                     raw: Mapping[str, Any] | None = None) -> Options:
     spec = registry.get("samplers", name)
     raw = suite.samplers.get(name, {}) if raw is None else raw
-    return validate_options(spec.options, raw, f"samplers.{name}", _source(suite))
+    return validate_options(spec.options, raw, f"samplers.{name}", _source(suite),
+                            options_context(suite))
 
 
 def backbone_options(suite: Suite, registry: Registry, name: str) -> Options:
@@ -117,13 +134,13 @@ def backbone_options(suite: Suite, registry: Registry, name: str) -> Options:
     override = (suite.backbones.get(name) or {}).get("backbone_options")
     where = (f"backbones.{name}.backbone_options" if override is not None
              else "training.backbone_options")
-    return validate_options(spec.options, raw, where, _source(suite))
+    return validate_options(spec.options, raw, where, _source(suite), options_context(suite))
 
 
 def executor_options(suite: Suite, registry: Registry) -> Options:
     spec = registry.get("executors", suite.executor.name)
     return validate_options(spec.options, suite.executor.options, "executor.options",
-                            _source(suite))
+                            _source(suite), options_context(suite))
 
 
 def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
@@ -139,7 +156,8 @@ def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
     for i, ref in enumerate(suite.trackers):
         spec = registry.get("trackers", ref.name)
         checked.trackers.append(validate_options(spec.options, ref.options,
-                                                 f"trackers[{i}].options", _source(suite)))
+                                                 f"trackers[{i}].options", _source(suite),
+                                                 options_context(suite)))
     return checked
 
 

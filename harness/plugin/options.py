@@ -61,6 +61,28 @@ def _path(where: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _user_loc(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``loc`` without the parts pydantic adds that are no key of the user's data: the
+    member of a union it tried (``'dict[str,...]'``) and ``'[key]'`` (the error is in a
+    mapping's key, which the path already ends with). Walks ``raw`` to tell them apart;
+    the first part (an option name, present or missing) is always kept."""
+    if not loc:
+        return loc
+    kept: list[Any] = [loc[0]]
+    data = raw.get(loc[0]) if isinstance(loc[0], str) else None
+    for part in loc[1:]:
+        if part == "[key]":
+            break
+        if isinstance(data, Mapping) and part in data:
+            kept.append(str(part))  # a key, even a number: ``quotas.5``, not ``quotas[5]``
+            data = data[part]
+        elif (isinstance(data, (list, tuple)) and isinstance(part, int)
+              and 0 <= part < len(data)):
+            kept.append(part)
+            data = data[part]
+    return tuple(kept)
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -78,15 +100,20 @@ def _field_help(model: type[Options], name: str) -> str:
     return text + ")"
 
 
-def error_message(exc: ValidationError, model: type[Options], where: str, source: str) -> str:
+def error_message(exc: ValidationError, model: type[Options], where: str, source: str,
+                  raw: Any = None) -> str:
     """The first pydantic error as one line: ``FILE: KEY.PATH: problem``.
 
     An unknown key comes first: a misspelt required option (``rot:`` for ``root:``) is then
-    reported as the typo it is, not as a missing ``root``.
+    reported as the typo it is, not as a missing ``root``. A validator's own message comes
+    next: of a union's members, the one the value was meant for says what is wrong.
     """
     errors = exc.errors(include_url=False)
-    err = min(errors, key=lambda e: e.get("type") != "extra_forbidden")
+    err = min(errors, key=lambda e: (e.get("type") != "extra_forbidden",
+                                     e.get("type") != "value_error"))
     loc = tuple(p for p in err.get("loc", ()) if p != "__root__")
+    if raw is not None:
+        loc = _user_loc(loc, raw)
     path = _path(where, loc)
     kind = err.get("type", "")
     known = list(model.model_fields)
@@ -107,11 +134,13 @@ def error_message(exc: ValidationError, model: type[Options], where: str, source
 
 
 def validate_options(model: type[O] | None, raw: Mapping[str, Any] | Options | None,
-                     where: str, source: str) -> O:
+                     where: str, source: str, context: Any = None) -> O:
     """``raw`` (a suite's option mapping) as an instance of ``model``, or an ``OptionsError``.
 
     ``where`` is the key path of the block in the suite (``datasets[0].options``) and
-    ``source`` the suite file; both appear in the message.
+    ``source`` the suite file; both appear in the message. ``context`` is the suite the
+    options are checked against (``harness.plugin.specs.OptionsContext``), handed to the
+    model's validators as pydantic's validation context.
     """
     model = model or Options  # type: ignore[assignment]
     if isinstance(raw, model):
@@ -122,9 +151,9 @@ def validate_options(model: type[O] | None, raw: Mapping[str, Any] | Options | N
         raise OptionsError(f"{source}: {where}: expected a mapping of option names to values, "
                            f"got {_shown(raw)}")
     try:
-        return model.model_validate(dict(raw))
+        return model.model_validate(dict(raw), context=context)
     except ValidationError as exc:
-        raise OptionsError(error_message(exc, model, where, source)) from None
+        raise OptionsError(error_message(exc, model, where, source, dict(raw))) from None
 
 
 _JSON_TYPES = {"integer": "int", "number": "float", "string": "str", "boolean": "bool",

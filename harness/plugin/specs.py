@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import numpy as np
+from pydantic import AfterValidator, ValidationInfo
 
+from harness.config.validate import suggest
 from harness.plugin.options import Options
 
 if TYPE_CHECKING:
@@ -28,6 +30,88 @@ DEFAULT_CLASSES = ("normal", "pneumonia", "covid19")
 
 #: Columns every records table has (datasets may add more, e.g. ``age``).
 RECORD_COLUMNS = ("uid", "path", "label", "patient_id", "source", "view")
+
+
+# ------------------------------------------------------------------ options checked against a suite
+
+
+@dataclass(frozen=True)
+class OptionsContext:
+    """What a suite fixes that a plugin's options can be checked against before any run.
+
+    An option that names one of the suite's classes (a sampler's ``quotas`` keys, a
+    dataset's label ``mapping``), one of its datasets, or depends on its number of folds can
+    only be checked against the suite. The core validates every option block of a suite
+    with this object as pydantic's validation context (``harness run --dry-run``
+    included), so such a check is part of the options model, in one of two ways:
+
+    - a field typed with :data:`ClassName` (one of the suite's classes), :data:`ClassKey`
+      (a class by name or by 0-based index) or :data:`DatasetName`, e.g.
+      ``quotas: dict[ClassName, int]``;
+    - a pydantic validator that takes ``info`` and reads :func:`suite_of`, raising
+      ``ValueError(message)`` when the value does not fit, e.g.
+      ``@field_validator("alpha")`` checking one number per class.
+
+    The core turns the failure into one line naming the suite file and the key path
+    (``suite.yaml: samplers.phased.quotas.covd: unknown class 'covd'. Did you mean
+    'covid19'? Expected one of: normal, pneumonia, covid19``) and exit code 2. Options
+    built outside a suite (``Options.of``, a plugin function called directly) have no
+    context: :func:`suite_of` returns ``None`` and these checks pass, so a plugin that is
+    also called that way keeps its own check where it uses the value.
+    """
+
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    #: The names of the suite's datasets (``datasets[*].name``), in order.
+    datasets: tuple[str, ...] = ()
+    #: ``split.folds``; ``None`` outside a suite's split.
+    folds: int | None = None
+
+
+def suite_of(info: ValidationInfo) -> OptionsContext | None:
+    """The suite an options model is being validated for, or ``None`` outside a suite."""
+    context = getattr(info, "context", None)
+    return context if isinstance(context, OptionsContext) else None
+
+
+def unknown_value(what: str, value: Any, known: Sequence[str]) -> str:
+    """``unknown class 'covd'. Did you mean 'covid19'? Expected one of: ...``."""
+    close = suggest(str(value), list(known))
+    hint = f" Did you mean {close!r}?" if close else ""
+    return f"unknown {what} {value!r}.{hint} Expected one of: {', '.join(known)}"
+
+
+def _class_name(value: str, info: ValidationInfo) -> str:
+    suite = suite_of(info)
+    if suite is not None and value not in suite.classes:
+        raise ValueError(unknown_value("class", value, suite.classes))
+    return value
+
+
+def _class_key(value: str | int, info: ValidationInfo) -> str | int:
+    suite = suite_of(info)
+    if suite is None or (isinstance(value, str) and value in suite.classes):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < len(suite.classes):
+            return value
+        raise ValueError(f"class index {value} is out of range: the suite has "
+                         f"{len(suite.classes)} classes ({', '.join(suite.classes)})")
+    raise ValueError(unknown_value("class", value, suite.classes))
+
+
+def _dataset_name(value: str, info: ValidationInfo) -> str:
+    suite = suite_of(info)
+    if suite is not None and suite.datasets and value not in suite.datasets:
+        raise ValueError(unknown_value("dataset", value, suite.datasets))
+    return value
+
+
+#: An option value naming one of the suite's classes (see :class:`OptionsContext`).
+ClassName = Annotated[str, AfterValidator(_class_name)]
+#: One of the suite's classes by name, or by its 0-based index in ``classes``.
+ClassKey = Annotated[str | int, AfterValidator(_class_key)]
+#: An option value naming one of the suite's datasets.
+DatasetName = Annotated[str, AfterValidator(_dataset_name)]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ import numpy as np
 import yaml
 
 from harness.plugin.options import validate_options
-from harness.plugin.specs import DEFAULT_CLASSES, DatasetContext, Plan, SamplerContext
+from harness.plugin.specs import (
+    DEFAULT_CLASSES,
+    DatasetContext,
+    OptionsContext,
+    Plan,
+    SamplerContext,
+)
 
 FAKES = "harness.testing.fakes"
 
@@ -60,7 +66,8 @@ def plan_with(spec: Any, labels: Any, options: Mapping[str, Any] | None = None, 
               epochs_per_phase: int = 1, split_phases: list[list[int]] | None = None,
               seed: Any = 0) -> Plan:
     """Call a sampler spec's ``plan`` as the runner would: options validated, a context built."""
-    opts = validate_options(spec.options, options or {}, f"samplers.{spec.name}", "test")
+    opts = validate_options(spec.options, options or {}, f"samplers.{spec.name}", "test",
+                            OptionsContext(classes=tuple(classes)))
     context = SamplerContext(classes=tuple(classes), rng=np.random.default_rng(seed),
                              budget=budget, epochs_per_phase=epochs_per_phase,
                              split_phases=split_phases)
@@ -70,7 +77,8 @@ def plan_with(spec: Any, labels: Any, options: Mapping[str, Any] | None = None, 
 def records_with(spec: Any, options: Mapping[str, Any] | None = None, *,
                  classes: Sequence[str] = DEFAULT_CLASSES, suite_dir: str | Path = "."):
     """Call a dataset spec's ``records`` as the runner would; returns the records table."""
-    opts = validate_options(spec.options, options or {}, "datasets[0].options", "test")
+    opts = validate_options(spec.options, options or {}, "datasets[0].options", "test",
+                            OptionsContext(classes=tuple(classes), datasets=(spec.name,)))
     return spec.records(opts, dataset_context(spec, classes, suite_dir))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, field_validator
 
-from harness import DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
+from harness import ClassName, DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
 
 from . import dataset_files
 from .dicom import is_dicom, read_image_file
@@ -94,7 +94,7 @@ CT, NOT_XRAY, UNLABELLED_REASON, VIEW, UNMAPPED, OTHER_CLASS, MISSING, UNREADABL
 class Ieee8023Options(Options):
     root: str = Field(description="folder holding metadata.csv and images/ (relative to the "
                       "suite file)")
-    mapping: str | dict[str, str | None] = Field(
+    mapping: str | dict[str, ClassName | None] = Field(
         "paper", description="finding → class: a preset ('paper', 'current') or a dict "
         "{finding pattern: class}")
     views: list[str] = Field(default_factory=lambda: list(PAPER_VIEWS),

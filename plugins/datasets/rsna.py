@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from pydantic import Field
 
-from harness import DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
+from harness import ClassName, DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
 
 from . import dataset_files
 from .dicom import read_image_file
@@ -40,7 +40,7 @@ class RsnaOptions(Options):
                         "(patientId,...,Target); '' for none")
     class_info: str = Field("stage_2_detailed_class_info.csv", description="detailed class "
                             "CSV inside root (patientId,class); '' for none")
-    mapping: dict[str, str | None] = Field(
+    mapping: dict[str, ClassName | None] = Field(
         default_factory=dict, description="detailed class → suite class (null drops); merged "
         "over the default {Normal: normal, Lung Opacity: pneumonia, No Lung Opacity / Not "
         "Normal: null}")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from harness import DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
+from harness import ClassName, DatasetContext, DatasetSpec, HarnessError, Options, hookimpl
 
 DEFAULT_PROPORTIONS = {"normal": 0.60, "pneumonia": 0.37, "covid19": 0.03}
 NATIVE_SIZE = 128
@@ -25,7 +25,7 @@ class SyntheticOptions(Options):
     n: int = Field(600, ge=1, description="number of images")
     seed: int = Field(0, description="seed of the drawing")
     images_per_patient: int = Field(2, ge=1, description="images per synthetic patient")
-    proportions: dict[str, float] = Field(
+    proportions: dict[ClassName, float] = Field(
         default_factory=lambda: dict(DEFAULT_PROPORTIONS),
         description="class proportions (class name: weight)")
 

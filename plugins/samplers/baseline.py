@@ -11,9 +11,18 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from harness import Phase, Plan, SamplerContext, SamplerOptions, SamplerSpec, hookimpl, meet_budget
+from harness import (
+    Phase,
+    Plan,
+    SamplerContext,
+    SamplerOptions,
+    SamplerSpec,
+    hookimpl,
+    meet_budget,
+    suite_of,
+)
 
 from .common import SamplerOptionError, class_counts, class_names, describe_counts, per_image
 
@@ -38,6 +47,19 @@ class FocalOptions(SamplerOptions):
     alpha: Literal["inverse", "none"] | list[float] = Field(
         "inverse", description="per-class weight alpha: 'inverse' (inverse class frequency, "
         "mean 1 per training image), 'none', or one positive number per class")
+
+    @field_validator("alpha")
+    @classmethod
+    def _one_per_class(cls, value, info: ValidationInfo):
+        """A list needs one positive number per class of the suite (checked at --dry-run)."""
+        suite = suite_of(info)
+        if isinstance(value, list) and (any(a <= 0 for a in value) or (
+                suite is not None and len(value) != len(suite.classes))):
+            per_class = (f" ({len(suite.classes)}: {', '.join(suite.classes)})"
+                         if suite is not None else "")
+            raise ValueError(f"expected one positive number per class{per_class}, "
+                             f"got {value}")
+        return value
 
 
 def _setup(name: str, labels: np.ndarray, context: SamplerContext):

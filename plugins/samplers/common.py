@@ -1,9 +1,12 @@
 """What the built-in samplers share: class names, counting classes, per-class options.
 
 Samplers receive class indices, but suites speak in class names: ``context.classes`` holds
-the suite's names, so options such as ``quotas`` may name classes. A mistake a typed option
-cannot catch (an unknown class name) raises :class:`SamplerOptionError` naming the sampler,
-the option and what was expected. Meeting a budget is ``harness.meet_budget``.
+the suite's names, so options such as ``quotas`` may name classes. In a suite the options
+model checks those names before anything runs (``harness.ClassKey``, ``--dry-run``); a
+plugin called outside a suite (``Options.of``) has no suite to check against, so the
+helpers here check again where the plan uses a name, raising :class:`SamplerOptionError`
+naming the sampler, the option and what was expected. Meeting a budget is
+``harness.meet_budget``.
 """
 
 from __future__ import annotations

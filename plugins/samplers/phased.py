@@ -27,7 +27,16 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from harness import Phase, Plan, SamplerContext, SamplerOptions, SamplerSpec, hookimpl, meet_budget
+from harness import (
+    ClassKey,
+    Phase,
+    Plan,
+    SamplerContext,
+    SamplerOptions,
+    SamplerSpec,
+    hookimpl,
+    meet_budget,
+)
 
 from .common import SamplerOptionError, class_counts, class_names, per_class
 
@@ -56,10 +65,10 @@ def fresh_chunks(pool: np.ndarray, size: int, n_phases: int,
 class PhasedOptions(SamplerOptions):
     phases: PositiveInt | None = Field(
         None, description="number of phases (default: the fewest that show every image once)")
-    quotas: dict[str | int, NonNegativeInt | Literal["all"]] | None = Field(
+    quotas: dict[ClassKey, NonNegativeInt | Literal["all"]] | None = Field(
         None, description="images per phase by class, e.g. {normal: 250, pneumonia: 234, "
         "covid19: all}; default: the smallest class's count")
-    common: dict[str | int, NonNegativeInt] = Field(
+    common: dict[ClassKey, NonNegativeInt] = Field(
         default_factory=dict, description="images of a class kept in every phase, e.g. "
         "{pneumonia: 34}")
 

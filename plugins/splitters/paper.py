@@ -25,9 +25,18 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from harness import Fold, HarnessError, Options, SplitterContext, SplitterSpec, hookimpl
+from harness import (
+    ClassName,
+    Fold,
+    HarnessError,
+    Options,
+    SplitterContext,
+    SplitterSpec,
+    hookimpl,
+    suite_of,
+)
 
 from .grouped_kfold import carve_selection
 
@@ -70,11 +79,24 @@ class PaperOptions(CommonOptions):
     fixed_source: str = Field("ieee8023", description="source whose patients are split by "
                               "the lists")
     test_patients: dict[int, list[str]] | None = Field(
-        None, description="{fold: [patient ids]}; default: the authors' lists")
+        None, validate_default=True,
+        description="{fold: [patient ids]}; default: the authors' lists")
     phases: int = Field(PAPER_PHASES, ge=1, description="training phases")
-    per_phase: dict[str, int] = Field(
+    per_phase: dict[ClassName, int] = Field(
         default_factory=lambda: dict(PAPER_PER_PHASE),
         description="new images per phase and class from the other sources")
+
+    @field_validator("test_patients")
+    @classmethod
+    def _one_list_per_fold(cls, value, info: ValidationInfo):
+        """One list of test patients per fold of the suite's split (checked at --dry-run)."""
+        suite = suite_of(info)
+        n = len(value or AUTHORS_TEST_PATIENTS)
+        if suite is not None and suite.folds is not None and n != suite.folds:
+            given = "" if value else " (the authors' lists, by default)"
+            raise ValueError(f"{n} lists of test patients{given}, one per fold, but "
+                             f"split.folds is {suite.folds}; set split.folds: {n}")
+        return value
 
 
 class FilesOptions(CommonOptions):
