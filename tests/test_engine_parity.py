@@ -63,12 +63,12 @@ def history(run_dir):
 """
 
 TORCH = JOB + """
-from harness_plugins.engines import torch_engine as te
+from harness_plugins.engines.torch_engine.model import TorchModel
 out = {}
 for optimizer in ("nadam", "sgd"):
     d = f"{tmp}/torch-{optimizer}"
     def build(ctx):
-        model = te.build(ctx)
+        model = TorchModel(ctx)
         np.savez(f"{d}-init.npz", **model.get_weights())
         return model
     loop.train(make_job(d, "torch", optimizer), build)
@@ -77,7 +77,7 @@ print(json.dumps(out))
 """
 
 KERAS = JOB + """
-from harness_plugins.engines import keras_engine as ke
+from harness_plugins.engines.keras_engine.model import KerasModel
 
 def from_torch(path, model):
     # torch order: conv (O, I, kh, kw), BN weight/bias/mean/var, ..., linear (out, in);
@@ -92,7 +92,7 @@ out = {}
 for optimizer, init in (("nadam", "nadam"), ("sgd", "sgd"), ("adam", "nadam")):
     d = f"{tmp}/keras-{optimizer}"
     def build(ctx):
-        model = ke.build(ctx)
+        model = KerasModel(ctx)
         from_torch(f"{tmp}/torch-{init}-init.npz", model)
         return model
     loop.train(make_job(d, "keras", optimizer), build)

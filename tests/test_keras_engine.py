@@ -79,9 +79,9 @@ def run_py(code: str, timeout: int = 300) -> dict:
 
 def test_augmentation_moves_a_marked_pixel_and_matches_the_torch_engine():
     keras_out = run_py(AUGMENT_INPUT + """
-        from harness_plugins.engines import keras_engine as ke
+        from harness_plugins.engines.keras_engine import ops as ke
         tf = ke.import_tf("cpu")
-        x = ke.DeviceBatch(tf, S)(images, ke.tf_transforms(params, S)).numpy()
+        x = ke.DeviceBatch(tf, S)(images, augment.projective_transforms(params, S)).numpy()
         assert x.shape == (6, S, S, 3) and np.array_equal(x[..., 0], x[..., 2])
         print(__import__("json").dumps(x[..., 0].tolist()))
     """.replace("\n        ", "\n"))
@@ -93,7 +93,7 @@ def test_augmentation_moves_a_marked_pixel_and_matches_the_torch_engine():
         pytest.skip("torch is not installed: agreement with the torch engine not checked")
     torch_out = run_py(AUGMENT_INPUT + """
         import json, torch
-        from harness_plugins.engines import torch_engine as te
+        from harness_plugins.engines.torch_engine import ops as te
         x = te.device_batch(torch.from_numpy(images), torch.device("cpu"),
                             theta=augment.affine_matrices(params, S))
         print(json.dumps(x[:, 0].numpy().tolist()))
@@ -104,12 +104,12 @@ def test_augmentation_moves_a_marked_pixel_and_matches_the_torch_engine():
 def test_loss_decreases_and_frozen_parts_stay_frozen():
     out = run_py(MAKE_JOB + """
 import numpy as np
-from harness_plugins.engines import keras_engine as ke
+from harness_plugins.engines.keras_engine.model import KerasModel
 from harness.training import loop
 from harness.training.engine import Batch
 job = make_job("/tmp/unused", head="gap", lr=3e-3)
 job.training.augmentation.enabled = False
-model = ke.build(loop.context_for(job))
+model = KerasModel(loop.context_for(job))
 batch = Batch(job.images[:12], job.labels[:12].astype(np.int64))
 before = model.get_weights()
 model.set_trainable("head")
@@ -144,7 +144,7 @@ def test_losses_match_the_shared_table():
     out = run_py("""
 import json
 import numpy as np
-from harness_plugins.engines import keras_engine as ke
+from harness_plugins.engines.keras_engine import ops as ke
 tf = ke.import_tf("cpu")
 probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.25, 0.25, 0.5]], np.float32)
 y = np.array([0, 2, 1], np.int32)
@@ -172,9 +172,9 @@ def test_train_predicts_in_test_order_and_resumes_exactly(tmp_path):
     same predictions and history as an uninterrupted run."""
     out = run_py(MAKE_JOB + f"""
 import csv, os, signal
-from harness_plugins.engines import keras_engine as ke
+from harness_plugins.engines.keras_engine.model import KerasModel
 from harness.training import loop
-whole = loop.train(make_job("{tmp_path}/whole"), ke.build)
+whole = loop.train(make_job("{tmp_path}/whole"), KerasModel)
 
 job = make_job("{tmp_path}/stopped")
 log = job.log_epoch
@@ -184,7 +184,7 @@ def log_then_stop(**row):
         os.kill(os.getpid(), signal.SIGTERM)
 job.log_epoch = log_then_stop
 try:
-    loop.train(job, ke.build)
+    loop.train(job, KerasModel)
 except loop.Interrupted:
     pass
 ckpt = sorted(p.name for p in job.checkpoint_dir.iterdir())
@@ -192,7 +192,7 @@ resumed_job = make_job("{tmp_path}/stopped")
 seen = []
 log2 = resumed_job.log_epoch
 resumed_job.log_epoch = lambda **row: (seen.append((row["phase"], row["epoch"])), log2(**row))
-resumed = loop.train(resumed_job, ke.build)
+resumed = loop.train(resumed_job, KerasModel)
 def strip(path):
     return [{{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_s"}}
             for r in csv.DictReader(open(path))]

@@ -92,7 +92,7 @@ def test_small_models_shapes_and_parameter_counts():
     out = run_tf("""
         import json
         from harness.plugin.registry import build_registry
-        from harness_plugins.engines.keras_engine import build_model
+        from harness_plugins.engines.keras_engine.ops import build_model
         reg = build_registry()
         rows = {}
         for name, size, opts in [("xception", 71, None), ("resnet50v2", 64, None),

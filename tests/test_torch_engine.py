@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from harness_plugins.backbones import tiny
-from harness_plugins.engines import torch_engine
+from harness_plugins.engines.torch_engine import ops as torch_ops
+from harness_plugins.engines.torch_engine.model import TorchModel
 
 from harness import BackboneSpec
 from harness.config.suite import Augmentation, RunSpec, Training
@@ -59,7 +60,7 @@ def make_job(run_dir: Path, plan: Plan | None = None, n: int = 120, size: int = 
 
 
 def train(job: Job, **kwargs) -> np.ndarray:
-    return loop.train(job, torch_engine.build, **kwargs)
+    return loop.train(job, TorchModel, **kwargs)
 
 
 def saved(run_dir: Path) -> tuple[dict, dict]:
@@ -94,7 +95,7 @@ def test_holdout_returns_the_best_selection_epoch(tmp_path):
     assert meta["position"]["best_at"] == [best // 2 + 1, best % 2 + 1]
     # One checkpoint file holds state and best weights; the prediction used the best ones.
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [checkpoint.FILE]
-    model = torch_engine.build(loop.context_for(job))
+    model = TorchModel(loop.context_for(job))
     model.set_weights(checkpoint.split(arrays, "best"))
     from harness.training.batches import image_batches
     assert np.allclose(model.predict(image_batches(job.images, job.test, 64)), probs, atol=1e-6)
@@ -129,8 +130,8 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_same_result(tmp_path, m
     assert len(history(tmp_path / "b")) == 3
 
     started = []
-    original = torch_engine.TorchModel.train_epoch
-    monkeypatch.setattr(torch_engine.TorchModel, "train_epoch",
+    original = TorchModel.train_epoch
+    monkeypatch.setattr(TorchModel, "train_epoch",
                         lambda self, batches, seed: started.append(seed)
                         or original(self, batches, seed))
     resumed = train(make_job(tmp_path / "b"))
@@ -158,7 +159,7 @@ def test_max_steps_per_epoch_caps_the_images_seen(tmp_path):
 def test_head_only_phase_freezes_the_backbone(tmp_path):
     job = make_job(tmp_path, selection="last", epochs_per_phase=1)
     job.plan = Plan(phases=[Phase(indices=list(range(40)), head_only=True)])
-    before = torch_engine.build(loop.context_for(job)).get_weights()
+    before = TorchModel(loop.context_for(job)).get_weights()
     train(job)
     after = checkpoint.split(saved(tmp_path)[0], "state")
     backbone = [k for k in before if k.startswith("backbone.")]
@@ -172,18 +173,18 @@ def test_classifier_only_phase_with_reset_trains_the_final_layer_alone(tmp_path)
                             Phase(indices=list(range(40)), classifier_only=True,
                                   reset_classifier=True)])
     states = []
-    original = torch_engine.TorchModel.reset_classifier
+    original = TorchModel.reset_classifier
 
     def reset(self, seed):
         states.append(self.get_weights())
         original(self, seed)
         states.append(self.get_weights())
 
-    torch_engine.TorchModel.reset_classifier = reset
+    TorchModel.reset_classifier = reset
     try:
         train(job)
     finally:
-        torch_engine.TorchModel.reset_classifier = original
+        TorchModel.reset_classifier = original
     before_reset, after_reset = states
     after = {k[6:]: v for k, v in checkpoint.split(saved(tmp_path)[0], "state").items()
              if k.startswith("model/")}
@@ -204,7 +205,7 @@ def test_losses_match_the_shared_table():
     cw, alpha = [1.0, 3.0, 0.5], [0.25, 0.5, 0.75]
     for kw in ({}, {"class_weights": cw}, {"loss": "focal", "gamma": 2.0},
                {"loss": "focal", "gamma": 1.5, "alpha": alpha, "class_weights": cw}):
-        got = torch_engine.sample_losses(
+        got = torch_ops.sample_losses(
             logits, y, torch.tensor(kw["class_weights"]) if "class_weights" in kw else None,
             kw.get("loss", "cross_entropy"), kw.get("gamma", 2.0),
             torch.tensor(kw["alpha"]) if "alpha" in kw else None).mean()
@@ -214,9 +215,9 @@ def test_losses_match_the_shared_table():
 def test_class_weights_scale_each_sample_loss():
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
     y = torch.tensor([0, 1, 2])
-    plain = torch_engine.sample_losses(logits, y)
+    plain = torch_ops.sample_losses(logits, y)
     assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits, y, reduction="none"))
-    weighted = torch_engine.sample_losses(logits, y, torch.tensor([1.0, 3.0, 0.5]))
+    weighted = torch_ops.sample_losses(logits, y, torch.tensor([1.0, 3.0, 0.5]))
     assert torch.allclose(weighted, plain * torch.tensor([1.0, 3.0, 0.5]))
     # Keras class_weight semantics: the batch loss is the plain mean of weighted losses.
     assert weighted.mean() == pytest.approx(float((plain * torch.tensor([1.0, 3.0, 0.5])).mean()))
@@ -225,14 +226,14 @@ def test_class_weights_scale_each_sample_loss():
 def test_focal_loss_down_weights_easy_samples():
     logits = torch.tensor([[4.0, 0.0, 0.0], [0.2, 0.0, 0.0]])
     y = torch.tensor([0, 0])
-    ce = torch_engine.sample_losses(logits, y)
-    assert torch.allclose(torch_engine.sample_losses(logits, y, loss="focal", gamma=0.0), ce)
-    focal = torch_engine.sample_losses(logits, y, loss="focal", gamma=2.0)
+    ce = torch_ops.sample_losses(logits, y)
+    assert torch.allclose(torch_ops.sample_losses(logits, y, loss="focal", gamma=0.0), ce)
+    focal = torch_ops.sample_losses(logits, y, loss="focal", gamma=2.0)
     p = torch.softmax(logits, 1)[:, 0]
     assert torch.allclose(focal, (1 - p) ** 2 * ce)
     assert focal[0] / ce[0] < 0.01 < focal[1] / ce[1]  # the confident sample almost vanishes
     with pytest.raises(Exception, match="hinge"):
-        torch_engine.sample_losses(logits, y, loss="hinge")
+        torch_ops.sample_losses(logits, y, loss="hinge")
 
 
 def test_plan_loss_and_class_weights_reach_training(tmp_path):
@@ -250,16 +251,16 @@ def test_plan_loss_and_class_weights_reach_training(tmp_path):
 def test_device_batch_scales_augments_and_replicates():
     img = np.zeros((1, 8, 8), np.uint8)
     img[0, 1, 5] = 255
-    x = torch_engine.device_batch(torch.from_numpy(img), torch.device("cpu"))
+    x = torch_ops.device_batch(torch.from_numpy(img), torch.device("cpu"))
     assert x.shape == (1, 3, 8, 8) and x.is_contiguous(memory_format=torch.channels_last)
     assert float(x.max()) == 1.0 and torch.equal(x[0, 0], x[0, 2])
     p = AugmentParams.identity(1)
     p.theta[:] = 90.0
-    turned = torch_engine.device_batch(torch.from_numpy(img), torch.device("cpu"),
+    turned = torch_ops.device_batch(torch.from_numpy(img), torch.device("cpu"),
                                        theta=affine_matrices(p, 8))
     assert torch.allclose(turned[0, 1], torch.from_numpy(np.rot90(img[0], -1) / 255.0).float(),
                           atol=1e-6)
-    norm = torch_engine.device_batch(torch.from_numpy(img), torch.device("cpu"), "imagenet")
+    norm = torch_ops.device_batch(torch.from_numpy(img), torch.device("cpu"), "imagenet")
     assert float(norm[0, 0, 0, 0]) == pytest.approx(-0.485 / 0.229, rel=1e-5)
     assert float(norm[0, 2, 1, 5]) == pytest.approx((1 - 0.406) / 0.225, rel=1e-5)
 
@@ -301,7 +302,7 @@ def test_weight_decay_is_decoupled():
                         image_size=SIZE, n_classes=3,
                         training=Training(optimizer="sgd", lr=0.1, weight_decay=0.5,
                                           head="gap", weights="none", dropout=0.0))
-    model = torch_engine.build(ctx)
+    model = TorchModel(ctx)
     w = model.model.head[-1].weight
     before = w.detach().clone()
     model.set_trainable("classifier")

@@ -34,6 +34,9 @@ INTERPOLATION = "bilinear"
 #: ``Augmentation.fill`` → ``torch.nn.functional.grid_sample(padding_mode=...)``.
 TORCH_PADDING = {"nearest": "border", "constant": "zeros", "reflect": "reflection"}
 
+#: ``Augmentation.fill`` → TensorFlow ``ImageProjectiveTransformV3(fill_mode=...)``.
+TF_FILL_MODE = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLECT"}
+
 
 @dataclass
 class AugmentParams:
@@ -107,6 +110,12 @@ def pixel_matrices(params: AugmentParams, size: int | tuple[int, int]) -> np.nda
     to_centre = np.array([[1.0, 0, -(w - 1) / 2], [0, 1, -(h - 1) / 2], [0, 0, 1]])
     from_centre = np.array([[1.0, 0, (w - 1) / 2], [0, 1, (h - 1) / 2], [0, 0, 1]])
     return (from_centre @ swap @ m @ swap @ to_centre).astype(np.float32)
+
+
+def projective_transforms(params: AugmentParams, size: int) -> np.ndarray:
+    """``(n, 8)`` float32 ``transforms`` of ``ImageProjectiveTransformV3``: the first 8
+    entries of each ``pixel_matrices`` matrix."""
+    return pixel_matrices(params, size).reshape(-1, 9)[:, :8].astype(np.float32)
 
 
 def affine_matrices(params: AugmentParams, size: int | tuple[int, int]) -> np.ndarray:

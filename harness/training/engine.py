@@ -9,12 +9,14 @@ cache or draws random numbers for the data itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from harness.errors import HarnessError
 from harness.training.augment import AugmentParams
 
 #: Which parameters a phase trains: all, the head (backbone frozen), or the final linear
@@ -115,3 +117,130 @@ class Describable(Protocol):
     def describe(self) -> dict[str, Any]:
         """``{"feature_shape": [H, W, C], "params": {"backbone": {...}, "model": {...}}}``
         with ``total``, ``trainable`` and ``non_trainable`` counts."""
+
+
+# ------------------------------------------------------------------ what the core gives engines
+# Framework-free pieces every engine needs, so that an engine's module holds only the calls
+# into its framework (see plugins/engines/*/model.py and tests/minimal_engine.py).
+
+#: ``training.normalization`` → per-channel (mean, std) of the 3-channel input in [0, 1]
+#: (``None``: the [0, 1] scaling alone). ImageNet's statistics, as torchvision and timm.
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
+    "unit": None,
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+#: Standard deviation of the final linear layer's kernel at (re-)initialisation: the
+#: authors' Keras ``RandomNormal(0, 0.001)``.
+CLASSIFIER_STD = 0.001
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """``"package.module:name"`` as a callable that imports its module on the first call: an
+    engine registers ``build=lazy(...)`` without importing its framework. The callable's
+    ``__module__`` is the target's, which warm worker hosts preload."""
+    module, _, name = target.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__module__, call.__qualname__ = module, name
+    return call
+
+
+class StateMismatch(HarnessError):
+    """Saved weights or optimizer state do not fit the model built for this run."""
+
+    def __init__(self, what: str, detail: str):
+        super().__init__(f"saved {what} do not fit this model ({detail}); delete the run "
+                         "folder's checkpoints to start the run again")
+
+
+def compute_dtype(precision: str, accelerator: bool, bf16: bool = True) -> str:
+    """``training.precision`` → ``float32``, ``bfloat16`` or ``float16``: full precision on
+    the CPU unless asked for; ``auto`` on an accelerator is bf16 where it has it, else fp16."""
+    if precision == "fp32" or (precision == "auto" and not accelerator):
+        return "float32"
+    if precision == "fp16" or (precision == "auto" and not bf16):
+        return "float16"
+    return "bfloat16"
+
+
+def classifier_init(seed: int, fan_in: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(kernel (fan_in, n_classes), bias)`` for ``reset_classifier``: N(0, 0.001) drawn
+    from ``seed`` with numpy, so every engine re-draws the same values (torch: ``kernel.T``)."""
+    rng = np.random.default_rng(int(seed))
+    kernel = rng.normal(0.0, CLASSIFIER_STD, (fan_in, n_classes)).astype(np.float32)
+    return kernel, np.zeros(n_classes, np.float32)
+
+
+class Tally:
+    """Sums a training epoch's batches into an ``EpochResult``. ``add`` takes whatever the
+    framework returns (device tensors stay on the device: nothing waits for the device
+    until ``result``)."""
+
+    def __init__(self):
+        self.loss: Any = 0.0
+        self.correct: Any = 0
+        self.seen = 0
+
+    def add(self, mean_loss: Any, correct: Any, n: int) -> None:
+        self.loss = self.loss + mean_loss * n
+        self.correct = self.correct + correct
+        self.seen += int(n)
+
+    def result(self) -> EpochResult:
+        return EpochResult(float(self.loss), int(self.correct), self.seen)
+
+
+def stack_probabilities(parts: list[np.ndarray], n_classes: int) -> np.ndarray:
+    """Per-batch probabilities → one float32 ``(N, C)`` array (``(0, C)`` for no batches)."""
+    if not parts:
+        return np.zeros((0, n_classes), np.float32)
+    return np.concatenate([np.asarray(p, np.float32) for p in parts])
+
+
+def pack_state(**groups: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``get_state``'s key convention: ``pack_state(model=weights, optim=slots)`` →
+    ``{"model/…": …, "optim/…": …}`` (``unpack_state`` reads one group back)."""
+    return {f"{group}/{k}": v for group, arrays in groups.items() for k, v in arrays.items()}
+
+
+def unpack_state(state: dict[str, np.ndarray], group: str) -> dict[str, np.ndarray]:
+    start = len(group) + 1
+    return {k[start:]: v for k, v in state.items() if k.startswith(group + "/")}
+
+
+def numbered(values: Iterable[Any]) -> dict[str, np.ndarray]:
+    """A list of arrays as a dict keyed ``00000``, ``00001``, … (``in_order`` reverses it)."""
+    return {f"{i:05d}": np.array(v) for i, v in enumerate(values)}
+
+
+def in_order(arrays: dict[str, np.ndarray], expected: int, what: str) -> list[np.ndarray]:
+    """The arrays of ``numbered`` in order; ``StateMismatch`` unless there are ``expected``."""
+    values = [arrays[k] for k in sorted(arrays)]
+    if len(values) != expected:
+        raise StateMismatch(what, f"{len(values)} arrays for {expected}")
+    return values
+
+
+def param_counts(trainable: int, non_trainable: int) -> dict[str, int]:
+    """One entry of ``Describable.describe()["params"]``."""
+    return {"total": int(trainable) + int(non_trainable), "trainable": int(trainable),
+            "non_trainable": int(non_trainable)}
+
+
+def feature_map_problem(shape: tuple[int, ...] | None, image_size: int, channels_last: bool,
+                        channels: int | None = None) -> str | None:
+    """The shape half of ``BACKBONE_CONTRACT``: a backbone maps one zero batch of the engine's
+    layout to a 4-D feature map (with ``channels`` channels when the contract names them)."""
+    s = image_size
+    given = f"(B, {s}, {s}, 3)" if channels_last else f"(B, 3, {s}, {s})"
+    if shape is None or len(shape) != 4:
+        got = "a non-tensor" if shape is None else tuple(shape)
+        return (f"maps a {given} batch to {got}; expected a "
+                f"{'(B, H, W, C)' if channels_last else '(B, C, H, W)'} feature map")
+    found = int(shape[-1] if channels_last else shape[1])
+    if channels is not None and found != channels:
+        return f"out_channels is {channels} but its feature map has {found} channels"
+    return None
