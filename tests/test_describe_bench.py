@@ -114,3 +114,21 @@ def test_bench_overhead_reports_fractions_and_a_projection():
                                   "32", "--batch-size", "4", "--steps", "1", "--overhead"])
     assert "GPU rows are modelled, not measured" in text
     assert re.search(r"^torch\s+tiny\s+GPU\*\s+0\.422\s", text, re.MULTILINE), text
+
+
+def test_bench_times_the_precision_and_compile_asked_for():
+    out = invoke(bench_command, ["--engine", "keras", "--backbone", "tiny", "--image-size",
+                                 "32", "--batch-size", "4", "--steps", "1", "--compile", "both",
+                                 "--json"])
+    result = json.loads(out[out.index("{"):])
+    assert set(result["engines"]) == {"keras", "keras+compile"}
+    assert [result["engines"][e]["compile"] for e in ("keras", "keras+compile")] == [False, True]
+    for engine in result["engines"].values():
+        assert engine["models"][0]["train_images_per_s"] > 0
+    if importlib.util.find_spec("torch") is None:
+        return
+    out = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
+                                 "32", "--batch-size", "4", "--steps", "1", "--precision",
+                                 "bf16", "--json"])
+    result = json.loads(out[out.index("{"):])
+    assert "bfloat16" in result["engines"]["torch"]["precision"]

@@ -47,6 +47,9 @@ def dry_run(make_suite, run_harness, **overrides):
     ({"datasets": [{"name": "rsna",
                     "options": {"root": "nowhere", "mapping": {"Lung Opacity": "opacity"}}}]},
      f"datasets[0].options.mapping.Lung Opacity: unknown class 'opacity'. {EXPECT}"),
+    ({"classes": ["normal", "viral", "covid19"]},  # synthetic's default proportions
+     ("datasets[0].options.proportions: unknown class 'pneumonia'. Expected one "
+      "of: normal, viral, covid19")),
     ({"split": {"kind": "paper", "folds": 2}},
      ("split.options.test_patients: 5 lists of test patients (the authors' lists, by "
       "default), one per fold, but split.folds is 2; set split.folds: 5")),

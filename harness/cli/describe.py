@@ -54,7 +54,8 @@ def _options(spec, options: dict[str, Any] | None) -> dict[str, Any]:
 
 def build_model(engine: str, backbone: str, image_size: int, head: str = "paper",
                 weights: str = "none", n_classes: int = 3, plugins=(), options=None,
-                batch_size: int = DEFAULT_BATCH, device: str = "auto", threads: int = 0):
+                batch_size: int = DEFAULT_BATCH, device: str = "auto", threads: int = 0,
+                precision: str = "auto", compile: bool = False):
     """An engine's model through its ``build`` primitive, as the loop builds it."""
     from harness.config.suite import Training
     from harness.training.engine import EngineContext
@@ -64,7 +65,8 @@ def build_model(engine: str, backbone: str, image_size: int, head: str = "paper"
     if registry.get("engines", engine).builder not in spec.builders:
         raise HarnessError(f"backbone {backbone!r} has no {engine} build; it supports: "
                            f"{', '.join(sorted(spec.builders))}")
-    training = Training(batch_size=batch_size, weights=weights, head=head, device=device)
+    training = Training(batch_size=batch_size, weights=weights, head=head, device=device,
+                        precision=precision, compile=compile)
     ctx = EngineContext(backbone=spec, image_size=image_size, n_classes=n_classes,
                         training=training, backbone_options=_options(spec, options),
                         threads=threads)
@@ -131,13 +133,15 @@ def _batches(cache, labels, rng, batch_size: int, steps: int, image_size: int):
 
 def bench(engine: str, backbones: list[str], image_size: int, batch_size: int | None,
           steps: int, device: str = "auto", plugins: list[str] = (), head: str = "paper",
-          overhead: bool = False) -> dict[str, Any]:
+          overhead: bool = False, precision: str = "auto", compile: bool = False
+          ) -> dict[str, Any]:
     from harness.training.batches import free_cores, image_batches
 
     threads = free_cores()
     sizes = batch_sizes(build_registry(list(plugins)), backbones, batch_size)
     pipeline_batch = batch_size or DEFAULT_BATCH
-    results: dict[str, Any] = {"engine": engine, "threads": threads, "models": []}
+    results: dict[str, Any] = {"engine": engine, "threads": threads, "compile": compile,
+                               "models": []}
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         cache, labels = _bench_data(Path(tmp), [pipeline_batch, *sizes.values()], steps,
@@ -145,7 +149,7 @@ def bench(engine: str, backbones: list[str], image_size: int, batch_size: int | 
         for name in backbones:
             bs = sizes[name]
             model = build_model(engine, name, image_size, head, "none", 3, plugins, None, bs,
-                                device, threads)
+                                device, threads, precision, compile)
             _require(model, "device_name", "precision", "prepare")
             results["device"], results["precision"] = model.device_name, model.precision
             if "pipeline" not in results:

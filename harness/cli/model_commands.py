@@ -167,9 +167,17 @@ def bench_engines(registry, engine: str, backbones: list[str]
 @click.option("--overhead", is_flag=True,
               help="Also measure the per-epoch work outside training steps (selection, "
                    "checkpoint copies, history, progress) and project the paper protocol.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              default="auto", show_default=True,
+              help="As training.precision: auto is bf16 (fp16 where bf16 is missing) on a GPU, "
+                   "fp32 on the CPU.")
+@click.option("--compile", "compile_modes", type=click.Choice(["off", "on", "both"]),
+              default="off", show_default=True,
+              help="As training.compile (torch.compile; XLA in Keras); both: time each "
+                   "network with and without.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_command(engine, backbones, image_size, batch_size, steps, head, device, plugins,
-                  overhead, as_json):
+                  overhead, precision, compile_modes, as_json):
     """Training, inference and input-pipeline images/s, vs the paper's input pipeline.
 
     Every engine runs in its own process and is timed through the primitives the training
@@ -190,11 +198,14 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
             _check_backbone(b, e, plugins, registry)
     results: dict[str, Any] = {"image_size": image_size, "steps": steps, "engines": {},
                                "skipped_engines": skipped}
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[compile_modes]
     for e in engines:
-        results["engines"][e] = run_child(
-            "bench", engine=e, backbones=backbones, image_size=image_size,
-            batch_size=batch_size, steps=steps, device=device, plugins=list(plugins),
-            head=head, overhead=overhead)
+        for compiled in compiles:  # one process each: a compiled model never times the other
+            child = run_child(
+                "bench", engine=e, backbones=backbones, image_size=image_size,
+                batch_size=batch_size, steps=steps, device=device, plugins=list(plugins),
+                head=head, overhead=overhead, precision=precision, compile=compiled)
+            results["engines"][e + ("+compile" if compiled else "")] = child
     if overhead:
         _add_projections(results)
     # The baseline is Keras's ImageDataGenerator: without TensorFlow there is none.
@@ -212,11 +223,11 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
         click.echo(json.dumps(results, indent=2))
         return
     click.echo(f"image size {image_size}, {steps} timed steps per figure")
-    click.echo(f"{'engine':<8}{'device':<10}{'precision':<16}{'backbone':<18}{'batch':>6}"
+    click.echo(f"{'engine':<15}{'device':<10}{'precision':<16}{'backbone':<18}{'batch':>6}"
                f"{'train img/s':>13}{'infer img/s':>13}")
     for e, r in results["engines"].items():
         for m in r["models"]:
-            click.echo(f"{e:<8}{r['device']:<10}{r['precision']:<16}{m['backbone']:<18}"
+            click.echo(f"{e:<15}{r['device']:<10}{r['precision']:<16}{m['backbone']:<18}"
                        f"{m['batch_size']:>6}{m['train_images_per_s']:>13.1f}"
                        f"{m['infer_images_per_s']:>13.1f}")
     for e, reason in skipped.items():
@@ -266,7 +277,7 @@ def _echo_overhead(results: dict[str, Any]) -> None:
                f"selection on {SELECT_IMAGES} images after every epoch; a checkpoint per "
                f"phase end and per 10 minutes); protocol: {FOLDS} folds x {PHASES} phases x "
                f"{EPOCHS_PER_PHASE} epochs")
-    click.echo(f"{'engine':<8}{'backbone':<12}{'on':<10}{'epoch s':>9}{'select':>8}"
+    click.echo(f"{'engine':<15}{'backbone':<12}{'on':<10}{'epoch s':>9}{'select':>8}"
                f"{'ckpt':>7}{'loop':>7}{'total':>8}{'no-sel':>8}{'hours':>8}")
     modelled = False
     for e, r in results["engines"].items():
@@ -274,7 +285,7 @@ def _echo_overhead(results: dict[str, Any]) -> None:
             for where, p in m["projection"].items():
                 modelled |= where == "modelled_gpu"
                 label = r["device"] if where == "device" else "GPU*"
-                click.echo(f"{e:<8}{m['backbone']:<12}{label[:9]:<10}{p['epoch_s']:>9.3f}"
+                click.echo(f"{e:<15}{m['backbone']:<12}{label[:9]:<10}{p['epoch_s']:>9.3f}"
                            f"{100 * p['select_frac']:>7.1f}%{100 * p['checkpoint_frac']:>6.2f}%"
                            f"{100 * p['bookkeeping_frac']:>6.2f}%{100 * p['overhead_frac']:>7.1f}%"
                            f"{100 * p['overhead_frac_without_selection']:>7.2f}%"

@@ -26,8 +26,9 @@ class SyntheticOptions(Options):
     seed: int = Field(0, description="seed of the drawing")
     images_per_patient: int = Field(2, ge=1, description="images per synthetic patient")
     proportions: dict[ClassName, float] = Field(
-        default_factory=lambda: dict(DEFAULT_PROPORTIONS),
-        description="class proportions (class name: weight)")
+        default_factory=lambda: dict(DEFAULT_PROPORTIONS), validate_default=True,
+        description="class proportions (class name: weight); the default names the three "
+        "default classes, so a suite with other classes sets it")
 
 
 def _proportions(options: SyntheticOptions, context: DatasetContext) -> dict[str, float]:

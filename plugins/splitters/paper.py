@@ -83,7 +83,7 @@ class PaperOptions(CommonOptions):
         description="{fold: [patient ids]}; default: the authors' lists")
     phases: int = Field(PAPER_PHASES, ge=1, description="training phases")
     per_phase: dict[ClassName, int] = Field(
-        default_factory=lambda: dict(PAPER_PER_PHASE),
+        default_factory=lambda: dict(PAPER_PER_PHASE), validate_default=True,
         description="new images per phase and class from the other sources")
 
     @field_validator("test_patients")
