@@ -155,4 +155,5 @@ def test_host_inputs_match_the_torch_engines_device_inputs(fill):
     assert host.shape == device.shape == (6, 3, size, size)
     np.testing.assert_allclose(host, device, atol=2e-4)
     plain = host_inputs(images, None, "unit", channels_last=True)
-    assert plain.shape == (6, size, size, 3) and plain[0, 0, 0, 2] == pytest.approx(images[0, 0, 0] / 255.0)
+    assert plain.shape == (6, size, size, 3)
+    assert plain[0, 0, 0, 2] == pytest.approx(images[0, 0, 0] / 255.0)
