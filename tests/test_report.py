@@ -33,15 +33,20 @@ def write_run(root: Path, sampler: str, fold: int, *, seed: int = 0, state: str 
              "image_size": 32, "plugins": [], "report": {"bootstrap": 100}}
     (run_dir / "config.json").write_text(json.dumps({"run": run, "suite": suite,
                                                      "versions": {"harness": "0.1.0"}}))
-    plan = {"plan": {"phases": [{"indices": list(range(480))}]}}
+    rng = np.random.default_rng([fold, seed, len(sampler)])
+    true = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+    train = {"uids": [f"tr{i:04d}" for i in range(480)],
+             "labels": [CLASSES[i % 3] for i in range(480)]}
+    plan = {"sampler": sampler, "plan": {"phases": [{"indices": list(range(480))}]},
+            "train": train, "select": {"uids": [], "labels": []},
+            "test": {"uids": [f"img{i:04d}" for i in range(n)],
+                     "labels": [CLASSES[t] for t in true]}}
     if budget is not None:
         plan["budget"] = budget
     (run_dir / "plan.json").write_text(json.dumps(plan))
     if state != "done":
         (run_dir / "status.json").write_text(json.dumps({"state": state, "error": error}))
         return run_dir
-    rng = np.random.default_rng([fold, seed, len(sampler)])
-    true = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
     logits = rng.normal(size=(n, 3)) + skill * np.eye(3)[true]
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     with (run_dir / "predictions.csv").open("w", newline="") as fh:
@@ -125,7 +130,7 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     failed = {r["run_id"]: r for r in read_csv(out / "failed_runs.csv")}
     assert "CUDA out of memory" in failed["tiny-undersample-torch-f1-s0-0a1b2c"]["error"]
     cut = failed["tiny-undersample-torch-f2-s0-0a1b2c"]["error"]
-    assert "predictions.csv, line" in cut and "truncated" in cut
+    assert "predictions.csv: line" in cut and "truncated" in cut
     assert "CUDA out of memory while training phase 3" in html
     assert "Failed and unfinished runs" in html
 
@@ -219,3 +224,72 @@ def test_report_in_headless_chromium(runs_dir, tmp_path):
                          check=False, capture_output=True, text=True, timeout=120)
     assert 'id="compare-table"' in dom.stdout
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr
+
+
+def _cut_metrics(run_dir: Path) -> None:
+    text = (run_dir / "metrics.json").read_text()
+    (run_dir / "metrics.json").write_text(text[: len(text) // 2])
+
+
+def _drop_last_prediction(run_dir: Path) -> None:
+    lines = (run_dir / "predictions.csv").read_text().splitlines()
+    (run_dir / "predictions.csv").write_text("\n".join(lines[:-1]) + "\n")
+
+
+def _plan_not_json(run_dir: Path) -> None:
+    (run_dir / "plan.json").write_text("{'sampler': 'phased', ")
+
+
+DAMAGE = {  # run (sampler, fold, seed) -> how it is damaged, what the report says
+    ("none", 1, 1): (_cut_metrics, "metrics.json: not valid JSON"),
+    ("phased", 1, 1): (_drop_last_prediction,
+                       "predictions.csv: 119 rows where plan.json has 120 test images"),
+    ("phased", 2, 1): (_plan_not_json, "plan.json: not valid JSON"),
+}
+
+
+def test_damaged_runs_are_named_and_left_out_of_every_figure(tmp_path):
+    """Damaged finished runs: one line each (file and problem), no traceback, and the
+    report's figures are those of the same suite without them."""
+    root, clean = tmp_path / "runs" / "fixture", tmp_path / "clean" / "fixture"
+    for sampler in ("none", "phased"):
+        for fold in (1, 2):
+            write_run(root, sampler, fold, skill=1.5 if sampler == "none" else 2.5)
+            write_run(root, sampler, fold, seed=1, skill=1.5 if sampler == "none" else 2.5)
+    shutil.copytree(root, clean)
+    damaged = {}
+    for (sampler, fold, seed), (damage, message) in DAMAGE.items():
+        run_id = f"tiny-{sampler}-torch-f{fold}-s{seed}-0a1b2c"
+        damage(root / run_id)
+        shutil.rmtree(clean / run_id)
+        damaged[run_id] = message
+
+    result = CliRunner().invoke(report_command, [str(root), "--out", str(tmp_path / "out"),
+                                                 "--bootstrap", "0"])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "Traceback" not in result.output
+    out = tmp_path / "out"
+    listed = {r["run_id"]: r for r in read_csv(out / "failed_runs.csv")}
+    assert set(listed) == set(damaged)
+    html = (out / "index.html").read_text()
+    for run_id, message in damaged.items():
+        assert listed[run_id]["state"] == "damaged"
+        error = listed[run_id]["error"]
+        assert "\n" not in error and message in error, error
+        assert error.startswith(str(root / run_id)), error   # the file, by its full path
+        assert message in html
+
+    # Left out of every figure: the tables and statistics equal those without the runs.
+    render_report(clean, tmp_path / "out-clean", bootstrap=0)
+    figures = json.loads((out / "summary.json").read_text())
+    expected = json.loads((tmp_path / "out-clean" / "summary.json").read_text())
+    assert [len(c["runs"]) for c in figures["combinations"]] == [3, 2]
+    assert figures["combinations"] == expected["combinations"]
+    assert figures["comparisons"] == expected["comparisons"]
+    for name in ("table3.csv", "table4.csv", "comparison_paired.csv", "results.csv"):
+        assert (out / name).read_text() == (tmp_path / "out-clean" / name).read_text(), name
+
+    import harness
+
+    assert set(harness.load_results(root)["run_id"]) == set(
+        harness.load_results(clean)["run_id"])
