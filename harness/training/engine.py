@@ -134,7 +134,7 @@ class Describable(Protocol):
 
 # ------------------------------------------------------------------ what the core gives engines
 # Framework-free pieces every engine needs, so that an engine's module holds only the calls
-# into its framework (see plugins/engines/*/model.py and tests/minimal_engine.py).
+# into its framework (a whole engine that uses them: tests/minimal_engine.py).
 
 #: ``training.normalization`` → per-channel (mean, std) of the 3-channel input in [0, 1]
 #: (``None``: the [0, 1] scaling alone). ImageNet's statistics, as torchvision and timm.
