@@ -118,6 +118,11 @@ class Describable(Protocol):
         """``{"feature_shape": [H, W, C], "params": {"backbone": {...}, "model": {...}}}``
         with ``total``, ``trainable`` and ``non_trainable`` counts."""
 
+    # Optional too: ``forward_flops() -> int``, the FLOPs of one image's forward pass through
+    # the whole model (a multiply-add counts 2). ``harness bench`` then reports the share of
+    # the GPU's peak each rate uses (``harness.training.peaks``), for every engine that
+    # times the same network.
+
 
 # ------------------------------------------------------------------ what the core gives engines
 # Framework-free pieces every engine needs, so that an engine's module holds only the calls
