@@ -21,7 +21,8 @@ CLASSES = ["normal", "pneumonia", "covid19"]
 
 def write_run(root: Path, sampler: str, fold: int, *, seed: int = 0, state: str = "done",
               selection: str = "holdout", skill: float = 2.0, n: int = 120,
-              with_metrics: bool = True, error: str = "", budget: int | None = 960) -> Path:
+              with_metrics: bool = True, error: str = "", budget: int | None = 960,
+              report: dict | None = None) -> Path:
     """A run folder as the runner writes it; predictions drawn from a seeded generator."""
     run_id = f"tiny-{sampler}-torch-f{fold}-s{seed}-0a1b2c"
     run_dir = root / run_id
@@ -30,7 +31,7 @@ def write_run(root: Path, sampler: str, fold: int, *, seed: int = 0, state: str 
            "fold": fold, "seed": seed, "run_id": run_id, "sampler_options": {},
            "training": {"epochs_per_phase": 2, "batch_size": 8, "selection": selection}}
     suite = {"name": "fixture", "source": "suites/fixture.yaml", "classes": CLASSES,
-             "image_size": 32, "plugins": [], "report": {"bootstrap": 100}}
+             "image_size": 32, "plugins": [], "report": {"bootstrap": 100, **(report or {})}}
     (run_dir / "config.json").write_text(json.dumps({"run": run, "suite": suite,
                                                      "versions": {"harness": "0.1.0"}}))
     rng = np.random.default_rng([fold, seed, len(sampler)])
@@ -155,6 +156,76 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     assert budget["none"]["distinct_images"] == "480"
     # The pooled intervals say what they resample (no patients recorded here: images).
     assert "resamples of distinct test images" in html
+
+
+def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
+    from html import unescape
+
+    out = tmp_path / "out"
+    html = unescape(render_report(runs_dir, out, bootstrap=0).read_text())
+    assert ("table3.csv holds counts and table4.csv percent, as shown here; every other CSV "
+            "and summary.json hold fractions") in " ".join(html.replace("<code>", "")
+                                                         .replace("</code>", "").split())
+
+    def values(name, columns=None):
+        rows = read_csv(out / name)
+        return [float(r[c]) for r in rows for c in (columns or r) if c in r and
+                r[c] not in ("", None) and c.endswith(("_pct", "balanced_accuracy", "macro_f1",
+                                                         "macro_auroc", "mean", "mean_diff"))]
+
+    assert max(values("table4.csv")) > 1.0   # percent
+    assert all(0.0 <= v <= 100.0 for v in values("table4.csv"))
+    other = values("other_metrics.csv")     # fractions, balanced accuracy included
+    assert other and all(0.0 <= v <= 1.0 for v in other)
+    assert all(-1.0 <= float(r["mcc"]) <= 1.0 for r in read_csv(out / "other_metrics.csv"))
+    assert all(-1.0 <= v <= 1.0 for v in values("comparison.csv") + values(
+        "comparison_paired.csv"))
+    counts = [int(v) for r in read_csv(out / "table3.csv") for k, v in r.items()
+              if k.endswith("_correct")]
+    assert max(counts) > 1
+
+
+def comparison_runs(root: Path, report: dict) -> Path:
+    for fold in (1, 2):
+        for sampler, skill in (("none", 1.0), ("focal", 2.0), ("oversample", 3.0)):
+            write_run(root, sampler, fold, skill=skill, report=report)
+    return root
+
+
+@pytest.mark.parametrize("alpha, fewest", [(0.05, 6), (0.01, 8)])
+def test_references_and_mcnemar_threshold_come_from_the_suite(tmp_path, alpha, fewest):
+    root = comparison_runs(tmp_path / "runs" / "refs",
+                           {"references": ["focal"], "alpha": alpha})
+    out = tmp_path / "out"
+    html = render_report(root, out, bootstrap=0).read_text()
+    paired = read_csv(out / "comparison_paired.csv")
+    assert {r["reference"] for r in paired} == {"focal"}
+    assert "Paired against <code>focal</code>" in html
+    assert "Paired against <code>none</code>" not in html
+    assert (f"with fewer than {fewest} such images no p can reach α = {alpha} and the row is "
+            "not tested") in html
+    assert f"or fewer than {fewest} images on which the two strategies disagree" in html
+    mcnemar = read_csv(out / "comparison_mcnemar.csv")
+    assert mcnemar
+    for m in mcnemar:   # the page's threshold is the one the code applies
+        discordant = int(m["only_strategy_right"]) + int(m["only_reference_right"])
+        assert (m["verdict"] == "untested") == (discordant < fewest)
+        if m["verdict"] == "untested":
+            assert m["sentence"].startswith("too few discordant images to test (")
+    assert {r["sentence"] for r in paired} == {"too few folds/seeds to test"}
+    assert "“too few folds/seeds to test” (per-figure tests)" in html
+    assert "“too few discordant images to test” (McNemar)" in html
+
+
+def test_fewest_discordant_images_for_mcnemar():
+    from harness.analysis.significance import mcnemar_exact, min_discordant
+
+    assert [min_discordant(a) for a in (0.05, 0.01, 0.0625, 0.5)] == [6, 8, 5, 2]
+    for alpha in (0.05, 0.01):
+        n = min_discordant(alpha)
+        for k, reachable in ((n, True), (n - 1, False)):
+            right = np.zeros(k, bool)
+            assert (mcnemar_exact(right, ~right)["min_p"] <= alpha) is reachable
 
 
 def test_paper_selection_warning(runs_dir, tmp_path):
