@@ -62,7 +62,7 @@ def build_model(engine: str, backbone: str, image_size: int, head: str = "paper"
 
     registry = build_registry(list(plugins))
     spec = registry.get("backbones", backbone)
-    if engine not in spec.builders:
+    if registry.get("engines", engine).builder not in spec.builders:
         raise HarnessError(f"backbone {backbone!r} has no {engine} build; it supports: "
                            f"{', '.join(sorted(spec.builders))}")
     training = Training(batch_size=batch_size, weights=weights, head=head, device=device,

@@ -136,7 +136,7 @@ def bench_engines(registry, engine: str, backbones: list[str]
     for name in registry.names("engines"):
         spec = registry.get("engines", name)
         lacking = [b for b in backbones
-                   if name not in registry.get("backbones", b).builders]
+                   if spec.builder not in registry.get("backbones", b).builders]
         if not framework_installed(spec.framework):
             skipped[name] = f"{spec.framework} is not installed"
         elif lacking:

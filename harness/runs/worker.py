@@ -51,7 +51,7 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     registry = build_registry(suite.get("plugins", []))
     engine = registry.get("engines", run.engine)
     backbone = registry.get("backbones", run.backbone)
-    if run.engine not in backbone.builders:
+    if engine.builder not in backbone.builders:
         raise HarnessError(f"backbone {run.backbone!r} has no build for engine {run.engine!r}; "
                            f"it supports: {', '.join(sorted(backbone.builders))}")
     cache = open_cache(suite["cache"])
