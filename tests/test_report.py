@@ -257,12 +257,16 @@ def test_report_command_default_out(runs_dir, tmp_path, monkeypatch):
 
 
 def test_report_command_missing_folder(tmp_path):
-    result = CliRunner().invoke(report_command, [str(tmp_path / "nope")])
-    assert result.exit_code == 1
-    assert "nope: no such runs folder" in result.output
+    from harness.cli.main import main
+
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path / 'nope'}: no such runs folder")
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(report_command, [str(tmp_path / "empty")])
-    assert result.exit_code == 1 and "no run folders" in result.output
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
+    assert "no run folders" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
