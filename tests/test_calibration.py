@@ -69,7 +69,7 @@ def test_report_has_calibration_and_says_when_a_class_has_one_source(tmp_path):
         sources = ["ieee8023" if r["true"] == "covid19" else "rsna" if r["true"] == "normal"
                    else ("ieee8023" if i % 2 else "rsna") for i, r in enumerate(rows)]
         plan = json.loads((run_dir / "plan.json").read_text())
-        plan["test"] = {"uids": [r["uid"] for r in rows], "sources": sources}
+        plan["test"] = {**plan["test"], "sources": sources}
         (run_dir / "plan.json").write_text(json.dumps(plan))
         for src, values in expected.items():
             pn = [r for r, s in zip(rows, sources) if r["true"] == "pneumonia" and s == src]

@@ -60,3 +60,39 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
     assert progress.is_enabled() is True
     monkeypatch.setenv("HARNESS_QUIET", "1")
     assert progress.is_enabled() is False
+
+
+def test_click_usage_mistakes_are_one_error_line_with_exit_2(tmp_path):
+    cases = {
+        ("run",): "error: harness run: Missing argument 'SUITE'. (see 'harness run --help')",
+        ("report", "--bootstrap", "x", str(tmp_path)):
+            "error: harness report: Invalid value for '--bootstrap': 'x' is not a valid "
+            "integer range. (see 'harness report --help')",
+        ("optimism", str(tmp_path / "no"), str(tmp_path)):
+            f"error: harness optimism: Invalid value for 'OPTIMISTIC_RUNS': Directory "
+            f"'{tmp_path / 'no'}' does not exist. (see 'harness optimism --help')",
+        ("bogus",): "error: harness: No such command 'bogus'. (see 'harness --help')",
+        ("--bogus",): "error: harness: No such option '--bogus'.",
+        ("data", "prepare"): "error: harness data prepare: Missing argument 'SUITE_FILE'.",
+    }
+    for args, line in cases.items():
+        result = CliRunner().invoke(main, list(args), prog_name="harness")
+        assert result.exit_code == 2, args
+        assert result.stdout == "", args
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(line), \
+            (args, result.stderr)
+    for args in ([], ["data"]):  # a group alone still shows its help, as click does
+        result = CliRunner().invoke(main, args, prog_name="harness")
+        assert "Usage: harness" in result.output and "Commands:" in result.output
+
+
+def test_harness_errors_are_one_line_and_verbose_adds_the_traceback(tmp_path):
+    missing = tmp_path / "none.csv"
+    result = CliRunner().invoke(main, ["metrics", str(missing)])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {missing}: no such predictions file\n"
+    verbose = CliRunner().invoke(main, ["-v", "metrics", str(missing)])
+    assert verbose.exit_code == 2
+    assert verbose.stderr.startswith("Traceback (most recent call last):")
+    assert "HarnessError" in verbose.stderr and "read_predictions" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == f"error: {missing}: no such predictions file"

@@ -1,4 +1,5 @@
-"""The core names no plugin: built-in plugin names appear in ``harness/`` only as defaults
+"""The core names no plugin: built-in plugin names appear in ``harness/`` (code and report
+templates) only as defaults
 documented in the suite model (``harness/config/suite.py``) and in the test helpers.
 
 Engine names are left out (``BACKBONE_CONTRACT`` states the contract per framework), and so
@@ -31,17 +32,22 @@ def builtin_names() -> set[str]:
 
 
 def core_mentions(root: Path, names: set[str]) -> set[tuple[str, str]]:
-    """(file, name) for every quoted built-in name in the ``.py`` files under ``root``,
-    outside the documented defaults and the test helpers."""
+    """(file, name) for every quoted built-in name in the ``.py`` files and the report
+    templates (``.j2``: also a name shown as ``<code>name</code>``) under ``root``, outside
+    the documented defaults and the test helpers."""
     alternatives = "|".join(map(re.escape, sorted(names)))
-    pattern = re.compile("[\"'](" + alternatives + ")[\"']")
+    quoted = re.compile("[\"'](" + alternatives + ")[\"']")
+    in_code = re.compile("<code>(" + alternatives + ")</code>")
     found = set()
-    for path in root.rglob("*.py"):
+    for path in [*root.rglob("*.py"), *root.rglob("*.j2")]:
         rel = path.relative_to(root).as_posix()
         if rel in DOCUMENTED_DEFAULTS or rel.startswith("testing/"):
             continue
-        for match in pattern.finditer(path.read_text()):
-            found.add((rel, match.group(1)))
+        text = path.read_text()
+        patterns = (quoted, in_code) if path.suffix == ".j2" else (quoted,)
+        for pattern in patterns:
+            for match in pattern.finditer(text):
+                found.add((rel, match.group(1)))
     return found
 
 
@@ -57,10 +63,16 @@ def test_a_name_added_to_the_core_is_found(tmp_path):
     (tmp_path / "cli").mkdir()
     (tmp_path / "cli" / "bench.py").write_text('DEFAULTS = ["xception", \'concat\']\n'
                                                '"""The concat of two nets."""\n')
+    (tmp_path / "analysis" / "templates").mkdir(parents=True)
+    (tmp_path / "analysis" / "templates" / "_part.html.j2").write_text(
+        '{% for ref in ["none", "phased"] %}{{ ref }}{% endfor %}\n'
+        '<p>Against <code>undersample</code>; any sampler, tiny or not.</p>\n')
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "suite.py").write_text('sampler = "phased"\n')  # documented
-    assert core_mentions(tmp_path, names) == {("cli/bench.py", "xception"),
-                                              ("cli/bench.py", "concat")}
+    assert core_mentions(tmp_path, names) == {
+        ("cli/bench.py", "xception"), ("cli/bench.py", "concat"),
+        ("analysis/templates/_part.html.j2", "phased"),
+        ("analysis/templates/_part.html.j2", "undersample")}
 
 
 def test_budget_reference_is_a_suite_setting(make_suite, run_harness, tmp_path):

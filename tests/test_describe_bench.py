@@ -69,7 +69,7 @@ def test_describe_keras_concat_at_300_has_the_papers_parameter_count():
 def test_bench_prints_the_pipeline_ratio_against_the_papers_pipeline():
     out = invoke(bench_command, ["--engine", "keras", "--backbone", "tiny", "--image-size",
                                  "32", "--batch-size", "4", "--steps", "2"])
-    row = r"^keras\s+CPU\s+float32\s+tiny\s+4\s+[\d.]+\s+[\d.]+$"
+    row = r"^keras\s+CPU\s+float32\s+tiny\s+4\s+[\d.]+\s+[\d.]+\s+n/a\s+n/a\s+n/a$"
     assert re.search(row, out, re.MULTILINE), out
     paper = float(re.search(r"paper pipeline \(ImageDataGenerator.flow, Table 2\): "
                             r"([\d.]+) img/s", out).group(1))
@@ -132,3 +132,31 @@ def test_bench_times_the_precision_and_compile_asked_for():
                                  "bf16", "--json"])
     result = json.loads(out[out.index("{"):])
     assert "bfloat16" in result["engines"]["torch"]["precision"]
+
+
+def test_bench_reports_flops_and_the_share_of_the_peak():
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    from harness.training.peaks import peak_flops
+
+    out = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
+                                 "32", "--batch-size", "4", "--steps", "1", "--peak-tflops",
+                                 "2", "--json"])
+    result = json.loads(out[out.index("{"):])
+    [model] = result["engines"]["torch"]["models"]
+    # tiny: 3x3 convs 3-16-32-64-64 at 32, 16, 8, 4 px (2 FLOPs a multiply-add), plus a head
+    convs = 2 * 9 * (3 * 16 * 32**2 + 16 * 32 * 16**2 + 32 * 64 * 8**2 + 64 * 64 * 4**2)
+    assert convs < model["forward_flops"] < 1.2 * convs
+    assert model["train_peak_frac"] == pytest.approx(
+        3 * model["forward_flops"] * model["train_images_per_s"] / 2e12)
+    assert model["infer_peak_frac"] == pytest.approx(
+        model["forward_flops"] * model["infer_images_per_s"] / 2e12)
+    # without --peak-tflops: datasheet figures for known GPUs only
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4e12
+    assert peak_flops("NVIDIA H100 PCIe", "float32") == 378.0e12
+    assert peak_flops("cpu", "float32") is None
+    text = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
+                                  "32", "--batch-size", "4", "--steps", "1"])
+    assert re.search(r"^torch\s+cpu\s+float32\s+tiny\s+4\s+[\d.]+\s+[\d.]+\s+0\.01\s+n/a\s+n/a$",
+                     text, re.MULTILINE), text
+    assert "not known for this device: --peak-tflops N gives it" in text

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runs import store
+from harness.runs.folder import RunFolder
 from harness.runs.runner import StopSuite, run_suite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -64,13 +64,13 @@ def assert_complete(trace: Path, tmp_path: Path, suite: str,
     """Every run done with its whole history; no epoch trained twice, except by the run
     ``killed`` midway (``*``: any run): at most the one epoch it was in, not checkpointed."""
     folders = sorted(p for p in (tmp_path / "runs" / suite).iterdir()
-                     if p.is_dir() and (p / store.CONFIG).exists())
+                     if p.is_dir() and (p / "config.json").exists())
     by_run: dict[str, list[dict]] = {}
     for t in traced(trace, suite):
         by_run.setdefault(Path(t["run_dir"]).name, []).append(t)
     for d in folders:
-        assert store.run_state(d) == "done", d.name
-        with open(d / store.HISTORY, newline="") as fh:
+        assert RunFolder(d).state() == "done", d.name
+        with open(d / "history.csv", newline="") as fh:
             rows = [(r["phase"], r["epoch"]) for r in csv.DictReader(fh)]
         assert len(rows) == len(set(rows)) == EPOCHS, d.name
         epochs = [(t["phase"], t["epoch"]) for t in by_run[d.name]]
@@ -142,7 +142,7 @@ def test_ray_fail_fast_cancels_the_runs_not_finished(make_suite, tmp_path, local
         **RAY["options"], "cpus_per_run": 2}}, matrix={"seed": [7, 8]})
     with pytest.raises(StopSuite, match="fake failure"):
         run(suite, tmp_path, fail_fast=True)
-    states = [store.run_state(d) for d in (tmp_path / "runs" / "rayfail").iterdir()
+    states = [RunFolder(d).state() for d in (tmp_path / "runs" / "rayfail").iterdir()
               if d.is_dir()]
     # Ray need not start the tasks in order: a seed-8 run may finish before the failure.
     assert len(states) == 4 and states.count("failed") == 1
@@ -160,7 +160,7 @@ def test_ray_ctrl_c_interrupts_the_runs_and_they_resume(make_suite, tmp_path, lo
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run(suite, tmp_path)
-    states = [store.run_state(d) for d in (tmp_path / "runs" / "rayint").iterdir()
+    states = [RunFolder(d).state() for d in (tmp_path / "runs" / "rayint").iterdir()
               if d.is_dir()]
     assert "running" not in states  # every started worker recorded its interruption
     assert states.count("interrupted") >= 1 and "done" not in states
@@ -245,8 +245,8 @@ def test_slurm_local_ctrl_c_cancels_the_jobs(make_suite, tmp_path, monkeypatch):
     seen = len(traced(trace, "slurmint"))
     time.sleep(2)
     assert len(traced(trace, "slurmint")) == seen
-    states = [store.run_state(d) for d in (tmp_path / "runs" / "slurmint").iterdir()
-              if d.is_dir() and (d / store.CONFIG).exists()]
+    states = [RunFolder(d).state() for d in (tmp_path / "runs" / "slurmint").iterdir()
+              if d.is_dir() and (d / "config.json").exists()]
     assert "done" not in states
     monkeypatch.setenv("HARNESS_FAKE_EPOCH_SECONDS", "0")
     again = run(suite, tmp_path)
@@ -277,6 +277,6 @@ def test_local_fail_fast_starts_no_new_run_on_any_gpu(make_suite, tmp_path, monk
         "gpus": [0, 1]}}, matrix={"seed": [7, 8]})
     with pytest.raises(StopSuite, match="fake failure"):
         run(suite, tmp_path, fail_fast=True)
-    states = [store.run_state(d) for d in (tmp_path / "runs" / "lanesfail").iterdir()
+    states = [RunFolder(d).state() for d in (tmp_path / "runs" / "lanesfail").iterdir()
               if d.is_dir()]
     assert states.count("failed") == 1 and states.count("pending") == 2

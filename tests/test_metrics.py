@@ -18,6 +18,7 @@ from harness.analysis.metrics import (
     figures,
     read_predictions,
 )
+from harness.cli.main import main
 from harness.cli.report_commands import metrics_command
 from harness.errors import HarnessError
 
@@ -239,9 +240,10 @@ def test_missing_column(tmp_path):
     path.write_text("uid,true,p_normal,p_pneumonia,p_covid19\na,normal,1,0,0\n")
     with pytest.raises(HarnessError, match=r"nopred\.csv: missing column\(s\) pred"):
         read_predictions(path)
-    result = CliRunner().invoke(metrics_command, [str(path)])
-    assert result.exit_code == 1
-    assert "nopred.csv: missing column(s) pred" in result.output
+    result = CliRunner().invoke(main, ["metrics", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {path}: missing column(s) pred")
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
     assert "Traceback" not in result.output
 
 
@@ -270,8 +272,9 @@ def test_truncated_file(tmp_path):
         read_predictions(path)
     assert "cut.csv, line 3: 3 field(s) where the header has 6" in str(err.value)
     assert "truncated" in str(err.value)
-    result = CliRunner().invoke(metrics_command, [str(path)])
-    assert result.exit_code == 1 and "cut.csv, line 3" in result.output
+    result = CliRunner().invoke(main, ["metrics", str(path)])
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {path}, line 3")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_header_only_and_empty_files(tmp_path):

@@ -7,22 +7,45 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from harness.analysis.metrics import compute_metrics, read_predictions
 from harness.analysis.optimism import optimism_gap
 from harness.cli.main import main
 from harness.errors import HarnessError
 
+CLASSES = ["normal", "pneumonia", "covid19"]
 
-def write_run(root, fold: int, accuracy: float, covid_sensitivity: float, test=("a", "b")):
-    run_dir = root / f"concat-phased-keras-f{fold}-s0-abc123"
+
+def write_run(root, fold: int, accuracy: float, covid_sensitivity: float, test: str = "a"):
+    """A finished run of 100 test images (10 covid19) with the given figures; ``test``
+    names its test set."""
+    run_id = f"concat-phased-keras-f{fold}-s0-abc123"
+    run_dir = root / run_id
     run_dir.mkdir(parents=True)
     run = {"backbone": "concat", "sampler": "phased", "engine": "keras", "fold": fold,
-           "seed": 0}
-    (run_dir / "config.json").write_text(json.dumps({"run": run}))
-    (run_dir / "plan.json").write_text(json.dumps({"test": {"uids": list(test)}}))
-    (run_dir / "metrics.json").write_text(json.dumps({
-        "accuracy": accuracy, "macro_auroc": None,
-        "per_class": {"covid19": {"sensitivity": covid_sensitivity}}}))
-    (run_dir / "predictions.csv").write_text("uid,true,pred\n")
+           "seed": 0, "run_id": run_id}
+    (run_dir / "config.json").write_text(json.dumps(
+        {"run": run, "suite": {"name": root.name, "classes": CLASSES}}))
+    true = [2] * 10 + [0] * 45 + [1] * 45
+    pred = list(true)
+    missed = round(10 * (1 - covid_sensitivity))
+    wrong = round(100 * (1 - accuracy)) - missed
+    pred[:missed] = [0] * missed
+    pred[10:10 + wrong] = [1] * wrong
+    uids = [f"{test}{i:03d}" for i in range(100)]
+    part = {"uids": uids, "labels": [CLASSES[t] for t in true]}
+    (run_dir / "plan.json").write_text(json.dumps({
+        "sampler": "phased", "budget": 100, "plan": {"phases": [{"indices": [0]}]},
+        "train": part, "select": {"uids": [], "labels": []}, "test": part}))
+    lines = ["uid,true,pred," + ",".join(f"p_{c}" for c in CLASSES)]
+    for u, t, k in zip(uids, true, pred):
+        lines.append(f"{u},{CLASSES[t]},{CLASSES[k]}," + ",".join(
+            "0.8" if j == k else "0.1" for j in range(3)))
+    (run_dir / "predictions.csv").write_text("\n".join(lines) + "\n")
+    metrics = compute_metrics(read_predictions(run_dir / "predictions.csv", CLASSES),
+                              bootstrap=0)
+    assert metrics["accuracy"] == pytest.approx(accuracy)
+    metrics["macro_auroc"] = None  # a figure a run lacks is left out of the gap
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "status.json").write_text(json.dumps({"state": "done"}))
 
 
@@ -32,7 +55,7 @@ def test_gap_is_paired_by_run_and_skips_other_test_sets(tmp_path):
     write_run(clean, 1, 0.90, 0.70)
     write_run(paper, 2, 0.97, 1.00)
     write_run(clean, 2, 0.93, 0.80)
-    write_run(paper, 3, 0.99, 1.00, test=("c",))
+    write_run(paper, 3, 0.99, 1.00, test="c")
     write_run(clean, 3, 0.50, 0.10)
     gap = optimism_gap(paper, clean)
     assert gap["pairs"] == 2 and gap["different_test_sets"] == 1

@@ -21,7 +21,8 @@ CLASSES = ["normal", "pneumonia", "covid19"]
 
 def write_run(root: Path, sampler: str, fold: int, *, seed: int = 0, state: str = "done",
               selection: str = "holdout", skill: float = 2.0, n: int = 120,
-              with_metrics: bool = True, error: str = "", budget: int | None = 960) -> Path:
+              with_metrics: bool = True, error: str = "", budget: int | None = 960,
+              report: dict | None = None) -> Path:
     """A run folder as the runner writes it; predictions drawn from a seeded generator."""
     run_id = f"tiny-{sampler}-torch-f{fold}-s{seed}-0a1b2c"
     run_dir = root / run_id
@@ -30,18 +31,23 @@ def write_run(root: Path, sampler: str, fold: int, *, seed: int = 0, state: str 
            "fold": fold, "seed": seed, "run_id": run_id, "sampler_options": {},
            "training": {"epochs_per_phase": 2, "batch_size": 8, "selection": selection}}
     suite = {"name": "fixture", "source": "suites/fixture.yaml", "classes": CLASSES,
-             "image_size": 32, "plugins": [], "report": {"bootstrap": 100}}
+             "image_size": 32, "plugins": [], "report": {"bootstrap": 100, **(report or {})}}
     (run_dir / "config.json").write_text(json.dumps({"run": run, "suite": suite,
                                                      "versions": {"harness": "0.1.0"}}))
-    plan = {"plan": {"phases": [{"indices": list(range(480))}]}}
+    rng = np.random.default_rng([fold, seed, len(sampler)])
+    true = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+    train = {"uids": [f"tr{i:04d}" for i in range(480)],
+             "labels": [CLASSES[i % 3] for i in range(480)]}
+    plan = {"sampler": sampler, "plan": {"phases": [{"indices": list(range(480))}]},
+            "train": train, "select": {"uids": [], "labels": []},
+            "test": {"uids": [f"img{i:04d}" for i in range(n)],
+                     "labels": [CLASSES[t] for t in true]}}
     if budget is not None:
         plan["budget"] = budget
     (run_dir / "plan.json").write_text(json.dumps(plan))
     if state != "done":
         (run_dir / "status.json").write_text(json.dumps({"state": state, "error": error}))
         return run_dir
-    rng = np.random.default_rng([fold, seed, len(sampler)])
-    true = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
     logits = rng.normal(size=(n, 3)) + skill * np.eye(3)[true]
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     with (run_dir / "predictions.csv").open("w", newline="") as fh:
@@ -125,7 +131,7 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     failed = {r["run_id"]: r for r in read_csv(out / "failed_runs.csv")}
     assert "CUDA out of memory" in failed["tiny-undersample-torch-f1-s0-0a1b2c"]["error"]
     cut = failed["tiny-undersample-torch-f2-s0-0a1b2c"]["error"]
-    assert "predictions.csv, line" in cut and "truncated" in cut
+    assert "predictions.csv: line" in cut and "truncated" in cut
     assert "CUDA out of memory while training phase 3" in html
     assert "Failed and unfinished runs" in html
 
@@ -150,6 +156,76 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     assert budget["none"]["distinct_images"] == "480"
     # The pooled intervals say what they resample (no patients recorded here: images).
     assert "resamples of distinct test images" in html
+
+
+def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
+    from html import unescape
+
+    out = tmp_path / "out"
+    html = unescape(render_report(runs_dir, out, bootstrap=0).read_text())
+    assert ("table3.csv holds counts and table4.csv percent, as shown here; every other CSV "
+            "and summary.json hold fractions") in " ".join(html.replace("<code>", "")
+                                                         .replace("</code>", "").split())
+
+    def values(name, columns=None):
+        rows = read_csv(out / name)
+        return [float(r[c]) for r in rows for c in (columns or r) if c in r and
+                r[c] not in ("", None) and c.endswith(("_pct", "balanced_accuracy", "macro_f1",
+                                                         "macro_auroc", "mean", "mean_diff"))]
+
+    assert max(values("table4.csv")) > 1.0   # percent
+    assert all(0.0 <= v <= 100.0 for v in values("table4.csv"))
+    other = values("other_metrics.csv")     # fractions, balanced accuracy included
+    assert other and all(0.0 <= v <= 1.0 for v in other)
+    assert all(-1.0 <= float(r["mcc"]) <= 1.0 for r in read_csv(out / "other_metrics.csv"))
+    assert all(-1.0 <= v <= 1.0 for v in values("comparison.csv") + values(
+        "comparison_paired.csv"))
+    counts = [int(v) for r in read_csv(out / "table3.csv") for k, v in r.items()
+              if k.endswith("_correct")]
+    assert max(counts) > 1
+
+
+def comparison_runs(root: Path, report: dict) -> Path:
+    for fold in (1, 2):
+        for sampler, skill in (("none", 1.0), ("focal", 2.0), ("oversample", 3.0)):
+            write_run(root, sampler, fold, skill=skill, report=report)
+    return root
+
+
+@pytest.mark.parametrize("alpha, fewest", [(0.05, 6), (0.01, 8)])
+def test_references_and_mcnemar_threshold_come_from_the_suite(tmp_path, alpha, fewest):
+    root = comparison_runs(tmp_path / "runs" / "refs",
+                           {"references": ["focal"], "alpha": alpha})
+    out = tmp_path / "out"
+    html = render_report(root, out, bootstrap=0).read_text()
+    paired = read_csv(out / "comparison_paired.csv")
+    assert {r["reference"] for r in paired} == {"focal"}
+    assert "Paired against <code>focal</code>" in html
+    assert "Paired against <code>none</code>" not in html
+    assert (f"with fewer than {fewest} such images no p can reach α = {alpha} and the row is "
+            "not tested") in html
+    assert f"or fewer than {fewest} images on which the two strategies disagree" in html
+    mcnemar = read_csv(out / "comparison_mcnemar.csv")
+    assert mcnemar
+    for m in mcnemar:   # the page's threshold is the one the code applies
+        discordant = int(m["only_strategy_right"]) + int(m["only_reference_right"])
+        assert (m["verdict"] == "untested") == (discordant < fewest)
+        if m["verdict"] == "untested":
+            assert m["sentence"].startswith("too few discordant images to test (")
+    assert {r["sentence"] for r in paired} == {"too few folds/seeds to test"}
+    assert "“too few folds/seeds to test” (per-figure tests)" in html
+    assert "“too few discordant images to test” (McNemar)" in html
+
+
+def test_fewest_discordant_images_for_mcnemar():
+    from harness.analysis.significance import mcnemar_exact, min_discordant
+
+    assert [min_discordant(a) for a in (0.05, 0.01, 0.0625, 0.5)] == [6, 8, 5, 2]
+    for alpha in (0.05, 0.01):
+        n = min_discordant(alpha)
+        for k, reachable in ((n, True), (n - 1, False)):
+            right = np.zeros(k, bool)
+            assert (mcnemar_exact(right, ~right)["min_p"] <= alpha) is reachable
 
 
 def test_paper_selection_warning(runs_dir, tmp_path):
@@ -181,12 +257,16 @@ def test_report_command_default_out(runs_dir, tmp_path, monkeypatch):
 
 
 def test_report_command_missing_folder(tmp_path):
-    result = CliRunner().invoke(report_command, [str(tmp_path / "nope")])
-    assert result.exit_code == 1
-    assert "nope: no such runs folder" in result.output
+    from harness.cli.main import main
+
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path / 'nope'}: no such runs folder")
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(report_command, [str(tmp_path / "empty")])
-    assert result.exit_code == 1 and "no run folders" in result.output
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
+    assert "no run folders" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -219,3 +299,72 @@ def test_report_in_headless_chromium(runs_dir, tmp_path):
                          check=False, capture_output=True, text=True, timeout=120)
     assert 'id="compare-table"' in dom.stdout
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr
+
+
+def _cut_metrics(run_dir: Path) -> None:
+    text = (run_dir / "metrics.json").read_text()
+    (run_dir / "metrics.json").write_text(text[: len(text) // 2])
+
+
+def _drop_last_prediction(run_dir: Path) -> None:
+    lines = (run_dir / "predictions.csv").read_text().splitlines()
+    (run_dir / "predictions.csv").write_text("\n".join(lines[:-1]) + "\n")
+
+
+def _plan_not_json(run_dir: Path) -> None:
+    (run_dir / "plan.json").write_text("{'sampler': 'phased', ")
+
+
+DAMAGE = {  # run (sampler, fold, seed) -> how it is damaged, what the report says
+    ("none", 1, 1): (_cut_metrics, "metrics.json: not valid JSON"),
+    ("phased", 1, 1): (_drop_last_prediction,
+                       "predictions.csv: 119 rows where plan.json has 120 test images"),
+    ("phased", 2, 1): (_plan_not_json, "plan.json: not valid JSON"),
+}
+
+
+def test_damaged_runs_are_named_and_left_out_of_every_figure(tmp_path):
+    """Damaged finished runs: one line each (file and problem), no traceback, and the
+    report's figures are those of the same suite without them."""
+    root, clean = tmp_path / "runs" / "fixture", tmp_path / "clean" / "fixture"
+    for sampler in ("none", "phased"):
+        for fold in (1, 2):
+            write_run(root, sampler, fold, skill=1.5 if sampler == "none" else 2.5)
+            write_run(root, sampler, fold, seed=1, skill=1.5 if sampler == "none" else 2.5)
+    shutil.copytree(root, clean)
+    damaged = {}
+    for (sampler, fold, seed), (damage, message) in DAMAGE.items():
+        run_id = f"tiny-{sampler}-torch-f{fold}-s{seed}-0a1b2c"
+        damage(root / run_id)
+        shutil.rmtree(clean / run_id)
+        damaged[run_id] = message
+
+    result = CliRunner().invoke(report_command, [str(root), "--out", str(tmp_path / "out"),
+                                                 "--bootstrap", "0"])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "Traceback" not in result.output
+    out = tmp_path / "out"
+    listed = {r["run_id"]: r for r in read_csv(out / "failed_runs.csv")}
+    assert set(listed) == set(damaged)
+    html = (out / "index.html").read_text()
+    for run_id, message in damaged.items():
+        assert listed[run_id]["state"] == "damaged"
+        error = listed[run_id]["error"]
+        assert "\n" not in error and message in error, error
+        assert error.startswith(str(root / run_id)), error   # the file, by its full path
+        assert message in html
+
+    # Left out of every figure: the tables and statistics equal those without the runs.
+    render_report(clean, tmp_path / "out-clean", bootstrap=0)
+    figures = json.loads((out / "summary.json").read_text())
+    expected = json.loads((tmp_path / "out-clean" / "summary.json").read_text())
+    assert [len(c["runs"]) for c in figures["combinations"]] == [3, 2]
+    assert figures["combinations"] == expected["combinations"]
+    assert figures["comparisons"] == expected["comparisons"]
+    for name in ("table3.csv", "table4.csv", "comparison_paired.csv", "results.csv"):
+        assert (out / name).read_text() == (tmp_path / "out-clean" / name).read_text(), name
+
+    import harness
+
+    assert set(harness.load_results(root)["run_id"]) == set(
+        harness.load_results(clean)["run_id"])

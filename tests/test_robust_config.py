@@ -87,7 +87,9 @@ def test_report_of_a_tampered_folder_stays_in_reports(tmp_path, monkeypatch):
     from harness.analysis.report import render_report
 
     runs = tmp_path / "runs" / "s"
-    store.write_json(runs / "r1" / store.CONFIG, {"suite": {"name": "../../x"}, "run": {}})
+    store.write_json(runs / "r1" / "config.json", {"suite": {"name": "../../x",
+                                                             "classes": ["a", "b"]},
+                                                   "run": {"run_id": "r1"}})
     monkeypatch.chdir(tmp_path)
     with pytest.raises(HarnessError, match="would lead outside reports"):
         render_report(runs)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.runs import store
+from harness.runs.folder import RunFolder
 from harness.runs.runner import run_suite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -168,14 +169,14 @@ def test_killed_run_resumes_and_completes(make_suite, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = histories[0].parent
-    assert store.run_state(first) != "done"
+    assert RunFolder(first).state() != "done"
     from harness.training import checkpoint
 
     _, meta = checkpoint.load(first / "checkpoints" / checkpoint.FILE)
     assert meta["position"]["epoch"] > 0
     env["HARNESS_FAKE_EPOCH_SECONDS"] = "0"
     subprocess.run(cmd, env=env, check=True, capture_output=True)
-    assert all(store.run_state(d) == "done" for d in run_dirs(runs))
+    assert all(RunFolder(d).state() == "done" for d in run_dirs(runs))
     rows = (first / "history.csv").read_text().splitlines()[1:]
     assert len(rows) == len(set(rows)) == 6  # resumed, no epoch twice
 
@@ -304,6 +305,6 @@ def test_warm_workers_give_the_same_runs_as_fresh_processes(make_suite, tmp_path
     for d in run_dirs(tmp_path / "warm" / "runs" / "warm"):
         twin = tmp_path / "fresh" / "runs" / "warm" / d.name
         assert (d / "predictions.csv").read_bytes() == (twin / "predictions.csv").read_bytes()
-        assert store.run_state(d) == store.run_state(twin) == "done"
+        assert RunFolder(d).state() == RunFolder(twin).state() == "done"
     # TensorFlow never runs in a forked child.
     assert warm.preload_for("tensorflow", "harness_plugins.engines.keras_engine") is None

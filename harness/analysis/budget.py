@@ -8,12 +8,9 @@ epochs, distinct training images and the number of selection checkpoints scored.
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from harness.runs import store
 
 
 def images_seen(plan: dict[str, Any], training: dict[str, Any]) -> int | None:
@@ -46,32 +43,31 @@ def _distinct(phases: list[dict[str, Any]]) -> int:
     return len(seen)
 
 
-def selection_checkpoints(history: Path) -> int | None:
+def selection_checkpoints(history: Sequence[Mapping[str, Any]] | None) -> int | None:
     """Epochs at which the selection split was scored (each a chance to be picked).
 
-    Counted from ``history.csv``: rows marked ``selected_evaluation`` when the column exists
-    (the fixed selection schedule), else rows with a ``select_score``. None without a history.
+    Counted from the run's history rows: rows marked ``selected_evaluation`` when the column
+    exists (the fixed selection schedule), else rows with a ``select_score``. None without a
+    history.
     """
-    try:
-        with history.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError:
+    if history is None:
         return None
+    rows = list(history)
     if rows and "selected_evaluation" in rows[0]:
         return sum(str(r.get("selected_evaluation", "")).strip().lower() in ("true", "1")
                    for r in rows)
     return sum(bool(str(r.get("select_score") or "").strip()) for r in rows)
 
 
-def exposure(run_dir: Path, plan: dict[str, Any], training: dict[str, Any],
-             seen: int | None) -> dict[str, Any]:
+def exposure(history: Sequence[Mapping[str, Any]] | None, plan: dict[str, Any],
+             training: dict[str, Any], seen: int | None) -> dict[str, Any]:
     """Images seen, epochs, distinct images and selection checkpoints of one run."""
     phases = (plan.get("plan") or {}).get("phases") or []
     default = int(training.get("epochs_per_phase", 1) or 1)
     epochs = sum(int(p.get("epochs") or default) for p in phases) if phases else None
     return {"images_seen": seen, "epochs": epochs,
             "distinct_images": _distinct(phases) if phases else None,
-            "selection_checkpoints": selection_checkpoints(run_dir / store.HISTORY)}
+            "selection_checkpoints": selection_checkpoints(history)}
 
 
 def summarise_exposure(runs: list[Any]) -> dict[str, Any]:

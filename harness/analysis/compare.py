@@ -28,6 +28,7 @@ from harness.analysis.significance import (
     correct,
     corrected_ttest,
     mcnemar_exact,
+    min_discordant,
     verdict,
 )
 
@@ -264,6 +265,7 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
                     for r in runs if r.sampler == s] for s in strategies}
     n_paired = sum(1 for r in paired if not r["mirror"] and r["testable"] and r["p"] is not None)
     return {"strategies": strategies, "classes": list(classes), "metrics": keys,
+            "references": [r for r in references_of(runs) if r in strategies],
             "table": table, "budget": budget, "paired": paired, "mcnemar": mcn,
             "focus_class": focus, "covid_class": focus, "tradeoff": tradeoff,
             "level": level, "alpha": alpha, "design": {**asdict(design), "unit": design.unit,
@@ -272,4 +274,4 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
                        "untested": sum(1 for r in paired if not r["mirror"] and not r["testable"])
                        + sum(1 for m in mcn if not m["testable"]),
                        "correction": correction, "correction_text": CORRECTIONS[correction],
-                       "min_df": MIN_DF}}
+                       "min_df": MIN_DF, "mcnemar_min_discordant": min_discordant(alpha)}}

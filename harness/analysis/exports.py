@@ -1,4 +1,5 @@
-"""The report's tables as files next to the page: CSV (percent, as shown) and summary.json.
+"""The report's tables as files next to the page: CSV and summary.json. Table 3 holds counts,
+Table 4 percent (as shown); every other file holds fractions (MCC from −1 to 1).
 
 Everything here writes what ``report.render_report`` already computed; nothing is
 recomputed, so the page and its exports cannot disagree.
@@ -31,7 +32,7 @@ def _p100(v: float | None) -> float | None:
 
 def write_exports(out: Path, blocks: list[dict], comparisons: list[dict],
                   not_done: list[RunResult], classes: list[str], suite_name: str) -> None:
-    """Every table of the page as CSV (percent, as shown) and all of it as summary.json."""
+    """Every table of the page as CSV and all of it as summary.json (units: module docstring)."""
     key = ["backbone", "sampler", "engine", "fold", "seed", "run_id"]
     t3_head = key + [f"{c}_{k}" for c in classes
                      for k in ("correct", "not_detected", "wrong_detected")]

@@ -1,20 +1,24 @@
 """Run folders as the report sees them: read, checked, grouped by combination.
 
 Nothing here computes a figure beyond what a run folder holds (``metrics.json`` is
-recomputed from ``predictions.csv`` only when missing); every problem with a folder becomes
-a failed run with its reason, never a crash, so one broken run never hides the others.
+recomputed from ``predictions.csv`` only when missing). Folders are read only through
+``harness.runs.folder``: a done run whose files do not parse or disagree is ``damaged``, with
+the file and the problem in one line, and stays out of every table and statistic; one
+broken run never hides the others and never stops the report.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.metrics import Predictions, compute_metrics, read_predictions
+from harness.analysis.metrics import Predictions, compute_metrics
 from harness.errors import HarnessError
-from harness.runs import store
+from harness.runs.folder import DamagedFile, RunFolder, SuiteRuns
+
+#: The state of a run whose files are damaged (the report names the file and the problem).
+DAMAGED = "damaged"
 
 
 def references_of(runs) -> list[str]:
@@ -50,6 +54,8 @@ class RunResult:
     n_test: int | None = None
     #: Test image uid -> patient id (the bootstrap's clusters); empty for older run folders.
     patients: dict[str, str] = field(default_factory=dict)
+    #: Test image uid -> source dataset (the per-source figures); empty when not recorded.
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def run(self) -> dict[str, Any]:
@@ -89,56 +95,46 @@ class Combination:
 
 
 def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
-    """Read one run folder; problems become a failed run with the reason, never a crash."""
+    """Read one run folder; a problem becomes a failed or damaged run with its reason."""
     from harness.analysis.budget import exposure, images_seen
 
+    folder = RunFolder(path)
     try:
-        config = store.read_json(path / store.CONFIG)
-    except (OSError, json.JSONDecodeError) as exc:
-        return RunResult(path.name, path, {}, "failed", f"{path / store.CONFIG}: unreadable ({exc})")
-    status = {}
-    if (path / store.STATUS).exists():
-        try:
-            status = store.read_json(path / store.STATUS)
-        except (OSError, json.JSONDecodeError):
-            status = {"state": "running"}
-    run_id = config.get("run", {}).get("run_id", path.name)
-    result = RunResult(run_id, path, config, status.get("state", "pending"),
-                       status.get("error", ""))
+        config = folder.config()
+    except DamagedFile as exc:
+        return RunResult(path.name, path, {}, DAMAGED if folder.has_config() else "failed",
+                         str(exc))
+    damage = folder.status_damage()
+    if damage is not None:
+        return RunResult(config.run_id, path, config.to_json(), DAMAGED, str(damage))
+    status = folder.status()
+    result = RunResult(config.run_id, path, config.to_json(), status.state, status.error)
     if result.state != "done":
         return result
-    classes = config.get("suite", {}).get("classes")
     try:
-        result.predictions = read_predictions(path / store.PREDICTIONS, classes)
-        if (path / store.METRICS).exists():
-            result.metrics = store.read_json(path / store.METRICS)
-        else:
-            result.metrics = compute_metrics(result.predictions, bootstrap=bootstrap)
-    except (HarnessError, OSError, json.JSONDecodeError) as exc:
-        result.state, result.error = "failed", str(exc)
+        run = folder.finished()
+    except DamagedFile as exc:
+        result.state, result.error = DAMAGED, str(exc)
         return result
-    plan: dict[str, Any] = {}
-    if (path / store.PLAN).exists():
-        try:
-            plan = store.read_json(path / store.PLAN)
-            result.budget = images_seen(plan, result.run.get("training", {}))
-            train, test = plan.get("train") or {}, plan.get("test") or {}
-            result.n_train = len(train["uids"]) if "uids" in train else None
-            result.n_test = len(test["uids"]) if "uids" in test else None
-            if "patients" in test:
-                result.patients = dict(zip(test["uids"], map(str, test["patients"])))
-        except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError):
-            plan, result.budget = {}, None
-    result.exposure = exposure(path, plan, result.run.get("training", {}), result.budget)
+    result.predictions = run.predictions
+    result.metrics = (run.metrics if run.metrics is not None
+                      else compute_metrics(run.predictions, bootstrap=bootstrap))
+    plan = run.plan.to_json()
+    training = result.run.get("training", {})
+    result.budget = images_seen(plan, training)
+    result.n_train, result.n_test = len(run.plan.train.uids), len(run.plan.test.uids)
+    test = run.plan.test
+    if test.patients is not None:
+        result.patients = dict(zip(test.uids, test.patients))
+    if test.sources is not None:
+        result.sources = dict(zip(test.uids, test.sources))
+    result.exposure = exposure(run.history, plan, training, result.budget)
     return result
 
 
 def current_run_ids(runs_dir: Path) -> set[str] | None:
-    """Run ids of the suite as last run (``manifest.json``); ``None`` when there is none."""
-    try:
-        return set(store.read_json(runs_dir / store.MANIFEST)["run_ids"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return None
+    """Run ids of the suite as last run (its manifest); ``None`` when there is none."""
+    return SuiteRuns(runs_dir).run_ids()
 
 
 def load_runs(runs_dir: str | Path, bootstrap: int = 1000) -> list[RunResult]:
@@ -146,15 +142,14 @@ def load_runs(runs_dir: str | Path, bootstrap: int = 1000) -> list[RunResult]:
     if not runs_dir.is_dir():
         raise HarnessError(f"{runs_dir}: no such runs folder; give runs/<suite> as written by "
                            "'harness run'")
-    folders = sorted(p for p in runs_dir.iterdir()
-                     if p.is_dir() and ((p / store.CONFIG).exists() or (p / store.STATUS).exists()))
-    current = current_run_ids(runs_dir)
+    suite = SuiteRuns(runs_dir)
+    folders = suite.folders()
+    current = suite.run_ids()
     if current is not None:
-        folders = [p for p in folders if p.name in current]
+        folders = [f for f in folders if f.name in current]
     if not folders:
-        raise HarnessError(f"{runs_dir}: no run folders (folders with config.json) inside; "
-                           "run 'harness run SUITE' first")
-    return [load_run(p, bootstrap) for p in folders]
+        raise HarnessError(f"{runs_dir}: no run folders inside; run 'harness run SUITE' first")
+    return [load_run(f.path, bootstrap) for f in folders]
 
 
 def group(runs: list[RunResult]) -> list[Combination]:
@@ -171,11 +166,11 @@ def group(runs: list[RunResult]) -> list[Combination]:
 
 
 def suite_config(runs_dir: Path) -> dict[str, Any]:
-    """The suite section of the first readable config.json (all runs of a suite share it)."""
-    for path in sorted(runs_dir.glob(f"*/{store.CONFIG}")):
+    """The suite section of the first readable run config (all runs of a suite share it)."""
+    for folder in SuiteRuns(runs_dir).folders():
         try:
-            suite = store.read_json(path).get("suite")
-        except (OSError, json.JSONDecodeError, AttributeError):
+            suite = folder.config().suite
+        except DamagedFile:
             continue
         if suite:
             return suite

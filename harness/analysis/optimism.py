@@ -8,14 +8,13 @@ sampler, engine, fold and seed, is how much the leak flatters the figures.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.runs import store
+from harness.runs.folder import SuiteRuns
 
 #: Figures compared (besides per-class sensitivity, specificity and precision).
 OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
@@ -23,19 +22,22 @@ PER_CLASS = ("sensitivity", "specificity", "precision")
 
 
 def _finished(runs_dir: Path) -> dict[tuple, dict[str, Any]]:
-    """``{(backbone, sampler, engine, fold, seed): {"metrics", "test"}}`` of finished runs."""
+    """``{(backbone, sampler, engine, fold, seed): {"metrics", "test"}}`` of finished runs.
+
+    Read as the report reads them (``loading.load_run``): a damaged run is left out.
+    """
+    from harness.analysis.loading import load_run
+
     found = {}
-    for path in sorted(Path(runs_dir).glob("*/")):
-        try:
-            if store.run_state(path) != "done":
-                continue
-            run = store.read_json(path / store.CONFIG)["run"]
-            metrics = store.read_json(path / store.METRICS)
-            test = store.read_json(path / store.PLAN).get("test", {}).get("uids", [])
-        except (OSError, KeyError, json.JSONDecodeError):
+    for folder in SuiteRuns(runs_dir).folders():
+        result = load_run(folder.path, bootstrap=0)
+        if result.state != "done" or result.metrics is None or result.predictions is None:
             continue
-        key = tuple(run[k] for k in ("backbone", "sampler", "engine", "fold", "seed"))
-        found[key] = {"metrics": metrics, "test": sorted(test)}
+        try:
+            key = tuple(result.run[k] for k in ("backbone", "sampler", "engine", "fold", "seed"))
+        except KeyError:
+            continue
+        found[key] = {"metrics": result.metrics, "test": sorted(result.predictions.uids)}
     return found
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.runs import store
+from harness.runs.folder import SuiteRuns
 
 COLUMNS = ["suite", "run_id", "backbone", "sampler", "engine", "fold", "seed", "class",
            "metric", "value"]
@@ -39,10 +40,9 @@ def rows_of(suite: str, run: dict[str, Any], metrics: dict[str, Any]) -> list[di
 
 def suite_folders(runs_dir: Path) -> list[Path]:
     """``runs/<suite>`` itself, or every suite folder under ``runs/``."""
-    if any((p / store.CONFIG).exists() for p in runs_dir.iterdir() if p.is_dir()):
+    if SuiteRuns(runs_dir).has_runs():
         return [runs_dir]
-    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and any(
-        (q / store.CONFIG).exists() for q in p.iterdir() if q.is_dir()))
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and SuiteRuns(p).has_runs())
 
 
 def load_results(runs_dir: str | Path) -> pd.DataFrame:

@@ -99,6 +99,16 @@ def mcnemar_exact(a_right: np.ndarray, b_right: np.ndarray) -> dict[str, Any]:
             "min_p": min(1.0, 2 * 0.5 ** discordant) if discordant else 1.0}
 
 
+def min_discordant(alpha: float) -> int:
+    """The fewest discordant images at which McNemar's exact test can reach ``alpha``:
+    the smallest n with ``2 · 0.5^n ≤ alpha`` (``mcnemar_exact``'s ``min_p``); with fewer, a
+    row is not tested. 6 at α = 0.05, 8 at α = 0.01."""
+    n = 1
+    while 2 * 0.5 ** n > alpha:
+        n += 1
+    return n
+
+
 def correct(pvalues: Sequence[float], method: str = "holm", alpha: float = 0.05) -> list[float]:
     """Adjusted p-values over one family (statsmodels ``multipletests``)."""
     from statsmodels.stats.multitest import multipletests

@@ -8,21 +8,14 @@ against pneumonia from RSNA, and says plainly which classes come from one source
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
-from harness.runs import store
-
 
 def sources_of_test_images(run) -> dict[str, str]:
-    """``{uid: source}`` of a run's test images, from ``plan.json`` (empty when absent)."""
-    try:
-        test = store.read_json(run.path / store.PLAN)["test"]
-    except (OSError, KeyError, TypeError, json.JSONDecodeError):
-        return {}
-    return dict(zip(test.get("uids", []), test.get("sources", [])))
+    """``{uid: source}`` of a run's test images, as its plan records them (empty when not)."""
+    return dict(getattr(run, "sources", None) or {})
 
 
 def source_block(combo, classes: list[str]) -> dict[str, Any] | None:

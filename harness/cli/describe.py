@@ -62,7 +62,7 @@ def build_model(engine: str, backbone: str, image_size: int, head: str = "paper"
 
     registry = build_registry(list(plugins))
     spec = registry.get("backbones", backbone)
-    if engine not in spec.builders:
+    if registry.get("engines", engine).builder not in spec.builders:
         raise HarnessError(f"backbone {backbone!r} has no {engine} build; it supports: "
                            f"{', '.join(sorted(spec.builders))}")
     training = Training(batch_size=batch_size, weights=weights, head=head, device=device,
@@ -174,7 +174,9 @@ def bench(engine: str, backbones: list[str], image_size: int, batch_size: int | 
             model.predict(image_batches(cache, order, infer_batch))
             infer_rate = _rate(len(order), time.perf_counter() - start)
             row = {"backbone": name, "batch_size": bs, "train_images_per_s": train_rate,
-                   "infer_images_per_s": infer_rate}
+                   "infer_images_per_s": infer_rate,
+                   "forward_flops": (model.forward_flops() if hasattr(model, "forward_flops")
+                                     else None)}
             if overhead:
                 from harness.training.overhead import measure_copies
 

@@ -62,7 +62,37 @@ class PluginCommandGroup(click.Group):
         return command
 
 
+class OneLineUsageError(click.ClickException):
+    """A click usage error (bad option value, missing argument or path, unknown command) as
+    the one ``error: ...`` line every other mistake gets, exit code 2, instead of click's
+    usage block."""
+
+    exit_code = 2
+
+    def __init__(self, exc: click.UsageError) -> None:
+        ctx = exc.ctx
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        super().__init__(f"{where}{' '.join(exc.format_message().split())}{hint}")
+
+    def show(self, file=None) -> None:
+        click.secho(f"error: {self.format_message()}", fg="red", err=True)
+
+
+def _usage_errors_as_one_line(exc: click.UsageError) -> click.UsageError | OneLineUsageError:
+    """``harness`` (or ``harness data``) alone still prints its help, as click does."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return exc
+    return OneLineUsageError(exc)
+
+
 class LazyGroup(click.Group):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:  # a mistake in the options of ``harness`` itself
+            raise _usage_errors_as_one_line(exc) from exc
+
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS)
                       | set(plugin_commands()))
@@ -86,6 +116,8 @@ class LazyGroup(click.Group):
                 traceback.print_exc()
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except click.UsageError as exc:  # a subcommand's arguments, or an unknown command
+            raise _usage_errors_as_one_line(exc) from exc
         except KeyboardInterrupt as exc:  # 128 + the signal, as shells report it (not 1)
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(exit_code(exc))

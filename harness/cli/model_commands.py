@@ -136,7 +136,7 @@ def bench_engines(registry, engine: str, backbones: list[str]
     for name in registry.names("engines"):
         spec = registry.get("engines", name)
         lacking = [b for b in backbones
-                   if name not in registry.get("backbones", b).builders]
+                   if spec.builder not in registry.get("backbones", b).builders]
         if not framework_installed(spec.framework):
             skipped[name] = f"{spec.framework} is not installed"
         elif lacking:
@@ -175,9 +175,12 @@ def bench_engines(registry, engine: str, backbones: list[str]
               default="off", show_default=True,
               help="As training.compile (torch.compile; XLA in Keras); both: time each "
                    "network with and without.")
+@click.option("--peak-tflops", type=float, default=None,
+              help="The device's peak TFLOP/s at the precision timed, for the %-of-peak "
+                   "columns (default: a datasheet figure for H100, H200 and A100 GPUs).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_command(engine, backbones, image_size, batch_size, steps, head, device, plugins,
-                  overhead, precision, compile_modes, as_json):
+                  overhead, precision, compile_modes, peak_tflops, as_json):
     """Training, inference and input-pipeline images/s, vs the paper's input pipeline.
 
     Every engine runs in its own process and is timed through the primitives the training
@@ -206,6 +209,7 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
                 batch_size=batch_size, steps=steps, device=device, plugins=list(plugins),
                 head=head, overhead=overhead, precision=precision, compile=compiled)
             results["engines"][e + ("+compile" if compiled else "")] = child
+    _add_utilisation(results, peak_tflops)
     if overhead:
         _add_projections(results)
     # The baseline is Keras's ImageDataGenerator: without TensorFlow there is none.
@@ -224,12 +228,20 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
         return
     click.echo(f"image size {image_size}, {steps} timed steps per figure")
     click.echo(f"{'engine':<15}{'device':<10}{'precision':<16}{'backbone':<18}{'batch':>6}"
-               f"{'train img/s':>13}{'infer img/s':>13}")
+               f"{'train img/s':>13}{'infer img/s':>13}{'GFLOP/img':>11}{'train %peak':>13}"
+               f"{'infer %peak':>13}")
     for e, r in results["engines"].items():
         for m in r["models"]:
-            click.echo(f"{e:<15}{r['device']:<10}{r['precision']:<16}{m['backbone']:<18}"
+            click.echo(f"{e:<15}{r['device'][:9]:<10}{r['precision']:<16}{m['backbone']:<18}"
                        f"{m['batch_size']:>6}{m['train_images_per_s']:>13.1f}"
-                       f"{m['infer_images_per_s']:>13.1f}")
+                       f"{m['infer_images_per_s']:>13.1f}{_fmt(m['forward_flops'], 1e-9, 11, 2)}"
+                       f"{_fmt(m['train_peak_frac'], 100, 13, 1)}"
+                       f"{_fmt(m['infer_peak_frac'], 100, 13, 1)}")
+    peaks = {r["peak_flops"] for r in results["engines"].values()}
+    click.echo("%peak: model FLOPs (3 forward passes per trained image, 1 per predicted "
+               "image) x rate / the device's peak "
+               + (f"({', '.join(f'{p / 1e12:.1f}' for p in sorted(peaks) if p)} TFLOP/s)"
+                  if any(peaks) else "(not known for this device: --peak-tflops N gives it)"))
     for e, reason in skipped.items():
         click.echo(f"skipped engine {e}: {reason}")
     click.echo("paper pipeline (ImageDataGenerator.flow, Table 2): "
@@ -244,6 +256,29 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
                    f"{p['images_per_s']:.1f} img/s = {ratio} the paper's{margin}")
     if overhead:
         _echo_overhead(results)
+
+
+def _fmt(value: float | None, scale: float, width: int, digits: int) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value * scale:>{width}.{digits}f}"
+
+
+def _add_utilisation(results: dict[str, Any], peak_tflops: float | None) -> None:
+    """Each rate as a share of the device's peak. One network has the same FLOPs in every
+    engine, so a count from one engine (torch counts them) serves the others too."""
+    from harness.training.peaks import peak_flops, utilisation
+
+    flops = {m["backbone"]: m["forward_flops"] for r in results["engines"].values()
+             for m in r["models"] if m.get("forward_flops")}
+    for r in results["engines"].values():
+        peak = (peak_tflops * 1e12 if peak_tflops
+                else peak_flops(r["device"], r["precision"]))
+        r["peak_flops"] = peak
+        for m in r["models"]:
+            m["forward_flops"] = m.get("forward_flops") or flops.get(m["backbone"])
+            for kind, training in (("train", True), ("infer", False)):
+                m[f"{kind}_peak_frac"] = (
+                    utilisation(m["forward_flops"], m[f"{kind}_images_per_s"], peak, training)
+                    if peak and m["forward_flops"] else None)
 
 
 def _add_projections(results: dict[str, Any]) -> None:

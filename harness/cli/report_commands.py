@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from harness.analysis.metrics import compute_metrics, format_text, read_predictions
-from harness.errors import HarnessError
 
 
 @click.command("metrics")
@@ -24,11 +23,8 @@ def metrics_command(predictions: Path, as_json: bool, classes: str | None, boots
                     seed: int) -> None:
     """Tables 3 and 4 and other figures of any PREDICTIONS.csv (uid,true,pred,p_<class>...)."""
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
-    try:
-        table = read_predictions(predictions, names)
-        result = compute_metrics(table, bootstrap=bootstrap, seed=seed)
-    except HarnessError as exc:
-        raise click.ClickException(str(exc)) from exc
+    table = read_predictions(predictions, names)
+    result = compute_metrics(table, bootstrap=bootstrap, seed=seed)
     click.echo(json.dumps(result, indent=2) if as_json else format_text(result))
 
 
@@ -44,10 +40,7 @@ def report_command(runs_dir: Path, out_dir: Path | None, bootstrap: int | None) 
         render_report,  # matplotlib and jinja2 only when a report is made
     )
 
-    try:
-        index = render_report(runs_dir, out_dir, bootstrap=bootstrap)
-    except HarnessError as exc:
-        raise click.ClickException(str(exc)) from exc
+    index = render_report(runs_dir, out_dir, bootstrap=bootstrap)
     click.echo(f"report: {index}")
 
 

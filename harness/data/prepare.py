@@ -141,7 +141,7 @@ def dropped_lines(dropped: list[dict[str, str]], shown: int = 5) -> list[str]:
     if not dropped:
         return []
     lines = [(f"{len(dropped)} unreadable image(s) left out of every run (all listed in each "
-              "run's config.json under 'dropped_images' and in the report):")]
+              "run's recorded config under 'dropped_images' and in the report):")]
     lines += [f"  {d['file']}: {d['reason']}" for d in dropped[:shown]]
     if len(dropped) > shown:
         lines.append(f"  ... and {len(dropped) - shown} more")

@@ -76,7 +76,7 @@ def check_names(suite: Suite, registry: Registry) -> None:
     for name in suite.matrix.backbone:
         spec = get("backbones", name, "matrix.backbone")
         for engine in suite.matrix.engine:
-            if engine not in spec.builders:
+            if registry.get("engines", engine).builder not in spec.builders:
                 raise HarnessError(f"{_source(suite)}: matrix.backbone: backbone {name!r} "
                                    f"cannot be built by engine {engine!r}; it supports "
                                    f"{', '.join(sorted(spec.builders))}")
@@ -233,9 +233,8 @@ def _child() -> int:
         backbone = registry.get("backbones", check["backbone"])
         engine = registry.get("engines", check["engine"])
 
-        def build(check=check, backbone=backbone):
-            return build_backbone(backbone, check["engine"], check["image_size"], "none",
-                                  check["options"])
+        def build(check=check, backbone=backbone, key=engine.builder):
+            return build_backbone(backbone, key, check["image_size"], "none", check["options"])
 
         try:
             problem = engine.check_backbone(build, check["image_size"])

@@ -391,6 +391,9 @@ class EngineSpec:
     image_size)`` calls ``build()`` (the backbone's builder with its options, no weights)
     and returns ``None`` when the model meets ``BACKBONE_CONTRACT[name]`` or a one-line
     problem; it runs once per backbone when a suite is validated, in a child process.
+    ``backbones`` names the ``BackboneSpec.builders`` entry the engine builds backbones with
+    (default: its own name): a new engine on an existing framework sets ``"torch"`` (or
+    ``"keras"``) to build every backbone written for that framework (``builder``).
     """
 
     name: str
@@ -398,6 +401,12 @@ class EngineSpec:
     build: BuildFn
     framework: str = ""
     check_backbone: CheckBackboneFn | None = None
+    backbones: str = ""
+
+    @property
+    def builder(self) -> str:
+        """The ``BackboneSpec.builders`` key of this engine."""
+        return self.backbones or self.name
 
 
 class WorkFn(Protocol):

@@ -9,18 +9,25 @@ half-written file is recognised in one place and always named in the message.
 A folder has one owner at a time: the worker holds ``.lock`` (an OS file lock through
 ``filelock``) while it trains. The kernel drops such a lock when its holder dies, so the lock
 of a killed process (a stale lock, a dead PID) is taken over without a separate check.
+
+Beside the run folders, ``runs/<suite>/`` holds ``manifest.json`` (the run ids of the suite
+as last run) and ``trackers.json`` (what every worker reports to); ``SuiteRuns`` owns those.
+No other module names a file of either folder (``tests/test_run_folder_owner.py``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import socket
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -28,13 +35,23 @@ from filelock import FileLock, Timeout
 from harness.errors import HarnessError
 from harness.runs import store
 
-CONFIG = store.CONFIG
-PLAN = store.PLAN
-HISTORY = store.HISTORY
-PREDICTIONS = store.PREDICTIONS
-METRICS = store.METRICS
-STATUS = store.STATUS
-CHECKPOINTS = store.CHECKPOINTS
+if TYPE_CHECKING:
+    from harness.analysis.metrics import Predictions
+
+CONFIG = "config.json"
+PLAN = "plan.json"
+HISTORY = "history.csv"
+PREDICTIONS = "predictions.csv"
+METRICS = "metrics.json"
+STATUS = "status.json"
+CHECKPOINTS = "checkpoints"
+#: ``runs/<suite>/manifest.json``: the run ids of the suite as last run, so a report leaves
+#: out folders that earlier settings of the suite left behind.
+MANIFEST = "manifest.json"
+#: ``runs/<suite>/trackers.json``: the suite's trackers, read by every worker.
+TRACKERS = "trackers.json"
+#: Run-folder files a tracker may keep as artifacts, when they exist.
+ARTIFACTS = (PREDICTIONS, METRICS, HISTORY, CONFIG, PLAN)
 LOCK = ".lock"
 #: Who holds the lock (pid, host, since): for messages only; the lock itself is the OS's.
 OWNER = ".owner.json"
@@ -199,6 +216,20 @@ class RunConfig:
         return config
 
 
+@dataclass
+class FinishedRun:
+    """A done run's files, parsed and found to agree (``RunFolder.finished``)."""
+
+    config: RunConfig
+    status: Status
+    plan: PlanFile
+    predictions: Predictions
+    #: ``metrics.json``; ``None`` when absent (older folders), never when damaged.
+    metrics: dict[str, Any] | None
+    #: ``history.csv``'s rows; ``None`` when the run wrote none.
+    history: list[dict[str, str]] | None
+
+
 class RunFolder:
     """Typed access to one run folder; reads raise ``DamagedFile`` naming the file."""
 
@@ -214,6 +245,25 @@ class RunFolder:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    # Paths of the files, for messages and for trackers that copy them.
+    config_path = property(lambda self: self.file(CONFIG))
+    plan_path = property(lambda self: self.file(PLAN))
+    status_path = property(lambda self: self.file(STATUS))
+    history_path = property(lambda self: self.file(HISTORY))
+    predictions_path = property(lambda self: self.file(PREDICTIONS))
+    metrics_path = property(lambda self: self.file(METRICS))
+
+    def is_run(self) -> bool:
+        """A folder the runner made: it has ``config.json`` or ``status.json``."""
+        return self.path.is_dir() and (self.config_path.exists() or self.status_path.exists())
+
+    def has_config(self) -> bool:
+        return self.config_path.exists()
+
+    def is_run_file(self, damage: DamagedFile) -> bool:
+        """Whether ``damage`` is in ``config.json`` or ``plan.json`` (the run is planned anew)."""
+        return damage.path in (self.config_path, self.plan_path)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -273,7 +323,41 @@ class RunFolder:
             return False
         return True
 
-    def predictions(self, classes: list[str]):
+    def history(self) -> list[dict[str, str]] | None:
+        """``history.csv``'s rows as written (strings), ``None`` when the run wrote none."""
+        path = self.history_path
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedFile(path, f"unreadable ({exc})") from None
+        if text and not text.endswith("\n"):  # rows are written whole, newline included
+            raise DamagedFile(path, f"line {text.count(chr(10)) + 1} is cut short (truncated?)")
+        try:
+            lines = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+        except csv.Error as exc:
+            raise DamagedFile(path, f"not valid CSV ({exc})") from None
+        if not lines:
+            return []
+        header, rows = lines[0], []
+        for i, line in enumerate(lines[1:]):
+            if len(line) != len(header):
+                raise DamagedFile(path, f"line {i + 2}: {len(line)} field(s) where the header "
+                                        f"has {len(header)} (truncated?)")
+            rows.append(dict(zip(header, line)))
+        return rows
+
+    def has_checkpoints(self) -> bool:
+        """Whether training left a checkpoint (a run that starts now resumes)."""
+        path = self.file(CHECKPOINTS)
+        return path.is_dir() and any(path.iterdir())
+
+    def artifacts(self) -> dict[str, Path]:
+        """The run's result files that exist, by name."""
+        return {name: self.file(name) for name in ARTIFACTS if self.file(name).is_file()}
+
+    def predictions(self, classes: list[str]) -> Predictions:
         from harness.analysis.metrics import read_predictions
 
         try:
@@ -303,8 +387,23 @@ class RunFolder:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         store.write_json(self.file(METRICS), metrics)
 
-    def write_history(self, text: str) -> None:
-        store.write_text(self.file(HISTORY), text)
+    def append_history(self, row: Mapping[str, Any], columns: Sequence[str]) -> None:
+        """One epoch's row, appended (after the header in a new file): a crash loses one row."""
+        path = self.history_path
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def write_history(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+        """``history.csv`` replaced by ``rows`` (a resumed run's rows from its checkpoint)."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+        store.write_text(self.history_path, buf.getvalue())
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -330,21 +429,30 @@ class RunFolder:
         order with their labels, probabilities that sum to one and argmax predictions; and
         ``metrics.json`` has the count, confusion matrix and accuracy the predictions give.
         """
+        self.finished(metrics_required=True)
+
+    def finished(self, metrics_required: bool = False) -> FinishedRun:
+        """A done run's files, parsed and checked against each other as ``verify`` does.
+
+        The report reads runs only through this, so a damaged run is named, never half-read.
+        Without ``metrics_required`` a missing ``metrics.json`` (older folders) gives
+        ``metrics=None`` for the caller to recompute; a present one must agree all the same.
+        """
         status = self._typed(STATUS, Status.from_json)
         if status.state != "done":
-            raise DamagedFile(self.file(STATUS), f"state is {status.state!r}, not 'done'")
+            raise DamagedFile(self.status_path, f"state is {status.state!r}, not 'done'")
         config = self.config()
         if config.run_id != self.name:
-            raise DamagedFile(self.file(CONFIG), f"run id {config.run_id!r} is not the "
-                                                 f"folder's name {self.name!r}")
+            raise DamagedFile(self.config_path, f"run id {config.run_id!r} is not the "
+                                                f"folder's name {self.name!r}")
         classes = config.classes
         plan = self.plan()
         unknown = sorted({c for p in (plan.train, plan.select, plan.test) for c in p.labels}
                          - set(classes))
         if unknown:
-            raise DamagedFile(self.file(PLAN), f"labels {unknown} are not among {classes}")
+            raise DamagedFile(self.plan_path, f"labels {unknown} are not among {classes}")
         table = self.predictions(classes)
-        where = self.file(PREDICTIONS)
+        where = self.predictions_path
         if len(table) != len(plan.test.uids):
             raise DamagedFile(where, f"{len(table)} rows where plan.json has "
                                      f"{len(plan.test.uids)} test images")
@@ -369,20 +477,23 @@ class RunFolder:
         off = np.flatnonzero(top < proba.max(axis=1) - 1e-6)
         if len(off):
             raise DamagedFile(where, f"line {off[0] + 2}: 'pred' is not the most probable class")
-        metrics = self._typed(METRICS, lambda d: d)
-        from harness.analysis.metrics import confusion
+        metrics = None
+        if metrics_required or self.metrics_path.exists():
+            metrics = self._typed(METRICS, lambda d: d)
+            from harness.analysis.metrics import confusion
 
-        cm = confusion(table.true, table.pred, len(classes))
-        accuracy = float(np.trace(cm) / max(cm.sum(), 1))
-        try:
-            agree = (int(metrics["n"]) == len(table)
-                     and np.array_equal(np.asarray(metrics["confusion"]), cm)
-                     and abs(float(metrics["accuracy"]) - accuracy) < 1e-9)
-        except (KeyError, TypeError, ValueError):
-            raise DamagedFile(self.file(METRICS), "lacks n, confusion or accuracy") from None
-        if not agree:
-            raise DamagedFile(self.file(METRICS), "does not match predictions.csv (count, "
-                                                  "confusion matrix or accuracy)")
+            cm = confusion(table.true, table.pred, len(classes))
+            accuracy = float(np.trace(cm) / max(cm.sum(), 1))
+            try:
+                agree = (int(metrics["n"]) == len(table)
+                         and np.array_equal(np.asarray(metrics["confusion"]), cm)
+                         and abs(float(metrics["accuracy"]) - accuracy) < 1e-9)
+            except (KeyError, TypeError, ValueError):
+                raise DamagedFile(self.metrics_path, "lacks n, confusion or accuracy") from None
+            if not agree:
+                raise DamagedFile(self.metrics_path, "does not match predictions.csv (count, "
+                                                     "confusion matrix or accuracy)")
+        return FinishedRun(config, status, plan, table, metrics, self.history())
 
     def verified(self) -> DamagedFile | None:
         """``None`` when the run is done and its files agree, else what is wrong."""
@@ -436,3 +547,78 @@ class RunLock:
         if self._lock.is_locked:
             self.folder.file(OWNER).unlink(missing_ok=True)
             self._lock.release()
+
+
+class SuiteRuns:
+    """``runs/<suite>/``: its run folders, ``manifest.json`` and ``trackers.json``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"SuiteRuns({str(self.path)!r})"
+
+    @classmethod
+    def of(cls, run_dir: str | Path) -> SuiteRuns:
+        """The suite folder a run folder is in."""
+        return cls(Path(run_dir).parent)
+
+    def run(self, run_id: str) -> RunFolder:
+        return RunFolder(store.child(self.path, run_id))
+
+    def folders(self) -> list[RunFolder]:
+        """Its run folders (with ``config.json`` or ``status.json``), by name."""
+        if not self.path.is_dir():
+            return []
+        return [f for f in map(RunFolder, sorted(self.path.iterdir())) if f.is_run()]
+
+    def has_runs(self) -> bool:
+        """Whether any folder inside has a ``config.json`` (a suite's folder, not ``runs/``)."""
+        return self.path.is_dir() and any(RunFolder(p).has_config()
+                                          for p in self.path.iterdir() if p.is_dir())
+
+    def last_status_change(self) -> float:
+        """When a run's status last changed (file time; 0 when no run has a status)."""
+        times = [f.status_path.stat().st_mtime for f in self.folders()
+                 if f.status_path.exists()]
+        return max(times, default=0.0)
+
+    # -- manifest.json -------------------------------------------------------------------
+
+    def write_manifest(self, suite: str, source: str, run_ids: Sequence[str]) -> None:
+        store.write_json(store.child(self.path, MANIFEST),
+                         {"suite": suite, "source": source, "run_ids": list(run_ids)})
+
+    def run_ids(self) -> set[str] | None:
+        """Run ids of the suite as last run; ``None`` without a readable manifest."""
+        try:
+            data = _read_object(self.path / MANIFEST)
+            return {str(r) for r in data["run_ids"]}
+        except (DamagedFile, KeyError, TypeError):
+            return None
+
+    # -- trackers.json -------------------------------------------------------------------
+
+    def write_trackers(self, plugins: Sequence[str], trackers: Sequence[Mapping[str, Any]]
+                       ) -> None:
+        store.write_json(store.child(self.path, TRACKERS),
+                         {"plugins": list(plugins), "trackers": [dict(t) for t in trackers]})
+
+    @property
+    def trackers_path(self) -> Path:
+        return self.path / TRACKERS
+
+    def trackers(self) -> tuple[list[str], list[dict[str, Any]]] | None:
+        """``(plugins, trackers)`` the suite's workers report to; ``None`` without the file.
+
+        Raises ``DamagedFile`` when the file cannot be read or lacks those lists.
+        """
+        path = self.trackers_path
+        if not path.is_file():
+            return None
+        data = _read_object(path)
+        plugins, trackers = data.get("plugins", []), data.get("trackers", [])
+        if not isinstance(plugins, list) or not isinstance(trackers, list) or not all(
+                isinstance(t, dict) for t in trackers):
+            raise DamagedFile(path, "expected lists 'plugins' and 'trackers' (objects)")
+        return [str(p) for p in plugins], trackers

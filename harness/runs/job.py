@@ -7,8 +7,6 @@ engines iterate the same images in the same order and log the same history.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import numpy as np
 from harness.config.suite import RunSpec, Training
 from harness.errors import HarnessError
 from harness.plugin.specs import BackboneSpec, Plan
-from harness.runs import store
+from harness.runs.folder import RunFolder
 
 #: The history schema of every engine: one row per epoch. ``seconds`` is the time in
 #: training steps, ``select_seconds`` the time scoring the selection split;
@@ -55,10 +53,13 @@ class Job:
         return len(self.classes)
 
     @property
+    def folder(self) -> RunFolder:
+        """The run folder (the one way to its files)."""
+        return RunFolder(self.run_dir)
+
+    @property
     def checkpoint_dir(self) -> Path:
-        path = self.run_dir / store.CHECKPOINTS
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.folder.checkpoint_dir
 
     def phase_epochs(self, phase: int) -> int:
         return self.plan.phases[phase].epochs or self.training.epochs_per_phase
@@ -108,21 +109,11 @@ class Job:
                                f"known: {', '.join(HISTORY_COLUMNS)}")
         row = {k: row.get(k, "") for k in HISTORY_COLUMNS}
         self.history.append(row)
-        path = self.run_dir / store.HISTORY
-        new = not path.exists() or path.stat().st_size == 0
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        self.folder.append_history(row, HISTORY_COLUMNS)
         if self.tracker is not None:
             self.tracker.epoch(row, len(self.history))
 
     def restore_history(self, rows: list[dict[str, Any]]) -> None:
         """At the start of training: the rows of the checkpoint resumed from (or none)."""
         self.history = [{k: r.get(k, "") for k in HISTORY_COLUMNS} for r in rows]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.history)
-        store.write_text(self.run_dir / store.HISTORY, buf.getvalue())
+        self.folder.write_history(self.history, HISTORY_COLUMNS)

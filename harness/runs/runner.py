@@ -30,7 +30,7 @@ from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
-from harness.runs.folder import CONFIG, PLAN, DamagedFile, PlanFile, RunConfig, RunFolder
+from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 
@@ -300,10 +300,10 @@ def triage(runs: list[RunSpec], runs_root: Path, echo: Callable[[str], None],
     current = current or {}
     for r in runs:
         folder = RunFolder(run_dir_for(runs_root, r))
-        stale = stale_of(folder, current.get(r.run_id)) if folder.file(CONFIG).exists() else []
+        stale = stale_of(folder, current.get(r.run_id)) if folder.has_config() else []
         state = folder.state()
         damage = folder.status_damage()
-        if rerun == "all" and (state != "pending" or folder.file(CONFIG).exists()):
+        if rerun == "all" and (state != "pending" or folder.has_config()):
             out.restart[r.run_id] = True
         elif damage is None and state != "done":
             if state == "failed" and rerun == "failed":
@@ -317,7 +317,7 @@ def triage(runs: list[RunSpec], runs_root: Path, echo: Callable[[str], None],
             if damage is not None:
                 echo(f"{r.run_id}: {damage.path.name} is damaged ({damage.problem}); "
                      "training this run again")
-                out.restart[r.run_id] = damage.path.name in (CONFIG, PLAN)
+                out.restart[r.run_id] = folder.is_run_file(damage)
             elif stale and rerun == "stale":
                 out.restart[r.run_id] = True
             else:
@@ -477,13 +477,11 @@ def run_suite(
     result = SuiteResult(suite, runs)
     current = current_fingerprints(suite, registry, runs)
     if dry_run:
-        result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).file(
-            CONFIG).exists() and stale_of(RunFolder(run_dir_for(runs_root, r)),
-                                          current[r.run_id])]
+        result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
+                        and stale_of(RunFolder(run_dir_for(runs_root, r)), current[r.run_id])]
         return result
-    store.write_json(store.child(runs_root, suite.name) / store.MANIFEST, {
-        "suite": suite.name, "source": suite.source,
-        "run_ids": [r.run_id for r in expand(suite)]})
+    SuiteRuns(store.child(runs_root, suite.name)).write_manifest(
+        suite.name, suite.source, [r.run_id for r in expand(suite)])
     sorted_runs = triage(runs, runs_root, echo, rerun, current)
     done, pending = sorted_runs.done, sorted_runs.pending
     result.stale = [r.run_id for r in sorted_runs.stale]
@@ -568,8 +566,7 @@ def report_is_current(report: Path, suite_runs: Path) -> bool:
     """A report newer than every run folder's status needs no re-rendering."""
     if not report.exists():
         return False
-    built = report.stat().st_mtime
-    return all(p.stat().st_mtime <= built for p in suite_runs.glob(f"*/{store.STATUS}"))
+    return SuiteRuns(suite_runs).last_status_change() <= report.stat().st_mtime
 
 
 def dry_run_table(result: SuiteResult, runs_root: str | Path = "runs") -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""Results on disk: atomic writes and the layout of one run's folder.
+"""Files on disk: atomic writes and safe paths, for any file the harness writes.
 
 Every file is written to a temporary name in the same folder and renamed into place, so a
-crash leaves either the old file or the new one, never half of one.
+crash leaves either the old file or the new one, never half of one. What a run folder holds
+(its file names and keys) is ``harness.runs.folder``'s alone.
 """
 
 from __future__ import annotations
@@ -14,17 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-
-CONFIG = "config.json"
-PLAN = "plan.json"
-HISTORY = "history.csv"
-PREDICTIONS = "predictions.csv"
-METRICS = "metrics.json"
-STATUS = "status.json"
-CHECKPOINTS = "checkpoints"
-#: ``runs/<suite>/manifest.json``: the run ids of the suite as last run, so a report leaves
-#: out folders that earlier settings of the suite left behind.
-MANIFEST = "manifest.json"
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> None:
@@ -97,10 +87,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def run_state(run_dir: Path) -> str:
-    """``done``, ``failed``, ``running`` (started, maybe interrupted) or ``pending``."""
-    from harness.runs.folder import RunFolder
-
-    return RunFolder(run_dir).state()

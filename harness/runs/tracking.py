@@ -27,10 +27,8 @@ from typing import Any
 from harness.errors import HarnessWarning
 from harness.plugin.options import validate_options
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo
-from harness.runs import store
+from harness.runs.folder import DamagedFile, RunFolder, SuiteRuns
 
-#: Beside the run folders of a suite: which trackers its runs report to.
-TRACKERS_FILE = "trackers.json"
 #: Seconds a tracker may hold up one process in all (``trackers[].timeout`` in a suite).
 DEFAULT_TIMEOUT = 30.0
 
@@ -186,11 +184,9 @@ def write_settings(suite_runs: Path, refs: list[dict[str, Any]], plugins: list[s
     """``runs/<suite>/trackers.json``: what every worker of the suite reports to."""
     states = {lane.name: lane.state for lane in trackers.lanes}
     off = set(trackers.off)
-    store.write_json(suite_runs / TRACKERS_FILE, {
-        "plugins": list(plugins),
-        "trackers": [{**ref, "state": states.get(ref["name"], {}),
-                      "off": ref["name"] in off} for ref in refs],
-    })
+    SuiteRuns(suite_runs).write_trackers(plugins, [
+        {**ref, "state": states.get(ref["name"], {}), "off": ref["name"] in off}
+        for ref in refs])
 
 
 def for_run(run_dir: Path) -> Trackers:
@@ -199,17 +195,16 @@ def for_run(run_dir: Path) -> Trackers:
     Never raises: a run without trackers, or with settings that cannot be read, trains all
     the same (with a warning in the second case).
     """
-    path = Path(run_dir).parent / TRACKERS_FILE
-    if not path.is_file():
-        return Trackers()
+    suite = SuiteRuns.of(run_dir)
+    path = suite.trackers_path
     try:
-        settings = store.read_json(path)
-        refs = settings.get("trackers", [])
-        if not refs:
+        settings = suite.trackers()
+        if settings is None or not settings[1]:
             return Trackers()
         from harness.plugin.registry import build_registry
 
-        return build(build_registry(settings.get("plugins", [])), refs)
+        plugins, refs = settings
+        return build(build_registry(plugins), refs)
     except Exception as exc:  # noqa: BLE001 - trackers never fail a run
         warnings.warn(TrackerWarning(f"{path}: trackers are off for this run: "
                                      f"{type(exc).__name__}: {exc}"), stacklevel=2)
@@ -224,25 +219,23 @@ def run_info(run_dir: Path, config: dict[str, Any]) -> RunInfo:
     data = config.get("data") or {"datasets": suite.get("datasets", []),
                                   "image_size": suite.get("image_size"),
                                   "cache": suite.get("cache")}
-    checkpoints = Path(run_dir) / store.CHECKPOINTS
     return RunInfo(
         run_id=run.get("run_id", Path(run_dir).name), run_dir=Path(run_dir),
         suite=run.get("suite", suite.get("name", "")), key=key,
         combination=f"{key['backbone']} / {key['sampler']} / {key['engine']}",
         config=config, data=data,
-        resumed=checkpoints.is_dir() and any(checkpoints.iterdir()))
-
-
-#: Run-folder files a tracker may keep as artifacts, when they exist.
-ARTIFACTS = (store.PREDICTIONS, store.METRICS, store.HISTORY, store.CONFIG, store.PLAN)
+        resumed=RunFolder(run_dir).has_checkpoints())
 
 
 def run_end(run_dir: Path, state: str, seconds: float, error: str = "") -> RunEnd:
+    folder = RunFolder(run_dir)
     metrics = None
-    if state == "done" and (Path(run_dir) / store.METRICS).is_file():
-        metrics = store.read_json(Path(run_dir) / store.METRICS)
-    artifacts = {name: Path(run_dir) / name for name in ARTIFACTS
-                 if (Path(run_dir) / name).is_file()}
+    if state == "done" and folder.metrics_path.is_file():
+        try:
+            metrics = folder.metrics()
+        except DamagedFile:  # trackers never fail a run; the report names the damage
+            metrics = None
+    artifacts = folder.artifacts()
     return RunEnd(state=state, seconds=seconds, metrics=metrics, error=error,
                   artifacts=artifacts)
 

@@ -46,12 +46,12 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     try:
         run = RunSpec(**config.run)
     except TypeError as exc:
-        raise DamagedFile(folder.file("config.json"), f"unexpected run settings ({exc})") from None
+        raise DamagedFile(folder.config_path, f"unexpected run settings ({exc})") from None
     suite = config.suite
     registry = build_registry(suite.get("plugins", []))
     engine = registry.get("engines", run.engine)
     backbone = registry.get("backbones", run.backbone)
-    if run.engine not in backbone.builders:
+    if engine.builder not in backbone.builders:
         raise HarnessError(f"backbone {run.backbone!r} has no build for engine {run.engine!r}; "
                            f"it supports: {', '.join(sorted(backbone.builders))}")
     cache = open_cache(suite["cache"])
@@ -64,7 +64,7 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
         try:
             labels[rows] = [classes.index(c) for c in p.labels]
         except ValueError as exc:
-            raise DamagedFile(folder.file("plan.json"), f"{part}: {exc}") from None
+            raise DamagedFile(folder.plan_path, f"{part}: {exc}") from None
         parts[part] = rows
     plan_json = plan_file.plan
     try:
@@ -72,8 +72,8 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
                     class_weights=plan_json["class_weights"], loss=plan_json["loss"],
                     loss_options=plan_json["loss_options"], notes=plan_json["notes"])
     except (KeyError, TypeError) as exc:
-        raise DamagedFile(folder.file("plan.json"), f"unexpected plan ({exc})") from None
-    training = to_dataclass(run.training, Training, "training", str(folder.file("config.json")))
+        raise DamagedFile(folder.plan_path, f"unexpected plan ({exc})") from None
+    training = to_dataclass(run.training, Training, "training", str(folder.config_path))
     if plan_data.get("select_evaluations") is not None and \
             getattr(training, "select_evaluations", 0) is None:
         # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)

@@ -37,6 +37,9 @@ TORCH_PADDING = {"nearest": "border", "constant": "zeros", "reflect": "reflectio
 #: ``Augmentation.fill`` → TensorFlow ``ImageProjectiveTransformV3(fill_mode=...)``.
 TF_FILL_MODE = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLECT"}
 
+#: ``Augmentation.fill`` → ``scipy.ndimage.affine_transform(mode=...)`` (``apply_on_host``).
+SCIPY_MODE = {"nearest": "nearest", "constant": "grid-constant", "reflect": "reflect"}
+
 
 @dataclass
 class AugmentParams:
@@ -132,3 +135,24 @@ def affine_matrices(params: AugmentParams, size: int | tuple[int, int]) -> np.nd
     to_pixels = np.diag([w / 2, h / 2, 1.0])
     to_norm = np.diag([2 / w, 2 / h, 1.0])
     return (to_norm @ swap @ m @ swap @ to_pixels)[:, :2, :].astype(np.float32)
+
+
+def apply_on_host(images: np.ndarray, params: AugmentParams, fill: str = "nearest"
+                  ) -> np.ndarray:
+    """uint8 ``(B, S, S)`` → float32 ``(B, S, S)`` in [0, 1], each image transformed on the
+    CPU by its ``params``: for engines that do not augment on their device. scipy's bilinear
+    (order 1) resampling with the maps of ``centred_matrices``, the fills of ``SCIPY_MODE``.
+    """
+    from scipy import ndimage
+
+    h, w = images.shape[1:]
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    maps = centred_matrices(params)
+    out = np.empty(images.shape, np.float32)
+    for i, image in enumerate(images):
+        # input (row, col) = A @ (output - centre) + t + centre
+        a, t = maps[i, :2, :2], maps[i, :2, 2]
+        out[i] = ndimage.affine_transform(image.astype(np.float32) / 255.0, a,
+                                          offset=centre + t - a @ centre, order=1,
+                                          mode=SCIPY_MODE[fill], cval=0.0)
+    return out

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.training import augment
 from harness.training.augment import AugmentParams
 
 #: Which parameters a phase trains: all, the head (backbone frozen), or the final linear
@@ -73,6 +74,13 @@ class EngineContext:
     #: Threads the engine may use on the CPU (0: the framework's default).
     threads: int = 0
 
+    def build_backbone(self, builder: str) -> Any:
+        """The backbone from its ``builders[builder]`` with the run's weights and options."""
+        from harness.plugin.check import build_backbone
+
+        return build_backbone(self.backbone, builder, self.image_size,
+                              getattr(self.training, "weights", "none"), self.backbone_options)
+
 
 class EngineModel(Protocol):
     """The primitives the loop calls (``build(context)`` returns one of these)."""
@@ -118,10 +126,15 @@ class Describable(Protocol):
         """``{"feature_shape": [H, W, C], "params": {"backbone": {...}, "model": {...}}}``
         with ``total``, ``trainable`` and ``non_trainable`` counts."""
 
+    # Optional too: ``forward_flops() -> int``, the FLOPs of one image's forward pass through
+    # the whole model (a multiply-add counts 2). ``harness bench`` then reports the share of
+    # the GPU's peak each rate uses (``harness.training.peaks``), for every engine that
+    # times the same network.
+
 
 # ------------------------------------------------------------------ what the core gives engines
 # Framework-free pieces every engine needs, so that an engine's module holds only the calls
-# into its framework (see plugins/engines/*/model.py and tests/minimal_engine.py).
+# into its framework (a whole engine that uses them: tests/minimal_engine.py).
 
 #: ``training.normalization`` → per-channel (mean, std) of the 3-channel input in [0, 1]
 #: (``None``: the [0, 1] scaling alone). ImageNet's statistics, as torchvision and timm.
@@ -198,6 +211,46 @@ def stack_probabilities(parts: list[np.ndarray], n_classes: int) -> np.ndarray:
     if not parts:
         return np.zeros((0, n_classes), np.float32)
     return np.concatenate([np.asarray(p, np.float32) for p in parts])
+
+
+def host_inputs(images: np.ndarray, params: AugmentParams | None = None,
+                normalization: str = "unit", fill: str = "nearest",
+                channels_last: bool = False) -> np.ndarray:
+    """What the built-in engines compute on their device, on the host: uint8 ``(B, S, S)`` →
+    float32 ``(B, 3, S, S)`` (``(B, S, S, 3)`` when ``channels_last``), augmented by
+    ``params`` (``augment.apply_on_host``), scaled to [0, 1] and normalised."""
+    x = (augment.apply_on_host(images, params, fill) if params is not None
+         else images.astype(np.float32) / 255.0)
+    x = np.repeat(x[:, None], 3, axis=1)
+    stats = NORMALIZATION[normalization]
+    if stats is not None:
+        mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in stats)
+        x = (x - mean) / std
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+
+
+def flatten(tree: dict[Any, Any], convert: Callable[[Any], np.ndarray] = np.array,
+            prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dicts of arrays (an optimizer's state) → ``{"a/b": array}``, each leaf a copy
+    by ``convert``; ``unflatten`` gives the nesting back, with string keys."""
+    flat: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, convert, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = convert(value)
+    return flat
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        *path, leaf = key.split("/")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
 
 
 def pack_state(**groups: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

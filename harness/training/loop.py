@@ -85,7 +85,8 @@ def context_for(job, threads: int = 0) -> EngineContext:
     t = job.training
     optimizer_def(t.optimizer)
     options = validate_options(job.backbone.options, getattr(t, "backbone_options", None) or {},
-                               "training.backbone_options", "config.json").model_dump()
+                               "training.backbone_options", str(job.folder.config_path)
+                               ).model_dump()
     loss = loss_spec(job.plan)
     for what, values in (("class_weights", loss.class_weights), ("loss_options.alpha",
                                                                   loss.alpha)):

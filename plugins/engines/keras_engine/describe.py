@@ -24,7 +24,12 @@ class Describe:
 
     @property
     def device_name(self) -> str:
-        return "GPU" if self.tf.config.list_logical_devices("GPU") else "CPU"
+        """The GPU's name as the driver gives it (e.g. "NVIDIA H100 80GB HBM3"), else CPU."""
+        gpus = self.tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return "CPU"
+        return self.tf.config.experimental.get_device_details(gpus[0]).get("device_name",
+                                                                            "GPU")
 
     @property
     def precision(self) -> str:

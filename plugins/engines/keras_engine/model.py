@@ -12,18 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.training.engine import (
-    Batch,
-    EngineContext,
-    EpochResult,
-    Tally,
-    classifier_init,
-    in_order,
-    numbered,
-    pack_state,
-    stack_probabilities,
-    unpack_state,
-)
+from harness.training import engine as core
+from harness.training.engine import Batch, EngineContext, EpochResult
 
 from . import ops
 from .describe import Describe
@@ -71,7 +61,7 @@ class KerasModel(Describe):
 
     def reset_classifier(self, seed: int) -> None:
         layer = self.classifier
-        kernel, bias = classifier_init(seed, *layer.kernel.shape)
+        kernel, bias = core.classifier_init(seed, *layer.kernel.shape)
         layer.kernel.assign(kernel)
         layer.bias.assign(bias)
 
@@ -115,7 +105,7 @@ class KerasModel(Describe):
     def train_epoch(self, batches: Iterable[Batch], seed: int) -> EpochResult:
         step = self._step()
         self.reseed(seed)
-        tally = Tally()
+        tally = core.Tally()
         for batch in batches:
             loss, hits = step(batch.images, batch.labels.astype(np.int32),
                               ops.transforms(batch, self.ctx.image_size),
@@ -124,24 +114,24 @@ class KerasModel(Describe):
         return tally.result()
 
     def predict(self, batches: Iterable[np.ndarray]) -> np.ndarray:
-        return stack_probabilities([self.predict_step(images).numpy() for images in batches],
-                                   self.ctx.n_classes)
+        out = [self.predict_step(images).numpy() for images in batches]
+        return core.stack_probabilities(out, self.ctx.n_classes)
 
     # ------------------------------------------------------------ state
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return numbered(self.model.get_weights())
+        return core.numbered(self.model.get_weights())
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        self.model.set_weights(in_order(weights, len(self.model.weights), "weights"))
+        self.model.set_weights(core.in_order(weights, len(self.model.weights), "weights"))
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return pack_state(model=self.get_weights(),
-                          optim=numbered(v.numpy() for v in self.optimizer.variables))
+        return core.pack_state(model=self.get_weights(),
+                               optim=core.numbered(v.numpy() for v in self.optimizer.variables))
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.set_weights(unpack_state(state, "model"))
-        values = in_order(unpack_state(state, "optim"), len(self.optimizer.variables),
-                          "optimizer state")
+        self.set_weights(core.unpack_state(state, "model"))
+        values = core.in_order(core.unpack_state(state, "optim"),
+                               len(self.optimizer.variables), "optimizer state")
         for var, value in zip(self.optimizer.variables, values):
             var.assign(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,3 +55,16 @@ class Describe:
         net.train(was)
         return {"feature_shape": [int(h), int(w), int(c)],
                 "params": {"backbone": counts(net), "model": counts(self.model)}}
+
+    def forward_flops(self) -> int:
+        """FLOPs of one forward pass of one image (a multiply-add is 2), as counted by
+        torch's ``FlopCounterMode``: convolutions and matrix products, what peak rates count."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        size = self.ctx.image_size
+        was = self.model.training
+        self.model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.model(self._input(np.zeros((1, size, size), dtype=np.uint8)))
+        self.model.train(was)
+        return int(counter.get_total_flops())

@@ -8,23 +8,13 @@ weight decay. ``Describe`` adds the optional bench/describe primitives.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 import torch
 
 from harness.training import augment
-from harness.training.engine import (
-    Batch,
-    EngineContext,
-    EpochResult,
-    StateMismatch,
-    Tally,
-    classifier_init,
-    pack_state,
-    stack_probabilities,
-    unpack_state,
-)
+from harness.training import engine as core
+from harness.training.engine import Batch, EngineContext, EpochResult
 
 from . import ops
 from .describe import Describe
@@ -67,7 +57,7 @@ class TorchModel(Describe):
 
     def reset_classifier(self, seed: int) -> None:
         layer = self.classifier
-        kernel, bias = classifier_init(seed, layer.in_features, layer.out_features)
+        kernel, bias = core.classifier_init(seed, layer.in_features, layer.out_features)
         with torch.no_grad():
             layer.weight.copy_(torch.from_numpy(kernel.T))
             layer.bias.copy_(torch.from_numpy(bias))
@@ -92,7 +82,7 @@ class TorchModel(Describe):
         t = self.ctx.training
         decay = 1.0 - t.lr * t.weight_decay
         params = [p for p in self.model.parameters() if p.requires_grad]
-        tally = Tally()
+        tally = core.Tally()
         for batch in batches:
             x = self._input(batch.images, batch.augment)
             y = torch.from_numpy(batch.labels).to(self.device, non_blocking=True)
@@ -116,7 +106,7 @@ class TorchModel(Describe):
             for images in batches:
                 logits = self._forward(self._input(images))
                 out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        return stack_probabilities(out, self.ctx.n_classes)
+        return core.stack_probabilities(out, self.ctx.n_classes)
 
     # ------------------------------------------------------------ state
 
@@ -132,24 +122,21 @@ class TorchModel(Describe):
         try:
             self.model.load_state_dict(state)
         except RuntimeError as exc:
-            raise StateMismatch("weights", str(exc)) from exc
+            raise core.StateMismatch("weights", str(exc)) from exc
 
     def get_state(self) -> dict[str, np.ndarray]:
-        slots = {f"{index}/{key}": self._host(v) if hasattr(v, "detach") else np.asarray(v)
-                 for index, values in self.optimizer.state_dict()["state"].items()
-                 for key, v in values.items()}
+        slots = core.flatten(self.optimizer.state_dict()["state"],
+                             lambda v: self._host(v) if hasattr(v, "detach") else np.asarray(v))
         scaler = {k: np.asarray(v) for k, v in self.scaler.state_dict().items()}
-        return pack_state(model=self.get_weights(), optim=slots, scaler=scaler)
+        return core.pack_state(model=self.get_weights(), optim=slots, scaler=scaler)
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.set_weights(unpack_state(state, "model"))
-        slots: dict[int, dict[str, Any]] = {}
-        for key, value in unpack_state(state, "optim").items():
-            index, name = key.split("/", 1)
-            slots.setdefault(int(index), {})[name] = torch.from_numpy(np.array(value))
+        self.set_weights(core.unpack_state(state, "model"))
         saved = self.optimizer.state_dict()
-        saved["state"] = slots
+        optim = core.unflatten(core.unpack_state(state, "optim"))
+        saved["state"] = {int(i): {k: torch.from_numpy(np.array(v)) for k, v in slots.items()}
+                          for i, slots in optim.items()}
         self.optimizer.load_state_dict(saved)
-        scaler = {k: v.item() for k, v in unpack_state(state, "scaler").items()}
+        scaler = {k: v.item() for k, v in core.unpack_state(state, "scaler").items()}
         if scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(scaler)

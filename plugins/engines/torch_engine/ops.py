@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.plugin.check import build_backbone
 from harness.training import augment
 from harness.training.engine import NORMALIZATION, EngineContext, compute_dtype, feature_map_problem
 from harness.training.optim import PROB_FLOOR, check_loss, optimizer_def
@@ -101,10 +100,8 @@ def build_network(ctx: EngineContext) -> nn.Module:
 
     torch.manual_seed(ctx.seed)
     t = ctx.training
-    backbone = build_backbone(ctx.backbone, "torch", ctx.image_size, t.weights,
-                              ctx.backbone_options)
-    return build_classifier(backbone, t.head, ctx.n_classes, ctx.image_size,
-                            dropout=getattr(t, "dropout", 0.5))
+    return build_classifier(ctx.build_backbone("torch"), t.head, ctx.n_classes,
+                            ctx.image_size, dropout=getattr(t, "dropout", 0.5))
 
 
 def check_backbone(build, image_size: int) -> str | None:

@@ -1,0 +1,97 @@
+"""``harness/runs/folder.py`` is the one module that knows the files of a run folder.
+
+Every other module under ``harness/`` reaches them through ``RunFolder`` and ``SuiteRuns``;
+this test fails when one names such a file in its code (a string, an f-string part) or uses
+the file-name constants. Docstrings and comments may name the files to explain them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness.runs import folder, store
+
+HARNESS = Path(harness.__file__).parent
+OWNER = HARNESS / "runs" / "folder.py"
+#: The file names of a run folder and of its suite folder, and the constants that hold them.
+FILES = ("config.json", "plan.json", "status.json", "history.csv", "predictions.csv",
+         "metrics.json", "manifest.json", "trackers.json", ".owner.json")
+CONSTANTS = ("CONFIG", "PLAN", "STATUS", "HISTORY", "PREDICTIONS", "METRICS", "CHECKPOINTS",
+             "MANIFEST", "TRACKERS", "ARTIFACTS", "OUTPUTS", "OWNER", "LOCK", "TRACKERS_FILE")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def offences(source: str) -> list[str]:
+    """Where ``source`` names a run-folder file or constant (line: what)."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in docs:
+            named = [f for f in FILES if f in node.value]
+            if named or node.value == "checkpoints":
+                found.append(f"line {node.lineno}: {node.value!r}")
+        elif isinstance(node, ast.Attribute) and node.attr in CONSTANTS:
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness.runs"):
+            found += [f"line {node.lineno}: imports {a.name}" for a in node.names
+                      if a.name in CONSTANTS]
+    return found
+
+
+def test_only_the_folder_module_names_run_folder_files():
+    modules = sorted(p for p in HARNESS.rglob("*.py") if p != OWNER)
+    assert len(modules) > 40  # the whole core is searched
+    bad = {str(p.relative_to(HARNESS)): hits for p in modules
+           if (hits := offences(p.read_text()))}
+    assert bad == {}
+
+
+def test_store_keeps_only_generic_io():
+    assert not [name for name in CONSTANTS if hasattr(store, name)]
+    assert not offences(Path(store.__file__).read_text())
+    assert not hasattr(store, "run_state")
+    # ... and the folder module does name them, so the search above looks for the right text.
+    assert len(offences(OWNER.read_text())) >= len(FILES) - 1
+
+
+@pytest.mark.parametrize("line", [
+    'path = run_dir / "metrics.json"',
+    'path = run_dir / f"{name}/history.csv"',
+    "from harness.runs.folder import CONFIG",
+    "names = folder.PREDICTIONS",
+    'path = run_dir / "checkpoints"',
+])
+def test_the_search_finds_each_way_of_naming_a_file(line):
+    assert offences(f'"""The docstring may say config.json."""\n{line}\n')
+
+
+def test_folder_constants_are_the_files_a_run_writes(tmp_path):
+    """The names above are the ones ``RunFolder`` writes (the search is not for stale names)."""
+    run = folder.RunFolder(tmp_path / "r")
+    run.path.mkdir()
+    run.write_status("done")
+    run.write_metrics({"n": 1})
+    run.append_history({"epoch": 1}, ["epoch"])
+    run.write_predictions("uid,true,pred\n")
+    suite = folder.SuiteRuns(tmp_path)
+    suite.write_manifest("s", "s.yaml", ["r"])
+    suite.write_trackers([], [])
+    written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"status.json", "metrics.json", "history.csv", "predictions.csv",
+            "manifest.json", "trackers.json"} <= written
+    assert written <= set(FILES)
