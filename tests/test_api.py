@@ -9,12 +9,17 @@ import harness
 from harness.testing import small_suite
 
 
-def test_run_a_dict_then_load_the_long_results_table(tmp_path, monkeypatch):
+def test_run_a_dict_then_load_the_long_results_table(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
-    suite = small_suite("api", cache_dir=str(tmp_path / "cache"),
-                        matrix={"sampler": ["none", "phased"]})
-    result = harness.run(suite, runs_dir=tmp_path / "runs", reports_dir=tmp_path / "reports")
+    capfd.readouterr()
+    suite = small_suite("api", cache_dir="cache", matrix={"sampler": ["none", "phased"]})
+    result = harness.run(suite, runs_dir="runs", reports_dir="reports")
     assert [o.state for o in result.outcomes] == ["done"] * 4
+    assert capfd.readouterr() == ("", "")   # quiet by default, worker processes included
+    # relative paths of the dict and the arguments resolve against the current folder
+    assert (tmp_path / "cache").is_dir() and any((tmp_path / "cache").iterdir())
+    assert result.report.resolve() == tmp_path / "reports" / "api" / "index.html"
+    assert result.report.resolve().is_file()
     table = harness.load_results(tmp_path / "runs" / "api")
     assert list(table.columns) == ["suite", "run_id", "backbone", "sampler", "engine", "fold",
                                    "seed", "class", "metric", "value"]
@@ -26,6 +31,17 @@ def test_run_a_dict_then_load_the_long_results_table(tmp_path, monkeypatch):
     assert len(accuracy) == 4 and ((accuracy >= 0) & (accuracy <= 1)).all()
     sens = table[(table["class"] == "covid19") & (table["metric"] == "sensitivity")]
     assert len(sens) == 4 and sens["value"].between(0, 1).all()
+    # every value a fraction, but the counts (n, support) and MCC (-1 to 1)
+    assert set(table["metric"]) >= {"n", "support", "mcc"}
+    from harness.analysis.results import COUNTS
+    assert COUNTS == ("n", "support")
+    fractions = table[~table["metric"].isin([*COUNTS, "mcc"])]["value"].dropna()
+    assert len(fractions) == 4 * (4 + 3 * 6) and fractions.between(0, 1).all()
+    assert table[table["metric"] == "mcc"]["value"].between(-1, 1).all()
+    n = table[table["metric"] == "n"]["value"]
+    assert (n == n.round()).all() and (n > 1).all()
+    support = table[table["metric"] == "support"].groupby("run_id")["value"].sum()
+    assert support.to_dict() == table[table["metric"] == "n"].set_index("run_id")["value"].to_dict()
     # the whole runs/ folder gives the same rows; the report folder holds the same table
     assert len(harness.load_results(tmp_path / "runs")) == len(table)
     written = pd.read_csv(tmp_path / "reports" / "api" / "results.csv")

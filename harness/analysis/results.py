@@ -2,8 +2,10 @@
 
 One row per run × metric, and per class for the per-class figures: ``suite``, ``run_id``,
 ``backbone``, ``sampler``, ``engine``, ``fold`` (an integer), ``seed``, ``class`` (empty for
-figures of the whole test set), ``metric`` and ``value``, always a fraction (accuracy 0.93,
-never 93). The report folder holds the same table as ``results.csv`` (and
+figures of the whole test set), ``metric`` and ``value``. The value is a fraction from 0 to 1
+(accuracy 0.93, never 93) for every metric but two kinds, told apart by the ``metric`` name
+(there is no unit column): the counts in :data:`COUNTS` (``n``: test images of the run;
+``support``: its test images of the class) and ``mcc``, from −1 to 1. The report folder holds the same table as ``results.csv`` (and
 ``results.parquet`` when pyarrow is installed), so a notebook and the report agree.
 """
 
@@ -23,6 +25,8 @@ COLUMNS = ["suite", "run_id", "backbone", "sampler", "engine", "fold", "seed", "
 #: Figures of the whole test set, and of each class, taken from ``metrics.json``.
 OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "macro_auroc", "n")
 PER_CLASS = ("sensitivity", "specificity", "accuracy", "precision", "f1", "auroc", "support")
+#: The metrics whose value is a count of images, not a fraction.
+COUNTS = ("n", "support")
 
 
 def rows_of(suite: str, run: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
