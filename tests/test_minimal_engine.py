@@ -157,3 +157,11 @@ def test_host_inputs_match_the_torch_engines_device_inputs(fill):
     plain = host_inputs(images, None, "unit", channels_last=True)
     assert plain.shape == (6, size, size, 3)
     assert plain[0, 0, 0, 2] == pytest.approx(images[0, 0, 0] / 255.0)
+
+
+def test_describe_says_which_optional_primitive_the_engine_lacks(minimal, run_harness):
+    result = run_harness("describe", "backbone", "tiny", "--engine", "minimal",
+                         "--image-size", "32")
+    assert result.exit_code == 2, result.output
+    assert ("engine model MinimalModel lacks the optional primitive(s) describe "
+            "(harness.training.engine.Describable)") in result.output

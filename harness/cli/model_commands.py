@@ -46,8 +46,7 @@ def _check_backbone(name: str, engine: str | None, plugins: tuple[str, ...], reg
     registry = registry or build_registry(plugins)
     info = spec_info(registry, "backbones", name, schema=False)
     engine = engine or default_engine(registry, name)
-    registry.get("engines", engine)
-    if engine not in info["engines"]:
+    if registry.get("engines", engine).builder not in info["engines"]:
         raise HarnessError(f"backbone {name!r} has no {engine} build; it supports: "
                            f"{', '.join(info['engines'])}")
     return info, engine
