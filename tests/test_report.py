@@ -171,6 +171,7 @@ def test_report_family_chooses_what_is_corrected_together(tmp_path):
     row = next(r for r in paired if r["strategy"] == "phased" and r["reference"] == "none"
                and r["metric"] == "mcc")
     assert (row["family"], row["family_size"]) == ("mcc", "3")
+    assert "adjusted over the 3 tests of its family" in html       # each cell's tooltip
     for cfg in root.glob("*/config.json"):
         config = json.loads(cfg.read_text())
         config["suite"]["report"]["family"] = "all"
