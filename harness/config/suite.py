@@ -165,6 +165,12 @@ class ReportConfig:
     alpha: float = field(default=0.05, metadata=between(0.0, 0.5, above=True))
     #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
     correction: Literal["holm", "fdr_bh"] = "holm"
+    #: Which tests are corrected together: ``figure``, one family per figure (every
+    #: strategy-against-reference t-test of it) and one of the McNemar rows, so α holds per
+    #: figure (Demšar 2006; García & Herrera 2008); ``all``, every test of a comparison in
+    #: one family, so α holds for the comparison as a whole but a difference must be larger
+    #: to be flagged.
+    family: Literal["figure", "all"] = "figure"
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
     focus_class: str = ""
