@@ -96,3 +96,14 @@ def test_harness_errors_are_one_line_and_verbose_adds_the_traceback(tmp_path):
     assert verbose.stderr.startswith("Traceback (most recent call last):")
     assert "HarnessError" in verbose.stderr and "read_predictions" in verbose.stderr
     assert verbose.stderr.splitlines()[-1] == f"error: {missing}: no such predictions file"
+
+
+def test_run_json_without_quiet_puts_progress_on_stderr_and_only_json_on_stdout(make_suite,
+                                                                               tmp_path):
+    suite = make_suite("loud")
+    result = invoke("run", suite, "--json", "--runs-dir", tmp_path / "runs", "--no-report")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)   # the whole of stdout is one JSON document
+    assert [r["state"] for r in doc["runs"]] == ["done", "done"]
+    assert result.stderr.startswith("suite 'loud': 2 runs, 0 already done, 2 to run\n")
+    assert "[1/2]" in result.stderr and "[2/2]" in result.stderr

@@ -85,3 +85,19 @@ def test_the_clean_suites_report_shows_the_gap(tmp_path):
     html = render_report(tmp_path / "runs" / "clean", tmp_path / "out").read_text()
     assert "Optimism gap against suite paper" in html
     assert f"{100 * gap['metrics']['accuracy']['mean']:+.2f}" in html
+
+
+def test_a_damaged_run_is_named_and_left_out_of_the_gap(tmp_path):
+    paper, clean = tmp_path / "paper", tmp_path / "clean"
+    for fold, (a, b) in enumerate([(0.95, 0.90), (0.97, 0.93)], start=1):
+        write_run(paper, fold, a, 1.0)
+        write_run(clean, fold, b, 1.0)
+    lines = (paper / "concat-phased-keras-f2-s0-abc123" / "predictions.csv").read_text()
+    (paper / "concat-phased-keras-f2-s0-abc123" / "predictions.csv").write_text(
+        "\n".join(lines.splitlines()[:-1]) + "\n")   # one prediction missing
+    gap = optimism_gap(paper, clean)
+    assert gap["pairs"] == 1 and gap["metrics"]["accuracy"]["mean"] == pytest.approx(0.05)
+    assert len(gap["damaged"]) == 1
+    assert "predictions.csv: 99 rows where plan.json has 100 test images" in gap["damaged"][0]
+    out = CliRunner().invoke(main, ["optimism", str(paper), str(clean)])
+    assert out.exit_code == 0 and "left out, damaged:" in out.output, out.output

@@ -158,6 +158,35 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     assert "resamples of distinct test images" in html
 
 
+def test_report_family_chooses_what_is_corrected_together(tmp_path):
+    root = tmp_path / "runs" / "fixture"
+    for sampler, skill in (("none", 1.0), ("phased", 2.0), ("oversample", 1.0)):
+        for fold in (1, 2, 3):
+            write_run(root, sampler, fold, skill=skill)
+    html = render_report(root, tmp_path / "figure").read_text()
+    # 3 folds: every figure testable; 3 tests per figure (2 against none, 1 against phased).
+    assert "Families (one per figure).</strong> 14 families: one per figure for 13 figures (3 tests each" in html
+    assert "not for the page as a whole" in html
+    paired = read_csv(tmp_path / "figure" / "comparison_paired.csv")
+    row = next(r for r in paired if r["strategy"] == "phased" and r["reference"] == "none"
+               and r["metric"] == "mcc")
+    assert (row["family"], row["family_size"]) == ("mcc", "3")
+    assert "adjusted over the 3 tests of its family" in html       # each cell's tooltip
+    for cfg in root.glob("*/config.json"):
+        config = json.loads(cfg.read_text())
+        config["suite"]["report"]["family"] = "all"
+        cfg.write_text(json.dumps(config))
+    html = render_report(root, tmp_path / "all").read_text()
+    assert "Families (all tests together).</strong> One family: all " in html
+    assert "at most α for the comparison as a whole" in html
+    paired = read_csv(tmp_path / "all" / "comparison_paired.csv")
+    row = next(r for r in paired if r["strategy"] == "phased" and r["reference"] == "none"
+               and r["metric"] == "mcc")
+    mcnemar = read_csv(tmp_path / "all" / "comparison_mcnemar.csv")
+    testable = sum(r["verdict"] != "untested" for r in mcnemar)
+    assert (row["family"], row["family_size"]) == ("all", str(39 + testable))
+
+
 def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
     from html import unescape
 
@@ -315,11 +344,19 @@ def _plan_not_json(run_dir: Path) -> None:
     (run_dir / "plan.json").write_text("{'sampler': 'phased', ")
 
 
+def _metrics_without_a_class(run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    del metrics["per_class"]["covid19"]   # valid JSON, count and accuracy still agree
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
 DAMAGE = {  # run (sampler, fold, seed) -> how it is damaged, what the report says
     ("none", 1, 1): (_cut_metrics, "metrics.json: not valid JSON"),
     ("phased", 1, 1): (_drop_last_prediction,
                        "predictions.csv: 119 rows where plan.json has 120 test images"),
     ("phased", 2, 1): (_plan_not_json, "plan.json: not valid JSON"),
+    ("none", 2, 1): (_metrics_without_a_class, "metrics.json: per_class: expected the figures "
+                                               "of each of ['normal', 'pneumonia', 'covid19']"),
 }
 
 
@@ -346,7 +383,9 @@ def test_damaged_runs_are_named_and_left_out_of_every_figure(tmp_path):
     out = tmp_path / "out"
     listed = {r["run_id"]: r for r in read_csv(out / "failed_runs.csv")}
     assert set(listed) == set(damaged)
-    html = (out / "index.html").read_text()
+    from html import unescape
+
+    html = unescape((out / "index.html").read_text())
     for run_id, message in damaged.items():
         assert listed[run_id]["state"] == "damaged"
         error = listed[run_id]["error"]
@@ -358,7 +397,7 @@ def test_damaged_runs_are_named_and_left_out_of_every_figure(tmp_path):
     render_report(clean, tmp_path / "out-clean", bootstrap=0)
     figures = json.loads((out / "summary.json").read_text())
     expected = json.loads((tmp_path / "out-clean" / "summary.json").read_text())
-    assert [len(c["runs"]) for c in figures["combinations"]] == [3, 2]
+    assert [len(c["runs"]) for c in figures["combinations"]] == [2, 2]
     assert figures["combinations"] == expected["combinations"]
     assert figures["comparisons"] == expected["comparisons"]
     for name in ("table3.csv", "table4.csv", "comparison_paired.csv", "results.csv"):

@@ -95,3 +95,41 @@ def test_folder_constants_are_the_files_a_run_writes(tmp_path):
     assert {"status.json", "metrics.json", "history.csv", "predictions.csv",
             "manifest.json", "trackers.json"} <= written
     assert written <= set(FILES)
+
+
+def test_history_rows_and_their_damage(tmp_path):
+    from test_report import write_run
+
+    run = folder.RunFolder(write_run(tmp_path / "s", "none", 1, n=30))
+    assert run.history() is None and run.verified() is None   # no history: still complete
+    run.append_history({"epoch": 1, "loss": 0.5}, ["epoch", "loss"])
+    run.append_history({"epoch": 2, "loss": 0.25}, ["epoch", "loss"])
+    assert run.history() == [{"epoch": "1", "loss": "0.5"}, {"epoch": "2", "loss": "0.25"}]
+    assert run.finished().history == run.history()
+    text = run.history_path.read_text()
+    run.history_path.write_text(text[:-3])
+    damage = run.verified()
+    assert damage is not None and damage.path == run.history_path
+    assert "line 3 is cut short" in damage.problem
+    run.history_path.write_text(text + "3\r\n")
+    assert "line 4: 1 field(s) where the header has 2" in run.verified().problem
+    run.write_history([{"epoch": 1, "loss": 0.5}], ["epoch", "loss"])
+    assert run.verified() is None and len(run.history()) == 1
+
+
+def test_suite_files(tmp_path):
+    suite = folder.SuiteRuns(tmp_path)
+    assert suite.run_ids() is None and suite.trackers() is None and suite.folders() == []
+    suite.write_manifest("s", "s.yaml", ["a", "b"])
+    suite.write_trackers(["p"], [{"name": "t"}])
+    assert suite.run_ids() == {"a", "b"}
+    assert suite.trackers() == (["p"], [{"name": "t"}])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    folder.RunFolder(tmp_path / "a").write_status("running")
+    assert [f.name for f in suite.folders()] == ["a"] and not suite.has_runs()
+    suite.trackers_path.write_text('{"trackers": 3}')
+    with pytest.raises(folder.DamagedFile, match="trackers.json: expected lists"):
+        suite.trackers()
+    (tmp_path / "manifest.json").write_text("{")
+    assert suite.run_ids() is None

@@ -186,3 +186,68 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     job.run = RunSpec(**{**job.run.to_json(), "run_id": "other"})
     with pytest.raises(HarnessError, match="belongs to run r"):
         loop.train(job, Counting)
+
+
+def test_scoring_runs_in_batches_of_4x_the_training_batch(tmp_path):
+    job = make_job(tmp_path, phases=(1,), batch_size=2)   # 9 selection and 9 test images
+    sizes: dict[str, list[int]] = {"train": [], "predict": []}
+
+    class Spy(Counting):
+        def train_epoch(self, batches, seed):
+            batches = list(batches)
+            sizes["train"] += [len(b.labels) for b in batches]
+            return super().train_epoch(batches, seed)
+
+        def predict(self, batches):
+            batches = list(batches)
+            sizes["predict"].append([len(b) for b in batches])
+            return super().predict(batches)
+
+    loop.train(job, Spy)
+    assert set(sizes["train"]) == {2}
+    assert sizes["predict"] == [[8, 1], [8, 1]]   # selection (9 images), then test (9)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _fake_proc(monkeypatch, cores: int, runnable: int) -> None:
+    """``free_cores`` on a machine with ``cores`` cores and ``runnable`` processes running
+    (this one included), as /proc/loadavg's fourth field says."""
+    import io
+
+    from harness.training import batches
+
+    monkeypatch.setattr(batches.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(batches, "open", lambda path, *a, **k: io.StringIO(
+        f"0.50 0.40 0.30 {runnable}/400 12345\n"), raising=False)
+
+
+@pytest.mark.parametrize("cores, runnable, free", [(8, 1, 8), (8, 4, 5), (2, 6, 1)])
+def test_threads_are_the_cores_other_processes_do_not_use(monkeypatch, cores, runnable, free):
+    from harness.training.batches import free_cores
+
+    _fake_proc(monkeypatch, cores, runnable)
+    assert free_cores(interval=0) == free
+
+
+@pytest.mark.parametrize("setting, threads", [(0, 5), (3, 3)])
+def test_a_run_gets_the_free_cores_unless_training_threads_is_set(tmp_path, monkeypatch,
+                                                                  setting, threads):
+    from harness.runs import worker
+
+    _fake_proc(monkeypatch, 8, 4)
+    job = make_job(tmp_path, threads=setting)
+    seen = []
+
+    def train(job, build, threads=0, **kwargs):
+        seen.append(threads)
+        raise _Stop
+
+    engine = type("Engine", (), {"build": staticmethod(Counting)})
+    monkeypatch.setattr(worker, "load_job", lambda run_dir: (job, engine))
+    monkeypatch.setattr(loop, "train", train)
+    with pytest.raises(_Stop):
+        worker.run(tmp_path)
+    assert seen == [threads]

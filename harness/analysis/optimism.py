@@ -21,16 +21,20 @@ OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
 PER_CLASS = ("sensitivity", "specificity", "precision")
 
 
-def _finished(runs_dir: Path) -> dict[tuple, dict[str, Any]]:
+def _finished(runs_dir: Path, damaged: list[str] | None = None
+              ) -> dict[tuple, dict[str, Any]]:
     """``{(backbone, sampler, engine, fold, seed): {"metrics", "test"}}`` of finished runs.
 
-    Read as the report reads them (``loading.load_run``): a damaged run is left out.
+    Read as the report reads them (``loading.load_run``): a damaged run is left out, and
+    its one-line reason added to ``damaged``.
     """
-    from harness.analysis.loading import load_run
+    from harness.analysis.loading import DAMAGED, load_run
 
     found = {}
     for folder in SuiteRuns(runs_dir).folders():
         result = load_run(folder.path, bootstrap=0)
+        if result.state == DAMAGED and damaged is not None:
+            damaged.append(result.error)
         if result.state != "done" or result.metrics is None or result.predictions is None:
             continue
         try:
@@ -54,9 +58,10 @@ def optimism_gap(optimistic_runs: Path, clean_runs: Path) -> dict[str, Any]:
     """Per metric: mean, min and max over paired runs of optimistic minus clean (fractions).
 
     Runs pair only when both finished and were scored on the same test images; pairs whose
-    test sets differ are counted and left out.
+    test sets differ are counted and left out, and damaged runs are named and left out.
     """
-    a, b = _finished(optimistic_runs), _finished(clean_runs)
+    damaged: list[str] = []
+    a, b = _finished(optimistic_runs, damaged), _finished(clean_runs, damaged)
     keys = sorted(set(a) & set(b), key=str)
     if not keys:
         raise HarnessError(f"no finished run of {optimistic_runs} has a finished counterpart "
@@ -71,6 +76,7 @@ def optimism_gap(optimistic_runs: Path, clean_runs: Path) -> dict[str, Any]:
     return {
         "optimistic": str(optimistic_runs), "clean": str(clean_runs),
         "pairs": len(pairs), "different_test_sets": len(keys) - len(pairs),
+        "damaged": damaged,
         "note": "optimistic minus clean, fractions (0-1), paired runs on the same test images",
         "metrics": {n: {"mean": float(np.mean(diffs[n])), "min": float(np.min(diffs[n])),
                         "max": float(np.max(diffs[n])), "n": len(diffs[n])}
@@ -87,6 +93,8 @@ def format_gap(gap: dict[str, Any]) -> str:
                                                 for k in ("mean", "min", "max")))
     if gap["different_test_sets"]:
         lines.append(f"  {gap['different_test_sets']} pair(s) left out: their test sets differ")
+    for error in gap.get("damaged", []):
+        lines.append(f"  left out, damaged: {error}")
     return "\n".join(lines)
 
 

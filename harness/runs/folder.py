@@ -216,6 +216,34 @@ class RunConfig:
         return config
 
 
+#: Per-class figures the report reads from ``metrics.json`` (a number, or null when undefined).
+PER_CLASS_FIGURES = ("sensitivity", "specificity", "accuracy", "precision")
+
+
+def _check_per_class(path: Path, metrics: dict[str, Any], classes: list[str],
+                     cm: np.ndarray) -> None:
+    """``per_class`` has every class, with the counts the confusion matrix gives."""
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, dict) or set(per_class) != set(classes) or not all(
+            isinstance(v, dict) for v in per_class.values()):
+        raise DamagedFile(path, f"per_class: expected the figures of each of {classes}")
+    for k, name in enumerate(classes):
+        figures, correct = per_class[name], int(cm[k, k])
+        counts = {"support": int(cm[k].sum()), "correct": correct,
+                  "not_detected": int(cm[k].sum()) - correct,
+                  "wrong_detected": int(cm[:, k].sum()) - correct}
+        for key, expected in counts.items():
+            if figures.get(key) != expected:
+                raise DamagedFile(path, f"per_class.{name}.{key} is {figures.get(key)!r} where "
+                                        f"predictions.csv gives {expected}")
+        for key in PER_CLASS_FIGURES:
+            value = figures.get(key)
+            if key not in figures or isinstance(value, bool) or not (
+                    value is None or isinstance(value, (int, float))):
+                raise DamagedFile(path, f"per_class.{name}.{key}: expected a number or null, "
+                                        f"found {value!r}")
+
+
 @dataclass
 class FinishedRun:
     """A done run's files, parsed and found to agree (``RunFolder.finished``)."""
@@ -493,6 +521,7 @@ class RunFolder:
             if not agree:
                 raise DamagedFile(self.metrics_path, "does not match predictions.csv (count, "
                                                      "confusion matrix or accuracy)")
+            _check_per_class(self.metrics_path, metrics, classes, cm)
         return FinishedRun(config, status, plan, table, metrics, self.history())
 
     def verified(self) -> DamagedFile | None:
