@@ -355,8 +355,9 @@ DAMAGE = {  # run (sampler, fold, seed) -> how it is damaged, what the report sa
     ("phased", 1, 1): (_drop_last_prediction,
                        "predictions.csv: 119 rows where plan.json has 120 test images"),
     ("phased", 2, 1): (_plan_not_json, "plan.json: not valid JSON"),
-    ("none", 2, 1): (_metrics_without_a_class, "metrics.json: per_class: expected the figures "
-                                               "of each of ['normal', 'pneumonia', 'covid19']"),
+    ("none", 2, 1): (_metrics_without_a_class,
+                     ("metrics.json: per_class: expected the figures of each of "
+                      "['normal', 'pneumonia', 'covid19']")),
 }
 
 
