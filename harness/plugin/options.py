@@ -5,7 +5,8 @@ forbidden) and names it in its spec (``options=MyOptions``). Each field carries 
 default, bounds (``Field(ge=...)``) and help (``Field(description=...)``). The core turns the
 suite's plain option mapping into that model with :func:`validate_options`, so a plugin only
 ever sees checked, typed values, and every mistake is one line naming the suite file and the
-key path.
+key path. An option that must fit the suite (name one of its classes or datasets, one
+value per fold) says so in its type or a validator: ``harness.plugin.specs.OptionsContext``.
 
 pydantic does the checking; this module only rewrites its errors into the harness's
 one-line form and adds the "did you mean" hint.
