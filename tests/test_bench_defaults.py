@@ -82,3 +82,43 @@ def test_describe_shows_the_published_batch_and_the_bench_default():
     assert "  published batch size: 20\n  timed by default: harness bench\n" in out
     out = runner.invoke(main, ["describe", "backbone", "tiny", "--no-build"]).output
     assert "published batch size" not in out and "timed by default" not in out
+
+
+def test_bench_prints_the_engines_it_skipped(tmp_path, monkeypatch):
+    """``--engine all`` with an engine whose framework is missing: the others are timed (their
+    children replaced here by a canned result) and the missing one is named."""
+    import sys
+
+    from harness.cli import model_commands
+
+    (tmp_path / "ghost_engine.py").write_text(
+        "from harness import EngineSpec, hookimpl\n\n"
+        "@hookimpl\ndef register_engines(register):\n"
+        "    register(EngineSpec(name='ghost', description='x', build=print,\n"
+        "                        framework='no_such_framework_here'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    timed = []
+
+    def child(task, **kwargs):
+        timed.append((task, kwargs.get("engine")))
+        if task == "paper-pipeline":
+            return {"batch_size": 4, "images_per_s": 10.0}
+        return {"device": "cpu", "precision": "float32", "pipeline": {"images_per_s": 20.0},
+                "models": [{"backbone": "tiny", "batch_size": 4, "train_images_per_s": 1.0,
+                            "infer_images_per_s": 2.0}]}
+
+    monkeypatch.setattr(model_commands, "run_child", child)
+    result = CliRunner().invoke(main, ["bench", "--backbone", "tiny", "--plugin",
+                                       "ghost_engine"])
+    sys.modules.pop("ghost_engine", None)
+    assert result.exit_code == 0, result.output
+    assert "skipped engine ghost: no_such_framework_here is not installed\n" in result.output
+    engines = {e for task, e in timed if task == "bench"}
+    assert "ghost" not in engines and engines  # every installed engine that builds tiny
+    from harness.plugin.info import framework_installed
+
+    with_tf = framework_installed("tensorflow")  # the paper pipeline is Keras's
+    assert (("paper-pipeline", None) in timed) == with_tf
+    assert ("paper pipeline (ImageDataGenerator.flow, Table 2): "
+            + ("10.0 img/s" if with_tf else "not measured: tensorflow is not installed")
+            ) in result.output

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.compare import compare_strategies, design_of
+from harness.analysis.compare import adjust, compare_strategies, describe_families, design_of
 from harness.analysis.figures import comparison_figures
 from harness.analysis.intervals import paired_difference, summarise
 from harness.analysis.metrics import Predictions, compute_metrics
@@ -95,6 +95,70 @@ def test_holm_and_bh_match_statsmodels():
     assert correct([0.01, 0.04, 0.03], "holm") == pytest.approx([0.03, 0.06, 0.06])
     with pytest.raises(ValueError, match="unknown correction"):
         correct(p, "bonferonni")
+
+
+def _row(p, metric=None, mirror=False, testable=True):
+    row = {"p": p, "mirror": mirror, "testable": testable}
+    return {**row, "metric": metric} if metric else row
+
+
+def test_holm_within_each_family_matches_statsmodels_on_that_family():
+    from statsmodels.stats.multitest import multipletests
+
+    def build():
+        paired = [_row(0.01, "a"), _row(0.04, "a"), _row(0.03, "a"), _row(0.02, "b"),
+                  _row(0.001, "a", mirror=True),         # the same test read the other way
+                  _row(0.001, "b", testable=False)]      # too few folds: in no family
+        return paired, [_row(0.04), _row(0.01), _row(0.0001, testable=False)]
+
+    paired, mcn = build()
+    groups = adjust(paired, mcn, "figure", "holm", 0.05)
+    assert {k: len(v) for k, v in groups.items()} == {"a": 3, "b": 1, "mcnemar": 2}
+    # By hand: a: .01·3 = .03, .03·2 = .06, .04·1 -> .06; b alone: .02; McNemar: .01·2 = .02,
+    # .04·1 -> .04.
+    assert [r["p_adjusted"] for r in paired[:4]] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [r["p_adjusted"] for r in mcn[:2]] == pytest.approx([0.04, 0.02])
+    for name, rows in groups.items():
+        p = [r["p"] for r in rows]
+        assert [r["p_adjusted"] for r in rows] == pytest.approx(
+            list(multipletests(p, method="holm")[1]))
+        assert {r["family"] for r in rows} == {name} and {r["family_size"] for r in rows} == {len(p)}
+    assert "p_adjusted" not in paired[4] and "p_adjusted" not in paired[5]
+    assert "p_adjusted" not in mcn[2]
+
+    # One family of all six: .01, .01 -> .06; .02 -> .08; .03, .04, .04 -> .09.
+    paired, mcn = build()
+    groups = adjust(paired, mcn, "all", "holm", 0.05)
+    assert list(groups) == ["all"] and len(groups["all"]) == 6
+    assert [r["p_adjusted"] for r in paired[:4] + mcn[:2]] == pytest.approx(
+        [0.06, 0.09, 0.09, 0.08, 0.09, 0.06])
+    paired, mcn = build()
+    adjust(paired, mcn, "figure", "fdr_bh", 0.05)
+    assert [r["p_adjusted"] for r in paired[:3]] == pytest.approx(
+        list(multipletests([0.01, 0.04, 0.03], method="fdr_bh")[1]))
+
+
+def test_the_family_text_names_each_family_and_its_guarantee():
+    sizes = [{"name": "balanced_accuracy", "label": "balanced accuracy", "size": 21, "paired": 21},
+             {"name": "mcc", "label": "MCC", "size": 21, "paired": 21},
+             {"name": "macro_auroc", "label": "macro AUROC", "size": 11, "paired": 11},
+             {"name": "mcnemar", "label": "McNemar", "size": 315, "paired": 0}]
+    text = describe_families("figure", sizes, "holm", 0.05, ["none", "phased"])
+    assert text.startswith("4 families: one per figure for 3 figures (21 tests each for 2 of "
+                           "them, every strategy against none and phased; macro AUROC: 11) and "
+                           "the 315 McNemar rows as one; 368 tests in all.")
+    assert ("at most α for each figure separately and for the McNemar rows, not for the page "
+            "as a whole") in text
+    assert "bounded by 4 × α = 0.2" in text
+    one = describe_families("all", [{"name": "all", "size": 30, "paired": 12}], "holm", 0.05)
+    assert one.startswith("One family: all 30 tests (12 per-figure, 18 McNemar)")
+    assert "at most α for the comparison as a whole" in one
+    # Two folds (the demo): only McNemar rows can be tested, one family, α for all of it.
+    demo = describe_families("figure", [{"name": "mcnemar", "size": 10, "paired": 0}],
+                             "holm", 0.05, ["phased", "none"])
+    assert demo == ("1 family: the 10 McNemar rows as one; 10 tests in all. Corrected with "
+                    "Holm step-down (family-wise error) at α = 0.05: the chance of any false "
+                    "flag is at most α for the comparison as a whole.")
 
 
 def test_mcnemar_exact_is_the_binomial_test():

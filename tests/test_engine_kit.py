@@ -59,7 +59,9 @@ def test_tally_and_stacked_probabilities():
 def test_feature_map_problems_name_the_layout():
     assert core.feature_map_problem((1, 64, 3, 3), 48, channels_last=False, channels=64) is None
     assert core.feature_map_problem((1, 64), 48, channels_last=False) == (
-        "maps a (B, 3, 48, 48) batch to (1, 64); expected a (B, C, H, W) feature map")
+        "maps a (1, 3, 48, 48) batch to (1, 64); expected a (1, C, H, W) feature map")
+    assert core.feature_map_problem((None, 64), 48, channels_last=True, batch="B") == (
+        "maps a (B, 48, 48, 3) batch to (None, 64); expected a (B, H, W, C) feature map")
     assert core.feature_map_problem((1, 3, 3, 32), 48, channels_last=True, channels=64) == (
         "out_channels is 64 but its feature map has 32 channels")
     assert "a non-tensor" in core.feature_map_problem(None, 48, channels_last=True)

@@ -158,6 +158,35 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     assert "resamples of distinct test images" in html
 
 
+def test_report_family_chooses_what_is_corrected_together(tmp_path):
+    root = tmp_path / "runs" / "fixture"
+    for sampler, skill in (("none", 1.0), ("phased", 2.0), ("oversample", 1.0)):
+        for fold in (1, 2, 3):
+            write_run(root, sampler, fold, skill=skill)
+    html = render_report(root, tmp_path / "figure").read_text()
+    # 3 folds: every figure testable; 3 tests per figure (2 against none, 1 against phased).
+    assert "Families (one per figure).</strong> 14 families: one per figure for 13 figures (3 tests each" in html
+    assert "not for the page as a whole" in html
+    paired = read_csv(tmp_path / "figure" / "comparison_paired.csv")
+    row = next(r for r in paired if r["strategy"] == "phased" and r["reference"] == "none"
+               and r["metric"] == "mcc")
+    assert (row["family"], row["family_size"]) == ("mcc", "3")
+    assert "adjusted over the 3 tests of its family" in html       # each cell's tooltip
+    for cfg in root.glob("*/config.json"):
+        config = json.loads(cfg.read_text())
+        config["suite"]["report"]["family"] = "all"
+        cfg.write_text(json.dumps(config))
+    html = render_report(root, tmp_path / "all").read_text()
+    assert "Families (all tests together).</strong> One family: all " in html
+    assert "at most α for the comparison as a whole" in html
+    paired = read_csv(tmp_path / "all" / "comparison_paired.csv")
+    row = next(r for r in paired if r["strategy"] == "phased" and r["reference"] == "none"
+               and r["metric"] == "mcc")
+    mcnemar = read_csv(tmp_path / "all" / "comparison_mcnemar.csv")
+    testable = sum(r["verdict"] != "untested" for r in mcnemar)
+    assert (row["family"], row["family_size"]) == ("all", str(39 + testable))
+
+
 def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
     from html import unescape
 

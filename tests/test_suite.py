@@ -46,11 +46,18 @@ def test_valid_suite_is_typed(tmp_path):
     ({"datasets": [{"options": {}}]}, r"datasets\[0\].name: missing; expected a string"),
     ({"training": {"augmentation": {"zoom": "lots"}}}, (r"training.augmentation.zoom: expected a "
                                                        r"number")),
+    ({"report": {"family": "page"}}, r"suite.yaml: report.family: expected one of 'figure', 'all'"),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, patch, message):
     data = {**BASE, **patch}
     with pytest.raises(SuiteError, match=message):
         load_suite(write(tmp_path, data))
+
+
+def test_report_family_defaults_to_one_per_figure(tmp_path):
+    assert load_suite(write(tmp_path, BASE)).report.family == "figure"
+    suite = load_suite(write(tmp_path, {**BASE, "report": {"family": "all"}}))
+    assert suite.report.family == "all"
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

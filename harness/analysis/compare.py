@@ -5,8 +5,11 @@ paired on (fold, seed). Per figure, the differences enter the corrected resample
 (``significance``) on the design's unit: the (fold, seed) run when every seed re-partitions
 the data, the fold (its seeds averaged) when the seeds repeat training on the same folds.
 Per test set, McNemar's test compares the two strategies image by image on the suite's
-focus class (one against the rest), fold by fold. Every p-value of one comparison is
-corrected as one family; a verdict is printed only where a test could reach α.
+focus class (one against the rest), fold by fold. The p-values are corrected per family
+(``report.family``): by default one family per figure (all strategy-against-reference tests
+of that figure) plus one of the McNemar rows, as in comparisons of several classifiers
+against a control (Demšar 2006; García & Herrera 2008), or all of them as one family. A
+verdict is printed only where a test could reach α.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from harness.analysis.significance import (
 SUMMARY = (("macro_auroc", "macro AUROC"), ("balanced_accuracy", "balanced accuracy"),
            ("macro_f1", "macro F1"), ("mcc", "MCC"))
 PER_CLASS = ("sensitivity", "specificity", "precision")
+#: How the tests of one comparison are grouped for correction (``report.family``).
+FAMILIES = {"figure": "one family per figure, one for the McNemar rows",
+            "all": "every test of the comparison in one family"}
 
 
 class RunLike(Protocol):
@@ -187,8 +193,11 @@ def _mcnemar_row(a: RunLike, b: RunLike, k: int, bootstrap: int, level: float) -
 
 def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: float = 0.95,
                        alpha: float = 0.05, correction: str = "holm",
-                       focus: str | None = None, bootstrap: int = 1000) -> dict[str, Any]:
+                       focus: str | None = None, bootstrap: int = 1000,
+                       family: str = "figure") -> dict[str, Any]:
     """The comparison section as JSON-ready data (fractions; see module docstring)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     strategies = ordered_strategies(runs)
     keys = metric_keys(classes)
     design = design_of(runs)
@@ -237,20 +246,24 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
                              testable=m["min_p"] <= alpha)
                     mcn.append(m)
 
-    family = [r for r in paired if not r["mirror"] and r["testable"] and r["p"] is not None]
-    family += [m for m in mcn if m["testable"]]
-    for row, p_adj in zip(family, correct([r["p"] for r in family], correction, alpha)):
-        row["p_adjusted"] = p_adj
+    groups = adjust(paired, mcn, family, correction, alpha)
     for row in paired:
         if row["mirror"]:
             row["p_adjusted"] = canonical[(row["reference"], row["strategy"],
                                            row["metric"])].get("p_adjusted")
         row.setdefault("p_adjusted", None)
+        if row["mirror"]:
+            base = canonical[(row["reference"], row["strategy"], row["metric"])]
+            row["family"], row["family_size"] = base.get("family"), base.get("family_size")
+        row.setdefault("family", None)
+        row.setdefault("family_size", None)
         row["verdict"], row["sentence"] = verdict(row["mean_diff"], row["p_adjusted"],
                                                   row["testable"], alpha, row["strategy"],
                                                   row["reference"])
     for m in mcn:
         m.setdefault("p_adjusted", None)
+        m.setdefault("family", None)
+        m.setdefault("family_size", None)
         m["verdict"], m["sentence"] = verdict(m["diff"], m["p_adjusted"], True, alpha,
                                               m["strategy"], m["reference"],
                                               f"more {focus} decisions right")
@@ -263,15 +276,119 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
                      "sensitivity": r.metrics["per_class"][focus]["sensitivity"],
                      "false_positives": r.metrics["per_class"][focus]["wrong_detected"]}
                     for r in runs if r.sampler == s] for s in strategies}
-    n_paired = sum(1 for r in paired if not r["mirror"] and r["testable"] and r["p"] is not None)
+    sizes = [{"name": name, "label": _family_label(name, keys, focus), "size": len(rows),
+              "paired": sum(1 for r in rows if "metric" in r)} for name, rows in groups.items()]
+    n_paired = sum(f["paired"] for f in sizes)
+    n_tests = sum(f["size"] for f in sizes)
     return {"strategies": strategies, "classes": list(classes), "metrics": keys,
             "references": [r for r in references_of(runs) if r in strategies],
             "table": table, "budget": budget, "paired": paired, "mcnemar": mcn,
             "focus_class": focus, "covid_class": focus, "tradeoff": tradeoff,
             "level": level, "alpha": alpha, "design": {**asdict(design), "unit": design.unit,
                                                        "text": design.describe()},
-            "family": {"size": len(family), "paired": n_paired, "mcnemar": len(family) - n_paired,
+            "family": {"size": n_tests, "paired": n_paired, "mcnemar": n_tests - n_paired,
+                       "mode": family, "families": sizes,
+                       "text": describe_families(family, sizes, correction, alpha,
+                                                 [r for r in references_of(runs)
+                                                  if r in strategies]),
                        "untested": sum(1 for r in paired if not r["mirror"] and not r["testable"])
                        + sum(1 for m in mcn if not m["testable"]),
                        "correction": correction, "correction_text": CORRECTIONS[correction],
                        "min_df": MIN_DF, "mcnemar_min_discordant": min_discordant(alpha)}}
+
+
+def families(paired: list[dict[str, Any]], mcnemar: list[dict[str, Any]],
+             mode: str = "figure") -> dict[str, list[dict[str, Any]]]:
+    """The testable rows, grouped into the families that are corrected together.
+
+    ``figure``: per figure, every strategy-against-reference t-test of it (the comparisons
+    of several classifiers against a control, per performance measure: Demšar 2006, JMLR
+    7:1-30; García & Herrera 2008, JMLR 9:2677-2694), and the McNemar rows as one family.
+    ``all``: everything in one family. Mirror rows (the same test read the other way round)
+    and rows that cannot reach α belong to no family.
+    """
+    tests = [r for r in paired if not r["mirror"] and r["testable"] and r["p"] is not None]
+    rows = [m for m in mcnemar if m["testable"]]
+    if mode == "all":
+        return {"all": tests + rows} if tests or rows else {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in tests:
+        out.setdefault(r["metric"], []).append(r)
+    if rows:
+        out["mcnemar"] = rows
+    return out
+
+
+def adjust(paired: list[dict[str, Any]], mcnemar: list[dict[str, Any]], mode: str,
+           correction: str, alpha: float) -> dict[str, list[dict[str, Any]]]:
+    """Correct each family on its own: sets ``p_adjusted``, ``family`` and ``family_size``
+    on its rows; returns the families."""
+    groups = families(paired, mcnemar, mode)
+    for name, rows in groups.items():
+        for row, p_adj in zip(rows, correct([r["p"] for r in rows], correction, alpha)):
+            row["p_adjusted"] = p_adj
+            row["family"], row["family_size"] = name, len(rows)
+    return groups
+
+
+def _family_label(name: str, keys: Sequence[tuple[str, str]], focus: str) -> str:
+    if name == "all":
+        return "all tests"
+    if name == "mcnemar":
+        return f"McNemar, {focus} against the rest"
+    return dict(keys).get(name, name)
+
+
+def describe_families(mode: str, sizes: list[dict[str, Any]], correction: str, alpha: float,
+                      references: Sequence[str] = ()) -> str:
+    """What was corrected together, how large each family is, and what that guarantees."""
+    how = f"{CORRECTIONS[correction]} at α = {alpha:g}"
+    if not sizes:
+        return (f"No test can reach α with this design, so nothing is corrected ({how}, "
+                f"{FAMILIES[mode]}).")
+    if correction == "holm":
+        per = "the chance of any false flag is at most α"
+    else:
+        per = ("the expected share of false flags among the flags is at most α (for "
+               "independent or positively dependent tests)")
+    if mode == "all":
+        f = sizes[0]
+        return (f"One family: all {f['size']} tests ({f['paired']} per-figure, "
+                f"{f['size'] - f['paired']} McNemar) corrected together with {how}; {per} "
+                "for the comparison as a whole. The larger the family, the larger a "
+                "difference must be to be flagged.")
+    figs = [f for f in sizes if f["name"] != "mcnemar"]
+    mcn = [f for f in sizes if f["name"] == "mcnemar"]
+    parts = []
+    if figs:
+        counts = {f["size"]: sum(g["size"] == f["size"] for g in figs) for f in figs}
+        common = max(counts, key=lambda k: (counts[k], k))
+        same = [f for f in figs if f["size"] == common]
+        refs = (", ".join(references[:-1]) + " and " + references[-1] if len(references) > 1
+                else references[0] if references else "the references")
+        each = f"{common} test{'s' if common != 1 else ''} each"
+        text = (f"one per figure for {len(figs)} figures ({each}, every strategy against {refs}"
+                if len(same) == len(figs) else
+                f"one per figure for {len(figs)} figures ({each} for {len(same)} of them, every "
+                f"strategy against {refs}; "
+                + ", ".join(f"{f['label']}: {f['size']}" for f in figs if f["size"] != common))
+        parts.append(text + ")")
+    if mcn:
+        parts.append(f"the {mcn[0]['size']} McNemar rows as one")
+    total = sum(f["size"] for f in sizes)
+    n = len(sizes)
+    text = f"{n} famil{'ies' if n != 1 else 'y'}: {' and '.join(parts)}; {total} tests in all. "
+    if n == 1:
+        return text + f"Corrected with {how}: {per} for the comparison as a whole."
+    else:
+        scopes = (["each figure separately"] if figs else []) + (["the McNemar rows"] if mcn else [])
+        text += (f"Each family is corrected on its own with {how}: {per} for "
+                 f"{' and for '.join(scopes)}, not for the page as a whole")
+    if correction == "holm" and n > 1:
+        text += (f"; over all {n} families the chance of some false flag is only bounded by "
+                 f"{n} × α = {n * alpha:.2g}" if n * alpha < 1 else
+                 f"; over all {n} families the correction bounds the chance of some false "
+                 "flag no lower than 1")
+    return text + (". With report.family: all, every test forms one family, which holds α "
+                   "for the whole comparison; its adjusted p-values are never smaller, so it "
+                   "flags no more and often less.")

@@ -93,16 +93,19 @@ def write_comparison(out: Path, suffix: str, d: dict[str, Any]) -> None:
          [[s, *(d["budget"][s].get(k) for k in keys)] for s in d["strategies"]])
     _csv(out / f"comparison_paired{suffix}.csv",
          ["strategy", "reference", "metric", "n_units", "unit", "df", "mean_diff", "ci_low",
-          "ci_high", "t", "p", "p_adjusted", "correction", "family_size", "verdict", "sentence"],
+          "ci_high", "t", "p", "p_adjusted", "correction", "family", "family_size", "verdict",
+          "sentence"],
          [[p["strategy"], p["reference"], p["metric"], p["n_units"], p["unit"], p["df"],
            p["mean_diff"], p["ci"][0], p["ci"][1], p["t"], p["p"], p["p_adjusted"],
-           d["family"]["correction"], d["family"]["size"], p["verdict"], p["sentence"]]
+           d["family"]["correction"], p.get("family"), p.get("family_size"), p["verdict"],
+           p["sentence"]]
           for p in d["paired"]])
     _csv(out / f"comparison_mcnemar{suffix}.csv",
          ["strategy", "reference", "focus_class", "fold", "seed", "n", "both_right",
           "only_strategy_right", "only_reference_right", "both_wrong", "diff", "ci_low",
-          "ci_high", "p_exact", "min_p", "p_adjusted", "verdict", "sentence"],
+          "ci_high", "p_exact", "min_p", "p_adjusted", "family_size", "verdict", "sentence"],
          [[m["strategy"], m["reference"], m["focus"], m["fold"], m["seed"], m["n"],
            m["both_right"], m["only_strategy_right"], m["only_reference_right"],
            m["both_wrong"], m["diff"], m["ci"][0], m["ci"][1], m["p"], m["min_p"],
-           m["p_adjusted"], m["verdict"], m["sentence"]] for m in d["mcnemar"]])
+           m["p_adjusted"], m.get("family_size"), m["verdict"], m["sentence"]]
+          for m in d["mcnemar"]])

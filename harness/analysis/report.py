@@ -76,7 +76,7 @@ def comparison_sections(combos: list[Combination], classes: list[str],
             data = compare.compare_strategies(
                 done, classes, alpha=float(report_cfg.get("alpha", 0.05)),
                 correction=str(report_cfg.get("correction", "holm")), focus=focus,
-                bootstrap=n_boot)
+                bootstrap=n_boot, family=str(report_cfg.get("family", "figure")))
             out.append({"backbone": backbone, "engine": engine, "data": data,
                         "figures": {k: figures.png_data_uri(f) for k, f in figs.items()}})
     return out

@@ -17,9 +17,10 @@ Demšar 2006):
   so it is written here, against a hand-computed example in the tests.
 * **One test set** (per fold and seed): McNemar's exact test (statsmodels) on the images of
   that fold, each image once, for the one-vs-rest decision of the class the suite focuses on.
-* **Many tests at once**: every p-value of a comparison section forms one family, corrected
-  with Holm's step-down method (default; controls the family-wise error) or
-  Benjamini-Hochberg (controls the false discovery rate), both from statsmodels.
+* **Many tests at once**: the p-values are corrected per family (``compare.families``: one
+  per figure plus one of the McNemar rows, or all of a comparison in one), with Holm's
+  step-down method (default; controls the family-wise error) or Benjamini-Hochberg
+  (controls the false discovery rate), both from statsmodels.
 * **No verdict where none is possible**: below the smallest sample at which a test can reach
   α, the effect and its interval are shown and the cell says so, never a colour.
 """

@@ -161,10 +161,16 @@ class ReportConfig:
     bootstrap: int = field(default=1000, metadata=between(0, 100_000))
     #: Folds whose confusion matrices are drawn (the paper shows folds 1 and 3); empty: all.
     confusion_folds: list[int] = field(default_factory=list, metadata=between(1, MAX_FOLDS))
-    #: Level of the comparison's tests, after correction over the family shown.
+    #: Level of the comparison's tests, after correction within each family (``family``).
     alpha: float = field(default=0.05, metadata=between(0.0, 0.5, above=True))
     #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
     correction: Literal["holm", "fdr_bh"] = "holm"
+    #: Which tests are corrected together: ``figure``, one family per figure (every
+    #: strategy-against-reference t-test of it) and one of the McNemar rows, so α holds per
+    #: figure (Demšar 2006; García & Herrera 2008); ``all``, every test of a comparison in
+    #: one family, so α holds for the comparison as a whole, with adjusted p-values never
+    #: smaller than per figure (fewer flags).
+    family: Literal["figure", "all"] = "figure"
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
     focus_class: str = ""

@@ -151,10 +151,28 @@ def validate_options(model: type[O] | None, raw: Mapping[str, Any] | Options | N
     if not isinstance(raw, Mapping):
         raise OptionsError(f"{source}: {where}: expected a mapping of option names to values, "
                            f"got {_shown(raw)}")
+    _comparable_keys(raw, where, source)
     try:
         return model.model_validate(dict(raw), context=context)
     except ValidationError as exc:
         raise OptionsError(error_message(exc, model, where, source, dict(raw))) from None
+
+
+def _comparable_keys(value: Any, where: str, source: str) -> None:
+    """Refuse a mapping whose keys mix numbers and names (``{covid19: all, 0: 5}``): run ids
+    and staleness hash the suite as sorted JSON, which cannot order such keys."""
+    if isinstance(value, Mapping):
+        try:
+            sorted(value)
+        except TypeError:
+            keys = ", ".join(repr(k) for k in value)
+            raise OptionsError(f"{source}: {where}: keys mix numbers and names ({keys}); "
+                               "write them all as names or all as numbers") from None
+        for key, item in value.items():
+            _comparable_keys(item, _path(where, (str(key),)), source)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _comparable_keys(item, _path(where, (i,)), source)
 
 
 _JSON_TYPES = {"integer": "int", "number": "float", "string": "str", "boolean": "bool",

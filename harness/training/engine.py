@@ -284,15 +284,16 @@ def param_counts(trainable: int, non_trainable: int) -> dict[str, int]:
 
 
 def feature_map_problem(shape: tuple[int, ...] | None, image_size: int, channels_last: bool,
-                        channels: int | None = None) -> str | None:
-    """The shape half of ``BACKBONE_CONTRACT``: a backbone maps one zero batch of the engine's
-    layout to a 4-D feature map (with ``channels`` channels when the contract names them)."""
-    s = image_size
-    given = f"(B, {s}, {s}, 3)" if channels_last else f"(B, 3, {s}, {s})"
+                        channels: int | None = None, batch: str = "1") -> str | None:
+    """The shape half of ``BACKBONE_CONTRACT``: a backbone maps one zero batch (of ``batch``
+    images, ``"B"`` for a symbolic one) in the engine's layout to a 4-D feature map, with
+    ``channels`` channels when the contract names them."""
+    s, b = image_size, batch
+    given = f"({b}, {s}, {s}, 3)" if channels_last else f"({b}, 3, {s}, {s})"
     if shape is None or len(shape) != 4:
         got = "a non-tensor" if shape is None else tuple(shape)
         return (f"maps a {given} batch to {got}; expected a "
-                f"{'(B, H, W, C)' if channels_last else '(B, C, H, W)'} feature map")
+                f"{f'({b}, H, W, C)' if channels_last else f'({b}, C, H, W)'} feature map")
     found = int(shape[-1] if channels_last else shape[1])
     if channels is not None and found != channels:
         return f"out_channels is {channels} but its feature map has {found} channels"

@@ -170,4 +170,4 @@ def check_backbone(build, image_size: int) -> str | None:
     if not isinstance(model, keras.layers.Layer):
         return f"its keras build returned {type(model).__name__}, not a keras Model"
     out = model(keras.Input((image_size, image_size, 3)))
-    return feature_map_problem(tuple(out.shape), image_size, channels_last=True)
+    return feature_map_problem(tuple(out.shape), image_size, channels_last=True, batch="B")
