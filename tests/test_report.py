@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -195,6 +196,9 @@ def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
     assert ("table3.csv holds counts and table4.csv percent, as shown here; every other CSV "
             "and summary.json hold fractions") in " ".join(html.replace("<code>", "")
                                                          .replace("</code>", "").split())
+    written = {p.name for p in out.iterdir() if p.name != "index.html"}
+    linked = set(re.findall(r'<a href="([^"/#]+\.(?:csv|json|parquet))"', html))
+    assert written == linked  # every export is listed on the page, and only what exists
 
     def values(name, columns=None):
         rows = read_csv(out / name)

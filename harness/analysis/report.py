@@ -11,6 +11,7 @@ re-rendering is cheap and repeatable. A new report section is a module of its ow
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "optimism": optimism_section(runs_dir, str(report_cfg.get("optimism_against") or "")),
         "dropped": dropped_images(r.config for r in runs),
     }
+    context["parquet"] = importlib.util.find_spec("pyarrow") is not None  # as write_results
     out.mkdir(parents=True, exist_ok=True)
     html = _environment().get_template("report.html.j2").render(**context)
     store.write_text(out / "index.html", html)
