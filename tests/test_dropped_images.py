@@ -9,10 +9,10 @@ import pytest
 import yaml
 from fixtures_data import write_broken_dicom, write_rsna
 
+from harness import store
 from harness.analysis.dropped import dropped_images
 from harness.analysis.report import _environment
 from harness.data.prepare import dropped_lines
-from harness.runs import store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -10,10 +10,10 @@ import sys
 import pytest
 import yaml
 
+from harness import store
 from harness.config.suite import load_suite
 from harness.config.validate import SuiteError
 from harness.errors import HarnessError
-from harness.runs import store
 from harness.testing import small_suite
 
 

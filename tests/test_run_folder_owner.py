@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness.runs import folder, store
+from harness import store
+from harness.runs import folder
 
 HARNESS = Path(harness.__file__).parent
 OWNER = HARNESS / "runs" / "folder.py"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runs import store
+from harness import store
 from harness.runs.folder import RunFolder
 from harness.runs.runner import run_suite
 

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from harness import RunEnd, RunInfo, SuiteInfo, Tracker, TrackerSpec, hookimpl
-from harness.runs import store, tracking
+from harness import RunEnd, RunInfo, SuiteInfo, Tracker, TrackerSpec, hookimpl, store
+from harness.runs import tracking
 from harness.runs.runner import run_suite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",

@@ -12,10 +12,10 @@ import io
 from pathlib import Path
 from typing import Any
 
+from harness import store
 from harness.analysis.loading import RunResult
 from harness.analysis.metrics import TABLE4_FIGURES
 from harness.analysis.tables import OTHER_FIGURES
-from harness.runs import store
 
 
 def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from harness import store
 from harness.analysis import compare, figures
 from harness.analysis.calibration import calibration_block, write_calibration_exports
 from harness.analysis.data_section import data_section
@@ -37,7 +38,6 @@ from harness.analysis.optimism import optimism_section
 from harness.analysis.results import write_results
 from harness.analysis.sources import source_block
 from harness.analysis.tables import OTHER_FIGURES, combination_tables, pooled_metrics
-from harness.runs import store
 
 
 def _environment() -> Environment:

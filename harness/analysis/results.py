@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness import store
 from harness.errors import HarnessError
-from harness.runs import store
 from harness.runs.folder import SuiteRuns
 
 COLUMNS = ["suite", "run_id", "backbone", "sampler", "engine", "fold", "seed", "class",

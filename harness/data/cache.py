@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from harness import store
 from harness.errors import HarnessError
 from harness.interrupts import Interrupted, signals_interrupt
 from harness.progress import is_enabled, progress_bar
-from harness.runs import store
 
 IMAGES = "images.u8"
 INDEX = "index.json"

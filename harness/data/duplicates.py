@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.runs import store
+from harness import store
 
 #: pHash Hamming distance (bits of 64) at or below which two images are candidates.
 THRESHOLD = 8

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from harness import store
 from harness.errors import HarnessError
-from harness.runs import store
 
 if TYPE_CHECKING:
     from harness.analysis.metrics import Predictions

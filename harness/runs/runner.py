@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import __version__
+from harness import __version__, store
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
@@ -29,7 +29,7 @@ from harness.plugin.check import check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
-from harness.runs import launch, staleness, store, tracking
+from harness.runs import launch, staleness, tracking
 from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 

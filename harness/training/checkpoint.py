@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.runs.store import atomic_write
+from harness.store import atomic_write
 
 #: The one checkpoint file of a run, in ``<run>/checkpoints/``.
 FILE = "state.npz"
