@@ -2,7 +2,7 @@
 
 Every file is written to a temporary name in the same folder and renamed into place, so a
 crash leaves either the old file or the new one, never half of one. What a run folder holds
-(its file names and keys) is ``harness.runs.folder``'s alone.
+(its file names and keys) is ``harness.rundir.folder``'s alone.
 """
 
 from __future__ import annotations

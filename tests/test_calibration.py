@@ -99,7 +99,7 @@ def test_macro_auroc_equals_scikit_learns_with_ties():
 
 
 def test_plan_file_keeps_the_sources_the_report_reads():
-    from harness.runs.folder import PlanFile
+    from harness.rundir.folder import PlanFile
 
     part = {"uids": ["a", "b"], "labels": ["normal", "covid19"], "sources": ["rsna", "ieee8023"]}
     plan = {"sampler": "phased", "budget": 2, "plan": {"phases": [{"indices": [0]}]},

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runs.folder import RunFolder
+from harness.rundir.folder import RunFolder
 from harness.runs.runner import StopSuite, run_suite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

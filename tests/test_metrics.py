@@ -16,11 +16,11 @@ from harness.analysis.metrics import (
     compute_metrics,
     confusion,
     figures,
-    read_predictions,
 )
 from harness.cli.main import main
 from harness.cli.report_commands import metrics_command
 from harness.errors import HarnessError
+from harness.rundir.predictions import read_predictions
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "paper"

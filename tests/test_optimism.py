@@ -7,10 +7,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from harness.analysis.metrics import compute_metrics, read_predictions
+from harness.analysis.metrics import compute_metrics
 from harness.analysis.optimism import optimism_gap
 from harness.cli.main import main
 from harness.errors import HarnessError
+from harness.rundir.predictions import read_predictions
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 

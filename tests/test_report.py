@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.analysis.metrics import compute_metrics, read_predictions
+from harness.analysis.metrics import compute_metrics
 from harness.analysis.report import render_report
 from harness.cli.report_commands import report_command
+from harness.rundir.predictions import read_predictions
 
 CLASSES = ["normal", "pneumonia", "covid19"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runs.folder import RunFolder
+from harness.rundir.folder import RunFolder
 from harness.runs.runner import run_suite
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 

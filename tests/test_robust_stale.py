@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.runs.folder import RunFolder
+from harness.rundir.folder import RunFolder
 from harness.runs.runner import run_suite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

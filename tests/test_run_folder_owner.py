@@ -1,4 +1,4 @@
-"""``harness/runs/folder.py`` is the one module that knows the files of a run folder.
+"""``harness/rundir/folder.py`` is the one module that knows the files of a run folder.
 
 Every other module under ``harness/`` reaches them through ``RunFolder`` and ``SuiteRuns``;
 this test fails when one names such a file in its code (a string, an f-string part) or uses
@@ -14,10 +14,10 @@ import pytest
 
 import harness
 from harness import store
-from harness.runs import folder
+from harness.rundir import folder
 
 HARNESS = Path(harness.__file__).parent
-OWNER = HARNESS / "runs" / "folder.py"
+OWNER = HARNESS / "rundir" / "folder.py"
 #: The file names of a run folder and of its suite folder, and the constants that hold them.
 FILES = ("config.json", "plan.json", "status.json", "history.csv", "predictions.csv",
          "metrics.json", "manifest.json", "trackers.json", ".owner.json")
@@ -48,7 +48,7 @@ def offences(source: str) -> list[str]:
                 found.append(f"line {node.lineno}: {node.value!r}")
         elif isinstance(node, ast.Attribute) and node.attr in CONSTANTS:
             found.append(f"line {node.lineno}: .{node.attr}")
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness.runs"):
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("harness.runs", "harness.rundir")):
             found += [f"line {node.lineno}: imports {a.name}" for a in node.names
                       if a.name in CONSTANTS]
     return found
@@ -73,7 +73,7 @@ def test_store_keeps_only_generic_io():
 @pytest.mark.parametrize("line", [
     'path = run_dir / "metrics.json"',
     'path = run_dir / f"{name}/history.csv"',
-    "from harness.runs.folder import CONFIG",
+    "from harness.rundir.folder import CONFIG",
     "names = folder.PREDICTIONS",
     'path = run_dir / "checkpoints"',
 ])

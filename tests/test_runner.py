@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import store
-from harness.runs.folder import RunFolder
+from harness.rundir.folder import RunFolder
 from harness.runs.runner import run_suite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -2,7 +2,7 @@
 
 Nothing here computes a figure beyond what a run folder holds (``metrics.json`` is
 recomputed from ``predictions.csv`` only when missing). Folders are read only through
-``harness.runs.folder``: a done run whose files do not parse or disagree is ``damaged``, with
+``harness.rundir.folder``: a done run whose files do not parse or disagree is ``damaged``, with
 the file and the problem in one line, and stays out of every table and statistic; one
 broken run never hides the others and never stops the report.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.analysis.metrics import Predictions, compute_metrics
 from harness.errors import HarnessError
-from harness.runs.folder import DamagedFile, RunFolder, SuiteRuns
+from harness.rundir.folder import DamagedFile, RunFolder, SuiteRuns
 
 #: The state of a run whose files are damaged (the report names the file and the problem).
 DAMAGED = "damaged"

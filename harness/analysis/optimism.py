@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.runs.folder import SuiteRuns
+from harness.rundir.folder import SuiteRuns
 
 #: Figures compared (besides per-class sensitivity, specificity and precision).
 OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")

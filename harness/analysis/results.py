@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness import store
 from harness.errors import HarnessError
-from harness.runs.folder import SuiteRuns
+from harness.rundir.folder import SuiteRuns
 
 COLUMNS = ["suite", "run_id", "backbone", "sampler", "engine", "fold", "seed", "class",
            "metric", "value"]

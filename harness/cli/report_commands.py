@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from harness.analysis.metrics import compute_metrics, format_text, read_predictions
+from harness.analysis.metrics import compute_metrics, format_text
+from harness.rundir.predictions import read_predictions
 
 
 @click.command("metrics")

@@ -16,7 +16,7 @@ import numpy as np
 from harness.config.suite import RunSpec, Training
 from harness.errors import HarnessError
 from harness.plugin.specs import BackboneSpec, Plan
-from harness.runs.folder import RunFolder
+from harness.rundir.folder import RunFolder
 
 #: The history schema of every engine: one row per epoch. ``seconds`` is the time in
 #: training steps, ``select_seconds`` the time scoring the selection split;

@@ -29,8 +29,8 @@ from harness.plugin.check import check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
+from harness.rundir.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs import launch, staleness, tracking
-from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 

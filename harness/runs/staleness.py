@@ -20,7 +20,7 @@ from typing import Any
 from harness import __version__
 from harness.config.suite import RunSpec, Suite
 from harness.plugin.registry import Registry
-from harness.runs.folder import RunConfig
+from harness.rundir.folder import RunConfig
 
 PARTS = ("run", "code", "data")
 

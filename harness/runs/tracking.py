@@ -27,7 +27,7 @@ from typing import Any
 from harness.errors import HarnessWarning
 from harness.plugin.options import validate_options
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo
-from harness.runs.folder import DamagedFile, RunFolder, SuiteRuns
+from harness.rundir.folder import DamagedFile, RunFolder, SuiteRuns
 
 #: Seconds a tracker may hold up one process in all (``trackers[].timeout`` in a suite).
 DEFAULT_TIMEOUT = 30.0

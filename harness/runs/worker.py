@@ -7,9 +7,7 @@ the image cache, so it does not depend on how the runner prepared them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import os
 import signal
 import sys
@@ -25,8 +23,9 @@ from harness.data.cache import open_cache
 from harness.errors import HarnessError, one_line_warnings
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
+from harness.rundir.folder import DamagedFile, RunFolder, RunLock
+from harness.rundir.predictions import predictions_csv
 from harness.runs import launch, tracking
-from harness.runs.folder import DamagedFile, RunFolder, RunLock
 from harness.runs.job import Job
 
 #: Exit code of a worker that found its run already done by another process.
@@ -82,15 +81,6 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
     return job, engine
-
-
-def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["uid", "true", "pred"] + [f"p_{c}" for c in classes])
-    for uid, t, p in zip(uids, true, probs):
-        writer.writerow([uid, t, classes[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
-    return buf.getvalue()
 
 
 def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:

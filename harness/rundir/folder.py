@@ -36,7 +36,7 @@ from harness import store
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.analysis.metrics import Predictions
+    from harness.rundir.predictions import Predictions
 
 CONFIG = "config.json"
 PLAN = "plan.json"
@@ -386,7 +386,7 @@ class RunFolder:
         return {name: self.file(name) for name in ARTIFACTS if self.file(name).is_file()}
 
     def predictions(self, classes: list[str]) -> Predictions:
-        from harness.analysis.metrics import read_predictions
+        from harness.rundir.predictions import read_predictions
 
         try:
             return read_predictions(self.file(PREDICTIONS), classes)
@@ -508,7 +508,7 @@ class RunFolder:
         metrics = None
         if metrics_required or self.metrics_path.exists():
             metrics = self._typed(METRICS, lambda d: d)
-            from harness.analysis.metrics import confusion
+            from harness.rundir.predictions import confusion
 
             cm = confusion(table.true, table.pred, len(classes))
             accuracy = float(np.trace(cm) / max(cm.sum(), 1))
