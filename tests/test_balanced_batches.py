@@ -37,7 +37,7 @@ def test_uneven_batches_rotate_the_remainder_and_are_seeded():
 def test_job_orders_a_balanced_batches_phase_by_batch(tmp_path):
     from harness.config.suite import RunSpec, Training
     from harness.plugin.specs import BackboneSpec, Phase, Plan
-    from harness.runs.job import Job
+    from harness.training.job import Job
 
     labels = np.array([0] * 40 + [1] * 14 + [2] * 6 + [0] * 10)   # last 10: test images
     settings = {"epochs_per_phase": 1, "batch_size": 6, "weights": "none"}

@@ -23,7 +23,7 @@ MAKE_JOB = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from harness.runs.job import Job
+from harness.training.job import Job
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
 from harness.config.suite import RunSpec, Training

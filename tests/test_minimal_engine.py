@@ -17,9 +17,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from harness.config.suite import Augmentation
-from harness.runs.job import HISTORY_COLUMNS
 from harness.training import augment
 from harness.training.engine import host_inputs
+from harness.training.job import HISTORY_COLUMNS
 
 HERE = Path(__file__).resolve().parent
 ENGINES = HERE.parent / "plugins" / "engines"
@@ -103,8 +103,8 @@ def test_the_minimal_engine_learns_and_resumes_exactly(tmp_path, monkeypatch):
     from minimal_engine import MinimalModel
     from test_torch_engine import history, make_job
 
-    from harness.runs.job import Job
     from harness.training import loop
+    from harness.training.job import Job
 
     job = make_job(tmp_path / "a", epochs_per_phase=3, batch_size=8, optimizer="nadam")
     reference = loop.train(job, MinimalModel)

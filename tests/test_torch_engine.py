@@ -18,9 +18,9 @@ from harness_plugins.engines.torch_engine.model import TorchModel
 from harness import BackboneSpec
 from harness.config.suite import Augmentation, RunSpec, Training
 from harness.plugin.specs import Phase, Plan
-from harness.runs.job import Job
 from harness.training import checkpoint, loop
 from harness.training.augment import AugmentParams, affine_matrices
+from harness.training.job import Job
 
 SIZE = 32
 CLASSES = ["normal", "pneumonia", "covid19"]

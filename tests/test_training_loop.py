@@ -14,9 +14,9 @@ from harness import BackboneSpec
 from harness.config.suite import RunSpec, Training
 from harness.errors import HarnessError
 from harness.plugin.specs import Phase, Plan
-from harness.runs.job import HISTORY_COLUMNS, Job
 from harness.training import checkpoint, loop
 from harness.training.engine import EpochResult
+from harness.training.job import HISTORY_COLUMNS, Job
 from harness.training.schedule import selection_epochs
 
 

@@ -26,7 +26,7 @@ from harness.plugin.specs import Phase, Plan
 from harness.rundir.folder import DamagedFile, RunFolder, RunLock
 from harness.rundir.predictions import predictions_csv
 from harness.runs import launch, tracking
-from harness.runs.job import Job
+from harness.training.job import Job
 
 #: Exit code of a worker that found its run already done by another process.
 ALREADY_DONE = 3

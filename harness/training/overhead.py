@@ -96,8 +96,8 @@ def bookkeeping_seconds(epochs: int = 200) -> float:
     from harness import BackboneSpec
     from harness.config.suite import RunSpec, Training
     from harness.plugin.specs import Phase, Plan
-    from harness.runs.job import Job
     from harness.training import loop
+    from harness.training.job import Job
 
     n, size = 64, 8
     settings = {"epochs_per_phase": epochs, "batch_size": 30, "selection": "last",

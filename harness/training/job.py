@@ -1,8 +1,8 @@
-"""One run as an engine sees it: images, indices, plan, settings, and where to write.
+"""One run as the training loop sees it: images, indices, plan, settings, and where to write.
 
 The worker process builds a ``Job`` from a run folder (``config.json`` + ``plan.json``) and
-the image cache, then hands it to the engine. Everything here is framework-free, so both
-engines iterate the same images in the same order and log the same history.
+the image cache, then hands it to the training loop. Everything here is framework-free, so
+every engine sees the same images in the same order and logs the same history.
 """
 
 from __future__ import annotations
