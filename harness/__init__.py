@@ -4,13 +4,13 @@ Everything a plugin needs is exported here (see README, "Writing a plugin"). Imp
 package imports no deep-learning framework.
 """
 
+from harness.config.suite import DEFAULT_CLASSES
 from harness.errors import HarnessError
 from harness.plugin.budget import SamplerOptions, meet_budget
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.options import Options
 from harness.plugin.specs import (
     BACKBONE_CONTRACT,
-    DEFAULT_CLASSES,
     BackboneSpec,
     ClassKey,
     ClassName,

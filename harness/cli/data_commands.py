@@ -19,9 +19,9 @@ import click
 import numpy as np
 
 from harness.cli.main import PluginCommandGroup
+from harness.config.suite import DEFAULT_CLASSES
 from harness.errors import HarnessError
 from harness.interrupts import exit_code
-from harness.plugin.specs import DEFAULT_CLASSES
 
 
 @click.group("data", cls=PluginCommandGroup)
@@ -113,7 +113,8 @@ def render(summary: dict[str, Any]) -> str:
 
 def near_duplicates(suite, records, registry):
     """Records with near-duplicate patients merged, or None when the cache is not filled."""
-    from harness.data.duplicates import filled_cache, merge_near_duplicates, searched_datasets
+    from harness.data.duplicates import merge_near_duplicates, searched_datasets
+    from harness.data.prepare import filled_cache
 
     found = filled_cache(suite, records, registry)
     if found is None:

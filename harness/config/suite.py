@@ -18,7 +18,9 @@ from typing import Any, Literal
 import yaml
 
 from harness.config.validate import SuiteError, between, to_dataclass
-from harness.plugin.specs import DEFAULT_CLASSES
+
+#: The three classes of the paper, in the order used for probability columns.
+DEFAULT_CLASSES = ("normal", "pneumonia", "covid19")
 
 #: A suite name becomes the folder ``runs/<name>`` and ``reports/<name>``: a slug, never a path.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

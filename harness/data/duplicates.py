@@ -149,28 +149,3 @@ def describe(pairs: list[dict[str, Any]], shown: int = 10) -> list[str]:
     if len(pairs) > shown:
         lines.append(f"  ... and {len(pairs) - shown} more (--json lists all)")
     return lines
-
-
-def filled_cache(suite, records: pd.DataFrame, registry):
-    """The suite's cache when every image is already decoded (``data prepare`` or a run),
-    else None: ``data summary`` decodes nothing itself."""
-    from harness.data.cache import ERRORS, FILLED, INDEX, cache_key, open_cache
-    from harness.data.prepare import cache_root
-    from harness.plugin.check import dataset_context, dataset_options
-
-    fingerprints = []
-    for i, ref in enumerate(suite.datasets):
-        spec = registry.get("datasets", ref.name)
-        fp = (spec.fingerprint(dataset_options(suite, registry, i), dataset_context(suite, i))
-              if spec.fingerprint else "")
-        fingerprints.append(f"{ref.name}:{fp}")
-    path = cache_root(suite) / cache_key(fingerprints, [str(u) for u in records["uid"]],
-                                         suite.image_size)
-    if not (path / FILLED).exists():
-        return None
-    errors = store.read_json(path / ERRORS) if (path / ERRORS).exists() else {}
-    filled = np.load(path / FILLED)
-    uids = store.read_json(path / INDEX)["uids"]
-    if not all(f or u in errors for f, u in zip(filled, uids)):
-        return None
-    return open_cache(path), set(errors)

@@ -15,8 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import store
 from harness.config.suite import Suite
-from harness.data.cache import CacheView, default_cache_root, fill_cache
+from harness.data.cache import (
+    ERRORS,
+    FILLED,
+    INDEX,
+    CacheView,
+    cache_key,
+    default_cache_root,
+    fill_cache,
+    open_cache,
+)
 from harness.errors import HarnessError
 from harness.plugin.check import (
     dataset_context,
@@ -92,6 +102,27 @@ def cache_root(suite: Suite) -> Path:
         root = Path(suite.cache_dir)
         return root if root.is_absolute() else suite_dir(suite) / root
     return default_cache_root()
+
+
+def filled_cache(suite, records: pd.DataFrame, registry):
+    """The suite's cache when every image is already decoded (``data prepare`` or a run),
+    else None: ``data summary`` decodes nothing itself."""
+    fingerprints = []
+    for i, ref in enumerate(suite.datasets):
+        spec = registry.get("datasets", ref.name)
+        fp = (spec.fingerprint(dataset_options(suite, registry, i), dataset_context(suite, i))
+              if spec.fingerprint else "")
+        fingerprints.append(f"{ref.name}:{fp}")
+    path = cache_root(suite) / cache_key(fingerprints, [str(u) for u in records["uid"]],
+                                         suite.image_size)
+    if not (path / FILLED).exists():
+        return None
+    errors = store.read_json(path / ERRORS) if (path / ERRORS).exists() else {}
+    filled = np.load(path / FILLED)
+    uids = store.read_json(path / INDEX)["uids"]
+    if not all(f or u in errors for f, u in zip(filled, uids)):
+        return None
+    return open_cache(path), set(errors)
 
 
 def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config.suite import Suite, training_for
+from harness.config.suite import DEFAULT_CLASSES, Suite, training_for
 from harness.errors import HarnessError
 from harness.plugin.options import Options, validate_options
 from harness.plugin.registry import Registry, UnknownNameError
 from harness.plugin.specs import (
-    DEFAULT_CLASSES,
     DatasetContext,
     OptionsContext,
     SplitterContext,

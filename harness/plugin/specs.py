@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 import numpy as np
 from pydantic import AfterValidator, ValidationInfo
 
+from harness.config.suite import DEFAULT_CLASSES
 from harness.config.validate import suggest
 from harness.plugin.options import Options
 
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
     from harness.training.engine import EngineContext, EngineModel
 
 O_contra = TypeVar("O_contra", bound=Options, contravariant=True)
-
-#: The three classes of the paper, in the order used for probability columns.
-DEFAULT_CLASSES = ("normal", "pneumonia", "covid19")
 
 #: Columns every records table has (datasets may add more, e.g. ``age``).
 RECORD_COLUMNS = ("uid", "path", "label", "patient_id", "source", "view")

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from harness.config.suite import DEFAULT_CLASSES
 from harness.plugin.options import validate_options
 from harness.plugin.specs import (
-    DEFAULT_CLASSES,
     DatasetContext,
     OptionsContext,
     Plan,
