@@ -1,10 +1,13 @@
 """cxr-harness: a plugin-based benchmark harness for imbalanced chest X-ray classification.
 
-Everything a plugin needs is exported here (see README, "Writing a plugin"). Importing this
+The public contract: everything a plugin of any kind needs is exported here, and an engine's
+toolkit from ``harness.engine_api`` (README, "Plugins"; docs/architecture.md). Built-in
+plugins import nothing else from the core (``tests/test_public_contract.py``). Importing this
 package imports no deep-learning framework.
 """
 
 from harness.config.suite import DEFAULT_CLASSES
+from harness.data.cache import fill_cache, to_square_uint8, usable_cores
 from harness.errors import HarnessError
 from harness.plugin.budget import SamplerOptions, meet_budget
 from harness.plugin.hookspecs import hookimpl
@@ -31,6 +34,7 @@ from harness.plugin.specs import (
     suite_of,
 )
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker
+from harness.runs.launch import run_worker
 
 __version__ = "0.1.0"
 
@@ -76,9 +80,13 @@ __all__ = [
     "SuiteInfo",
     "Tracker",
     "TrackerSpec",
+    "fill_cache",
     "hookimpl",
     "load_results",
     "meet_budget",
     "run",
+    "run_worker",
     "suite_of",
+    "to_square_uint8",
+    "usable_cores",
 ]

@@ -1,9 +1,9 @@
-"""A minimal engine: plain PyTorch on the CPU, the primitives of ``harness.training.engine``
+"""A minimal engine: plain PyTorch on the CPU, the primitives of ``harness.engine_api``
 and nothing more (the reference for writing a new engine; ``tests/test_minimal_engine.py``
 installs it as a third-party plugin and trains it through ``harness run``).
 
 The core does the rest: the loop (phases, epochs, data order, selection, checkpoints,
-resume, history), and the framework-free parts below (``harness.training.engine``): the
+resume, history), and the framework-free parts below (``harness.engine_api``): the
 input on the host (augmentation, scaling, normalisation: ``host_inputs``), the classifier
 re-draw (``classifier_init``), the epoch's sums (``Tally``), the state's keys
 (``pack_state``, ``flatten``). It builds every backbone written for torch
@@ -17,17 +17,18 @@ import math
 import numpy as np
 
 from harness import EngineSpec, hookimpl
-from harness.training.engine import (
+from harness.engine_api import (
+    PROB_FLOOR,
     Tally,
     classifier_init,
     flatten,
     host_inputs,
+    optimizer_def,
     pack_state,
     stack_probabilities,
     unflatten,
     unpack_state,
 )
-from harness.training.optim import PROB_FLOOR, optimizer_def
 
 
 class MinimalModel:
@@ -94,7 +95,7 @@ class MinimalModel:
             logits = self.model(self._input(batch.images, batch.augment))
             logp = torch.log_softmax(logits, 1).gather(1, y[:, None]).squeeze(1)
             nll = -logp.clamp(min=math.log(PROB_FLOOR))
-            if self.ctx.loss.name == "focal":  # harness.training.optim.LOSSES
+            if self.ctx.loss.name == "focal":  # harness.engine_api.LOSSES
                 nll = (1.0 - logp.exp()).pow(self.ctx.loss.gamma) * nll
                 nll = nll * self.alpha[y] if self.alpha is not None else nll
             if self.class_weights is not None:

@@ -1,4 +1,4 @@
-"""The framework-free parts the core gives every engine (``harness.training.engine``)."""
+"""The framework-free parts the core gives every engine (``harness.engine_api``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.training import engine as core
+from harness import engine_api as core
 
 
 @pytest.mark.parametrize("precision, accelerator, bf16, expected", [

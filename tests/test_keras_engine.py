@@ -106,7 +106,7 @@ def test_loss_decreases_and_frozen_parts_stay_frozen():
 import numpy as np
 from harness_plugins.engines.keras_engine.model import KerasModel
 from harness.training import loop
-from harness.training.engine import Batch
+from harness.engine_api import Batch
 job = make_job("/tmp/unused", head="gap", lr=3e-3)
 job.training.augmentation.enabled = False
 model = KerasModel(loop.context_for(job))

@@ -17,8 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from harness.config.suite import Augmentation
+from harness.engine_api import host_inputs
 from harness.training import augment
-from harness.training.engine import host_inputs
 from harness.training.job import HISTORY_COLUMNS
 
 HERE = Path(__file__).resolve().parent
@@ -164,4 +164,4 @@ def test_describe_says_which_optional_primitive_the_engine_lacks(minimal, run_ha
                          "--image-size", "32")
     assert result.exit_code == 2, result.output
     assert ("engine model MinimalModel lacks the optional primitive(s) describe "
-            "(harness.training.engine.Describable)") in result.output
+            "(harness.engine_api.Describable)") in result.output

@@ -296,7 +296,7 @@ def test_model_without_a_torch_build_fails_clearly(tmp_path):
 def test_weight_decay_is_decoupled():
     # One SGD step from zero momentum with a zero gradient: only the decay moves weights,
     # by lr * weight_decay * w (Keras semantics), whatever the optimizer.
-    from harness.training.engine import EngineContext
+    from harness.engine_api import EngineContext
 
     ctx = EngineContext(backbone=BackboneSpec("tiny", "", {"torch": tiny.build_torch}),
                         image_size=SIZE, n_classes=3,
@@ -307,7 +307,7 @@ def test_weight_decay_is_decoupled():
     before = w.detach().clone()
     model.set_trainable("classifier")
     model.model.head[-1].weight.register_hook(lambda g: torch.zeros_like(g))
-    from harness.training.engine import Batch
+    from harness.engine_api import Batch
     images, labels = synthetic_images(4)
     model.train_epoch([Batch(images, labels.astype(np.int64))], seed=0)
     assert torch.allclose(w.detach(), before * (1 - 0.1 * 0.5), atol=1e-8)

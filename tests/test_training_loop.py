@@ -12,10 +12,10 @@ import pytest
 
 from harness import BackboneSpec
 from harness.config.suite import RunSpec, Training
+from harness.engine_api import EpochResult
 from harness.errors import HarnessError
 from harness.plugin.specs import Phase, Plan
 from harness.training import checkpoint, loop
-from harness.training.engine import EpochResult
 from harness.training.job import HISTORY_COLUMNS, Job
 from harness.training.schedule import selection_epochs
 

@@ -58,7 +58,7 @@ def build_model(engine: str, backbone: str, image_size: int, head: str = "paper"
                 precision: str = "auto", compile: bool = False):
     """An engine's model through its ``build`` primitive, as the loop builds it."""
     from harness.config.suite import Training
-    from harness.training.engine import EngineContext
+    from harness.plugin.engine import EngineContext
 
     registry = build_registry(list(plugins))
     spec = registry.get("backbones", backbone)
@@ -77,7 +77,7 @@ def _require(model, *names: str) -> None:
     missing = [n for n in names if not hasattr(model, n)]
     if missing:
         raise HarnessError(f"engine model {type(model).__name__} lacks the optional "
-                           f"primitive(s) {', '.join(missing)} (harness.training.engine."
+                           f"primitive(s) {', '.join(missing)} (harness.engine_api."
                            "Describable)")
 
 

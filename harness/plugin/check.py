@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.config.suite import DEFAULT_CLASSES, Suite, training_for
 from harness.errors import HarnessError
+from harness.plugin.engine import build_backbone, missing_primitives
 from harness.plugin.options import Options, validate_options
 from harness.plugin.registry import Registry, UnknownNameError
 from harness.plugin.specs import (
@@ -160,9 +161,31 @@ def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
     return checked
 
 
+def check_primitives(suite: Suite, registry: Registry) -> None:
+    """Refuse a sampler whose plans call an engine primitive the paired engine's model lacks
+    (read from ``EngineSpec.build`` when it is a class; a lazy build is checked when the run
+    starts, by the loop)."""
+    for engine in suite.matrix.engine:
+        build = registry.get("engines", engine).build
+        if not isinstance(build, type):
+            continue
+        for sampler in suite.matrix.sampler:
+            needs = registry.get("samplers", sampler).needs
+            lacking = missing_primitives(build, needs)
+            if lacking:
+                wanted = [n for n in lacking if n in needs] or lacking
+                by = (f"sampler {sampler!r} needs" if set(wanted) <= set(needs)
+                      else "every engine needs")
+                raise HarnessError(
+                    f"{_source(suite)}: matrix: {by} the engine primitive(s) "
+                    f"{', '.join(wanted)}, which engine {engine!r} ({build.__name__}) lacks; "
+                    "drop one of them from the matrix or add the primitive to the engine")
+
+
 def check_suite(suite: Suite, registry: Registry, backbones: bool = True) -> CheckedSuite:
     """Names, options and (when ``backbones``) the backbone contract of a suite."""
     check_names(suite, registry)
+    check_primitives(suite, registry)
     checked = check_options(suite, registry)
     if backbones:
         check_backbones(suite, registry)
@@ -170,18 +193,6 @@ def check_suite(suite: Suite, registry: Registry, backbones: bool = True) -> Che
 
 
 # ------------------------------------------------------------------ backbone contract
-
-
-def build_backbone(spec: Any, engine: str, image_size: int, weights: str,
-                   options: Mapping[str, Any] | Options | None, where: str = "") -> Any:
-    """Build ``spec``'s model for ``engine`` with validated options (what engines call)."""
-    builder = spec.builders.get(engine)
-    if builder is None:
-        raise HarnessError(f"backbone {spec.name!r} has no {engine} build; it supports: "
-                           f"{', '.join(sorted(spec.builders)) or 'none'}")
-    opts = validate_options(spec.options, options,
-                            where or f"backbone {spec.name!r} options", "backbone_options")
-    return builder(image_size=image_size, weights=weights, options=opts)
 
 
 def contract_checks(suite: Suite, registry: Registry) -> list[dict[str, Any]]:

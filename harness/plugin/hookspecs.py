@@ -75,12 +75,13 @@ def register_splitters(register: Callable[[SplitterSpec], None]) -> None:
 
 @hookspec
 def register_engines(register: Callable[[EngineSpec], None]) -> None:
-    """Register training engines (a framework that trains a backbone over a plan).
+    """Register training engines: a framework's primitives (``harness.plugin.engine``) that
+    the core's loop calls to train a backbone over a plan.
 
     :param register: call it with one :class:`~harness.plugin.specs.EngineSpec` per engine.
 
-    Called once when the registry is built. ``train`` runs in a worker process, one process
-    per run, so two frameworks never share a process.
+    Called once when the registry is built. ``EngineSpec.build`` runs in a worker process,
+    one process per run, so two frameworks never share a process.
     """
 
 

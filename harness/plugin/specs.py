@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.config.suite import RunSpec
-    from harness.training.engine import EngineContext, EngineModel
+    from harness.plugin.engine import EngineContext, EngineModel
 
 O_contra = TypeVar("O_contra", bound=Options, contravariant=True)
 
@@ -254,9 +254,9 @@ class Phase:
 class Plan:
     """What a sampler decided: which images in which phase, and how the loss is weighted.
 
-    Engines apply a plan identically: phases in order, model and optimizer state carried
-    over; ``class_weights`` multiply the per-sample loss; ``loss`` is ``"cross_entropy"``
-    or ``"focal"`` (``loss_options``: ``gamma``, and ``alpha``, one weight per class or
+    The core's loop applies a plan the same way whatever the engine: phases in order, model
+    and optimizer state carried over; ``class_weights`` multiply the per-sample loss;
+    ``loss`` is ``"cross_entropy"`` or ``"focal"`` (``loss_options``: ``gamma``, and ``alpha``, one weight per class or
     ``None``); see ``harness.training.optim``.
     """
 
@@ -311,7 +311,9 @@ class SamplerSpec:
     ``labels`` is an int array of training-set class indices (into ``context.classes``);
     randomness comes from ``context.rng`` only, so the plan is a pure function of its
     arguments. A plan must meet ``context.budget`` when it is set (``harness.meet_budget``
-    does it), or ``budget: equal`` compares strategies unfairly.
+    does it), or ``budget: equal`` compares strategies unfairly. ``needs`` lists the optional
+    engine primitives its plans call (``"reset_classifier"`` when a phase re-draws the
+    classifier): a suite that pairs it with an engine lacking one is refused before it runs.
     """
 
     name: str
@@ -319,6 +321,7 @@ class SamplerSpec:
     plan: PlanFn[Any]
     options: type[Options] = Options
     source: str = ""
+    needs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -378,8 +381,9 @@ class CheckBackboneFn(Protocol):
 @dataclass(frozen=True)
 class EngineSpec:
     """A training framework: ``build(context) -> model`` with the primitives of
-    ``harness.training.engine.EngineModel`` (train an epoch over given batches, predict,
-    get/set state and weights, freeze parts, reset the classifier).
+    ``harness.plugin.engine.EngineModel`` (train an epoch over given batches, predict,
+    get/set state and weights, freeze parts; optionally reset the classifier). When
+    ``build`` is the model's class, ``--dry-run`` reads the primitives it has from it.
 
     The core's loop (``harness.training.loop``) does everything else. ``build`` is called
     inside a worker process, so it may import its framework; the module that registers the

@@ -63,6 +63,8 @@ def _provider(spec: Any) -> str:
 
 
 def framework_version(name: str) -> str:
+    if not name:  # EngineSpec.framework is optional
+        return "?"
     for dist in (name, f"{name}-cpu", f"{name}-gpu"):
         try:
             return f"{dist}=={metadata.version(dist)}"

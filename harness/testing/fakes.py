@@ -38,7 +38,7 @@ def _probs(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 class CentroidModel:
     """Running class means of every batch's pixels: the engine primitives without a
-    framework (``harness.training.engine.EngineModel``)."""
+    framework (``harness.plugin.engine.EngineModel``)."""
 
     def __init__(self, ctx):
         if os.environ.get("HARNESS_FAKE_FAIL_SEED") == str(ctx.seed):
@@ -56,7 +56,7 @@ class CentroidModel:
         self.counts[:] = 0.0
 
     def train_epoch(self, batches, seed: int):
-        from harness.training.engine import EpochResult
+        from harness.plugin.engine import EpochResult
 
         seen = correct = 0
         for batch in batches:

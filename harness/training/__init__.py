@@ -1,3 +1,3 @@
 """Training shared by every engine: the loop, its schedule and checkpoints, the optimizer and
-loss table, and augmentation parameters. Framework-free: engines provide primitives only
-(see ``harness.training.engine``)."""
+loss table, augmentation, and the framework-free helpers engines use. Engines provide the
+primitives of ``harness.plugin.engine`` only."""

@@ -22,11 +22,10 @@ Interpolation is bilinear (Keras's ``interpolation_order=1``); see ``INTERPOLATI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from harness.config.suite import Augmentation
+from harness.plugin.engine import AugmentParams
 
 #: Resampling of the augmented image, as Keras ``ImageDataGenerator`` (order 1).
 INTERPOLATION = "bilinear"
@@ -39,28 +38,6 @@ TF_FILL_MODE = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLEC
 
 #: ``Augmentation.fill`` → ``scipy.ndimage.affine_transform(mode=...)`` (``apply_on_host``).
 SCIPY_MODE = {"nearest": "nearest", "constant": "grid-constant", "reflect": "reflect"}
-
-
-@dataclass
-class AugmentParams:
-    """One random transform per sample (arrays of length ``n``)."""
-
-    theta: np.ndarray  # rotation, degrees
-    tx: np.ndarray  # shift along rows (height), pixels
-    ty: np.ndarray  # shift along columns (width), pixels
-    shear: np.ndarray  # shear angle, degrees
-    zx: np.ndarray  # zoom along rows
-    zy: np.ndarray  # zoom along columns
-    hflip: np.ndarray  # bool: mirror left-right
-    vflip: np.ndarray  # bool: mirror top-bottom
-
-    def __len__(self) -> int:
-        return len(self.theta)
-
-    @classmethod
-    def identity(cls, n: int) -> AugmentParams:
-        zeros, ones, no = np.zeros(n), np.ones(n), np.zeros(n, dtype=bool)
-        return cls(zeros, zeros.copy(), zeros.copy(), zeros.copy(), ones, ones.copy(), no, no.copy())
 
 
 def sample_params(rng: np.random.Generator, n: int, aug: Augmentation, size: int | tuple[int, int]

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from harness.plugin.engine import Batch
 from harness.training import augment
-from harness.training.engine import Batch
 
 
 def read(images: np.ndarray, idx: np.ndarray) -> np.ndarray:

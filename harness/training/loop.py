@@ -1,6 +1,6 @@
 """The training loop every engine shares: phases, epochs, selection, checkpoints, history.
 
-``train(job, engine)`` runs a plan with an engine's primitives (``harness.training.engine``):
+``train(job, engine)`` runs a plan with an engine's primitives (``harness.plugin.engine``):
 
 - phases in order, model and optimizer state carried over; per phase ``head_only`` (backbone
   frozen), ``classifier_only`` (only the final linear layer trains) and ``reset_classifier``
@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.plugin.engine import Batch, EngineContext, LossSpec, missing_primitives
 from harness.plugin.options import validate_options
 from harness.progress import Bars, is_enabled
 from harness.training import batches as host
 from harness.training import checkpoint
-from harness.training.engine import Batch, EngineContext, LossSpec
 from harness.training.optim import check_loss, optimizer_def
 from harness.training.schedule import selection_epochs
 
@@ -152,6 +152,13 @@ def train(job, build: Callable[[EngineContext], Any], threads: int = 0,
     started = time.perf_counter()
     model = build(context_for(job, threads))
     phases = job.plan.phases
+    resets = any(getattr(p, "reset_classifier", False) for p in phases)
+    needed = ["reset_classifier"] if resets else []
+    lacking = missing_primitives(model, needed)
+    if lacking:  # before the first epoch, not an AttributeError in the plan's last phase
+        raise HarnessError(f"engine {job.run.engine!r} ({type(model).__name__}) lacks the "
+                           f"primitive(s) {', '.join(lacking)} that the plan of sampler "
+                           f"{job.run.sampler!r} needs (harness.engine_api.EngineModel)")
     epochs = [job.phase_epochs(p) for p in range(len(phases))]
     selecting = t.selection in ("holdout", "paper") and len(job.select) > 0
     when = (selection_epochs(sum(epochs), t.select_every, t.select_evaluations)

@@ -71,7 +71,7 @@ class _NoOp:
         pass
 
     def train_epoch(self, batches, seed):
-        from harness.training.engine import EpochResult
+        from harness.plugin.engine import EpochResult
 
         seen = sum(len(b.labels) for b in batches)
         return EpochResult(0.0, 0, seen)

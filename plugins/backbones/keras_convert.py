@@ -21,7 +21,7 @@ from typing import Any
 import click
 import numpy as np
 
-from harness.errors import HarnessError
+from harness import HarnessError
 
 NAMES = ("xception", "resnet50v2")
 #: Where converted files go by default, and where ``weights: keras-imagenet`` looks.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness import HarnessError
 
 #: The file names ``keras.applications`` gives the top-less ImageNet weights.
 IMAGENET_FILES = {

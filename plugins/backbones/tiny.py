@@ -46,7 +46,7 @@ def build_torch(image_size: int, weights: str = "none", options: TinyOptions | N
     model.out_channels = in_chs
     if weights not in ("none", "", None):
         if weights == "imagenet":
-            from harness.errors import HarnessError
+            from harness import HarnessError
             raise HarnessError("backbone 'tiny' has no ImageNet weights; use weights: none "
                                "or a path to a saved state dict")
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
@@ -66,7 +66,7 @@ def build_keras(image_size: int, weights: str = "none", options: TinyOptions | N
     model = keras.Sequential(layers, name="tiny")
     if weights not in ("none", "", None):
         if weights == "imagenet":
-            from harness.errors import HarnessError
+            from harness import HarnessError
             raise HarnessError("backbone 'tiny' has no ImageNet weights; use weights: none "
                                "or a path to saved weights")
         model.load_weights(weights)

@@ -18,7 +18,7 @@ def build_classifier(backbone, head: str, n_classes: int, image_size: int,
     from torch import nn
 
     if head not in HEADS:
-        from harness.errors import HarnessError
+        from harness import HarnessError
         raise HarnessError(f"unknown head {head!r}; known heads: {', '.join(HEADS)}")
     with torch.no_grad():
         was = backbone.training

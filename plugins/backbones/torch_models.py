@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness import HarnessError
 
 #: Keras BatchNormalization epsilon of each application model.
 KERAS_BN_EPS = {"xception": 1e-3, "resnet50v2": 1.001e-5}

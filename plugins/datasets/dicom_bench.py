@@ -71,7 +71,7 @@ def bench_decode(n_images: int = 600, size: int = 1024, image_size: int = 300,
     import pandas as pd
     import pydicom
 
-    from harness.data.cache import fill_cache, to_square_uint8, usable_cores
+    from harness import fill_cache, to_square_uint8, usable_cores
 
     from . import rsna
     from .dicom import chest_like, read_image_file, write_jpeg_dicom

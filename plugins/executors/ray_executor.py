@@ -32,7 +32,7 @@ class WorkerKilled(RuntimeError):
 
 def run_task(run_dir: str, env: dict[str, str]) -> int:
     """One Ray task: the run's worker process on this node; returns its exit code."""
-    from harness.runs.launch import run_worker
+    from harness import run_worker
 
     code = run_worker(run_dir, env)
     if code < 0 and -code != signal.SIGINT:

@@ -53,7 +53,7 @@ class RunJob:
     and the run resumes from its own checkpoint."""
 
     def __call__(self, run_dir: str, env: dict[str, str]) -> int:
-        from harness.runs.launch import run_worker
+        from harness import run_worker
 
         return run_worker(run_dir, env)
 

@@ -316,7 +316,7 @@ SAMPLERS = (
     SamplerSpec("two-stage", "natural training, then classifier re-training on class-"
                 "balanced draws (cRT)", plan_two_stage,
                 TwoStageOptions,
-                KANG + " (classifier re-training, cRT)"),
+                KANG + " (classifier re-training, cRT)", needs=("reset_classifier",)),
     SamplerSpec("focal", "focal loss on natural data", plan_focal,
                 FocalOptions,
                 "Lin et al. 2017, Focal Loss for Dense Object Detection, ICCV"),

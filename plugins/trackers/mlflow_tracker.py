@@ -21,8 +21,17 @@ from typing import Any
 from harness_plugins.trackers.common import final_metrics, flatten, numbers, safe_name
 from pydantic import Field
 
-from harness import Options, RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker, TrackerSpec, hookimpl
-from harness.errors import HarnessError
+from harness import (
+    HarnessError,
+    Options,
+    RunEnd,
+    RunInfo,
+    SuiteEnd,
+    SuiteInfo,
+    Tracker,
+    TrackerSpec,
+    hookimpl,
+)
 
 #: MLflow's limits on one ``log_batch`` call and on a param value.
 BATCH_METRICS, BATCH_PARAMS, PARAM_CHARS = 1000, 100, 6000

@@ -16,8 +16,7 @@ from typing import Any
 from harness_plugins.trackers.common import final_metrics, numbers, safe_name
 from pydantic import Field
 
-from harness import Options, RunEnd, RunInfo, Tracker, TrackerSpec, hookimpl
-from harness.errors import HarnessError
+from harness import HarnessError, Options, RunEnd, RunInfo, Tracker, TrackerSpec, hookimpl
 
 SUBDIR = "tensorboard"
 

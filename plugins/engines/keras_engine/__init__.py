@@ -1,4 +1,4 @@
-"""The keras engine: the primitives of ``harness.training.engine`` in TensorFlow / Keras.
+"""The keras engine: the primitives of ``harness.engine_api`` in TensorFlow / Keras.
 
 ``keras.applications``, the paper's own framework. The core's loop (``harness.training.loop``)
 runs phases, epochs, selection, checkpoints and history. ``model.py`` holds the primitives,
@@ -11,7 +11,7 @@ or ``check_backbone`` call only.
 from __future__ import annotations
 
 from harness import EngineSpec, hookimpl
-from harness.training.engine import lazy
+from harness.engine_api import lazy
 
 
 @hookimpl

@@ -1,5 +1,5 @@
 """The keras engine's optional primitives for ``harness describe`` and ``harness bench``
-(``harness.training.engine.Describable``), mixed into ``model.KerasModel``."""
+(``harness.engine_api.Describable``), mixed into ``model.KerasModel``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.training.engine import Batch, param_counts
+from harness.engine_api import Batch, param_counts
 
 from .ops import transforms
 

@@ -1,4 +1,4 @@
-"""The keras engine's primitives (``harness.training.engine.EngineModel``) over one model.
+"""The keras engine's primitives (``harness.engine_api.EngineModel``) over one model.
 
 One compiled step per trainable part: grayscale→3 channels, augmentation and scaling on the
 device (``ops.DeviceBatch``), then the update (XLA when ``training.compile``). ``Describe``
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.training import engine as core
-from harness.training.engine import Batch, EngineContext, EpochResult
+from harness import engine_api as core
+from harness.engine_api import Batch, EngineContext, EpochResult
 
 from . import ops
 from .describe import Describe

@@ -12,16 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.plugin.check import build_backbone
-from harness.training import augment
-from harness.training.engine import (
+from harness import HarnessError
+from harness.engine_api import (
     CLASSIFIER_STD,
+    INTERPOLATION,
     NORMALIZATION,
+    PROB_FLOOR,
+    TF_FILL_MODE,
+    build_backbone,
+    check_loss,
     compute_dtype,
     feature_map_problem,
+    optimizer_def,
+    projective_transforms,
 )
-from harness.training.optim import PROB_FLOOR, check_loss, optimizer_def
 
 
 def import_tf(device: str = "auto", threads: int = 0):
@@ -89,7 +93,7 @@ def build_model(spec, image_size: int, n_classes: int, head: str = "paper",
 
 
 def make_optimizer(training):
-    """The table's optimizer (``harness.training.optim``); Keras's ``weight_decay`` is the
+    """The table's optimizer (``harness.engine_api.optimizer_def``); Keras's ``weight_decay`` is the
     table's decoupled decay."""
     import keras
 
@@ -111,8 +115,8 @@ class DeviceBatch:
                  normalization: str = "unit"):
         self.tf = tf
         self.size = image_size
-        self.fill = augment.TF_FILL_MODE[fill]
-        self.interpolation = augment.INTERPOLATION.upper()
+        self.fill = TF_FILL_MODE[fill]
+        self.interpolation = INTERPOLATION.upper()
         self.stats = NORMALIZATION[normalization]
 
     def __call__(self, images, transforms=None):
@@ -134,11 +138,11 @@ def transforms(batch, size: int) -> np.ndarray:
     compiled step takes one signature)."""
     if batch.augment is None:
         return np.zeros((len(batch.labels), 8), np.float32)
-    return augment.projective_transforms(batch.augment, size)
+    return projective_transforms(batch.augment, size)
 
 
 def make_loss(tf, n_classes: int, class_weights, loss: str, loss_options: dict[str, Any]):
-    """Per-batch loss of ``harness.training.optim``: the mean over samples of
+    """Per-batch loss of ``harness.engine_api.LOSSES``: the mean over samples of
     ``class_weight[y] * loss_i`` (as Keras's fit), from probabilities clipped at 1e-7."""
     check_loss(loss)
     weights = tf.constant(class_weights if class_weights is not None

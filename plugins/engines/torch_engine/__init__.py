@@ -1,4 +1,4 @@
-"""The torch engine: the primitives of ``harness.training.engine`` in PyTorch.
+"""The torch engine: the primitives of ``harness.engine_api`` in PyTorch.
 
 The core's loop (``harness.training.loop``) runs phases, epochs, selection, checkpoints and
 history. ``model.py`` holds the primitives (the reference for a new engine), ``ops.py`` the
@@ -10,7 +10,7 @@ torch is imported on the first ``build`` or ``check_backbone`` call only.
 from __future__ import annotations
 
 from harness import EngineSpec, hookimpl
-from harness.training.engine import lazy
+from harness.engine_api import lazy
 
 
 @hookimpl

@@ -1,5 +1,5 @@
 """The torch engine's optional primitives for ``harness describe`` and ``harness bench``
-(``harness.training.engine.Describable``), mixed into ``model.TorchModel``."""
+(``harness.engine_api.Describable``), mixed into ``model.TorchModel``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.training.engine import Batch, param_counts
+from harness.engine_api import Batch, param_counts
 
 
 def counts(module: nn.Module) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The torch engine's primitives (``harness.training.engine.EngineModel``) over one model.
+"""The torch engine's primitives (``harness.engine_api.EngineModel``) over one model.
 
 uint8 batches go to the device (pinned, non-blocking on CUDA), are scaled, augmented and laid
 out channels-last there (``ops.device_batch``); steps run under autocast with decoupled
@@ -12,9 +12,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from harness.training import augment
-from harness.training import engine as core
-from harness.training.engine import Batch, EngineContext, EpochResult
+from harness import engine_api as core
+from harness.engine_api import Batch, EngineContext, EpochResult
 
 from . import ops
 from .describe import Describe
@@ -66,7 +65,7 @@ class TorchModel(Describe):
         x = torch.from_numpy(images)
         if self.pin:
             x = x.pin_memory()
-        theta = augment.affine_matrices(params, self.ctx.image_size) if params else None
+        theta = core.affine_matrices(params, self.ctx.image_size) if params else None
         t = self.ctx.training
         return ops.device_batch(x, self.device, t.normalization, theta, t.augmentation.fill)
 

@@ -12,10 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import HarnessError
-from harness.training import augment
-from harness.training.engine import NORMALIZATION, EngineContext, compute_dtype, feature_map_problem
-from harness.training.optim import PROB_FLOOR, check_loss, optimizer_def
+from harness import HarnessError
+from harness.engine_api import (
+    INTERPOLATION,
+    NORMALIZATION,
+    PROB_FLOOR,
+    TORCH_PADDING,
+    EngineContext,
+    check_loss,
+    compute_dtype,
+    feature_map_problem,
+    optimizer_def,
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,8 +59,8 @@ def device_batch(x_u8: torch.Tensor, device: torch.device, normalization: str = 
     if theta is not None:
         theta = torch.as_tensor(theta, device=device)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode=augment.INTERPOLATION,
-                          padding_mode=augment.TORCH_PADDING[fill], align_corners=False)
+        x = F.grid_sample(x, grid, mode=INTERPOLATION,
+                          padding_mode=TORCH_PADDING[fill], align_corners=False)
     x = x.expand(-1, 3, -1, -1)
     stats = NORMALIZATION[normalization]
     if stats is not None:
@@ -63,7 +71,7 @@ def device_batch(x_u8: torch.Tensor, device: torch.device, normalization: str = 
 
 def sample_losses(logits, targets, class_weights=None, loss: str = "cross_entropy",
                   gamma: float = 2.0, alpha=None):
-    """Per-sample loss of ``harness.training.optim.LOSSES`` times the target's class weight.
+    """Per-sample loss of ``harness.engine_api.LOSSES`` times the target's class weight.
 
     As Keras ``class_weight``, the batch loss is the plain mean of these (not divided by the
     sum of weights). Computed from log-softmax, floored at log(1e-7) as Keras clips.
@@ -82,7 +90,7 @@ def sample_losses(logits, targets, class_weights=None, loss: str = "cross_entrop
 
 
 def make_optimizer(params, training) -> torch.optim.Optimizer:
-    """The table's optimizer (``harness.training.optim``); weight decay is applied by the
+    """The table's optimizer (``harness.engine_api.optimizer_def``); weight decay is applied by the
     engine, decoupled, before each step (``model.py``)."""
     d = optimizer_def(training.optimizer)
     lr = training.lr
