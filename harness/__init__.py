@@ -35,8 +35,7 @@ from harness.plugin.specs import (
 )
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker
 from harness.runs.launch import run_worker
-
-__version__ = "0.1.0"
+from harness.version import __version__ as __version__
 
 
 def run(suite, **kwargs):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import __version__, store
+from harness import store
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
@@ -32,6 +32,7 @@ from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.rundir.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs import launch, staleness, tracking
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
+from harness.version import __version__
 
 
 class StopSuite(HarnessError):

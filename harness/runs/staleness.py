@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
-from harness import __version__
 from harness.config.suite import RunSpec, Suite
 from harness.plugin.registry import Registry
 from harness.rundir.folder import RunConfig
+from harness.version import __version__
 
 PARTS = ("run", "code", "data")
 

@@ -93,9 +93,8 @@ class _NoOp:
 def bookkeeping_seconds(epochs: int = 200) -> float:
     """Loop seconds per epoch outside the engine (history, progress, planning), measured
     with a no-op engine over tiny images (the data reading overlaps training steps)."""
-    from harness import BackboneSpec
     from harness.config.suite import RunSpec, Training
-    from harness.plugin.specs import Phase, Plan
+    from harness.plugin.specs import BackboneSpec, Phase, Plan
     from harness.training import loop
     from harness.training.job import Job
 
