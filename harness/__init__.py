@@ -11,6 +11,7 @@ from harness.data.cache import fill_cache, to_square_uint8, usable_cores
 from harness.errors import HarnessError
 from harness.plugin.budget import SamplerOptions, meet_budget
 from harness.plugin.hookspecs import hookimpl
+from harness.plugin.lazy import lazy
 from harness.plugin.options import Options
 from harness.plugin.specs import (
     BACKBONE_CONTRACT,
@@ -81,6 +82,7 @@ __all__ = [
     "TrackerSpec",
     "fill_cache",
     "hookimpl",
+    "lazy",
     "load_results",
     "meet_budget",
     "run",

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+    """SIGINT or SIGTERM arrived; ``signum`` says which, ``detail`` where it stopped (the
+    training loop: after which epoch, checkpoint written)."""
 
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+    def __init__(self, signum: int, detail: str = ""):
+        super().__init__(detail or signal.Signals(signum).name)
+        self.signum, self.detail = signum, detail
 
 
 def exit_code(exc: BaseException) -> int:

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import harness
 from harness import engine_api as core
 
 
@@ -69,6 +70,6 @@ def test_feature_map_problems_name_the_layout():
 
 def test_lazy_imports_on_the_first_call_only(monkeypatch):
     monkeypatch.delitem(sys.modules, "colorsys", raising=False)
-    to_hsv = core.lazy("colorsys:rgb_to_hsv")
+    to_hsv = harness.lazy("colorsys:rgb_to_hsv")
     assert "colorsys" not in sys.modules and to_hsv.__module__ == "colorsys"
     assert to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0) and "colorsys" in sys.modules

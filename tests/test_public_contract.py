@@ -67,6 +67,15 @@ def test_every_public_name_resolves():
     for module in (harness, engine_api):
         missing = [n for n in module.__all__ if not hasattr(module, n)]
         assert missing == []
+    # every name a built-in plugin takes from the contract is exported there
+    public = {"harness": set(harness.__all__), "harness.engine_api": set(engine_api.__all__)}
+    unexported = set()
+    for path in PLUGINS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in public:
+                unexported |= {f"{node.module}.{a.name}" for a in node.names
+                               if a.name not in public[node.module] | {"engine_api"}}
+    assert unexported == set()
 
 
 def test_the_engine_contract_declares_every_primitive_once():

@@ -91,9 +91,6 @@ def focus_class(classes: Sequence[str], runs: Sequence[RunLike] = (),
     return min(classes, key=lambda c: support[c])
 
 
-covid_class = focus_class  # the name the paper's discussion suggests
-
-
 @dataclass
 class Design:
     """How the runs were produced, as far as the tests need to know."""
@@ -283,7 +280,7 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
     return {"strategies": strategies, "classes": list(classes), "metrics": keys,
             "references": [r for r in references_of(runs) if r in strategies],
             "table": table, "budget": budget, "paired": paired, "mcnemar": mcn,
-            "focus_class": focus, "covid_class": focus, "tradeoff": tradeoff,
+            "focus_class": focus, "tradeoff": tradeoff,
             "level": level, "alpha": alpha, "design": {**asdict(design), "unit": design.unit,
                                                        "text": design.describe()},
             "family": {"size": n_tests, "paired": n_paired, "mcnemar": n_tests - n_paired,

@@ -21,8 +21,6 @@ from harness.rundir.predictions import Predictions, confusion
 
 #: Per-class figures of the paper's Table 4 (equations 1-4), in its column order.
 TABLE4_FIGURES = ("sensitivity", "specificity", "accuracy", "precision")
-#: Whole-table figures (the paper reports only ``accuracy``).
-SUMMARY_FIGURES = ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "macro_auroc")
 
 
 def figures(cm: np.ndarray) -> dict[str, np.ndarray]:

@@ -74,7 +74,7 @@ def git_revision() -> str:
         return ""
 
 
-def _part(records, idx: np.ndarray) -> dict[str, list]:
+def _fold_part(records, idx: np.ndarray) -> dict[str, list]:
     """Uids, labels, patients and sources of one part (patients: the report's bootstrap
     clusters; sources: its per-source figures)."""
     return {"uids": records["uid"].to_numpy()[idx].tolist(),
@@ -191,9 +191,9 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
         **extra,
         "phase_class_counts": per_phase,
         "plan": plan.to_json(),
-        "train": _part(records, fold.train),
-        "select": _part(records, select),
-        "test": _part(records, fold.test),
+        "train": _fold_part(records, fold.train),
+        "select": _fold_part(records, select),
+        "test": _fold_part(records, fold.test),
     }
 
 

@@ -21,6 +21,7 @@ from harness.config.suite import RunSpec, Training
 from harness.config.validate import to_dataclass
 from harness.data.cache import open_cache
 from harness.errors import HarnessError, one_line_warnings
+from harness.interrupts import Interrupted
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
 from harness.rundir.folder import DamagedFile, RunFolder, RunLock
@@ -146,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         message = (str(exc) if isinstance(exc, HarnessError)
                    else f"{type(exc).__name__}: {exc}")
         if isinstance(exc, KeyboardInterrupt):  # the loop says where it stopped, if it did
-            from harness.training.loop import Interrupted
-
-            message = str(exc) if isinstance(exc, Interrupted) else "interrupted"
+            message = exc.detail if isinstance(exc, Interrupted) and exc.detail else "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
             RunFolder(run_dir).write_status(state, error=message,

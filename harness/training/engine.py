@@ -6,7 +6,6 @@ import both from ``harness.engine_api``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,19 +25,6 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
 #: Standard deviation of the final linear layer's kernel at (re-)initialisation: the
 #: authors' Keras ``RandomNormal(0, 0.001)``.
 CLASSIFIER_STD = 0.001
-
-
-def lazy(target: str) -> Callable[..., Any]:
-    """``"package.module:name"`` as a callable that imports its module on the first call: an
-    engine registers ``build=lazy(...)`` without importing its framework. The callable's
-    ``__module__`` is the target's, which warm worker hosts preload."""
-    module, _, name = target.partition(":")
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
-
-    call.__module__, call.__qualname__ = module, name
-    return call
 
 
 class StateMismatch(HarnessError):

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.interrupts import Interrupted
 from harness.plugin.engine import Batch, EngineContext, LossSpec, missing_primitives
 from harness.plugin.options import validate_options
 from harness.progress import Bars, is_enabled
@@ -35,10 +35,6 @@ from harness.training import batches as host
 from harness.training import checkpoint
 from harness.training.optim import check_loss, optimizer_def
 from harness.training.schedule import selection_epochs
-
-
-class Interrupted(KeyboardInterrupt):
-    """The run was asked to stop (SIGTERM/SIGINT); a checkpoint was written first."""
 
 
 @dataclass
@@ -105,6 +101,7 @@ class StopSignal:
 
     def __init__(self, repeat: float = 2.0):
         self.requested: str | None = None
+        self.signum = 0
         self.previous: dict[int, Any] = {}
         self.repeat = repeat
         self.at = 0.0
@@ -120,7 +117,7 @@ class StopSignal:
             if time.monotonic() - self.at > self.repeat:
                 raise KeyboardInterrupt
             return
-        self.requested = signal.Signals(signum).name
+        self.requested, self.signum = signal.Signals(signum).name, signum
         self.at = time.monotonic()
 
     def __exit__(self, *exc) -> None:
@@ -134,7 +131,8 @@ def _counted(items: Iterable[Batch], bars: Bars, task) -> Iterator[Batch]:
         bars.update(task, advance=1)
 
 
-def _part(phase) -> str:
+def _trainable(phase) -> str:
+    """What a phase trains: ``EngineModel.set_trainable``'s part."""
     if getattr(phase, "classifier_only", False):
         return "classifier"
     return "head" if phase.head_only else "all"
@@ -199,7 +197,7 @@ def train(job, build: Callable[[EngineContext], Any], threads: int = 0,
             for phase in range(pos.phase, len(phases)):
                 spec = phases[phase]
                 first = pos.epoch if phase == pos.phase else 0
-                model.set_trainable(_part(spec))
+                model.set_trainable(_trainable(spec))
                 if getattr(spec, "reset_classifier", False) and first == 0:
                     model.reset_classifier(seed_for(job.run.seed, job.run.fold, phase, 3))
                 epoch_task = bars.task(f"phase {phase + 1}/{len(phases)} epochs",
@@ -228,8 +226,9 @@ def train(job, build: Callable[[EngineContext], Any], threads: int = 0,
                     if policy.due(phase_end=last, stopping=bool(stop.requested)):
                         save(background=not stop.requested)
                     if stop.requested:
-                        raise Interrupted(f"stopped by {stop.requested} after phase "
-                                          f"{phase + 1} epoch {epoch + 1}; checkpoint written")
+                        raise Interrupted(stop.signum, f"stopped by {stop.requested} after "
+                                          f"phase {phase + 1} epoch {epoch + 1}; checkpoint "
+                                          "written")
                     bars.update(epoch_task, advance=1)
                 bars.update(phase_task, advance=1)
                 bars.remove(epoch_task)  # finished phases fold into the phases bar
@@ -279,5 +278,3 @@ def _epoch(job, model, phase: int, epoch: int, bars: Bars, spent: dict) -> dict[
     }
 
 
-def total_seconds(timings: dict[str, float]) -> float:
-    return math.fsum(timings.values())

@@ -8,13 +8,11 @@ separately as ``resnetv2_50_timm``. Builders are lazy wrappers, so importing thi
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from harness import BackboneSpec, Options, hookimpl
+from harness import BackboneSpec, Options, hookimpl, lazy
 
 TORCH = "harness_plugins.backbones.torch_models"
 KERAS = "harness_plugins.backbones.keras_models"
@@ -35,21 +33,9 @@ class ConcatOptions(Options):
         return value
 
 
-def lazy(module: str, function: str) -> Callable[..., Any]:
-    """A builder that imports ``module`` (and its framework) only when called."""
-
-    def build(image_size: int, weights: Any = "none", options: Any = None) -> Any:
-        return getattr(importlib.import_module(module), function)(
-            image_size=image_size, weights=weights, options=options)
-
-    build.__name__ = build.__qualname__ = function
-    build.__doc__ = f"Calls {module}.{function} (imported on first use)."
-    return build
-
-
 def builders(function: str, engines: tuple[str, ...] = ("torch", "keras")) -> dict[str, Any]:
     modules = {"torch": TORCH, "keras": KERAS}
-    return {engine: lazy(modules[engine], function) for engine in engines}
+    return {engine: lazy(f"{modules[engine]}:{function}") for engine in engines}
 
 
 @hookimpl

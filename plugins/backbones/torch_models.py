@@ -36,7 +36,6 @@ KERAS_BN_EPS = {"xception": 1e-3, "resnet50v2": 1.001e-5}
 #: timm model each backbone takes its blocks (and ImageNet weights) from.
 TIMM_NAMES = {"xception": "legacy_xception", "resnet50v2": "resnetv2_50",
               "resnetv2_50_timm": "resnetv2_50"}
-DEFAULT_MEMBERS = ("xception", "resnet50v2")
 
 
 def _feature_module(model, out_channels: int):

@@ -10,8 +10,7 @@ or ``check_backbone`` call only.
 
 from __future__ import annotations
 
-from harness import EngineSpec, hookimpl
-from harness.engine_api import lazy
+from harness import EngineSpec, hookimpl, lazy
 
 
 @hookimpl
