@@ -25,6 +25,7 @@ LAZY_COMMANDS = {
     "data": "harness.cli.data_commands:data_group",
     "describe": "harness.cli.model_commands:describe_command",
     "bench": "harness.cli.model_commands:bench_command",
+    "schema": "harness.cli.schema_command:schema_command",
 }
 
 
