@@ -35,6 +35,7 @@ from harness.plugin.specs import (
     suite_of,
 )
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker
+from harness.plugin.weights import Weights, parse_weights
 from harness.runs.launch import run_worker
 from harness.version import __version__ as __version__
 
@@ -80,11 +81,13 @@ __all__ = [
     "SuiteInfo",
     "Tracker",
     "TrackerSpec",
+    "Weights",
     "fill_cache",
     "hookimpl",
     "lazy",
     "load_results",
     "meet_budget",
+    "parse_weights",
     "run",
     "run_worker",
     "suite_of",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError
+from harness import HarnessError, parse_weights
 
 #: The file names ``keras.applications`` gives the top-less ImageNet weights.
 IMAGENET_FILES = {
@@ -31,7 +31,7 @@ def keras_models_dir() -> Path:
 
 
 def no_weights(weights: Any) -> bool:
-    return weights is None or str(weights).strip().lower() in ("", "none", "null", "random")
+    return parse_weights(weights).kind == "none"
 
 
 def weights_file(name: str, weights: Any) -> Path | None:
@@ -42,7 +42,7 @@ def weights_file(name: str, weights: Any) -> Path | None:
     """
     if no_weights(weights):
         return None
-    if str(weights).lower() in ("imagenet", "keras-imagenet"):
+    if parse_weights(weights).kind == "named":
         if name not in IMAGENET_FILES:
             raise HarnessError(
                 f"backbone {name!r} has no ImageNet weights in the keras engine; "

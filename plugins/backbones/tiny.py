@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from harness import BackboneSpec, Options, hookimpl
+from harness import BackboneSpec, Options, hookimpl, parse_weights
 
 DEFAULT_CHANNELS = (16, 32, 64, 64)
 #: BatchNorm settings of both builds (Keras convention: running = m * running + (1 - m) * batch).
@@ -44,12 +44,13 @@ def build_torch(image_size: int, weights: str = "none", options: TinyOptions | N
         in_chs = out_chs
     model = nn.Sequential(*layers)
     model.out_channels = in_chs
-    if weights not in ("none", "", None):
-        if weights == "imagenet":
-            from harness import HarnessError
-            raise HarnessError("backbone 'tiny' has no ImageNet weights; use weights: none "
-                               "or a path to a saved state dict")
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    chosen = parse_weights(weights)
+    if chosen.kind == "named":
+        from harness import HarnessError
+        raise HarnessError(f"backbone 'tiny' has no ImageNet weights ({chosen.value}); use "
+                           "weights: none or a path to a saved state dict")
+    if chosen.kind == "file":
+        model.load_state_dict(torch.load(chosen.value, map_location="cpu", weights_only=True))
     return model
 
 
@@ -64,12 +65,13 @@ def build_keras(image_size: int, weights: str = "none", options: TinyOptions | N
                    keras.layers.ReLU(),
                    keras.layers.MaxPooling2D(2)]
     model = keras.Sequential(layers, name="tiny")
-    if weights not in ("none", "", None):
-        if weights == "imagenet":
-            from harness import HarnessError
-            raise HarnessError("backbone 'tiny' has no ImageNet weights; use weights: none "
-                               "or a path to saved weights")
-        model.load_weights(weights)
+    chosen = parse_weights(weights)
+    if chosen.kind == "named":
+        from harness import HarnessError
+        raise HarnessError(f"backbone 'tiny' has no ImageNet weights ({chosen.value}); use "
+                           "weights: none or a path to saved weights")
+    if chosen.kind == "file":
+        model.load_weights(chosen.value)
     return model
 
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError
+from harness import HarnessError, parse_weights
 
 #: Keras BatchNormalization epsilon of each application model.
 KERAS_BN_EPS = {"xception": 1e-3, "resnet50v2": 1.001e-5}
@@ -154,14 +154,15 @@ def load_keras_imagenet(module, name: str) -> None:
 
 
 def _apply_weights(module, name: str, weights: str, allowed_missing: set[str] = frozenset()):
-    if weights in ("none", "", None):
+    chosen = parse_weights(weights)
+    if chosen.kind == "none":
         return module
-    if weights == "keras-imagenet":
+    if chosen.value == "keras-imagenet":
         load_keras_imagenet(module, name)
-    elif weights == "imagenet":
+    elif chosen.value == "imagenet":
         load_imagenet(module, TIMM_NAMES[name], name, allowed_missing)
     else:
-        load_into(module, read_state_dict(weights), str(weights))
+        load_into(module, read_state_dict(chosen.value), chosen.value)
     return module
 
 
@@ -307,7 +308,8 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
     class Concat(nn.Module):
         def __init__(self):
             super().__init__()
-            member_weights = weights if weights in ("imagenet", "keras-imagenet") else "none"
+            chosen = parse_weights(weights)
+            member_weights = chosen.value if chosen.kind == "named" else "none"
             self.members = nn.ModuleDict(
                 {m: BUILDERS[m](image_size, member_weights, None) for m in members})
             self.out_channels = sum(m.out_channels for m in self.members.values())
@@ -321,8 +323,8 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
             return torch.cat(maps, dim=1)
 
     module = Concat()
-    if weights not in ("none", "", None, "imagenet", "keras-imagenet"):
-        state = read_state_dict(weights)
+    if parse_weights(weights).kind == "file":
+        state = read_state_dict(parse_weights(weights).value)
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise HarnessError(f"weights {weights} do not fit concat({', '.join(members)}): "
