@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,8 +119,14 @@ class Training:
     checkpoint_minutes: float = field(default=10.0, metadata=between(0, 10**6))
     #: Dropout rate of the head (the paper: 0.5).
     dropout: float = field(default=0.5, metadata=between(0, 0.99))
-    #: CPU threads of the engine; 0: the cores not busy with other processes at run start.
+    #: CPU threads of the engine. The count changes the numbers (the order of summations),
+    #: so it never depends on load: ``0`` is every core this process may use, resolved when
+    #: the run is planned and recorded in its ``config.json`` (a run planned with another
+    #: count is reported stale). Pin it for results that reproduce on any machine.
     threads: int = field(default=0, metadata=between(0, 4096))
+    #: Deterministic kernels: torch's deterministic algorithms (cuDNN autotuning off, a
+    #: fixed cuBLAS workspace), TensorFlow's op determinism. Costs speed on a GPU only.
+    deterministic: bool = True
     normalization: Literal["unit", "imagenet"] = "unit"
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
@@ -307,6 +314,26 @@ def training_for(suite: Suite, backbone: str) -> dict[str, Any]:
     return merged_overrides
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), busy or not: a fixed number, unlike
+    the idle cores, which would make results depend on the machine's load."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolved_training(training: dict[str, Any]) -> dict[str, Any]:
+    """Training settings as a run records them: ``threads: 0`` becomes the core count.
+
+    The run id is computed from the suite's setting (``0``), so one suite plans the same ids
+    on every machine; the resolved count is in ``config.json`` and its fingerprint.
+    """
+    if training.get("threads"):
+        return training
+    return {**training, "threads": available_cores()}
+
+
 def run_id_for(key: dict[str, Any], resolved: dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:6]
     return (f"{key['backbone']}-{key['sampler']}-{key['engine']}"
@@ -336,10 +363,11 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                             "budget": suite.budget,
                             **({"budget_reference": suite.budget_reference}
                                if suite.budget_reference != DEFAULT_BUDGET_REFERENCE else {}),
+                            **reference_identity(suite, sampler),
                             "data": data_identity(suite),
                         }
                         runs.append(RunSpec(
-                            suite=suite.name, training=training,
+                            suite=suite.name, training=resolved_training(training),
                             sampler_options=sampler_options,
                             run_id=run_id_for(key, resolved), **key))
     return runs
@@ -352,8 +380,16 @@ def data_identity(suite: Suite) -> dict[str, Any]:
         "classes": suite.classes,
         "image_size": suite.image_size,
         "split": dataclasses.asdict(suite.split),
-        "samplers": suite.samplers,
     }
+
+
+def reference_identity(suite: Suite, sampler: str) -> dict[str, Any]:
+    """What else fixes a run's rules: under ``budget: equal`` the reference sampler's options
+    (its plan sets the budget). Nothing else in the suite does, so adding or changing
+    another strategy never changes a run's id or its rules."""
+    if suite.budget != "equal" or sampler == suite.budget_reference:
+        return {}
+    return {"reference_options": suite.samplers.get(suite.budget_reference, {})}
 
 
 def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") -> list[RunSpec]:

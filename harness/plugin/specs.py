@@ -235,6 +235,9 @@ class Phase:
     al. 2020: ``classifier_only`` + ``reset_classifier``). ``balanced_batches`` orders each
     epoch's ``images_per_epoch()`` images so that every batch holds the same number of
     images of each class (``harness.training.balanced``), each class's images cycled.
+    ``selectable``: the run's checkpoint may be chosen after this phase's epochs (cRT picks
+    its checkpoint in the classifier stage only); the selection schedule counts only
+    selectable epochs.
     """
 
     indices: list[int]
@@ -245,6 +248,7 @@ class Phase:
     classifier_only: bool = False
     reset_classifier: bool = False
     balanced_batches: bool = False
+    selectable: bool = True
 
     def images_per_epoch(self) -> int:
         if self.sample_weights is not None:
@@ -271,6 +275,10 @@ class Plan:
     def budget(self, epochs_per_phase: int) -> int:
         """Images seen in training (the equal-budget rule compares strategies on this)."""
         return sum(p.images_per_epoch() * (p.epochs or epochs_per_phase) for p in self.phases)
+
+    def selectable_epochs(self, epochs_per_phase: int) -> int:
+        """Epochs after which the checkpoint may be chosen (``Phase.selectable``)."""
+        return sum(p.epochs or epochs_per_phase for p in self.phases if p.selectable)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import subprocess
@@ -144,25 +145,25 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
     return sampler.plan(labels, options, context)
 
 
-def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
-    return sum(p.epochs or epochs_per_phase for p in plan.phases)
+def selection_evaluations(suite: Suite, run: RunSpec, plan: Plan, n_train: int) -> int | None:
+    """How often a run scores the selection split, fixed by what its run id covers.
 
-
-def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.ndarray,
-                                seed: list[int], split_phases: list[list[int]] | None,
-                                epochs_per_phase: int, fold: int = 1) -> int:
-    """Selection evaluations every strategy of the suite gets under ``budget: equal``.
-
-    Equal images seen is not equal exposure: a strategy that trains over few images for many
-    epochs would otherwise be scored (and could be picked) after each of them. The fewest
-    epochs any strategy of the matrix has on this fold bounds how often all can be scored,
-    so every run gets that many evaluations, spread evenly over its own epochs.
+    ``training.select_evaluations: N`` asks for N. Under ``budget: equal`` without it, N is
+    the number of passes over the fold's training images that the budget pays for
+    (``ceil(budget / training images)``): equal images seen is not equal exposure, and a
+    strategy that trains over few images for many epochs would otherwise be scored (and
+    could be picked) after each of them. Budget and training images are the fold's, so
+    every strategy gets the same N whatever else the suite holds. A run with fewer
+    selectable epochs (``Phase.selectable``) than N is scored after each of them. ``None``:
+    the ``select_every`` schedule.
     """
-    return max(1, min(total_epochs(make_plan(suite, registry, s, suite.samplers.get(s, {}),
-                                             labels, seed, split_phases, epochs_per_phase,
-                                             fold),
-                                   epochs_per_phase)
-                      for s in suite.matrix.sampler))
+    epochs_per_phase = int(run.training["epochs_per_phase"])
+    asked = run.training.get("select_evaluations")
+    if asked is None:
+        if suite.budget != "equal" or n_train <= 0:
+            return None
+        asked = math.ceil(plan.budget(epochs_per_phase) / n_train)
+    return max(1, min(int(asked), plan.selectable_epochs(epochs_per_phase)))
 
 
 def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry) -> dict:
@@ -179,11 +180,10 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
     extra = {}
-    if suite.budget == "equal" and len(select) and \
-            run.training.get("select_evaluations") is None:
-        extra["select_evaluations"] = equal_selection_evaluations(
-            suite, registry, train_labels, [suite.split.seed, run.fold, run.seed], phases,
-            run.training["epochs_per_phase"], run.fold)
+    evaluations = selection_evaluations(suite, run, plan, len(fold.train)) if len(select) \
+        else None
+    if evaluations is not None:
+        extra["select_evaluations"] = evaluations
     return {
         "sampler": run.sampler,
         "budget": plan.budget(run.training["epochs_per_phase"]),

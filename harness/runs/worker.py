@@ -74,9 +74,8 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     except (KeyError, TypeError) as exc:
         raise DamagedFile(folder.plan_path, f"unexpected plan ({exc})") from None
     training = to_dataclass(run.training, Training, "training", str(folder.config_path))
-    if plan_data.get("select_evaluations") is not None and \
-            getattr(training, "select_evaluations", 0) is None:
-        # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)
+    if plan_data.get("select_evaluations") is not None:
+        # what planning fixed (harness.runs.runner.selection_evaluations)
         training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
@@ -102,10 +101,12 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     if trackers:
         job.tracker = trackers
         trackers.run_start(tracking.run_info(run_dir, folder.config().to_json()))
-    from harness.training.batches import free_cores
+    from harness.config.suite import available_cores
     from harness.training.loop import train
 
-    threads = job.training.threads or free_cores()
+    # Planning resolves ``threads: 0`` (config.json records the count); only a run folder
+    # written before that has 0 here.
+    threads = job.training.threads or available_cores()
     probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
     if probs.shape != (len(job.test), job.n_classes) or not np.isfinite(probs).all():
         raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
