@@ -74,3 +74,15 @@ def test_adding_a_strategy_changes_no_old_run_and_a_fresh_folder_agrees(make_sui
         assert sum(s.lower() == "true" for s in scored) == plan["select_evaluations"], rid
     assert len({plan["select_evaluations"] for rid, (plan, _, _) in after.items()
                 if "-oversample-" not in rid}) == 1
+
+
+def test_the_report_says_which_runs_were_deterministic():
+    from harness.analysis.report import determinism_line
+
+    sure = {"threads": 1, "deterministic": True}
+    assert determinism_line([sure, sure]) == "deterministic (all 2 runs, 1 thread)"
+    assert determinism_line([sure, {**sure, "threads": 4}]) == \
+        "deterministic (all 2 runs, 1/4 threads)"
+    older = {"threads": 0}  # planned before thread counts were recorded
+    assert determinism_line([sure, older, {**sure, "deterministic": False}]) == \
+        "deterministic: 1 of 3 runs"

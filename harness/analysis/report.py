@@ -62,7 +62,20 @@ def combination_block(combo: Combination, classes: list[str], report_cfg: dict[s
         "paper_selection": any(r.selection == "paper" for r in combo.runs),
         "training": combo.runs[0].run.get("training", {}),
         "budget": combo.runs[0].budget,
+        "determinism": determinism_line([r.run.get("training", {}) for r in combo.runs]),
     }
+
+
+def determinism_line(trainings: list[dict[str, Any]]) -> str:
+    """Which runs were deterministic: a recorded thread count and ``training.deterministic``
+    (runs planned before both were recorded were not)."""
+    sure = [t for t in trainings if t.get("deterministic") and int(t.get("threads") or 0) > 0]
+    threads = sorted({int(t["threads"]) for t in sure})
+    counts = "/".join(map(str, threads))
+    if len(sure) == len(trainings):
+        return (f"deterministic (all {len(sure)} runs, {counts} "
+                f"thread{'s' if threads != [1] else ''})")
+    return f"deterministic: {len(sure)} of {len(trainings)} runs"
 
 
 def comparison_sections(combos: list[Combination], classes: list[str],
