@@ -86,3 +86,20 @@ def test_the_report_says_which_runs_were_deterministic():
     older = {"threads": 0}  # planned before thread counts were recorded
     assert determinism_line([sure, older, {**sure, "deterministic": False}]) == \
         "deterministic: 1 of 3 runs"
+
+
+def test_a_run_planned_with_another_thread_count_is_reported_stale(make_suite, tmp_path,
+                                                                   monkeypatch):
+    """``threads: 0`` is resolved to the machine's cores when planning, recorded in
+    config.json and hashed into its fingerprint: another count makes the run stale."""
+    from harness.config import suite as suite_module
+
+    path = make_suite("threads", matrix={"fold": [1]})
+    monkeypatch.setattr(suite_module.os, "sched_getaffinity", lambda pid: set(range(3)))
+    run(path, tmp_path / "runs")
+    (folder,) = [RunFolder(p) for p in (tmp_path / "runs" / "threads").iterdir() if p.is_dir()]
+    assert folder.config().run["training"]["threads"] == 3
+    assert folder.config().run["training"]["deterministic"] is True
+    assert run(path, tmp_path / "runs", dry_run=True).stale == []
+    monkeypatch.setattr(suite_module.os, "sched_getaffinity", lambda pid: set(range(5)))
+    assert run(path, tmp_path / "runs", dry_run=True).stale == [folder.name]
