@@ -180,6 +180,29 @@ class ReportConfig:
     #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
     #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
     optimism_against: str = ""
+    #: The figures the report of several strategies leads with (forest plot of differences
+    #: from the first reference, mean-rank chart): ``balanced_accuracy``, ``macro_auroc``,
+    #: ``macro_f1``, ``mcc`` or ``FIGURE:CLASS`` with FIGURE one of sensitivity, specificity,
+    #: precision and CLASS a class or ``focus`` (``focus_class``).
+    headline: list[str] = field(default_factory=lambda: list(HEADLINE))
+
+
+#: The report's default headline figures (``report.headline``).
+HEADLINE = ("balanced_accuracy", "sensitivity:focus", "macro_auroc")
+HEADLINE_SUMMARY = ("balanced_accuracy", "macro_auroc", "macro_f1", "mcc")
+HEADLINE_PER_CLASS = ("sensitivity", "specificity", "precision")
+
+
+def headline_problem(key: str, classes: list[str]) -> str | None:
+    """Why ``key`` is not a headline figure of ``classes`` (``None`` when it is)."""
+    fig, sep, cls = key.partition(":")
+    if not sep and key in HEADLINE_SUMMARY:
+        return None
+    if sep and fig in HEADLINE_PER_CLASS and (cls in classes or cls == "focus"):
+        return None
+    return (f"expected one of {', '.join(HEADLINE_SUMMARY)} or FIGURE:CLASS with FIGURE one "
+            f"of {', '.join(HEADLINE_PER_CLASS)} and CLASS one of {', '.join(classes)} or "
+            f"'focus', got {key!r}")
 
 
 @dataclass
@@ -234,6 +257,12 @@ class Suite:
             return "report.focus_class", (f"expected one of the classes "
                                           f"{', '.join(self.classes)}, got "
                                           f"{self.report.focus_class!r}")
+        if not self.report.headline:
+            return "report.headline", "expected at least one figure"
+        for i, key in enumerate(self.report.headline):
+            problem = headline_problem(key, self.classes)
+            if problem:
+                return f"report.headline[{i}]", problem
         return None
 
 
