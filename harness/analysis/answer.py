@@ -50,8 +50,8 @@ def answer_section(runs: Sequence[RunLike], data: dict[str, Any], headline: Sequ
                   for s in data["strategies"] if (p := by_strategy.get(s)) is not None]
         metrics.append({"key": key, "label": labels[key], "percent": in_percent(key),
                         "forest": forest,
+                        "better": [f["strategy"] for f in forest if f["verdict"] == "better"],
+                        "worse": [f["strategy"] for f in forest if f["verdict"] == "worse"],
                         "ranks": mean_ranks(runs, data["strategies"], key, alpha)})
-    flagged = [(m["label"], f["strategy"], f["verdict"]) for m in metrics for f in m["forest"]
-               if f["verdict"] in ("better", "worse")]
-    return {"reference": reference, "metrics": metrics, "flagged": flagged,
+    return {"reference": reference, "metrics": metrics,
             "untested": sum(f["verdict"] == "untested" for m in metrics for f in m["forest"])}

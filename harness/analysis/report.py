@@ -83,14 +83,16 @@ def columns(data: dict[str, Any], headline: list[str]) -> dict[str, Any]:
     return {"summary": [(k, labels[k]) for k in summary], "per_class": per_class}
 
 
-def best_means(data: dict[str, Any]) -> dict[str, str]:
-    """Per figure, the strategy with the highest mean (every compared figure is better high)."""
+def best_means(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Per figure, the strategies with the highest mean (every compared figure is better
+    high), ties included."""
     best = {}
     for key, _ in data["metrics"]:
         means = {s: data["table"][s][key]["mean"] for s in data["strategies"]}
         means = {s: m for s, m in means.items() if m is not None and not math.isnan(m)}
         if len(means) > 1:
-            best[key] = max(means, key=means.get)
+            top = max(means.values())
+            best[key] = [s for s, m in means.items() if m == top]
     return best
 
 
