@@ -100,6 +100,19 @@ def image_src(fig) -> str:
     return svg_data_uri(fig)
 
 
+def strategy_colours(strategies: Sequence[str]) -> dict[str, Any]:
+    """One colour per strategy: matplotlib's 10-colour cycle, or with more strategies its
+    20-colour map, the ten dark shades first, then the light ones, so no two of up to 20
+    curves share a colour."""
+    if len(strategies) <= 10:
+        return {s: f"C{i}" for i, s in enumerate(strategies)}
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    return {s: cmap(order[i % 20]) for i, s in enumerate(strategies)}
+
+
 def confusion_figure(combo, classes: list[str], folds: list[int]):
     """The paper's Figure 4: one confusion matrix per drawn fold (rows true, columns predicted)."""
     from matplotlib.figure import Figure
@@ -142,7 +155,7 @@ def comparison_figures(runs: Sequence[RunLike], classes: Sequence[str],
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
     strategies = ordered_strategies(runs)
-    colors = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
+    colors = strategy_colours(strategies)
     pooled = {s: _pooled(runs, s) for s in strategies}
     figs: dict[str, Any] = {}
     for k, cls in enumerate(classes):
