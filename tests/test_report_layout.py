@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 from test_report import write_run
@@ -218,3 +219,30 @@ def test_cost_of_the_runs_next_to_the_results(tmp_path):
     assert ("4 finished run(s) took\n1.50 hours of worker time, 0.67 of them in training steps\n"
             "and 0.07 scoring the selection split (22.5 min a run)") in html
     assert html.index('id="cost"') < html.index('id="answer-tiny-torch"')
+
+
+def test_figures_go_as_svg_unless_png_is_smaller():
+    """Matrices, dots and text (confusion, forest, ranks) as SVG; curves of thousands of
+    points as PNG; each the smaller of the two for such a figure."""
+    from matplotlib.figure import Figure
+
+    from harness.analysis.figures import image_src, png_data_uri, svg_data_uri
+
+    few = Figure(figsize=(9, 3))
+    for ax in few.subplots(1, 3):
+        cm = np.array([[60, 5, 2], [7, 30, 3], [1, 2, 9]])
+        ax.imshow(cm / cm.sum(1, keepdims=True), cmap="Blues", interpolation="none")
+        for i in range(3):
+            for j in range(3):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center")
+        ax.set_title("A & B: 50% #1")
+    many = Figure(figsize=(6, 3))
+    rng = np.random.default_rng(0)
+    many.subplots().plot(np.sort(rng.random(4000)), np.sort(rng.random(4000)))
+    for fig, kind in ((few, "svg"), (many, "png")):
+        svg, png = svg_data_uri(fig), png_data_uri(fig)
+        assert image_src(fig) == (svg if kind == "svg" else png)
+        assert len(image_src(fig)) == min(len(svg), len(png)), kind
+    # Text stays text, escaped only where HTML or the URL would misread it.
+    svg = svg_data_uri(few)
+    assert "A %26amp; B: 50%25 %231</text>" in svg and '"' not in svg   # XML's &amp;
