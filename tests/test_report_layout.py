@@ -196,31 +196,6 @@ def test_nothing_runs_past_a_1400px_window(many, tmp_path):
     assert seen["n_wide"] > 0 and any(w.startswith("table") for w in seen["wide"]), seen
 
 
-def test_cost_of_the_runs_next_to_the_results(tmp_path):
-    """Hours from each run's status.json (wall) and history.csv (training, selection)."""
-    from harness.analysis.costs import run_costs
-    from harness.analysis.loading import load_runs
-
-    root = tmp_path / "runs" / "fixture"
-    for i, s in enumerate(("none", "phased")):
-        for fold in (1, 2):
-            run = write_run(root, s, fold)
-            status = json.loads((run / "status.json").read_text())
-            (run / "status.json").write_text(json.dumps({**status, "seconds": 900.0 * (i + 1)}))
-            (run / "history.csv").write_text(
-                "phase,epoch,seconds,select_seconds\n0,1,300.0,60\n0,2,300.0,\n")
-    costs = run_costs(load_runs(root, bootstrap=0))
-    assert costs["runs"] == 4
-    assert costs["hours"] == pytest.approx((900 * 2 + 1800 * 2) / 3600)      # 1.5
-    assert costs["train_hours"] == pytest.approx(4 * 600 / 3600)
-    assert costs["select_hours"] == pytest.approx(4 * 60 / 3600)
-    assert costs["per_run_minutes"] == pytest.approx(22.5)
-    html = render_report(root, tmp_path / "out", bootstrap=0).read_text()
-    assert ("4 finished run(s) took\n1.50 hours of worker time, 0.67 of them in training steps\n"
-            "and 0.07 scoring the selection split (22.5 min a run)") in html
-    assert html.index('id="cost"') < html.index('id="answer-tiny-torch"')
-
-
 def test_figures_go_as_svg_unless_png_is_smaller():
     """Matrices, dots and text (confusion, forest, ranks) as SVG; curves of thousands of
     points as PNG; each the smaller of the two for such a figure."""

@@ -56,11 +56,6 @@ class RunResult:
     patients: dict[str, str] = field(default_factory=dict)
     #: Test image uid -> source dataset (the per-source figures); empty when not recorded.
     sources: dict[str, str] = field(default_factory=dict)
-    #: Wall seconds of the run's worker (``status.json``), and within them seconds in
-    #: training steps and in scoring the selection split (``history.csv``): its cost.
-    seconds: float = 0.0
-    train_seconds: float = 0.0
-    select_seconds: float = 0.0
 
     @property
     def run(self) -> dict[str, Any]:
@@ -102,7 +97,6 @@ class Combination:
 def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
     """Read one run folder; a problem becomes a failed or damaged run with its reason."""
     from harness.analysis.budget import exposure, images_seen
-    from harness.analysis.costs import history_seconds
 
     folder = RunFolder(path)
     try:
@@ -135,8 +129,6 @@ def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
     if test.sources is not None:
         result.sources = dict(zip(test.uids, test.sources))
     result.exposure = exposure(run.history, plan, training, result.budget)
-    result.seconds = float(status.seconds or 0.0)
-    result.train_seconds, result.select_seconds = history_seconds(run.history)
     return result
 
 

@@ -25,7 +25,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from harness.analysis import compare, figures
 from harness.analysis.answer import answer_section
 from harness.analysis.calibration import calibration_block, write_calibration_exports
-from harness.analysis.costs import run_costs
 from harness.analysis.data_section import data_section
 from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
@@ -158,7 +157,6 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "data": data_section(runs),
         "optimism": optimism_section(runs_dir, str(report_cfg.get("optimism_against") or "")),
         "dropped": dropped_images(r.config for r in runs),
-        "costs": run_costs(runs),
     }
     context["parquet"] = importlib.util.find_spec("pyarrow") is not None  # as write_results
     out.mkdir(parents=True, exist_ok=True)
