@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.compare import adjust, compare_strategies, describe_families, design_of
+from harness.analysis.compare import (
+    adjust,
+    compare_strategies,
+    describe_families,
+    describe_mcnemar_family,
+    design_of,
+)
 from harness.analysis.figures import comparison_figures
 from harness.analysis.intervals import paired_difference, summarise
 from harness.analysis.metrics import Predictions, compute_metrics
@@ -126,12 +132,14 @@ def test_holm_within_each_family_matches_statsmodels_on_that_family():
     assert "p_adjusted" not in paired[4] and "p_adjusted" not in paired[5]
     assert "p_adjusted" not in mcn[2]
 
-    # One family of all six: .01, .01 -> .06; .02 -> .08; .03, .04, .04 -> .09.
+    # One family of the four t-tests: .01·4 = .04, .02·3 = .06, .03·2, .04 -> .06. The
+    # McNemar rows stay a family of their own (two networks, not two strategies).
     paired, mcn = build()
     groups = adjust(paired, mcn, "all", "holm", 0.05)
-    assert list(groups) == ["all"] and len(groups["all"]) == 6
-    assert [r["p_adjusted"] for r in paired[:4] + mcn[:2]] == pytest.approx(
-        [0.06, 0.09, 0.09, 0.08, 0.09, 0.06])
+    assert list(groups) == ["all", "mcnemar"] and len(groups["all"]) == 4
+    assert [r["p_adjusted"] for r in paired[:4]] == pytest.approx([0.04, 0.06, 0.06, 0.06])
+    assert [r["p_adjusted"] for r in mcn[:2]] == pytest.approx([0.04, 0.02])
+    assert {r["family"] for r in mcn[:2]} == {"mcnemar"}
     paired, mcn = build()
     adjust(paired, mcn, "figure", "fdr_bh", 0.05)
     assert [r["p_adjusted"] for r in paired[:3]] == pytest.approx(
@@ -141,24 +149,51 @@ def test_holm_within_each_family_matches_statsmodels_on_that_family():
 def test_the_family_text_names_each_family_and_its_guarantee():
     sizes = [{"name": "balanced_accuracy", "label": "balanced accuracy", "size": 21, "paired": 21},
              {"name": "mcc", "label": "MCC", "size": 21, "paired": 21},
-             {"name": "macro_auroc", "label": "macro AUROC", "size": 11, "paired": 11},
-             {"name": "mcnemar", "label": "McNemar", "size": 315, "paired": 0}]
+             {"name": "macro_auroc", "label": "macro AUROC", "size": 11, "paired": 11}]
     text = describe_families("figure", sizes, "holm", 0.05, ["none", "phased"])
-    assert text.startswith("4 families: one per figure for 3 figures (21 tests each for 2 of "
-                           "them, every strategy against none and phased; macro AUROC: 11) and "
-                           "the 315 McNemar rows as one; 368 tests in all.")
-    assert ("at most α for each figure separately and for the McNemar rows, not for the page "
-            "as a whole") in text
-    assert "bounded by 4 × α = 0.2" in text
-    one = describe_families("all", [{"name": "all", "size": 30, "paired": 12}], "holm", 0.05)
-    assert one.startswith("One family: all 30 tests (12 per-figure, 18 McNemar)")
+    assert text.startswith("3 families: one per figure for 3 figures (21 tests each for 2 of "
+                           "them, every strategy against none and phased; macro AUROC: 11); "
+                           "53 strategy tests in all.")
+    assert "at most α for each figure separately, not for the page as a whole" in text
+    assert "bounded by 3 × α = 0.15" in text
+    assert "McNemar" not in text
+    assert text.endswith("never smaller, so it flags no more and often less.")
+    one = describe_families("all", [{"name": "all", "size": 30, "paired": 30}], "holm", 0.05)
+    assert one.startswith("One family: all 30 strategy tests corrected together")
     assert "at most α for the comparison as a whole" in one
-    # Two folds (the demo): only McNemar rows can be tested, one family, α for all of it.
-    demo = describe_families("figure", [{"name": "mcnemar", "size": 10, "paired": 0}],
-                             "holm", 0.05, ["phased", "none"])
-    assert demo == ("1 family: the 10 McNemar rows as one; 10 tests in all. Corrected with "
-                    "Holm step-down (family-wise error) at α = 0.05: the chance of any false "
-                    "flag is at most α for the comparison as a whole.")
+    # Two folds (the demo): no strategy test can reach α; McNemar is described on its own.
+    assert describe_families("figure", [], "holm", 0.05).startswith("No strategy test can")
+    assert describe_mcnemar_family(10, "holm", 0.05) == (
+        "The 10 testable McNemar rows form one family of their own, corrected with Holm "
+        "step-down (family-wise error) at α = 0.05: the chance of any false flag is at most α "
+        "among them. They are never counted with the strategy tests.")
+
+
+def test_bh_wording_claims_only_what_bh_guarantees():
+    """With fdr_bh, "flags no more" under ``family: all`` is false: the issue's example, a
+    p of 0.03 among three tests of one figure (BH 0.09) and ten p of 0.001 of other figures
+    (0.03 · 13 / 11 = 0.035 in one family of 13)."""
+    from statsmodels.stats.multitest import multipletests
+
+    paired = [_row(0.03, "a"), _row(0.5, "a"), _row(0.6, "a")] + [
+        _row(0.001, f"m{i}") for i in range(10)]
+    adjust(paired, [], "figure", "fdr_bh", 0.05)
+    per_figure = paired[0]["p_adjusted"]
+    for r in paired:
+        r.pop("p_adjusted")
+    adjust(paired, [], "all", "fdr_bh", 0.05)
+    together = paired[0]["p_adjusted"]
+    assert per_figure == pytest.approx(0.09) and together == pytest.approx(0.03 * 13 / 11)
+    assert together == pytest.approx(multipletests([r["p"] for r in paired], method="fdr_bh")[1][0])
+    assert together < 0.05 < per_figure          # family: all flags it, per figure does not
+    sizes = [{"name": "a", "label": "a", "size": 3, "paired": 3}] + [
+        {"name": f"m{i}", "label": f"m{i}", "size": 1, "paired": 1} for i in range(10)]
+    text = describe_families("figure", sizes, "fdr_bh", 0.05, ["none"])
+    assert "flags no more" not in text and "bounded by" not in text
+    assert "may flag more or fewer" in text
+    assert "expected share of false flags among the flags is at most α" in text
+    holm = describe_families("figure", sizes, "holm", 0.05, ["none"])
+    assert "flags no more" in holm and "chance of any false flag is at most α" in holm
 
 
 def test_mcnemar_exact_is_the_binomial_test():
