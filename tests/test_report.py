@@ -414,3 +414,39 @@ def test_damaged_runs_are_named_and_left_out_of_every_figure(tmp_path):
 
     assert set(harness.load_results(root)["run_id"]) == set(
         harness.load_results(clean)["run_id"])
+
+
+def test_mcnemar_has_its_own_section_and_seed_spread_sits_by_the_differences(tmp_path):
+    from harness.analysis.metrics import pct
+
+    root = tmp_path / "runs" / "seeds"
+    for fold in (1, 2, 3):
+        for seed in (0, 1):
+            write_run(root, "none", fold, seed=seed, skill=1.0)
+            write_run(root, "phased", fold, seed=seed, skill=1.4)
+    out = tmp_path / "out"
+    html = render_report(root, out, bootstrap=0).read_text()
+    compare_at = html.index('id="compare-tiny-torch"')
+    compare_end = html.index("</section>", compare_at)
+    mcnemar_at = html.index('id="mcnemar-tiny-torch"')
+    assert mcnemar_at > compare_end                # not inside the strategy comparison
+    section = html[mcnemar_at:html.index("</section>", mcnemar_at)]
+    assert "Two trained networks on one test set (McNemar)" in section
+    assert "not a verdict on two strategies" in section
+    assert "better" not in section and "worse" not in section
+    assert len(re.findall(r"<tr><td class=\"label\">phased</td>", section)) == 6
+    assert "McNemar" not in html[compare_at:compare_end].split("Families")[1].split(
+        "</div>")[0].replace("McNemar's test of two trained networks", "")
+    # The seed spread: pooled within-fold sd of balanced accuracy over the two seeds.
+    ba = {}
+    for run in root.glob("tiny-phased-*"):
+        config = json.loads((run / "config.json").read_text())["run"]
+        ba.setdefault(config["fold"], []).append(
+            json.loads((run / "metrics.json").read_text())["balanced_accuracy"])
+    sd = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in ba.values()])))
+    spread = html[html.index('id="seed-spread-tiny-torch"'):compare_end]
+    assert f"{pct(sd)}<span" in spread
+    assert "Against <code>none</code>" in spread and "noise ±" in spread
+    assert html.index('id="seed-spread-tiny-torch"') < compare_end
+    # No minus zero anywhere on the page.
+    assert not re.search(r"[-−]0\.0+(?![0-9]*[1-9])", html)
