@@ -60,10 +60,11 @@ def simulate(rng: np.random.Generator, skills: dict[str, float], folds: int = 5,
         fold_effect = rng.normal(0, 0.3)
         for seed in range(seeds):
             for sampler, skill in skills.items():
-                run_skill = skill + fold_effect + rng.normal(0, noise)   # this network
-                bias = rng.normal(0, noise, size=3)                      # its class lean
-                logits = rng.normal(size=(true.size, 3)) + bias
-                logits[np.arange(true.size), true] += run_skill
+                logits = rng.normal(size=(true.size, 3))
+                logits[np.arange(true.size), true] += skill + fold_effect
+                if noise:   # this network's own skill offset and class lean
+                    logits[np.arange(true.size), true] += rng.normal(0, noise)
+                    logits += rng.normal(0, noise, size=3)
                 preds = Predictions(CLASSES, uids, true, logits.argmax(axis=1), None)
                 runs.append(Run(sampler, fold, seed, compute_metrics(preds, bootstrap=0),
                                 preds, patients=owner))
@@ -78,7 +79,7 @@ def null_suite_rates(suites: int, noise: float, seed: int = 2024,
                      strategies: int = 2) -> dict[str, float]:
     """Shares of null suites (``strategies`` identical ones) with some false flag, by kind,
     and the seed spread and noise band the report would show."""
-    rng = np.random.default_rng([seed, int(round(noise * 1000)), strategies])
+    rng = np.random.default_rng([seed, round(noise * 1000), strategies])
     skills = {"none": 1.2, "phased": 1.2} | {f"same{i}": 1.2 for i in range(strategies - 2)}
     counts = dict.fromkeys(("figure", "page", "all", "mcnemar", "mcnemar_rows",
                             "within_noise"), 0)
@@ -114,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, nargs="+", default=list(NOISE_LEVELS),
                         help="seed-to-seed training noise σ (skill offset and class bias)")
     parser.add_argument("--twelve", type=int, default=20,
-                        help="null suites of 12 identical strategies at each noise level "
-                             "(0: skip)")
+                        help="null suites of 12 identical strategies per level of "
+                             "--twelve-noise (0: skip)")
+    parser.add_argument("--twelve-noise", type=float, nargs="+", default=[0.0, 0.3])
     args = parser.parse_args(argv)
     gc.freeze()   # statsmodels' multipletests calls gc.collect(); frozen objects make it cheap
     start = time.perf_counter()
@@ -124,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'strategies':>10} {'noise':>6} {'suites':>6} {'seed sd':>8} "
           f"{'one figure':>10} {'any figure':>10} {'family all':>10} {'McNemar':>8} "
           f"{'McN rows':>8} {'in noise':>8}")
-    plans = [(2, args.suites)] + ([(12, args.twelve)] if args.twelve else [])
-    for strategies, suites in plans:
-        for noise in args.noise:
+    plans = [(2, args.suites, args.noise)] + (
+        [(12, args.twelve, args.twelve_noise)] if args.twelve else [])
+    for strategies, suites, levels in plans:
+        for noise in levels:
             r = null_suite_rates(suites, noise, strategies=strategies)
             print(f"{strategies:>10} {noise:>6.2f} {suites:>6} {r['seed_sd_points']:>7.2f}p "
                   f"{r['figure']:>10.1%} {r['page']:>10.1%} {r['all']:>10.1%} "
