@@ -405,8 +405,8 @@ def _family_label(name: str, keys: Sequence[tuple[str, str]], focus: str) -> str
 GUARANTEE = {
     "holm": "the chance of any false flag is at most α",
     "fdr_bh": ("the expected share of false flags among the flags is at most α (for "
-               "independent or positively dependent tests); where no difference is real, "
-               "that is the chance of any false flag"),
+               "independent or positively dependent tests; where no difference is real, "
+               "this bounds the chance of any false flag)"),
 }
 #: What choosing ``report.family: all`` instead does to the flags, per correction.
 ALL_INSTEAD = {
