@@ -216,6 +216,12 @@ def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
     assert all(-1.0 <= float(r["mcc"]) <= 1.0 for r in read_csv(out / "other_metrics.csv"))
     assert all(-1.0 <= v <= 1.0 for v in values("comparison.csv") + values(
         "comparison_paired.csv"))
+    # Two folds (df 1, t quantile 12.7): the t intervals reach past the range and are cut.
+    for r in read_csv(out / "comparison_paired.csv"):
+        bound = 2.0 if r["metric"] == "mcc" else 1.0
+        assert -bound <= float(r["ci_low"]) <= float(r["ci_high"]) <= bound, r
+    assert any(float(r["ci_low"]) == -1.0 for r in read_csv(out / "comparison_paired.csv"))
+    assert "†" in html
     counts = [int(v) for r in read_csv(out / "table3.csv") for k, v in r.items()
               if k.endswith("_correct")]
     assert max(counts) > 1
