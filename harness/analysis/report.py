@@ -37,7 +37,7 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
     load_runs,
     suite_config,
 )
-from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct
+from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct, signed
 from harness.analysis.optimism import optimism_section
 from harness.analysis.results import write_results
 from harness.analysis.sources import source_block
@@ -51,6 +51,7 @@ def _environment() -> Environment:
                       lstrip_blocks=True)
     env.filters["pct"] = pct
     env.filters["fmt"] = fmt
+    env.filters["signed"] = signed
     env.filters["pvalue"] = lambda p: "n/a" if p is None else ("< 0.001" if p < 0.001
                                                               else f"{p:.3f}")
     return env

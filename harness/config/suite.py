@@ -165,11 +165,12 @@ class ReportConfig:
     alpha: float = field(default=0.05, metadata=between(0.0, 0.5, above=True))
     #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
     correction: Literal["holm", "fdr_bh"] = "holm"
-    #: Which tests are corrected together: ``figure``, one family per figure (every
-    #: strategy-against-reference t-test of it) and one of the McNemar rows, so α holds per
-    #: figure (Demšar 2006; García & Herrera 2008); ``all``, every test of a comparison in
-    #: one family, so α holds for the comparison as a whole, with adjusted p-values never
-    #: smaller than per figure (fewer flags).
+    #: Which strategy tests are corrected together: ``figure``, one family per figure
+    #: (every strategy-against-reference t-test of it), so α holds per figure (Demšar 2006;
+    #: García & Herrera 2008); ``all``, every strategy test of a comparison in one family,
+    #: so α holds for the comparison as a whole (with Holm never more flags than per figure;
+    #: with Benjamini-Hochberg possibly more or fewer). The McNemar rows are always a family
+    #: of their own.
     family: Literal["figure", "all"] = "figure"
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
@@ -177,8 +178,9 @@ class ReportConfig:
     #: Strategies shown first and compared against, when present. Default: the built-in
     #: baseline and the paper's method.
     references: list[str] = field(default_factory=lambda: ["none", "phased"])
-    #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
-    #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
+    #: Name of a suite whose runs chose checkpoints on test images (e.g.
+    #: ``paper-clean-testselect`` for ``paper-clean``): the report adds the optimism gap
+    #: against its runs in ``runs/`` and says whether the pair differs in selection alone.
     optimism_against: str = ""
     #: The figures the report of several strategies leads with (forest plot of differences
     #: from the first reference, mean-rank chart): ``balanced_accuracy``, ``macro_auroc``,
