@@ -172,11 +172,12 @@ class ReportConfig:
     alpha: float = field(default=0.05, metadata=between(0.0, 0.5, above=True))
     #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
     correction: Literal["holm", "fdr_bh"] = "holm"
-    #: Which tests are corrected together: ``figure``, one family per figure (every
-    #: strategy-against-reference t-test of it) and one of the McNemar rows, so α holds per
-    #: figure (Demšar 2006; García & Herrera 2008); ``all``, every test of a comparison in
-    #: one family, so α holds for the comparison as a whole, with adjusted p-values never
-    #: smaller than per figure (fewer flags).
+    #: Which strategy tests are corrected together: ``figure``, one family per figure
+    #: (every strategy-against-reference t-test of it), so α holds per figure (Demšar 2006;
+    #: García & Herrera 2008); ``all``, every strategy test of a comparison in one family,
+    #: so α holds for the comparison as a whole (with Holm never more flags than per figure;
+    #: with Benjamini-Hochberg possibly more or fewer). The McNemar rows are always a family
+    #: of their own.
     family: Literal["figure", "all"] = "figure"
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
@@ -184,9 +185,33 @@ class ReportConfig:
     #: Strategies shown first and compared against, when present. Default: the built-in
     #: baseline and the paper's method.
     references: list[str] = field(default_factory=lambda: ["none", "phased"])
-    #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
-    #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
+    #: Name of a suite whose runs chose checkpoints on test images (e.g.
+    #: ``paper-clean-testselect`` for ``paper-clean``): the report adds the optimism gap
+    #: against its runs in ``runs/`` and says whether the pair differs in selection alone.
     optimism_against: str = ""
+    #: The figures the report of several strategies leads with (forest plot of differences
+    #: from the first reference, mean-rank chart): ``balanced_accuracy``, ``macro_auroc``,
+    #: ``macro_f1``, ``mcc`` or ``FIGURE:CLASS`` with FIGURE one of sensitivity, specificity,
+    #: precision and CLASS a class or ``focus`` (``focus_class``).
+    headline: list[str] = field(default_factory=lambda: list(HEADLINE))
+
+
+#: The report's default headline figures (``report.headline``).
+HEADLINE = ("balanced_accuracy", "sensitivity:focus", "macro_auroc")
+HEADLINE_SUMMARY = ("balanced_accuracy", "macro_auroc", "macro_f1", "mcc")
+HEADLINE_PER_CLASS = ("sensitivity", "specificity", "precision")
+
+
+def headline_problem(key: str, classes: list[str]) -> str | None:
+    """Why ``key`` is not a headline figure of ``classes`` (``None`` when it is)."""
+    fig, sep, cls = key.partition(":")
+    if not sep and key in HEADLINE_SUMMARY:
+        return None
+    if sep and fig in HEADLINE_PER_CLASS and (cls in classes or cls == "focus"):
+        return None
+    return (f"expected one of {', '.join(HEADLINE_SUMMARY)} or FIGURE:CLASS with FIGURE one "
+            f"of {', '.join(HEADLINE_PER_CLASS)} and CLASS one of {', '.join(classes)} or "
+            f"'focus', got {key!r}")
 
 
 @dataclass
@@ -241,6 +266,12 @@ class Suite:
             return "report.focus_class", (f"expected one of the classes "
                                           f"{', '.join(self.classes)}, got "
                                           f"{self.report.focus_class!r}")
+        if not self.report.headline:
+            return "report.headline", "expected at least one figure"
+        for i, key in enumerate(self.report.headline):
+            problem = headline_problem(key, self.classes)
+            if problem:
+                return f"report.headline[{i}]", problem
         return None
 
 
