@@ -102,6 +102,8 @@ class Status:
     finished: float | None = None
     seconds: float = 0.0
     traceback: str = ""
+    #: What the run trained on, in words (``cpu``, the GPU's name); empty when not known.
+    device: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Status:

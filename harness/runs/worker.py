@@ -126,8 +126,9 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     metrics["calibration"] = run_calibration(table.true, table.proba, n_boot,
                                              seed=int(job.run.fold))
     folder.write_metrics(metrics)
+    device = job.device or ("cpu" if str(job.training.device).lower() == "cpu" else "")
     folder.write_status("done", started=started, finished=time.time(),
-                        seconds=time.time() - started)
+                        seconds=time.time() - started, device=device)
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
