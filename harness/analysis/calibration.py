@@ -42,25 +42,16 @@ def brier_score(true: np.ndarray, proba: np.ndarray) -> float:
 
 
 def macro_auroc(true: np.ndarray, proba: np.ndarray) -> float | None:
-    """Mean one-vs-rest AUROC over the classes present.
+    """Mean one-vs-rest AUROC over the classes present (None when no class has both
+    positives and negatives).
 
-    Each AUROC is the Mann-Whitney rank statistic (average ranks for ties: the value
-    ``sklearn.metrics.roc_auc_score`` gives), computed with ``scipy.stats.rankdata``; the
-    bootstrap computes the same statistic for all resamples at once
-    (``macro_auroc_resampled``), and the tests check the two agree.
+    Each AUROC is the Mann-Whitney statistic with ties counted ½ (the value
+    ``sklearn.metrics.roc_auc_score`` gives; the tests check it): ``macro_auroc_resampled``
+    with every image counted once.
     """
-    from scipy.stats import rankdata
-
-    scores = []
-    for k in range(proba.shape[1]):
-        positive = true == k
-        n_pos = int(positive.sum())
-        n_neg = len(true) - n_pos
-        if n_pos == 0 or n_neg == 0:
-            continue
-        ranks = rankdata(proba[:, k])
-        scores.append((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    return float(np.mean(scores)) if scores else None
+    true = np.asarray(true)
+    value = macro_auroc_resampled(true, proba, np.ones((1, len(true)), dtype=np.int32))[0]
+    return None if np.isnan(value) else float(value)
 
 
 def resample_counts(true: np.ndarray, n_classes: int, n_boot: int,

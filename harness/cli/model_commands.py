@@ -187,12 +187,14 @@ def bench_engines(registry, engine: str, backbones: list[str]
                    "seeds); default 180.")
 @click.option("--out", "study_out", type=click.Path(file_okay=False), default="bench-study",
               show_default=True, help="--study: where its suites, runs and reports go.")
+@click.option("--epochs", "study_epochs", type=click.IntRange(min=1), default=25,
+              show_default=True, help="--study: epochs per phase (suites/sampling.yaml: 25).")
 @click.option("--python", "study_python", default=None,
               help="--study: the Python whose harness is timed (default: this one), e.g. "
                    "an older checkout's virtualenv, to compare versions.")
 def bench_command(engine, backbones, image_size, batch_size, steps, head, device, plugins,
                   overhead, precision, compile_modes, peak_tflops, as_json, study, study_runs,
-                  study_out, study_python):
+                  study_out, study_epochs, study_python):
     """Training, inference and input-pipeline images/s, vs the paper's input pipeline.
 
     Every engine runs in its own process and is timed through the primitives the training
@@ -204,7 +206,8 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
     from harness.plugin.registry import build_registry
 
     if study:
-        return study_bench(study_runs or ("180",), study_out, study_python, as_json)
+        return study_bench(study_runs or ("180",), study_out, study_python, as_json,
+                           study_epochs)
     if steps < 1:
         raise HarnessError(f"--steps must be >= 1; got {steps}")
     registry = build_registry(plugins)
@@ -272,7 +275,7 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
         _echo_overhead(results)
 
 
-def study_bench(sizes, out: str, python: str | None, as_json: bool) -> None:
+def study_bench(sizes, out: str, python: str | None, as_json: bool, epochs: int = 25) -> None:
     """``harness bench --study``: see ``harness.testing.study_bench``."""
     from pathlib import Path
 
@@ -280,7 +283,8 @@ def study_bench(sizes, out: str, python: str | None, as_json: bool) -> None:
 
     out_dir = Path(out)
     results = [run_study(out_dir / f"study-{n}", int(n), python or sys.executable,
-                         cache_dir=out_dir / "cache", echo=lambda m: click.echo(m, err=True))
+                         cache_dir=out_dir / "cache", echo=lambda m: click.echo(m, err=True),
+                         epochs_per_phase=epochs)
                for n in sizes]
     if as_json:
         click.echo(json.dumps(results, indent=2))
