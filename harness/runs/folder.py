@@ -141,12 +141,17 @@ class PlanFile:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        for name in ("train", "select", "test"):
-            for key in ("patients", "sources"):
-                if out[name][key] is None:
-                    del out[name][key]
-        return {**out.pop("extra"), **out}
+        """As a JSON document; lists are shared, not copied (``dataclasses.asdict`` deep-copies
+        every uid of every part: most of the time of planning a run at 15,000 images)."""
+        def part(p: Part) -> dict[str, Any]:
+            out = {"uids": p.uids, "labels": p.labels}
+            out.update({k: v for k, v in (("patients", p.patients), ("sources", p.sources))
+                        if v is not None})
+            return out
+
+        return {**self.extra, "sampler": self.sampler, "budget": self.budget, "plan": self.plan,
+                "train": part(self.train), "select": part(self.select), "test": part(self.test),
+                "phase_class_counts": self.phase_class_counts}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanFile:
@@ -216,10 +221,16 @@ def _array_slots(doc: dict[str, Any]):
 def split_plan_arrays(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``plan.json``'s document with its long lists replaced by ``{"array": name, "n": len}``,
     and those lists as arrays by name."""
-    doc = json.loads(json.dumps(doc, default=store._jsonable))  # a copy; numpy to lists
+    doc = dict(doc)  # copies of the containers changed below; the lists are not copied
+    for part in ("train", "select", "test"):
+        if isinstance(doc.get(part), dict):
+            doc[part] = dict(doc[part])
+    if isinstance(doc.get("plan"), dict) and isinstance(doc["plan"].get("phases"), list):
+        doc["plan"] = {**doc["plan"], "phases": [dict(p) if isinstance(p, dict) else p
+                                                 for p in doc["plan"]["phases"]]}
     arrays = {}
     for holder, key, name in _array_slots(doc):
-        if isinstance(holder[key], list):
+        if isinstance(holder[key], (list, tuple, np.ndarray)):
             arrays[name] = _as_array(key, holder[key])
             holder[key] = {"array": name, "n": len(holder[key])}
     if arrays:
