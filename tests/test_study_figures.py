@@ -199,3 +199,27 @@ def test_the_worker_stores_the_figures_and_the_device(make_suite, tmp_path):
 def test_device_kinds():
     assert device_kind("cpu") == "CPU" and device_kind("NVIDIA H200") == "GPU"
     assert device_kind("") == "device"
+
+
+def test_the_study_benchmark_is_the_sampling_suite_with_the_fake_engine(tmp_path):
+    from harness.config.suite import expand, load_suite
+    from harness.testing.study_bench import sampling_suite, study_suite
+
+    full = study_suite(180, tmp_path / "cache")
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(full))  # JSON is YAML
+    suite = load_suite(path)
+    runs = expand(suite)
+    assert len(runs) == 180 and {r.engine for r in runs} == {"centroid"}
+    sampling = sampling_suite()
+    assert suite.matrix.sampler == sampling["matrix"]["sampler"]
+    assert full["samplers"] == sampling["samplers"] and full["budget"] == sampling["budget"]
+    assert full["split"] == sampling["split"] and full["report"] == sampling["report"]
+    assert full["datasets"][0]["options"]["n"] == 15_000
+    assert len(expand(load_suite(_written(tmp_path, study_suite(45, tmp_path))))) == 45
+
+
+def _written(tmp_path, data):
+    path = tmp_path / "small.yaml"
+    path.write_text(json.dumps(data))
+    return path
