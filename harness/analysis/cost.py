@@ -60,7 +60,11 @@ def suite_cost(runs: Sequence[Any]) -> dict[str, Any]:
                 else "")
              + f" ({row['training_hours']:.3g} h of it in training steps and selection)"
              for row in rows]
-    text = ("This study cost " + "; ".join(parts) + ", summed from the run folders "
-            "(wall-clock time of each run; CPU-hours are hours of a run on the CPU, not "
-            "core-hours)." if rows else "")
+    notes = ["wall-clock time of each run"]
+    if any(row["kind"] == "CPU" for row in rows):
+        notes.append("CPU-hours are hours of a run on the CPU, not core-hours")
+    if any(row["kind"] == "device" for row in rows):
+        notes.append("device-hours: the run folder does not record the device")
+    text = ("This study cost " + "; ".join(parts) + ", summed from the run folders ("
+            + "; ".join(notes) + ")." if rows else "")
     return {"kinds": rows, "hours": sum(r["hours"] for r in rows), "text": text}
