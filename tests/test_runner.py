@@ -44,7 +44,7 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         config = store.read_json(d / "config.json")
         assert config["run"]["run_id"] == d.name
         assert config["versions"]["python"]
-        plan = store.read_json(d / "plan.json")
+        plan = RunFolder(d).plan_document()
         assert set(plan["train"]["uids"]).isdisjoint(plan["test"]["uids"])
         assert set(plan["select"]["uids"]).isdisjoint(plan["test"]["uids"])
         header = (d / "predictions.csv").read_text().splitlines()[0]
@@ -59,7 +59,7 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
     # budget: equal also equalises selection evaluations: one per pass over the fold's
     # training images that the budget pays for (every epoch of a run that has fewer).
     for fold in (1, 2):
-        plans = [store.read_json(d / "plan.json") for d in folders if f"-f{fold}-" in d.name]
+        plans = [RunFolder(d).plan_document() for d in folders if f"-f{fold}-" in d.name]
         for plan in plans:
             passes = -(-plan["budget"] // len(plan["train"]["uids"]))
             epochs = sum(p["epochs"] or 2 for p in plan["plan"]["phases"])
@@ -75,7 +75,7 @@ def test_the_two_folds_test_every_image_once(make_suite, tmp_path):
     run(suite, tmp_path)
     tested = []
     for d in run_dirs(tmp_path / "runs" / "cover"):
-        tested += store.read_json(d / "plan.json")["test"]["uids"]
+        tested += RunFolder(d).plan_document()["test"]["uids"]
     assert len(tested) == len(set(tested)) == 120
 
 
@@ -232,7 +232,7 @@ def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypa
     result = run(suite, tmp_path)
     assert [o.state for o in result.outcomes] == ["done", "done"]
     for d in run_dirs(tmp_path / "runs" / "fixed"):
-        plan = store.read_json(d / "plan.json")
+        plan = RunFolder(d).plan_document()
         train = plan["train"]["uids"]
         phases = [[train[i] for i in p["indices"]] for p in plan["plan"]["phases"]]
         assert phases == [train[: len(train) // 2], train[len(train) // 2:]]

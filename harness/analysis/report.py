@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from harness.analysis import compare, figures
 from harness.analysis.answer import answer_section
 from harness.analysis.calibration import calibration_block, write_calibration_exports
+from harness.analysis.cost import suite_cost
 from harness.analysis.data_section import data_section
 from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
@@ -171,6 +172,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "data": data_section(runs),
         "optimism": optimism_section(runs_dir, str(report_cfg.get("optimism_against") or "")),
         "dropped": dropped_images(r.config for r in runs),
+        "cost": suite_cost(runs),
     }
     context["parquet"] = importlib.util.find_spec("pyarrow") is not None  # as write_results
     out.mkdir(parents=True, exist_ok=True)
@@ -178,5 +180,5 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
     store.write_text(out / "index.html", html)
     write_exports(out, blocks, comparisons, not_done, classes, suite_name)
     write_calibration_exports(out, blocks)
-    write_results(out, runs_dir)
+    write_results(out, runs_dir, runs)
     return out / "index.html"

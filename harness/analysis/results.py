@@ -59,11 +59,17 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise HarnessError(f"{runs_dir}: no such runs folder; give runs/<suite> or runs/")
+    return results_table([(folder.name, load_runs(folder, bootstrap=0))
+                          for folder in suite_folders(runs_dir)])
+
+
+def results_table(suites) -> pd.DataFrame:
+    """The long table of ``(suite folder name, loaded runs)`` pairs."""
     rows: list[dict[str, Any]] = []
-    for folder in suite_folders(runs_dir):
-        for run in load_runs(folder, bootstrap=0):
+    for name, runs in suites:
+        for run in runs:
             if run.state == "done" and run.metrics:
-                suite = run.config.get("suite", {}).get("name") or folder.name
+                suite = run.config.get("suite", {}).get("name") or name
                 rows += rows_of(suite, {**run.run, "run_id": run.run_id}, run.metrics)
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["fold"] = table["fold"].astype("int64")
@@ -72,9 +78,11 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
     return table
 
 
-def write_results(out: Path, runs_dir: Path) -> list[Path]:
-    """``results.csv`` (and ``results.parquet`` with pyarrow) in the report folder."""
-    table = load_results(runs_dir)
+def write_results(out: Path, runs_dir: Path, runs=None) -> list[Path]:
+    """``results.csv`` (and ``results.parquet`` with pyarrow) in the report folder; ``runs``:
+    the suite's runs as the report loaded them (read again from ``runs_dir`` when not given)."""
+    table = (load_results(runs_dir) if runs is None
+             else results_table([(Path(runs_dir).name, runs)]))
     written = [Path(out) / "results.csv"]
     store.write_text(written[0], table.to_csv(index=False))
     try:

@@ -115,15 +115,21 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     plan_file = folder.plan()
     folder.write_predictions(predictions_csv(plan_file.test.uids, plan_file.test.labels, probs,
                                              job.classes))
+    from harness.analysis.calibration import run_calibration
     from harness.analysis.metrics import compute_metrics
 
     table = folder.predictions(job.classes)
     patients = plan_file.test.patients  # bootstrap clusters: a patient's images
-    folder.write_metrics(compute_metrics(
-        table, job.classes, bootstrap=folder.config().bootstrap, clusters=patients,
-        resampled="patients" if patients else "images"))
+    n_boot = folder.config().bootstrap
+    metrics = compute_metrics(table, job.classes, bootstrap=n_boot, clusters=patients,
+                              resampled="patients" if patients else "images")
+    # Computed once here, so no report recomputes a run's figures (it reads them back).
+    metrics["calibration"] = run_calibration(table.true, table.proba, n_boot,
+                                             seed=int(job.run.fold))
+    folder.write_metrics(metrics)
+    device = job.device or ("cpu" if str(job.training.device).lower() == "cpu" else "")
     folder.write_status("done", started=started, finished=time.time(),
-                        seconds=time.time() - started)
+                        seconds=time.time() - started, device=device)
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 

@@ -152,6 +152,7 @@ def train(job, build: Callable[[EngineContext], Any], threads: int = 0,
         spent.setdefault(key, 0.0)
     started = time.perf_counter()
     model = build(context_for(job, threads))
+    job.device = str(getattr(model, "device_name", "") or "")  # recorded in status.json
     phases = job.plan.phases
     epochs = [job.phase_epochs(p) for p in range(len(phases))]
     # run-wide epoch numbers (1-based) after which the checkpoint may be chosen
