@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from harness.config.validate import SuiteError, between, to_dataclass
+from harness.config.yaml_loader import load_yaml
+from harness.names import SLUG_RE
 from harness.plugin.specs import DEFAULT_CLASSES
 
 #: A suite name becomes the folder ``runs/<name>`` and ``reports/<name>``: a slug, never a path.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RE = SLUG_RE
 CLASS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}")
 MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # Bounds that keep every setting runnable (and every count inside int64): far beyond any
@@ -271,13 +271,7 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: not valid YAML: {where}{what}") from exc
+    data = load_yaml(path)  # strict: duplicate keys, depth, aliases, UTF-8
     return parse_suite(data, str(path))
 
 

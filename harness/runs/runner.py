@@ -485,7 +485,6 @@ def run_suite(
     sorted_runs = triage(runs, runs_root, echo, rerun, current)
     done, pending = sorted_runs.done, sorted_runs.pending
     result.stale = [r.run_id for r in sorted_runs.stale]
-    restart_runs(pending, sorted_runs.restart, runs_root, echo)
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
@@ -496,6 +495,9 @@ def run_suite(
     try:
         if pending:
             prepared = prepare(suite, registry, show_progress=show_progress)
+            # Only now, with every input known good (records, cache, folds), may the runs
+            # that start over lose what they produced: a data problem never erases a run.
+            restart_runs(pending, sorted_runs.restart, runs_root, echo)
             dropped = prepared.dropped
             for line in dropped_lines(dropped):
                 echo(line)

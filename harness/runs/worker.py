@@ -54,7 +54,9 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     if engine.builder not in backbone.builders:
         raise HarnessError(f"backbone {run.backbone!r} has no build for engine {run.engine!r}; "
                            f"it supports: {', '.join(sorted(backbone.builders))}")
-    cache = open_cache(suite["cache"])
+    # The blocks of this run's images are checked against their digests before training.
+    cache = open_cache(suite["cache"], rows_of=[u for part in (plan_file.train, plan_file.select,
+                                                             plan_file.test) for u in part.uids])
     classes = list(suite["classes"])
     labels = np.full(len(cache.uids), -1, dtype=np.int64)
     parts = {}
