@@ -120,11 +120,10 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
 
     table = folder.predictions(job.classes)
     patients = plan_file.test.patients  # bootstrap clusters: a patient's images
-    folder.write_metrics(compute_metrics(
+    folder.write_done(compute_metrics(
         table, job.classes, bootstrap=folder.config().bootstrap, clusters=patients,
-        resampled="patients" if patients else "images"))
-    folder.write_status("done", started=started, finished=time.time(),
-                        seconds=time.time() - started)
+        resampled="patients" if patients else "images"),
+        started=started, finished=time.time(), seconds=time.time() - started)
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
