@@ -76,7 +76,12 @@ def write_results(out: Path, runs_dir: Path) -> list[Path]:
     """``results.csv`` (and ``results.parquet`` with pyarrow) in the report folder."""
     table = load_results(runs_dir)
     written = [Path(out) / "results.csv"]
-    store.write_text(written[0], table.to_csv(index=False))
+    from harness.analysis.exports import spreadsheet_safe
+
+    text = table.copy()  # text columns neutralised for spreadsheets; Parquet keeps the data
+    for column in text.columns[text.dtypes == object]:
+        text[column] = text[column].map(spreadsheet_safe)
+    store.write_text(written[0], text.to_csv(index=False))
     try:
         import pyarrow  # noqa: F401 - optional: Parquet only where it is installed
     except ImportError:

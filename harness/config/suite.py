@@ -365,7 +365,10 @@ def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") ->
         key, value = item.split("=", 1)
         if key not in keys:
             raise SuiteError(f"{source} {item!r}: unknown key {key!r}; known: {', '.join(keys)}")
-        wanted.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if not values:
+            raise SuiteError(f"{source} {item!r}: no value after '='; e.g. {key}=VALUE")
+        wanted.setdefault(key, []).extend(values)
     for key, values in wanted.items():
         have = sorted({str(getattr(r, key)) for r in runs}, key=lambda v: (len(v), v))
         missing = [v for v in values if v not in have]
@@ -374,4 +377,6 @@ def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") ->
                              f"{missing[0]!r}; its {key} values: {', '.join(have) or '(none)'}")
     for key, values in wanted.items():
         runs = [r for r in runs if str(getattr(r, key)) in values]
+    if only and not runs:
+        raise SuiteError(f"{source} {' '.join(only)}: selects no run of the suite")
     return runs

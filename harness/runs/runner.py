@@ -25,10 +25,11 @@ from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
+from harness.plugin import guard
 from harness.plugin.check import check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
-from harness.plugin.specs import Fold, Plan, SamplerContext
+from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
 from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
@@ -141,7 +142,16 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
         classes=tuple(suite.classes), rng=np.random.default_rng(seed), budget=budget,
         epochs_per_phase=epochs_per_phase, split_phases=split_phases, fold=fold,
         seed=int(seed[-1]) if seed else 0)
-    return sampler.plan(labels, options, context)
+    plugin = guard.who(registry, "samplers", sampler_name)
+    plan = guard.call(plugin, "plan", sampler.plan, labels, options, context)
+    if not isinstance(plan, Plan) or not plan.phases or not all(
+            isinstance(p, Phase) for p in plan.phases):
+        raise guard.broken(plugin, "plan", f"returned {type(plan).__name__}, expected a "
+                                           "Plan with one or more Phases")
+    for i, phase in enumerate(plan.phases):
+        guard.check_indices(phase.indices, len(labels), plugin, "plan",
+                            f"phases[{i}].indices")
+    return plan
 
 
 def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
@@ -480,6 +490,8 @@ def run_suite(
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
                         and stale_of(RunFolder(run_dir_for(runs_root, r)), current[r.run_id])]
         return result
+    check_output_folders([store.child(runs_root, suite.name)]
+                         + [run_dir_for(runs_root, r) for r in runs])
     SuiteRuns(store.child(runs_root, suite.name)).write_manifest(
         suite.name, suite.source, [r.run_id for r in expand(suite)])
     sorted_runs = triage(runs, runs_root, echo, rerun, current)
@@ -501,8 +513,20 @@ def run_suite(
             dropped = prepared.dropped
             for line in dropped_lines(dropped):
                 echo(line)
+            planned = []
             for run in pending:
-                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+                try:
+                    write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+                except guard.PluginFailure as exc:  # this run only: the others go on
+                    RunFolder(run_dir_for(runs_root, run)).write_status("failed", error=str(exc))
+                    echo(f"{run.run_id}: failed — {exc}")
+                    if fail_fast:
+                        raise StopSuite(f"run {run.run_id} failed (--fail-fast): {exc}") \
+                            from None
+                    result.outcomes.append(RunOutcome(run, "failed", error=str(exc)))
+                    continue
+                planned.append(run)
+            pending = planned
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
             work.warm(registry, sorted({r.engine for r in pending}))
@@ -533,6 +557,15 @@ def run_suite(
                 result.report.parent if result.report else None))
             trackers.close()
     return result
+
+
+def check_output_folders(paths: list[Path]) -> None:
+    """Refuse, before anything is written, a file where a folder must go."""
+    for path in paths:
+        for folder in (path, *path.parents):
+            if folder.exists() and not folder.is_dir():
+                raise HarnessError(f"{folder}: a file is in the way where the harness writes "
+                                   "a folder; move it away or choose another --runs-dir")
 
 
 def dropped_in(done: list[RunSpec], runs_root: Path) -> list[dict[str, str]]:

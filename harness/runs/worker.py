@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import os
 import signal
@@ -23,6 +24,7 @@ from harness.config.suite import RunSpec, Training
 from harness.config.validate import to_dataclass
 from harness.data.cache import open_cache
 from harness.errors import HarnessError, one_line_warnings
+from harness.plugin import guard
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
 from harness.runs import launch, tracking
@@ -80,6 +82,13 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
             getattr(training, "select_evaluations", 0) is None:
         # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)
         training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
+    # Every call into the engine and backbone plugins is guarded (harness.plugin.guard).
+    backbone = dataclasses.replace(backbone, builders={
+        name: functools.partial(guard.call, guard.who(registry, "backbones", run.backbone),
+                                f"build ({name})", fn, run=run.run_id)
+        for name, fn in backbone.builders.items()})
+    engine = dataclasses.replace(engine, build=guard.guarded_build(
+        engine.build, guard.who(registry, "engines", run.engine), run.run_id))
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
@@ -108,11 +117,9 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     from harness.training.loop import train
 
     threads = job.training.threads or free_cores()
-    probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
-    if probs.shape != (len(job.test), job.n_classes) or not np.isfinite(probs).all():
-        raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
-                           f"{probs.shape} (expected {(len(job.test), job.n_classes)}) or "
-                           "not finite (the training diverged?)")
+    probs = guard.check_probabilities(train(job, engine.build, threads=threads),
+                                      len(job.test), job.n_classes,
+                                      f"engine {job.run.engine!r}", "predict", job.run.run_id)
     plan_file = folder.plan()
     folder.write_predictions(predictions_csv(plan_file.test.uids, plan_file.test.labels, probs,
                                              job.classes))
