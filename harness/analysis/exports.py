@@ -17,7 +17,6 @@ from harness.analysis.metrics import TABLE4_FIGURES
 from harness.analysis.tables import OTHER_FIGURES
 from harness.runs import store
 
-
 #: A cell starting with one of these is run as a formula by spreadsheet programs (OWASP,
 #: "CSV Injection"): such text is written with a leading single quote.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
