@@ -114,7 +114,7 @@ def selection_from_test(labels: np.ndarray, test: np.ndarray, classes: list[str]
 
 def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_options: dict,
               labels: np.ndarray, seed: list[int], split_phases: list[list[int]] | None,
-              epochs_per_phase: int, fold: int = 1) -> Plan:
+              epochs_per_phase: int, fold: int = 1, run_id: str | None = None) -> Plan:
     """Ask the sampler for a plan, under the suite's budget rule.
 
     With ``budget: equal`` every strategy gets the images-seen budget of the suite's
@@ -143,14 +143,14 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
         epochs_per_phase=epochs_per_phase, split_phases=split_phases, fold=fold,
         seed=int(seed[-1]) if seed else 0)
     plugin = guard.who(registry, "samplers", sampler_name)
-    plan = guard.call(plugin, "plan", sampler.plan, labels, options, context)
+    plan = guard.call(plugin, "plan", sampler.plan, labels, options, context, run=run_id)
     if not isinstance(plan, Plan) or not plan.phases or not all(
             isinstance(p, Phase) for p in plan.phases):
         raise guard.broken(plugin, "plan", f"returned {type(plan).__name__}, expected a "
-                                           "Plan with one or more Phases")
+                                           "Plan with one or more Phases", run_id)
     for i, phase in enumerate(plan.phases):
         guard.check_indices(phase.indices, len(labels), plugin, "plan",
-                            f"phases[{i}].indices")
+                            f"phases[{i}].indices", run_id)
     return plan
 
 
@@ -185,7 +185,7 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
         phases = [[position[int(r)] for r in phase] for phase in fold.phases]
     plan = make_plan(suite, registry, run.sampler, run.sampler_options, train_labels,
                      [suite.split.seed, run.fold, run.seed], phases,
-                     run.training["epochs_per_phase"], run.fold)
+                     run.training["epochs_per_phase"], run.fold, run.run_id)
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
     extra = {}

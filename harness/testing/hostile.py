@@ -33,7 +33,7 @@ def _synthetic():
 
 def records(options, context):
     if fault() == "records-raises":
-        raise OSError("the dataset server went away")
+        raise PermissionError(13, "Permission denied", "/data/cxr")
     if fault() == "records-wrong-type":
         return [{"uid": "a"}]
     frame = _synthetic().records(options, context)
