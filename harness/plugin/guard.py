@@ -64,9 +64,10 @@ def check_indices(values: Any, n: int, plugin: str, hook: str, what: str,
     if array.size and (array.ndim != 1 or not np.issubdtype(array.dtype, np.integer)):
         raise broken(plugin, hook, f"{what}: expected a 1-D array of integers, got "
                                    f"{array.dtype} of shape {array.shape}", run)
-    if array.size and (array.min() < 0 or array.max() >= n):
-        raise broken(plugin, hook, f"{what}: index {int(array.max() if array.max() >= n else array.min())} "
-                                   f"is outside 0..{n - 1}", run)
+    outside = array[(array < 0) | (array >= n)] if array.size else array
+    if outside.size:
+        raise broken(plugin, hook, f"{what}: index {int(outside[0])} is outside "
+                                   f"0..{n - 1}", run)
     return array.astype(np.int64, copy=False)
 
 

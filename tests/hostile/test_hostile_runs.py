@@ -10,6 +10,7 @@ import pytest
 from hostile_kit import SUITE, refused
 
 from harness.analysis.loading import load_runs
+from harness.analysis.results import load_results
 
 
 def _edit_predictions(folder) -> None:
@@ -43,6 +44,7 @@ def test_an_edited_finished_run_is_named_listed_as_damaged_and_trained_again(spa
     assert report[edited.name].state == "damaged"  # the report never mixes the files
     assert "edited after the run finished" in report[edited.name].error
     assert report[kept.name].state == "done"
+    assert set(load_results(space.runs / SUITE)["run_id"]) == {kept.name}
     result = space.run("--no-report")
     assert result.code == 0, result.err
     assert f"{edited.name}: {name} is damaged (edited after the run finished" in result.out
