@@ -135,6 +135,7 @@ class LazyGroup(click.Group):
 
 #: ``-v`` given: user-facing errors come with their traceback too.
 VERBOSE = [False]
+VERBOSE_ENV = "HARNESS_VERBOSE"
 
 
 @click.group(cls=LazyGroup)
@@ -151,6 +152,8 @@ def main(ctx, quiet, verbose):
     """
     ctx.obj = {"quiet": quiet}
     VERBOSE[0] = verbose
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # the runner shows a failed run's traceback too
     one_line_warnings()
     if quiet:
         os.environ["HARNESS_QUIET"] = "1"  # the worker processes inherit it

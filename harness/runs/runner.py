@@ -443,6 +443,10 @@ class Work:
             return outcome
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
                   f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
+        if outcome.state == "failed" and os.environ.get("HARNESS_VERBOSE") == "1":
+            trace = RunFolder(run_dir).status().traceback  # harness -v: where it failed
+            if trace:
+                self.echo(trace.rstrip())
         if outcome.state == "interrupted":
             raise KeyboardInterrupt
         if outcome.state != "done" and self.fail_fast:

@@ -5,7 +5,7 @@ other runs go on."""
 from __future__ import annotations
 
 import pytest
-from hostile_kit import SUITE, no_traceback, refused
+from hostile_kit import no_traceback, refused
 
 PLUGIN = "plugin 'harness.testing.hostile'"
 
@@ -54,12 +54,35 @@ def test_verbose_adds_the_plugins_traceback(space, monkeypatch):
     monkeypatch.setenv("HARNESS_HOSTILE", "records-raises")
     from click.testing import CliRunner
 
-    from harness.cli.main import main
+    from harness.cli.main import VERBOSE, main
 
-    result = CliRunner().invoke(main, ["-v", "run", str(space.suite), "--runs-dir",
-                                       str(space.runs), "--no-report"])
+    monkeypatch.setenv("HARNESS_VERBOSE", "0")  # restored after the test (-v sets it)
+    try:
+        result = CliRunner().invoke(main, ["-v", "run", str(space.suite), "--runs-dir",
+                                           str(space.runs), "--no-report"])
+    finally:
+        VERBOSE[0] = False
     assert result.exit_code == 2
     assert "Traceback" in result.stderr and "hostile.py" in result.stderr
+
+
+def test_verbose_shows_a_failed_runs_traceback(space, monkeypatch):
+    space.write_suite(matrix={"engine": ["hostile", "centroid"]})
+    monkeypatch.setenv("HARNESS_HOSTILE", "predict-raises")
+    monkeypatch.delenv("HARNESS_QUIET")
+    monkeypatch.setenv("HARNESS_VERBOSE", "0")  # restored after the test (-v sets it)
+    from click.testing import CliRunner
+
+    from harness.cli.main import VERBOSE, main
+
+    args = ["run", str(space.suite), "--runs-dir", str(space.runs), "--no-report",
+            "--only", "fold=1"]
+    try:
+        result = CliRunner().invoke(main, ["-v", *args])
+    finally:
+        VERBOSE[0] = False
+    assert result.exit_code == 1
+    assert "Traceback" in result.stdout and "IndexError: index 3" in result.stdout
 
 
 def test_a_plugin_name_that_is_a_path_is_refused(tmp_path, monkeypatch):
@@ -78,4 +101,3 @@ def test_a_plugin_name_that_is_a_path_is_refused(tmp_path, monkeypatch):
     space.write_suite(plugins=["harness.testing.fakes", "harness.testing.hostile", "slashy"])
     refused(space.run("--no-report"), "plugin 'slashy'", "'../../escape'", "folder names")
     assert not (space.runs).exists() and not (tmp_path / "escape").exists()
-    assert SUITE == "h"
