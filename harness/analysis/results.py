@@ -84,7 +84,12 @@ def write_results(out: Path, runs_dir: Path, runs=None) -> list[Path]:
     table = (load_results(runs_dir) if runs is None
              else results_table([(Path(runs_dir).name, runs)]))
     written = [Path(out) / "results.csv"]
-    store.write_text(written[0], table.to_csv(index=False))
+    from harness.analysis.exports import spreadsheet_safe
+
+    text = table.copy()  # text columns neutralised for spreadsheets; Parquet keeps the data
+    for column in text.columns[text.dtypes == object]:
+        text[column] = text[column].map(spreadsheet_safe)
+    store.write_text(written[0], text.to_csv(index=False))
     try:
         import pyarrow  # noqa: F401 - optional: Parquet only where it is installed
     except ImportError:

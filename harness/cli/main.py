@@ -118,6 +118,16 @@ class LazyGroup(click.Group):
             sys.exit(2)
         except click.UsageError as exc:  # a subcommand's arguments, or an unknown command
             raise _usage_errors_as_one_line(exc) from exc
+        except OSError as exc:  # the file system said no (read-only, full, a file in the way)
+            if exc.filename is None:
+                raise
+            if VERBOSE[0]:
+                import traceback
+
+                traceback.print_exc()
+            where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+            click.secho(f"error: {where}: {exc.strerror or exc}", fg="red", err=True)
+            sys.exit(2)
         except KeyboardInterrupt as exc:  # 128 + the signal, as shells report it (not 1)
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(exit_code(exc))
@@ -125,6 +135,7 @@ class LazyGroup(click.Group):
 
 #: ``-v`` given: user-facing errors come with their traceback too.
 VERBOSE = [False]
+VERBOSE_ENV = "HARNESS_VERBOSE"
 
 
 @click.group(cls=LazyGroup)
@@ -141,6 +152,8 @@ def main(ctx, quiet, verbose):
     """
     ctx.obj = {"quiet": quiet}
     VERBOSE[0] = verbose
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # the runner shows a failed run's traceback too
     one_line_warnings()
     if quiet:
         os.environ["HARNESS_QUIET"] = "1"  # the worker processes inherit it

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from harness.config.validate import SuiteError, between, to_dataclass
+from harness.config.yaml_loader import load_yaml
+from harness.names import SLUG_RE
 from harness.plugin.specs import DEFAULT_CLASSES
 
 #: A suite name becomes the folder ``runs/<name>`` and ``reports/<name>``: a slug, never a path.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RE = SLUG_RE
 CLASS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}")
 MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # Bounds that keep every setting runnable (and every count inside int64): far beyond any
@@ -309,13 +309,7 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: not valid YAML: {where}{what}") from exc
+    data = load_yaml(path)  # strict: duplicate keys, depth, aliases, UTF-8
     return parse_suite(data, str(path))
 
 
@@ -438,7 +432,10 @@ def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") ->
         key, value = item.split("=", 1)
         if key not in keys:
             raise SuiteError(f"{source} {item!r}: unknown key {key!r}; known: {', '.join(keys)}")
-        wanted.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if not values:
+            raise SuiteError(f"{source} {item!r}: no value after '='; e.g. {key}=VALUE")
+        wanted.setdefault(key, []).extend(values)
     for key, values in wanted.items():
         have = sorted({str(getattr(r, key)) for r in runs}, key=lambda v: (len(v), v))
         missing = [v for v in values if v not in have]
@@ -447,4 +444,6 @@ def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") ->
                              f"{missing[0]!r}; its {key} values: {', '.join(have) or '(none)'}")
     for key, values in wanted.items():
         runs = [r for r in runs if str(getattr(r, key)) in values]
+    if only and not runs:
+        raise SuiteError(f"{source} {' '.join(only)}: selects no run of the suite")
     return runs

@@ -154,7 +154,7 @@ def describe(pairs: list[dict[str, Any]], shown: int = 10) -> list[str]:
 def filled_cache(suite, records: pd.DataFrame, registry):
     """The suite's cache when every image is already decoded (``data prepare`` or a run),
     else None: ``data summary`` decodes nothing itself."""
-    from harness.data.cache import ERRORS, FILLED, INDEX, cache_key, open_cache
+    from harness.data.cache import ERRORS, FILLED, CacheDamaged, cache_key, open_cache
     from harness.data.prepare import cache_root
     from harness.plugin.check import dataset_context, dataset_options
 
@@ -168,9 +168,13 @@ def filled_cache(suite, records: pd.DataFrame, registry):
                                          suite.image_size)
     if not (path / FILLED).exists():
         return None
-    errors = store.read_json(path / ERRORS) if (path / ERRORS).exists() else {}
-    filled = np.load(path / FILLED)
-    uids = store.read_json(path / INDEX)["uids"]
-    if not all(f or u in errors for f, u in zip(filled, uids)):
+    try:  # a damaged cache is as good as none here: the next fill rebuilds it
+        view = open_cache(path)
+        errors = store.read_json(path / ERRORS) if (path / ERRORS).exists() else {}
+        filled = np.load(path / FILLED)
+    except (CacheDamaged, OSError, ValueError):
         return None
-    return open_cache(path), set(errors)
+    if len(filled) != len(view.uids) or not all(
+            f or u in errors for f, u in zip(filled, view.uids)):
+        return None
+    return view, set(errors)

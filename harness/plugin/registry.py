@@ -17,6 +17,7 @@ import pluggy
 
 from harness.config.validate import suggest
 from harness.errors import HarnessError
+from harness.names import SLUG_RULE, is_slug
 from harness.plugin import hookspecs
 from harness.plugin.specs import (
     BackboneSpec,
@@ -84,6 +85,11 @@ class Registry:
             raise PluginError(
                 f"plugin {plugin!r} registered {spec!r} with {KINDS[kind][0]}; "
                 f"expected a {expected.__name__}"
+            )
+        if not is_slug(spec.name):  # names become run ids, hence folder names
+            raise PluginError(
+                f"plugin {plugin!r} registered a {kind[:-1]} named {spec.name!r}; a name "
+                f"becomes part of folder names: expected {SLUG_RULE}"
             )
         existing = self.entries[kind].get(spec.name)
         if existing is not None:

@@ -104,6 +104,10 @@ class Status:
     traceback: str = ""
     #: What the run trained on, in words (``cpu``, the GPU's name); empty when not known.
     device: str = ""
+    #: SHA-256 of ``predictions.csv`` and ``metrics.json`` as the run wrote them: a later
+    #: edit of either is found (``RunFolder.finished``) and the run trained again.
+    predictions_sha256: str = ""
+    metrics_sha256: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Status:
@@ -523,11 +527,25 @@ class RunFolder:
         store.write_json(self.file(STATUS), {k: v for k, v in asdict(status).items()
                                              if v not in (None, "") or k == "state"})
 
+    def sha256(self, name: str) -> str:
+        """SHA-256 of one of the folder's files (what ``status.json`` seals)."""
+        import hashlib
+
+        return hashlib.sha256(self.file(name).read_bytes()).hexdigest()
+
     def write_predictions(self, text: str) -> None:
         store.write_text(self.file(PREDICTIONS), text)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         store.write_json(self.file(METRICS), metrics)
+
+    def write_done(self, metrics: dict[str, Any], **status: Any) -> None:
+        """``metrics.json`` (naming the predictions it was computed from), then ``done`` in
+        ``status.json`` sealing both files: any later edit is found by ``finished``."""
+        predictions_sha256 = self.sha256(PREDICTIONS)
+        self.write_metrics({**metrics, "predictions_sha256": predictions_sha256})
+        self.write_status("done", predictions_sha256=predictions_sha256,
+                          metrics_sha256=self.sha256(METRICS), **status)
 
     def append_history(self, row: Mapping[str, Any], columns: Sequence[str]) -> None:
         """One epoch's row, appended (after the header in a new file): a crash loses one row."""
@@ -636,7 +654,31 @@ class RunFolder:
                 raise DamagedFile(self.metrics_path, "does not match predictions.csv (count, "
                                                      "confusion matrix or accuracy)")
             _check_per_class(self.metrics_path, metrics, classes, cm)
+        self._check_seal(status)  # last: an inconsistency above says more than a hash
         return FinishedRun(config, status, plan, table, metrics, self.history())
+
+    def _check_seal(self, status: Status) -> None:
+        """``predictions.csv`` and ``metrics.json`` are the files the run wrote: their
+        SHA-256 match those ``status.json`` (and ``metrics.json``) recorded. Folders written
+        before the seal existed carry no hashes and are checked by content only."""
+        sealed = {PREDICTIONS: status.predictions_sha256, METRICS: status.metrics_sha256}
+        if self.metrics_path.exists() and status.metrics_sha256:
+            recorded = self._typed(METRICS, lambda d: d).get("predictions_sha256")
+            if recorded != status.predictions_sha256:
+                raise DamagedFile(self.metrics_path, "records another predictions.csv than "
+                                                     "status.json (edited after the run)")
+        for name, digest in sealed.items():
+            if not digest:
+                continue
+            try:
+                actual = self.sha256(name)
+            except FileNotFoundError:
+                raise DamagedFile(self.file(name), "missing") from None
+            except OSError as exc:
+                raise DamagedFile(self.file(name), f"unreadable ({exc})") from None
+            if actual != digest:
+                raise DamagedFile(self.file(name), "edited after the run finished (its "
+                                                   "SHA-256 is not the one status.json records)")
 
     def verified(self) -> DamagedFile | None:
         """``None`` when the run is done and its files agree, else what is wrong."""

@@ -26,10 +26,11 @@ from harness import __version__
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
+from harness.plugin import guard
 from harness.plugin.check import check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
-from harness.plugin.specs import Fold, Plan, SamplerContext
+from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
 from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
@@ -114,7 +115,7 @@ def selection_from_test(labels: np.ndarray, test: np.ndarray, classes: list[str]
 
 def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_options: dict,
               labels: np.ndarray, seed: list[int], split_phases: list[list[int]] | None,
-              epochs_per_phase: int, fold: int = 1) -> Plan:
+              epochs_per_phase: int, fold: int = 1, run_id: str | None = None) -> Plan:
     """Ask the sampler for a plan, under the suite's budget rule.
 
     With ``budget: equal`` every strategy gets the images-seen budget of the suite's
@@ -142,7 +143,16 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
         classes=tuple(suite.classes), rng=np.random.default_rng(seed), budget=budget,
         epochs_per_phase=epochs_per_phase, split_phases=split_phases, fold=fold,
         seed=int(seed[-1]) if seed else 0)
-    return sampler.plan(labels, options, context)
+    plugin = guard.who(registry, "samplers", sampler_name)
+    plan = guard.call(plugin, "plan", sampler.plan, labels, options, context, run=run_id)
+    if not isinstance(plan, Plan) or not plan.phases or not all(
+            isinstance(p, Phase) for p in plan.phases):
+        raise guard.broken(plugin, "plan", f"returned {type(plan).__name__}, expected a "
+                                           "Plan with one or more Phases", run_id)
+    for i, phase in enumerate(plan.phases):
+        guard.check_indices(phase.indices, len(labels), plugin, "plan",
+                            f"phases[{i}].indices", run_id)
+    return plan
 
 
 def selection_evaluations(suite: Suite, run: RunSpec, plan: Plan, n_train: int) -> int | None:
@@ -176,7 +186,7 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
         phases = [[position[int(r)] for r in phase] for phase in fold.phases]
     plan = make_plan(suite, registry, run.sampler, run.sampler_options, train_labels,
                      [suite.split.seed, run.fold, run.seed], phases,
-                     run.training["epochs_per_phase"], run.fold)
+                     run.training["epochs_per_phase"], run.fold, run.run_id)
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
     extra = {}
@@ -433,6 +443,10 @@ class Work:
             return outcome
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
                   f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
+        if outcome.state == "failed" and os.environ.get("HARNESS_VERBOSE") == "1":
+            trace = RunFolder(run_dir).status().traceback  # harness -v: where it failed
+            if trace:
+                self.echo(trace.rstrip())
         if outcome.state == "interrupted":
             raise KeyboardInterrupt
         if outcome.state != "done" and self.fail_fast:
@@ -480,12 +494,13 @@ def run_suite(
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
                         and stale_of(RunFolder(run_dir_for(runs_root, r)), current[r.run_id])]
         return result
+    check_output_folders([store.child(runs_root, suite.name)]
+                         + [run_dir_for(runs_root, r) for r in runs])
     SuiteRuns(store.child(runs_root, suite.name)).write_manifest(
         suite.name, suite.source, [r.run_id for r in expand(suite)])
     sorted_runs = triage(runs, runs_root, echo, rerun, current)
     done, pending = sorted_runs.done, sorted_runs.pending
     result.stale = [r.run_id for r in sorted_runs.stale]
-    restart_runs(pending, sorted_runs.restart, runs_root, echo)
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
@@ -496,11 +511,26 @@ def run_suite(
     try:
         if pending:
             prepared = prepare(suite, registry, show_progress=show_progress)
+            # Only now, with every input known good (records, cache, folds), may the runs
+            # that start over lose what they produced: a data problem never erases a run.
+            restart_runs(pending, sorted_runs.restart, runs_root, echo)
             dropped = prepared.dropped
             for line in dropped_lines(dropped):
                 echo(line)
+            planned = []
             for run in pending:
-                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+                try:
+                    write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+                except guard.PluginFailure as exc:  # this run only: the others go on
+                    RunFolder(run_dir_for(runs_root, run)).write_status("failed", error=str(exc))
+                    echo(f"{run.run_id}: failed — {exc}")
+                    if fail_fast:
+                        raise StopSuite(f"run {run.run_id} failed (--fail-fast): {exc}") \
+                            from None
+                    result.outcomes.append(RunOutcome(run, "failed", error=str(exc)))
+                    continue
+                planned.append(run)
+            pending = planned
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
             work.warm(registry, sorted({r.engine for r in pending}))
@@ -531,6 +561,15 @@ def run_suite(
                 result.report.parent if result.report else None))
             trackers.close()
     return result
+
+
+def check_output_folders(paths: list[Path]) -> None:
+    """Refuse, before anything is written, a file where a folder must go."""
+    for path in paths:
+        for folder in (path, *path.parents):
+            if folder.exists() and not folder.is_dir():
+                raise HarnessError(f"{folder}: a file is in the way where the harness writes "
+                                   "a folder; move it away or choose another --runs-dir")
 
 
 def dropped_in(done: list[RunSpec], runs_root: Path) -> list[dict[str, str]]:

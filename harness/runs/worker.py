@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import os
 import signal
@@ -23,6 +24,7 @@ from harness.config.suite import RunSpec, Training
 from harness.config.validate import to_dataclass
 from harness.data.cache import open_cache
 from harness.errors import HarnessError, one_line_warnings
+from harness.plugin import guard
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
 from harness.runs import launch, tracking
@@ -54,7 +56,9 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     if engine.builder not in backbone.builders:
         raise HarnessError(f"backbone {run.backbone!r} has no build for engine {run.engine!r}; "
                            f"it supports: {', '.join(sorted(backbone.builders))}")
-    cache = open_cache(suite["cache"])
+    # The blocks of this run's images are checked against their digests before training.
+    cache = open_cache(suite["cache"], rows_of=[u for part in (plan_file.train, plan_file.select,
+                                                             plan_file.test) for u in part.uids])
     classes = list(suite["classes"])
     labels = np.full(len(cache.uids), -1, dtype=np.int64)
     parts = {}
@@ -77,6 +81,13 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     if plan_data.get("select_evaluations") is not None:
         # what planning fixed (harness.runs.runner.selection_evaluations)
         training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
+    # Every call into the engine and backbone plugins is guarded (harness.plugin.guard).
+    backbone = dataclasses.replace(backbone, builders={
+        name: functools.partial(guard.call, guard.who(registry, "backbones", run.backbone),
+                                f"build ({name})", fn, run=run.run_id)
+        for name, fn in backbone.builders.items()})
+    engine = dataclasses.replace(engine, build=guard.guarded_build(
+        engine.build, guard.who(registry, "engines", run.engine), run.run_id))
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
@@ -107,11 +118,9 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     # Planning resolves ``threads: 0`` (config.json records the count); only a run folder
     # written before that has 0 here.
     threads = job.training.threads or available_cores()
-    probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
-    if probs.shape != (len(job.test), job.n_classes) or not np.isfinite(probs).all():
-        raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
-                           f"{probs.shape} (expected {(len(job.test), job.n_classes)}) or "
-                           "not finite (the training diverged?)")
+    probs = guard.check_probabilities(train(job, engine.build, threads=threads),
+                                      len(job.test), job.n_classes,
+                                      f"engine {job.run.engine!r}", "predict", job.run.run_id)
     plan_file = folder.plan()
     folder.write_predictions(predictions_csv(plan_file.test.uids, plan_file.test.labels, probs,
                                              job.classes))
@@ -126,10 +135,9 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     # Computed once here, so no report recomputes a run's figures (it reads them back).
     metrics["calibration"] = run_calibration(table.true, table.proba, n_boot,
                                              seed=int(job.run.fold))
-    folder.write_metrics(metrics)
     device = job.device or ("cpu" if str(job.training.device).lower() == "cpu" else "")
-    folder.write_status("done", started=started, finished=time.time(),
-                        seconds=time.time() - started, device=device)
+    folder.write_done(metrics, started=started, finished=time.time(),
+                      seconds=time.time() - started, device=device)
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
