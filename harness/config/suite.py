@@ -11,12 +11,15 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from harness.config.overrides import apply_overrides, blame_override
+from harness.config.shipped import find_suite, shipped_suites
 from harness.config.validate import SuiteError, between, to_dataclass
 from harness.plugin.specs import DEFAULT_CLASSES
 
@@ -266,11 +269,15 @@ class RunSpec:
 DEFAULT_BUDGET_REFERENCE = Suite.__dataclass_fields__["budget_reference"].default
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file; every error names the file and the key."""
-    path = Path(path)
+def load_suite(path: str | Path, overrides: Iterable[str] = ()) -> Suite:
+    """Read and validate a suite file (or a shipped suite by name, ``demo``), with the
+    command line's ``key.path=value`` overrides set first; every error names the file (or
+    the override) and the key."""
+    path = find_suite(path)
     if not path.is_file():
-        raise SuiteError(f"{path}: no such suite file")
+        names = ", ".join(shipped_suites())
+        raise SuiteError(f"{path}: no such suite file"
+                         + (f" (or shipped suite: {names})" if names else ""))
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -278,10 +285,20 @@ def load_suite(path: str | Path) -> Suite:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SuiteError(f"{path}: not valid YAML: {where}{what}") from exc
-    return parse_suite(data, str(path))
+    return parse_suite(data, str(path), overrides)
 
 
-def parse_suite(data: Any, source: str) -> Suite:
+def parse_suite(data: Any, source: str, overrides: Iterable[str] = ()) -> Suite:
+    """Validate a suite mapping; ``overrides`` (``key.path=value``) are set on the raw
+    mapping first, and a mistake in one is named as that override."""
+    overrides = list(overrides)
+    try:
+        return _parse_suite(apply_overrides(data, overrides), source)
+    except SuiteError as exc:
+        raise blame_override(exc, overrides, source) from None
+
+
+def _parse_suite(data: Any, source: str) -> Suite:
     if isinstance(data, dict):
         data = dict(data)
         data.setdefault("source", source)
@@ -295,6 +312,19 @@ def parse_suite(data: Any, source: str) -> Suite:
         if not ref.name:
             raise SuiteError(f"{source}: datasets[{i}].name: expected a dataset name")
     return suite
+
+
+def suite_yaml(suite: Suite, overrides: Iterable[str] = ()) -> str:
+    """The resolved suite as YAML (every default filled in), as ``--print-config`` shows it:
+    a file that loads back to the same suite."""
+    data = dataclasses.asdict(suite)
+    source = data.pop("source", "")
+    head = f"# suite {suite.name!r} from {source or '(a mapping)'}"
+    overrides = list(overrides)
+    if overrides:
+        head += f" with {' '.join(overrides)}"
+    return head + "\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
+                                            default_flow_style=None)
 
 
 def training_for(suite: Suite, backbone: str) -> dict[str, Any]:

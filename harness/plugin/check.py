@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.config.suite import Suite, training_for
 from harness.errors import HarnessError
+from harness.plugin.info import framework_missing
 from harness.plugin.options import Options, validate_options
 from harness.plugin.registry import Registry, UnknownNameError
 from harness.plugin.specs import (
@@ -70,7 +71,9 @@ def check_names(suite: Suite, registry: Registry) -> None:
     if suite.budget == "equal":
         get("samplers", suite.budget_reference, "budget_reference")
     for name in suite.matrix.engine:
-        get("engines", name, "matrix.engine")
+        missing = framework_missing(get("engines", name, "matrix.engine"))
+        if missing:
+            raise HarnessError(f"{_source(suite)}: matrix.engine: {missing}")
     for i, ref in enumerate(suite.trackers):
         get("trackers", ref.name, f"trackers[{i}].name")
     for name in suite.matrix.backbone:

@@ -394,6 +394,8 @@ class EngineSpec:
     ``backbones`` names the ``BackboneSpec.builders`` entry the engine builds backbones with
     (default: its own name): a new engine on an existing framework sets ``"torch"`` (or
     ``"keras"``) to build every backbone written for that framework (``builder``).
+    ``install`` is the command that installs the framework (``pip install
+    'cxr-harness[tf]'``): every command that needs a missing framework names it in one line.
     """
 
     name: str
@@ -402,6 +404,7 @@ class EngineSpec:
     framework: str = ""
     check_backbone: CheckBackboneFn | None = None
     backbones: str = ""
+    install: str = ""
 
     @property
     def builder(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
+from harness.config.overrides import blame_override
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
@@ -218,8 +219,11 @@ def current_fingerprints(suite: Suite, registry: Registry,
 
 
 def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
-                    run_dir: Path) -> None:
+                    run_dir: Path, overrides: list[str] = ()) -> None:
     """``config.json`` and ``plan.json``; kept as they are when a run resumes.
+
+    ``overrides``: the command line's ``key.path=value`` items, recorded as typed (what
+    they set is already in the resolved run and suite settings).
 
     When either is missing or damaged, the run starts over: its outputs are removed and
     both files written anew.
@@ -235,6 +239,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
     config = {
         "run": run.to_json(),
         "suite": section,
+        "overrides": list(overrides),
         "data": prepared.provenance,
         "data_notes": prepared.notes,
         "dropped_images": prepared.dropped,
@@ -466,13 +471,21 @@ def run_suite(
     echo: Callable[[str], None] = print,
     show_progress: bool = True,
     rerun: str | None = None,
+    overrides: list[str] = (),
 ) -> SuiteResult:
+    """Run a suite file (or a shipped suite by name, or a parsed ``Suite``) with the
+    command line's ``key.path=value`` ``overrides`` (for a ``Suite``: the overrides it was
+    parsed with), recorded in every new run's ``config.json``."""
     if rerun is not None and rerun not in RERUN:
         raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
-    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
+    overrides = list(overrides)
+    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path, overrides)
     registry = build_registry(suite.plugins)
-    checked = check_suite(suite, registry)
-    runs = filter_runs(expand(suite), list(only))
+    try:  # plugin options and folds are checked here: name the override that set them
+        checked = check_suite(suite, registry)
+        runs = filter_runs(expand(suite), list(only))
+    except HarnessError as exc:
+        raise blame_override(exc, overrides, suite.source) from None
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
     current = current_fingerprints(suite, registry, runs)
@@ -500,7 +513,8 @@ def run_suite(
             for line in dropped_lines(dropped):
                 echo(line)
             for run in pending:
-                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run),
+                                overrides)
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
             work.warm(registry, sorted({r.engine for r in pending}))
