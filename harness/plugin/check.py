@@ -173,6 +173,25 @@ def check_suite(suite: Suite, registry: Registry, backbones: bool = True) -> Che
     return checked
 
 
+def check_data(suite: Suite, registry: Registry, checked: CheckedSuite) -> None:
+    """Every dataset's and the splitter's own cheap look at the files on disk
+    (``DatasetSpec.check``, ``SplitterSpec.check``): all problems in one line, before any
+    run is planned or image decoded."""
+    problems = []
+    for i, ref in enumerate(suite.datasets):
+        spec = registry.get("datasets", ref.name)
+        if spec.check is not None:
+            problems += [f"datasets[{i}]: {p}"
+                         for p in spec.check(checked.datasets[i], dataset_context(suite, i))]
+    splitter = registry.get("splitters", suite.split.kind)
+    if splitter.check is not None:
+        problems += [f"split: {p}" for p in splitter.check(checked.split,
+                                                           splitter_context(suite))]
+    if problems:
+        lines = "; ".join(p.rstrip(".") for p in problems)
+        raise HarnessError(f"{_source(suite)}: {lines}")
+
+
 # ------------------------------------------------------------------ backbone contract
 
 

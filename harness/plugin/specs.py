@@ -167,7 +167,10 @@ class DatasetSpec:
     ``harness data fetch NAME DEST``; its ``options`` holds the command's ``--commit`` and
     ``--url``. It returns the lines to print. ``distinct_images`` declares that no two
     records show one radiograph (generated data): the near-duplicate search skips the
-    dataset.
+    dataset. ``check(options, context) -> list[str]`` (optional) says cheaply, without
+    reading the images, what is missing from the copy on disk (root, metadata file, image
+    folder): one line per problem, none when it looks usable; ``harness run --dry-run``
+    (and ``harness run`` before it decodes anything) reports them all at once.
     """
 
     name: str
@@ -179,6 +182,7 @@ class DatasetSpec:
     version: VersionFn[Any] | None = None
     fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
     distinct_images: bool = False
+    check: Callable[[Any, DatasetContext], list[str]] | None = None
 
 
 class BackboneBuilder(Protocol[O_contra]):
@@ -360,13 +364,15 @@ class SplitterSpec:
     """How records are divided into folds: ``split(records, options, context) -> [Fold]``.
 
     Returns ``context.folds`` folds; no patient may appear in two of a fold's parts (the
-    core checks).
+    core checks). ``check(options, context) -> list[str]`` (optional): what is missing from
+    the files the splitter reads, as for ``DatasetSpec.check``.
     """
 
     name: str
     description: str
     split: SplitFn[Any]
     options: type[Options] = Options
+    check: Callable[[Any, SplitterContext], list[str]] | None = None
 
 
 class BuildFn(Protocol):

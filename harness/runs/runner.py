@@ -26,7 +26,7 @@ from harness.config.overrides import blame_override
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
-from harness.plugin.check import check_suite
+from harness.plugin.check import check_data, check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
@@ -488,6 +488,8 @@ def run_suite(
         raise blame_override(exc, overrides, suite.source) from None
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
+    if dry_run:
+        check_data(suite, registry, checked)
     current = current_fingerprints(suite, registry, runs)
     if dry_run:
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
@@ -508,6 +510,7 @@ def run_suite(
     trackers = start_trackers(suite, registry, suite_runs, pending)
     try:
         if pending:
+            check_data(suite, registry, checked)
             prepared = prepare(suite, registry, show_progress=show_progress)
             dropped = prepared.dropped
             for line in dropped_lines(dropped):
