@@ -31,7 +31,7 @@ from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
-from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
+from harness.runs.folder import CHECKPOINTS, DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 
@@ -412,6 +412,8 @@ class Work:
             return self._numbers.setdefault(run.run_id, min(len(self._numbers) + 1, self.total))
 
     def started(self, run: RunSpec, where: str = "training") -> None:
+        if where == "training":
+            where = resume_point(self.run_dir(run)) or where
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
 
     def finished(self, run: RunSpec, code: int | None, seconds: float,
@@ -453,6 +455,16 @@ class Work:
         else:
             code = run_worker(self.run_dir(run), env)
         self.finished(run, code, time.time() - started)
+
+
+def resume_point(run_dir: Path) -> str | None:
+    """``resuming at phase 2 epoch 3`` (1-based) when the run left a checkpoint."""
+    from harness.training import checkpoint
+
+    pos = checkpoint.position(RunFolder(run_dir).file(CHECKPOINTS) / checkpoint.FILE)
+    if not pos:
+        return None
+    return f"resuming at phase {int(pos.get('phase', 0)) + 1} epoch {int(pos.get('epoch', 0)) + 1}"
 
 
 def make_work(runs_root: Path, fail_fast: bool, total: int,
