@@ -137,7 +137,8 @@ VERBOSE = [False]
 def main(ctx, quiet, verbose):
     """cxr-harness: benchmark chest X-ray classifiers on imbalanced data.
 
-    Start with `harness run suites/demo.yaml` (synthetic data, tiny model, CPU, minutes).
+    Start with `harness run demo` (synthetic data, tiny model, CPU, minutes; `harness list
+    suites` shows the shipped suites).
     """
     ctx.obj = {"quiet": quiet}
     VERBOSE[0] = verbose

@@ -317,7 +317,8 @@ def _parse_suite(data: Any, source: str) -> Suite:
 def suite_yaml(suite: Suite, overrides: Iterable[str] = ()) -> str:
     """The resolved suite as YAML (every default filled in), as ``--print-config`` shows it:
     a file that loads back to the same suite."""
-    data = dataclasses.asdict(suite)
+    data = (suite.model_dump(mode="json") if hasattr(suite, "model_dump")
+            else dataclasses.asdict(suite))
     source = data.pop("source", "")
     head = f"# suite {suite.name!r} from {source or '(a mapping)'}"
     overrides = list(overrides)
