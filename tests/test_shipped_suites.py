@@ -46,12 +46,12 @@ def test_demo_by_name_from_another_folder_says_where_runs_and_report_go(run_harn
     result = run_harness("run", "demo", *FAKE, "--dry-run")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == f"suite 'demo' ({shipped_suites()['demo']}): 8 runs"
-    assert lines[1] == f"  runs:   {tmp_path / 'runs' / 'demo'}"
-    assert lines[2] == f"  report: {tmp_path / 'reports' / 'demo' / 'index.html'}"
+    assert lines[:4] == ["suite 'demo': 8 runs", f"  file:   {shipped_suites()['demo']}",
+                         f"  runs:   {tmp_path / 'runs' / 'demo'}",
+                         f"  report: {tmp_path / 'reports' / 'demo' / 'index.html'}"]
     out = run_harness("run", "demo", *FAKE, "--dry-run", "--out", "elsewhere",
                       "--reports-dir", "pages")
-    assert out.output.splitlines()[1:3] == [
+    assert out.output.splitlines()[2:4] == [
         f"  runs:   {tmp_path / 'elsewhere' / 'runs' / 'demo'}",
         f"  report: {tmp_path / 'pages' / 'demo' / 'index.html'}"]
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing

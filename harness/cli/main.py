@@ -274,7 +274,8 @@ def run_command(ctx, suite, overrides, dry_run, print_config, only, fail_fast, o
                                    "runs": [{**row, "stale": row["run_id"] in stale}
                                             for row in rows]}, indent=2))
             return
-        click.echo(f"suite {result.suite.name!r} ({result.suite.source}): {len(rows)} runs")
+        click.echo(f"suite {result.suite.name!r}: {len(rows)} runs")
+        click.echo(f"  file:   {result.suite.source}")
         click.echo(f"  runs:   {runs_at}")
         click.echo(f"  report: {report_at if not no_report else '(none: --no-report)'}")
         for row in rows:
