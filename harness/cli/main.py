@@ -154,12 +154,12 @@ def main(ctx, quiet, verbose):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
 def list_command(kind, as_json, modules):
-    """Show what every plugin registered, with the plugin that registered it, and the
-    shipped suites (`harness run NAME` runs one from any folder)."""
+    """Show what every plugin registered, with the plugin that registered it; `list suites`:
+    the shipped suites (`harness run NAME` runs one from any folder)."""
     from harness.plugin.info import spec_info
     from harness.plugin.registry import build_registry
 
-    kinds = [kind] if kind else [*KINDS, "suites"]
+    kinds = [kind] if kind else list(KINDS)
     registry = build_registry(modules) if kinds != ["suites"] else None
     listing = {k: [spec_info(registry, k, name) for name in registry.names(k)]
                for k in kinds if k != "suites"}
