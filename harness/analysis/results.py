@@ -1,8 +1,9 @@
 """Every figure of a suite's finished runs as one long table (``harness.load_results``).
 
 One row per run × metric, and per class for the per-class figures: ``suite``, ``run_id``,
-``backbone``, ``sampler``, ``engine``, ``fold`` (an integer), ``seed``, ``class`` (empty for
-figures of the whole test set), ``metric`` and ``value``. The value is a fraction from 0 to 1
+``backbone``, ``sampler``, ``engine``, ``fold`` (an integer), ``seed``, ``class`` (missing,
+NaN, for figures of the whole test set: ``table["class"].isna()``, as pandas reads an empty
+cell of ``results.csv``), ``metric`` and ``value``. The value is a fraction from 0 to 1
 (accuracy 0.93, never 93) for every metric but two kinds, told apart by the ``metric`` name
 (there is no unit column): the counts in :data:`COUNTS` (``n``: test images of the run;
 ``support``: its test images of the class) and ``mcc``, from −1 to 1. The report folder holds the same table as ``results.csv`` (and

@@ -40,12 +40,15 @@ def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[st
 def _check_backbone(name: str, engine: str | None, plugins: tuple[str, ...], registry=None):
     """Fail early, without a framework, on an unknown backbone or a missing build; returns
     the backbone's description (``harness.plugin.info``) and the engine to build it with."""
-    from harness.plugin.info import default_engine, spec_info
+    from harness.plugin.info import default_engine, framework_missing, spec_info
     from harness.plugin.registry import build_registry
 
     registry = registry or build_registry(plugins)
     info = spec_info(registry, "backbones", name, schema=False)
     engine = engine or default_engine(registry, name)
+    missing = framework_missing(registry.get("engines", engine))
+    if missing:
+        raise HarnessError(missing)
     if registry.get("engines", engine).builder not in info["engines"]:
         raise HarnessError(f"backbone {name!r} has no {engine} build; it supports: "
                            f"{', '.join(info['engines'])}")
@@ -123,13 +126,12 @@ def bench_engines(registry, engine: str, backbones: list[str]
     ``all`` is every registered engine whose framework is installed and that builds every
     backbone; a named engine must be both, or the command fails.
     """
-    from harness.plugin.info import framework_installed
+    from harness.plugin.info import framework_installed, framework_missing
 
     if engine != "all":
-        spec = registry.get("engines", engine)
-        if not framework_installed(spec.framework):
-            raise HarnessError(f"engine {engine!r} needs {spec.framework}, which is not "
-                               "installed here")
+        missing = framework_missing(registry.get("engines", engine))
+        if missing:
+            raise HarnessError(missing)
         return [engine], {}
     chosen, skipped = [], {}
     for name in registry.names("engines"):

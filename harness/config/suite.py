@@ -12,10 +12,15 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
+from harness.config.overrides import apply_overrides, blame_override
+from harness.config.shipped import find_suite, shipped_suites
 from harness.config.validate import SuiteError, between, to_dataclass
 from harness.config.yaml_loader import load_yaml
 from harness.names import SLUG_RE
@@ -304,16 +309,30 @@ class RunSpec:
 DEFAULT_BUDGET_REFERENCE = Suite.__dataclass_fields__["budget_reference"].default
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file; every error names the file and the key."""
-    path = Path(path)
+def load_suite(path: str | Path, overrides: Iterable[str] = ()) -> Suite:
+    """Read and validate a suite file (or a shipped suite by name, ``demo``), with the
+    command line's ``key.path=value`` overrides set first; every error names the file (or
+    the override) and the key."""
+    path = find_suite(path)
     if not path.is_file():
-        raise SuiteError(f"{path}: no such suite file")
+        names = ", ".join(shipped_suites())
+        raise SuiteError(f"{path}: no such suite file"
+                         + (f" (or shipped suite: {names})" if names else ""))
     data = load_yaml(path)  # strict: duplicate keys, depth, aliases, UTF-8
-    return parse_suite(data, str(path))
+    return parse_suite(data, str(path), overrides)
 
 
-def parse_suite(data: Any, source: str) -> Suite:
+def parse_suite(data: Any, source: str, overrides: Iterable[str] = ()) -> Suite:
+    """Validate a suite mapping; ``overrides`` (``key.path=value``) are set on the raw
+    mapping first, and a mistake in one is named as that override."""
+    overrides = list(overrides)
+    try:
+        return _parse_suite(apply_overrides(data, overrides), source)
+    except SuiteError as exc:
+        raise blame_override(exc, overrides, source) from None
+
+
+def _parse_suite(data: Any, source: str) -> Suite:
     if isinstance(data, dict):
         data = dict(data)
         data.setdefault("source", source)
@@ -327,6 +346,20 @@ def parse_suite(data: Any, source: str) -> Suite:
         if not ref.name:
             raise SuiteError(f"{source}: datasets[{i}].name: expected a dataset name")
     return suite
+
+
+def suite_yaml(suite: Suite, overrides: Iterable[str] = ()) -> str:
+    """The resolved suite as YAML (every default filled in), as ``--print-config`` shows it:
+    a file that loads back to the same suite."""
+    data = (suite.model_dump(mode="json") if hasattr(suite, "model_dump")
+            else dataclasses.asdict(suite))
+    source = data.pop("source", "")
+    head = f"# suite {suite.name!r} from {source or '(a mapping)'}"
+    overrides = list(overrides)
+    if overrides:
+        head += f" with {' '.join(overrides)}"
+    return head + "\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
+                                            default_flow_style=None)
 
 
 def training_for(suite: Suite, backbone: str) -> dict[str, Any]:

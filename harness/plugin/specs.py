@@ -167,7 +167,10 @@ class DatasetSpec:
     ``harness data fetch NAME DEST``; its ``options`` holds the command's ``--commit`` and
     ``--url``. It returns the lines to print. ``distinct_images`` declares that no two
     records show one radiograph (generated data): the near-duplicate search skips the
-    dataset.
+    dataset. ``check(options, context) -> list[str]`` (optional) says cheaply, without
+    reading the images, what is missing from the copy on disk (root, metadata file, image
+    folder): one line per problem, none when it looks usable; ``harness run --dry-run``
+    (and ``harness run`` before it decodes anything) reports them all at once.
     """
 
     name: str
@@ -179,6 +182,7 @@ class DatasetSpec:
     version: VersionFn[Any] | None = None
     fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
     distinct_images: bool = False
+    check: Callable[[Any, DatasetContext], list[str]] | None = None
 
 
 class BackboneBuilder(Protocol[O_contra]):
@@ -368,13 +372,15 @@ class SplitterSpec:
     """How records are divided into folds: ``split(records, options, context) -> [Fold]``.
 
     Returns ``context.folds`` folds; no patient may appear in two of a fold's parts (the
-    core checks).
+    core checks). ``check(options, context) -> list[str]`` (optional): what is missing from
+    the files the splitter reads, as for ``DatasetSpec.check``.
     """
 
     name: str
     description: str
     split: SplitFn[Any]
     options: type[Options] = Options
+    check: Callable[[Any, SplitterContext], list[str]] | None = None
 
 
 class BuildFn(Protocol):
@@ -402,6 +408,8 @@ class EngineSpec:
     ``backbones`` names the ``BackboneSpec.builders`` entry the engine builds backbones with
     (default: its own name): a new engine on an existing framework sets ``"torch"`` (or
     ``"keras"``) to build every backbone written for that framework (``builder``).
+    ``install`` is the command that installs the framework (``pip install
+    'cxr-harness[tf]'``): every command that needs a missing framework names it in one line.
     """
 
     name: str
@@ -410,6 +418,7 @@ class EngineSpec:
     framework: str = ""
     check_backbone: CheckBackboneFn | None = None
     backbones: str = ""
+    install: str = ""
 
     @property
     def builder(self) -> str:

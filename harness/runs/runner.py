@@ -23,16 +23,17 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
+from harness.config.overrides import blame_override
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin import guard
-from harness.plugin.check import check_suite
+from harness.plugin.check import check_data, check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
-from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
+from harness.runs.folder import CHECKPOINTS, DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 
@@ -228,8 +229,11 @@ def current_fingerprints(suite: Suite, registry: Registry,
 
 
 def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
-                    run_dir: Path) -> None:
+                    run_dir: Path, overrides: list[str] = ()) -> None:
     """``config.json`` and ``plan.json``; kept as they are when a run resumes.
+
+    ``overrides``: the command line's ``key.path=value`` items, recorded as typed (what
+    they set is already in the resolved run and suite settings).
 
     When either is missing or damaged, the run starts over: its outputs are removed and
     both files written anew.
@@ -245,6 +249,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
     config = {
         "run": run.to_json(),
         "suite": section,
+        "overrides": list(overrides),
         "data": prepared.provenance,
         "data_notes": prepared.notes,
         "dropped_images": prepared.dropped,
@@ -417,6 +422,8 @@ class Work:
             return self._numbers.setdefault(run.run_id, min(len(self._numbers) + 1, self.total))
 
     def started(self, run: RunSpec, where: str = "training") -> None:
+        if where == "training":
+            where = resume_point(self.run_dir(run)) or where
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
 
     def finished(self, run: RunSpec, code: int | None, seconds: float,
@@ -464,6 +471,16 @@ class Work:
         self.finished(run, code, time.time() - started)
 
 
+def resume_point(run_dir: Path) -> str | None:
+    """``resuming at phase 2 epoch 3`` (1-based) when the run left a checkpoint."""
+    from harness.training import checkpoint
+
+    pos = checkpoint.position(RunFolder(run_dir).file(CHECKPOINTS) / checkpoint.FILE)
+    if not pos:
+        return None
+    return f"resuming at phase {int(pos.get('phase', 0)) + 1} epoch {int(pos.get('epoch', 0)) + 1}"
+
+
 def make_work(runs_root: Path, fail_fast: bool, total: int,
               echo: Callable[[str], None]) -> Work:
     return Work(runs_root, fail_fast, total, echo)
@@ -480,15 +497,25 @@ def run_suite(
     echo: Callable[[str], None] = print,
     show_progress: bool = True,
     rerun: str | None = None,
+    overrides: list[str] = (),
 ) -> SuiteResult:
+    """Run a suite file (or a shipped suite by name, or a parsed ``Suite``) with the
+    command line's ``key.path=value`` ``overrides`` (for a ``Suite``: the overrides it was
+    parsed with), recorded in every new run's ``config.json``."""
     if rerun is not None and rerun not in RERUN:
         raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
-    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
+    overrides = list(overrides)
+    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path, overrides)
     registry = build_registry(suite.plugins)
-    checked = check_suite(suite, registry)
-    runs = filter_runs(expand(suite), list(only))
+    try:  # plugin options and folds are checked here: name the override that set them
+        checked = check_suite(suite, registry)
+        runs = filter_runs(expand(suite), list(only))
+    except HarnessError as exc:
+        raise blame_override(exc, overrides, suite.source) from None
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
+    if dry_run:
+        check_data(suite, registry, checked)
     current = current_fingerprints(suite, registry, runs)
     if dry_run:
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
@@ -510,6 +537,7 @@ def run_suite(
     trackers = start_trackers(suite, registry, suite_runs, pending)
     try:
         if pending:
+            check_data(suite, registry, checked)
             prepared = prepare(suite, registry, show_progress=show_progress)
             # Only now, with every input known good (records, cache, folds), may the runs
             # that start over lose what they produced: a data problem never erases a run.
@@ -520,7 +548,8 @@ def run_suite(
             planned = []
             for run in pending:
                 try:
-                    write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+                    write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run),
+                                    overrides)
                 except guard.PluginFailure as exc:  # this run only: the others go on
                     RunFolder(run_dir_for(runs_root, run)).write_status("failed", error=str(exc))
                     echo(f"{run.run_id}: failed — {exc}")

@@ -176,9 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             message = str(exc) if isinstance(exc, Interrupted) else "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
+            # A Ctrl-C or SIGTERM is no bug: its record says where it stopped, no traceback.
             RunFolder(run_dir).write_status(state, error=message,
                                             seconds=time.time() - started,
-                                            traceback=traceback.format_exc())
+                                            traceback=traceback.format_exc()
+                                            if state == "failed" else "")
         print(f"run {run_dir.name} {state}: {message}", file=sys.stderr)
         if trackers:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
