@@ -146,18 +146,30 @@ def main(ctx, quiet, verbose):
         os.environ["HARNESS_QUIET"] = "1"  # the worker processes inherit it
 
 
-@main.command("list")
+@main.command("list", context_settings={"ignore_unknown_options": True,
+                                         "allow_extra_args": True})
 @click.argument("kind", required=False,
                 type=click.Choice(["datasets", "backbones", "samplers", "splitters", "engines",
                                    "executors", "trackers"]))
+@click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
-def list_command(kind, as_json, modules):
-    """Show what every plugin registered, with the plugin that registered it."""
+@click.pass_context
+def list_command(ctx, kind, pattern, as_json, modules):
+    """Show what every plugin registered, with the plugin that registered it.
+
+    PATTERN (shell-style) lists the matching names, family members included:
+    harness list backbones 'timm/convnext*', or harness list backbones --timm 'convnext*'.
+    """
     from harness.plugin.info import spec_info
     from harness.plugin.registry import build_registry
 
     registry = build_registry(modules)
+    if pattern or ctx.args:
+        from harness.cli.family_listing import echo_matching
+
+        echo_matching(registry, kind, [w for w in (pattern, *ctx.args) if w], as_json)
+        return
     kinds = [kind] if kind else list(KINDS)
     listing = {k: [spec_info(registry, k, name) for name in registry.names(k)] for k in kinds}
     if as_json:
@@ -169,6 +181,10 @@ def list_command(kind, as_json, modules):
             extra = f" [{', '.join(item['engines'])}]" if "engines" in item else ""
             click.echo(f"  {item['name']:<18} {item['description']}{extra}  "
                        f"(plugin: {item['plugin']})")
+        from harness.cli.family_listing import family_lines
+
+        for line in family_lines(registry, k):
+            click.echo(line)
 
 
 @main.command("run")

@@ -463,3 +463,31 @@ class TrackerSpec:
     description: str
     create: Callable[[Any], Any]
     options: type[Options] = Options
+
+
+@dataclass(frozen=True)
+class Family:
+    """Many things of one kind, named ``<prefix><member>``, resolved when a name is used.
+
+    A library that offers hundreds of models (timm) cannot register each one up front, and
+    should not be imported to build the registry. A plugin registers one family instead,
+    through the hook of the kind it provides (``register_backbones`` for backbones); the
+    registry asks it for a name that starts with ``prefix`` and is not registered itself.
+
+    ``resolve(member)`` gets the name without the prefix and returns the spec of that kind
+    (named ``prefix + member``), or raises ``LookupError(message)`` when there is no such
+    member; the message (a close match helps) becomes the one-line unknown-name error.
+    ``members(pattern)`` lists the member names matching a shell-style pattern, for
+    ``harness list KIND PATTERN``. Both may import the library they wrap.
+    """
+
+    prefix: str
+    description: str
+    resolve: Callable[[str], Any]
+    members: Callable[[str], Sequence[str]] | None = None
+
+    @property
+    def name(self) -> str:
+        """The family as ``--NAME`` of ``harness list``: the prefix without its separator."""
+        return self.prefix.rstrip("/:.")
+
