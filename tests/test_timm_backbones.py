@@ -56,9 +56,9 @@ def test_unknown_timm_model_is_one_line_at_dry_run(timm, make_suite, run_harness
     result = CliResult(run_harness("run", suite, "--dry-run"))
     assert result.code == 2
     assert result.lines == [
-        f"error: {suite}: matrix.backbone: unknown backbone 'timm/resnet1': timm "
+        (f"error: {suite}: matrix.backbone: unknown backbone 'timm/resnet1': timm "
         f"{timm.__version__} has no model 'resnet1'. Did you mean timm/resnet18? List them "
-        "with: harness list backbones --timm 'PATTERN'"]
+        "with: harness list backbones --timm 'PATTERN'")]
 
 
 class CliResult:

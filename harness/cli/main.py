@@ -25,6 +25,7 @@ LAZY_COMMANDS = {
     "data": "harness.cli.data_commands:data_group",
     "describe": "harness.cli.model_commands:describe_command",
     "bench": "harness.cli.model_commands:bench_command",
+    "status": "harness.cli.status_command:status_command",
 }
 
 
@@ -202,9 +203,12 @@ def list_command(ctx, kind, pattern, as_json, modules):
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document (runs, states, report) on stdout; progress "
                    "lines go to stderr.")
+@click.option("--detach", is_flag=True,
+              help="Submit the runs to the executor's scheduler (Slurm), print the job ids "
+                   "and exit; `harness status SUITE` shows how they go on.")
 @click.pass_context
 def run_command(ctx, suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_report, rerun,
-                as_json):
+                as_json, detach):
     """Train every run of SUITE that is not done yet, then render its report."""
     from harness.runs.runner import StopSuite, dry_run_table, run_suite, summary_rows
 
@@ -221,7 +225,7 @@ def run_command(ctx, suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_
             result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
                                runs_root=runs_dir, reports_root=reports_dir,
                                render=not no_report and not dry_run, echo=echo,
-                               rerun=rerun)
+                               rerun=rerun, detach=detach)
     except StopSuite as exc:
         click.secho(f"stopped: {exc}", fg="red", err=True)
         sys.exit(1)
@@ -245,6 +249,11 @@ def run_command(ctx, suite, dry_run, only, fail_fast, runs_dir, reports_dir, no_
             from harness.runs.runner import stale_line
 
             click.echo(stale_line(len(stale)))
+        return
+    if detach:
+        from harness.cli.status_command import echo_detached
+
+        echo_detached(result, runs_dir, as_json)
         return
     failed = [o for o in result.outcomes if o.state != "done"]
     if as_json:

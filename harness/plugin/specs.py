@@ -429,6 +429,9 @@ class WorkFn(Protocol):
     def finished(self, run: RunSpec, code: int | None, seconds: float,
                  error: str = "") -> Any: ...
 
+    def submitted(self, run: RunSpec, job: str) -> None:
+        """Record in the run folder where the run waits (``slurm job 1234``)."""
+
 
 class ExecuteFn(Protocol[O_contra]):
     def __call__(self, runs: Sequence[RunSpec], work: WorkFn, options: O_contra) -> None: ...
@@ -440,13 +443,20 @@ class ExecutorSpec:
 
     ``runs`` are the pending ``RunSpec`` objects; ``work`` (:class:`WorkFn`) performs or
     records each run, ``env`` being added to the worker's environment (e.g.
-    ``CUDA_VISIBLE_DEVICES``).
+    ``CUDA_VISIBLE_DEVICES``). An executor whose options have ``parallel`` runs at most
+    that many at once.
+
+    ``detach``: the executor can hand runs to a scheduler and leave (``harness run
+    --detach``): when ``work.detach`` is true, ``execute`` returns once every run is
+    submitted, having called ``work.submitted(run, job)`` for each; the run folders then
+    say how the runs go on (``harness status``).
     """
 
     name: str
     description: str
     execute: ExecuteFn[Any]
     options: type[Options] = Options
+    detach: bool = False
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,11 @@ class Status:
     finished: float | None = None
     seconds: float = 0.0
     traceback: str = ""
+    #: Workers started for this run, and their seconds together (``harness.runs.attempts``).
+    attempts: int = 0
+    total_seconds: float = 0.0
+    #: Where a submitted run waits (``slurm job 1234``), written when it is handed over.
+    job: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Status:

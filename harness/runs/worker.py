@@ -25,7 +25,7 @@ from harness.data.cache import open_cache
 from harness.errors import HarnessError, one_line_warnings
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
-from harness.runs import launch, tracking
+from harness.runs import attempts, launch, tracking
 from harness.runs.folder import DamagedFile, RunFolder, RunLock
 from harness.runs.job import Job
 
@@ -93,11 +93,13 @@ def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes
     return buf.getvalue()
 
 
-def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
+def run(run_dir: Path, trackers: tracking.Trackers | None = None,
+        attempt: attempts.Attempt | None = None) -> None:
     folder = RunFolder(run_dir)
     started = time.time()
+    attempt = attempt or attempts.begin(folder, started)
     trackers = trackers if trackers is not None else tracking.Trackers()
-    folder.write_status("running", started=started)
+    folder.write_status("running", started=started, **attempt.fields(started))
     job, engine = load_job(run_dir)
     if trackers:
         job.tracker = trackers
@@ -121,8 +123,9 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     folder.write_metrics(compute_metrics(
         table, job.classes, bootstrap=folder.config().bootstrap, clusters=patients,
         resampled="patients" if patients else "images"))
-    folder.write_status("done", started=started, finished=time.time(),
-                        seconds=time.time() - started)
+    now = time.time()
+    folder.write_status("done", started=started, finished=now, seconds=now - started,
+                        **attempt.fields(now))
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     lock = RunFolder(run_dir).lock()
     trackers = tracking.Trackers()
+    attempt = None
     try:
         try:
             lock.acquire(timeout=0)
@@ -147,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         if RunFolder(run_dir).verified() is None:
             print(f"run {run_dir.name}: already done by another process", file=sys.stderr)
             return ALREADY_DONE
+        attempt = attempts.begin(RunFolder(run_dir), started)
         trackers = tracking.for_run(run_dir)
-        run(run_dir, trackers)
+        run(run_dir, trackers, attempt)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
         if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C must not cut the record short
@@ -161,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             message = str(exc) if isinstance(exc, Interrupted) else "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
-            RunFolder(run_dir).write_status(state, error=message,
-                                            seconds=time.time() - started,
-                                            traceback=traceback.format_exc())
+            now = time.time()
+            RunFolder(run_dir).write_status(state, error=message, seconds=now - started,
+                                            traceback=traceback.format_exc(),
+                                            **(attempt.fields(now) if attempt else {}))
         print(f"run {run_dir.name} {state}: {message}", file=sys.stderr)
         if trackers:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))

@@ -38,7 +38,6 @@ def _timm():
 def build(model: str, image_size: int, weights: Any = "none", options: Any = None):
     """The timm model without pooling and classifier, as a feature extractor."""
     import timm
-
     from harness_plugins.backbones.torch_models import (
         _feature_module,
         load_imagenet,
