@@ -524,7 +524,7 @@ def run_suite(
     if result.stale:
         echo(stale_line(len(result.stale)))
     suite_runs = store.child(runs_root, suite.name)
-    trackers = start_trackers(suite, registry, suite_runs, pending)
+    trackers = start_trackers(suite, registry, suite_runs, pending, done, echo)
     try:
         if pending:
             prepared = prepare(suite, registry, show_progress=show_progress)
@@ -563,6 +563,7 @@ def run_suite(
         if trackers and detach:
             trackers.close()
         elif trackers:
+            tracking.refresh(suite_runs, trackers)  # what the workers learnt of them
             trackers.suite_end(tracking.suite_end(
                 suite_runs, suite.name, {o.run.run_id: o.state for o in result.outcomes},
                 result.report.parent if result.report else None))
@@ -584,17 +585,23 @@ def dropped_in(done: list[RunSpec], runs_root: Path) -> list[dict[str, str]]:
 
 
 def start_trackers(suite: Suite, registry: Registry, suite_runs: Path,
-                   pending: list[RunSpec]) -> tracking.Trackers:
-    """Tell the suite's trackers it starts; ``trackers.json`` tells every worker of them."""
+                   pending: list[RunSpec], done: list[RunSpec] = (),
+                   echo: Callable[[str], None] = print) -> tracking.Trackers:
+    """Tell the suite's trackers it starts, and replay the finished runs they lack
+    (``Tracker.recorded``); ``trackers.json`` tells every worker of them."""
     from harness.plugin.trackers import SuiteInfo
 
     refs = [dataclasses.asdict(t) for t in suite.trackers]
     trackers = tracking.build(registry, refs)
     if trackers:
-        trackers.suite_start(SuiteInfo(
-            name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
-            pending=tuple(r.run_id for r in pending),
-            run_ids=tuple(r.run_id for r in expand(suite))))
+        info = SuiteInfo(name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
+                         pending=tuple(r.run_id for r in pending),
+                         run_ids=tuple(r.run_id for r in expand(suite)))
+        trackers.suite_start(info)
+        counts = trackers.backfill(info, [suite_runs / r.run_id for r in done])
+        for name, n in counts.items():
+            if n:
+                echo(f"tracker {name}: recording {n} finished run{'s' * (n != 1)} it lacks")
     tracking.write_settings(suite_runs, refs, suite.plugins, trackers)
     return trackers
 

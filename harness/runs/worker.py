@@ -96,8 +96,8 @@ def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes
 def run(run_dir: Path, trackers: tracking.Trackers | None = None,
         attempt: attempts.Attempt | None = None) -> None:
     folder = RunFolder(run_dir)
-    started = time.time()
-    attempt = attempt or attempts.begin(folder, started)
+    attempt = attempt or attempts.begin(folder, time.time())
+    started = attempt.started
     trackers = trackers if trackers is not None else tracking.Trackers()
     folder.write_status("running", started=started, **attempt.fields(started))
     job, engine = load_job(run_dir)
@@ -175,11 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
-        trackers.close()
+        tracking.worker_close(run_dir, trackers)
         lock.release()
 
 
 if __name__ == "__main__":
+    # The stdout of `harness run` (inherited) is for its results (--json): what plugins and
+    # libraries print in a worker goes to stderr (a warm host's child does the same).
+    os.dup2(2, 1)
     code = main()
     # Everything is on disk (the loop waited for its checkpoint writer, trackers closed):
     # skip the interpreter's teardown of torch/TensorFlow, which takes seconds.

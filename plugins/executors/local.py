@@ -39,8 +39,10 @@ class LocalOptions(Options):
 def execute(runs, work, options: LocalOptions) -> None:
     gpus = [str(g) for g in (options.gpus if options.gpus is not None else visible_gpus())]
     lanes = options.parallel or max(len(gpus), 1)
-    envs = [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else None
-            for i in range(lanes)]
+    # Each lane its own environment (HARNESS_LANE): the runner keeps one warm host per
+    # environment, and a host trains one run at a time.
+    envs = [{**({"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else {}),
+             **({"HARNESS_LANE": str(i)} if lanes > 1 else {})} or None for i in range(lanes)]
     if lanes == 1:
         for run in runs:
             work(run, envs[0])
