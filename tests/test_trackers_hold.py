@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,14 @@ import os, signal
 from harness import Tracker, TrackerSpec, hookimpl
 
 class Killer(Tracker):
-    """Kills the process HARNESS_TEST_KILL_PID names when the first run ends."""
+    """Kills the process group HARNESS_TEST_KILL_PID names when the first run ends."""
     def run_end(self, end):
         marker = os.environ["HARNESS_TEST_KILL_MARK"]
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
         except FileExistsError:
             return
-        os.kill(int(os.environ["HARNESS_TEST_KILL_PID"]), signal.SIGKILL)
+        os.killpg(int(os.environ["HARNESS_TEST_KILL_PID"]), signal.SIGKILL)
 
 @hookimpl
 def register_trackers(register):
@@ -51,11 +52,8 @@ def free_port() -> int:
 
 def start_mlflow(tmp_path: Path, port: int) -> subprocess.Popen:
     """``mlflow server`` on 127.0.0.1:port; returns once it answers on the port."""
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    if not mlflow_bin.exists():
-        mlflow_bin = Path(sys.executable).resolve().parent / "mlflow"
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -65,10 +63,9 @@ def start_mlflow(tmp_path: Path, port: int) -> subprocess.Popen:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return proc
-        except OSError:
-            proc_wait = 0.2  # the port is not open yet: wait on the process, not a clock
+        except OSError:  # not open yet: wait on the process (it may exit), then try again
             try:
-                proc.wait(proc_wait)
+                proc.wait(0.2)
             except subprocess.TimeoutExpired:
                 pass
     proc.kill()
@@ -101,26 +98,32 @@ def test_mlflow_server_killed_mid_suite(make_suite, tmp_path, monkeypatch, capfd
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     monkeypatch.setenv("HARNESS_TEST_KILL_PID", str(server.pid))
     monkeypatch.setenv("HARNESS_TEST_KILL_MARK", str(tmp_path / "killed"))
-    # A dead server answers nothing: MLflow retries; make each try short.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    # A killed server refuses connections: MLflow retries, once here.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     uri = f"http://127.0.0.1:{port}"
-    budget = 4.0
+    mlflow.MlflowClient(uri).search_experiments()  # its first answer is slow: not the suite's
+    budget = 20.0
     suite = make_suite("dies", plugins=["harness.testing.fakes", "killer_plugin"],
-                       matrix={"seed": [0, 1]}, trackers=[
+                       trackers=[
                            "killer", {"name": "mlflow", "timeout": budget,
                                       "options": {"tracking_uri": uri, "artifacts": False}}])
     runs = tmp_path / "runs"
     try:
         started = time.monotonic()
-        result = run_suite(suite, runs_root=runs, render=False, echo=lambda m: None,
-                           show_progress=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_suite(suite, runs_root=runs, render=False, echo=lambda m: None,
+                               show_progress=False)
         elapsed = time.monotonic() - started
-        assert [o.state for o in result.outcomes] == ["done"] * 4
+        assert [o.state for o in result.outcomes] == ["done"] * 2
         assert (tmp_path / "killed").exists()
+        # One warning for the suite, whichever process met the dead server first (the
+        # workers print theirs on stderr, the runner's are Python warnings).
         err = capfd.readouterr().err
-        # One warning for the suite, whichever process met the dead server first.
-        assert err.count("tracker 'mlflow' is off for this suite") == 1, err
+        said = err.count("tracker 'mlflow' is off for this suite") + len(
+            [w for w in caught if "tracker 'mlflow' is off" in str(w.message)])
+        assert said == 1, (err, [str(w.message) for w in caught])
         settings = store.read_json(runs / "dies" / "trackers.json")["trackers"][1]
         assert settings["off"] is True and settings["spent"] <= budget + 1
         print(f"suite with a server killed after its first run: {elapsed:.1f} s",
@@ -131,14 +134,14 @@ def test_mlflow_server_killed_mid_suite(make_suite, tmp_path, monkeypatch, capfd
         out = run_harness("run", suite, "--runs-dir", runs, "--no-report", "--json")
         assert out.exit_code == 0, out.output
         document = json.loads(out.stdout)  # MLflow's "View run" line went to stderr
-        assert [r["state"] for r in document["runs"]] == ["done"] * 4
+        assert [r["state"] for r in document["runs"]] == ["done"] * 2
         client = mlflow.MlflowClient(uri)
         exp = client.get_experiment_by_name("dies").experiment_id
         children = client.search_runs([exp], "tags.`harness.kind` = 'run'")
         assert sorted(r.data.tags["harness.run_id"] for r in children) == \
             [d.name for d in run_folders(runs / "dies")]
         backfilled = [r for r in children if r.data.tags.get("harness.backfilled") == "true"]
-        assert 1 <= len(backfilled) <= 3  # the first run was recorded live, before the kill
+        assert backfilled  # the first run may have been recorded live, before the kill
         for r in backfilled:
             rows = history(runs / "dies" / r.data.tags["harness.run_id"])
             steps = client.get_metric_history(r.info.run_id, "images")
@@ -147,8 +150,8 @@ def test_mlflow_server_killed_mid_suite(make_suite, tmp_path, monkeypatch, capfd
             assert r.data.metrics["test/accuracy"] == pytest.approx(store.read_json(
                 runs / "dies" / r.data.tags["harness.run_id"] / "metrics.json")["accuracy"])
         parent = client.search_runs([exp], "tags.`harness.kind` = 'suite'")[0]
-        assert parent.data.tags["harness.runs"] == "4"
-        assert parent.data.tags["harness.child_runs"] == "4"
+        assert parent.data.tags["harness.runs"] == "2"
+        assert parent.data.tags["harness.child_runs"] == "2"
         assert parent.info.status == "FINISHED"
     finally:
         stop(server)
@@ -231,10 +234,12 @@ def test_wandb_offline_records_every_run(make_suite, tmp_path, monkeypatch):
         kinds = [r.WhichOneof("record_type") for r in records]
         run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
         assert (run.display_name, run.project, run.run_group) == (d.name, "wb", "wb")
-        logged = [{i.key: json.loads(i.value_json) for i in r.history.item}
+        logged = [(r.history.step.num, {i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                        for i in r.history.item})
                   for r in records if r.WhichOneof("record_type") == "history"]
         rows = history(d)
-        assert [(h["_step"], h["images"]) for h in logged] == [
+        # (records without "images" are W&B's own, e.g. its run time)
+        assert [(step, h["images"]) for step, h in logged if "images" in h] == [
             (i, float(row["images"])) for i, row in enumerate(rows, start=1)]
         summary = {}
         for r in records:

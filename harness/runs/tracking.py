@@ -3,8 +3,9 @@
 Each tracker gets its own daemon thread and a queue: the training thread only enqueues
 (``run_start``, ``epoch``, ``run_end`` never wait), and the calls that wait (``suite_start``
 for its result, ``recorded`` for the backfill, ``close`` to flush) draw on one budget of
-``timeout`` seconds per tracker and suite: every process adds what it waited to
-``trackers.json``, and the next process gets what is left. A tracker that raises or runs
+``timeout`` seconds per tracker and suite, charged while the tracker finishes no call (a
+long backfill that keeps answering is waited for): every process adds what it was charged
+to ``trackers.json``, and the next process gets what is left. A tracker that raises or runs
 out of budget is switched off with one ``TrackerWarning``, marked ``off`` in
 ``trackers.json`` so that no later worker of the suite waits for it again, and the run goes
 on; an abandoned thread is a daemon and cannot keep the process alive.
@@ -89,8 +90,11 @@ class _Lane:
         self.name = name
         self.state = dict(state or {})
         self.budget = float(timeout)
-        #: Seconds this process waited for the tracker (added to the suite's ledger).
+        #: Seconds this process waited for the tracker while no call of it finished
+        #: (charged to the suite's budget, ``spent`` in ``trackers.json``).
         self.waited = 0.0
+        #: Calls finished so far (progress: a wait is charged only while it stands still).
+        self.finished = 0
         self.off = False
         self.why = ""
         self._create = create
@@ -116,6 +120,7 @@ class _Lane:
                         call.result = method(*call.args)
                 except BaseException as exc:  # noqa: BLE001 - a tracker never fails a run
                     self._error = exc
+            self.finished += 1
             call.done.set()
 
     def submit(self, method: str, *args: Any) -> _Call | None:
@@ -130,11 +135,17 @@ class _Lane:
         """The call's result, waiting at most what is left of this tracker's budget."""
         if call is None:
             return None
-        started = time.monotonic()
-        finished = call.done.wait(max(0.0, self.budget))
-        spent = time.monotonic() - started
-        self.budget -= spent
-        self.waited += spent
+        # Only time in which no call finishes is charged: a slow backfill that goes on
+        # answering is waited for, a server that answers nothing costs the budget once.
+        while not call.done.is_set() and self.budget > 0 and self._error is None:
+            done_before = self.finished
+            started = time.monotonic()
+            call.done.wait(min(self.budget, 1.0))
+            if self.finished == done_before and not call.done.is_set():
+                spent = time.monotonic() - started
+                self.budget -= spent
+                self.waited += spent
+        finished = call.done.is_set()
         self.check()
         if not finished and not self.off:
             self.switch_off("no answer within its time limit (trackers[].timeout, one budget "
