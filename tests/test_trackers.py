@@ -254,7 +254,7 @@ def test_mlflow_run_that_resumes_goes_on_in_the_same_mlflow_run(tmp_path, monkey
     for attempt, state in ((1, "interrupted"), (2, "done")):  # killed, then resumed
         tracker = MlflowTracker({"tracking_uri": uri})
         suite_state = tracker.suite_start(SuiteInfo("s", "s.yaml", tmp_path / "s"))
-        tracker.run_start(dataclasses.replace(info, suite_state=suite_state))
+        tracker.run_start(dataclasses.replace(info, suite_state=suite_state, attempt=attempt))
         tracker.epoch({"loss": 1.0 / attempt}, attempt)
         tracker.run_end(RunEnd(state, 1.0))
     mlflow.set_tracking_uri(uri)

@@ -157,7 +157,7 @@ def test_mlflow_server_killed_mid_suite(make_suite, tmp_path, monkeypatch, capfd
         stop(server)
 
 
-def test_rerun_all_starts_fresh_records(make_suite, tmp_path, monkeypatch):
+def test_rerun_all_starts_fresh_records(make_suite, tmp_path, monkeypatch, run_harness):
     mlflow = pytest.importorskip("mlflow")
     pytest.importorskip("tensorboard")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -188,6 +188,19 @@ def test_rerun_all_starts_fresh_records(make_suite, tmp_path, monkeypatch):
             [(e.step, e.value) for e in acc.Scalars("images")]
         assert acc.Scalars("test/accuracy")[0].value == pytest.approx(
             mine[0].data.metrics["test/accuracy"], rel=1e-6)
+
+    # `harness track` records what a tracker lacks (here: lost event files), training nothing.
+    lost = run_folders(runs / "again")[0]
+    import shutil
+
+    shutil.rmtree(lost / "tensorboard")
+    out = run_harness("track", suite, "--runs-dir", runs)
+    assert out.exit_code == 0, out.output
+    assert "tracker tensorboard: recording 1 finished run it lacks" in out.stdout
+    acc = EventAccumulator(str(lost / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("images")] == list(range(1, len(history(lost)) + 1))
+    assert len(client.search_runs([exp], "tags.`harness.kind` = 'run'")) == 4  # none lacked
 
 
 def wandb_records(path: Path):

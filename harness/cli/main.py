@@ -26,6 +26,7 @@ LAZY_COMMANDS = {
     "describe": "harness.cli.model_commands:describe_command",
     "bench": "harness.cli.model_commands:bench_command",
     "status": "harness.cli.status_command:status_command",
+    "track": "harness.cli.track_command:track_command",
 }
 
 
