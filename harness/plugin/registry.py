@@ -96,6 +96,9 @@ class Registry:
         except LookupError as exc:
             message = exc.args[0] if exc.args else f"no such member of {prefix}"
             raise UnknownNameError(f"unknown {kind[:-1]} {name!r}: {message}") from None
+        except Exception as exc:  # a broken plugin must say who it is
+            raise PluginError(f"plugin {family.plugin!r}: family {prefix!r} failed to resolve "
+                              f"{name!r}: {type(exc).__name__}: {exc}") from exc
         expected = KINDS[kind][1]
         if not isinstance(spec, expected) or spec.name != name:
             raise PluginError(f"plugin {family.plugin!r}: family {prefix!r} resolved {name!r} "
