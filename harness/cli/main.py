@@ -25,6 +25,8 @@ LAZY_COMMANDS = {
     "data": "harness.cli.data_commands:data_group",
     "describe": "harness.cli.model_commands:describe_command",
     "bench": "harness.cli.model_commands:bench_command",
+    "status": "harness.cli.status_command:status_command",
+    "track": "harness.cli.track_command:track_command",
 }
 
 
@@ -160,18 +162,31 @@ def main(ctx, quiet, verbose):
         os.environ["HARNESS_QUIET"] = "1"  # the worker processes inherit it
 
 
-@main.command("list")
+@main.command("list", context_settings={"ignore_unknown_options": True,
+                                         "allow_extra_args": True})
 @click.argument("kind", required=False,
                 type=click.Choice(["datasets", "backbones", "samplers", "splitters", "engines",
                                    "executors", "trackers", "suites"]))
+@click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plugin", "modules", multiple=True, help="Also load this plugin module.")
-def list_command(kind, as_json, modules):
+@click.pass_context
+def list_command(ctx, kind, pattern, as_json, modules):
     """Show what every plugin registered, with the plugin that registered it; `list suites`:
-    the shipped suites (`harness run NAME` runs one from any folder)."""
+    the shipped suites (`harness run NAME` runs one from any folder).
+
+    PATTERN (shell-style) lists the matching names, family members included:
+    harness list backbones 'timm/convnext*', or harness list backbones --timm 'convnext*'.
+    """
     from harness.plugin.info import spec_info
     from harness.plugin.registry import build_registry
 
+    if pattern or ctx.args:
+        from harness.cli.family_listing import echo_matching
+
+        echo_matching(build_registry(modules), kind, [w for w in (pattern, *ctx.args) if w],
+                      as_json)
+        return
     kinds = [kind] if kind else list(KINDS)
     registry = build_registry(modules) if kinds != ["suites"] else None
     listing = {k: [spec_info(registry, k, name) for name in registry.names(k)]
@@ -191,6 +206,11 @@ def list_command(kind, as_json, modules):
                           f"{item.get('install') or 'pip install ' + item['framework']})")
             where = f"(plugin: {item['plugin']})" if "plugin" in item else f"({item['file']})"
             click.echo(f"  {item['name']:<{width}}{item['description']}{extra}  {where}")
+        if registry is not None and k != "suites":
+            from harness.cli.family_listing import family_lines
+
+            for line in family_lines(registry, k):
+                click.echo(line)
 
 
 def shipped_suite_rows() -> list[dict[str, str]]:
@@ -234,9 +254,12 @@ def shipped_suite_rows() -> list[dict[str, str]]:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document (runs, states, report) on stdout; progress "
                    "lines go to stderr.")
+@click.option("--detach", is_flag=True,
+              help="Submit the runs to the executor's scheduler (Slurm), print the job ids "
+                   "and exit; `harness status SUITE` shows how they go on.")
 @click.pass_context
 def run_command(ctx, suite, overrides, dry_run, print_config, only, fail_fast, out_dir,
-                runs_dir, reports_dir, no_report, rerun, as_json):
+                runs_dir, reports_dir, no_report, rerun, as_json, detach):
     """Train every run of SUITE that is not done yet, then render its report.
 
     SUITE is a suite file or the name of a shipped one (`harness list suites`). Each
@@ -265,7 +288,7 @@ def run_command(ctx, suite, overrides, dry_run, print_config, only, fail_fast, o
             result = run_suite(suite, only=list(only), dry_run=dry_run, fail_fast=fail_fast,
                                runs_root=runs_dir, reports_root=reports_dir,
                                render=not no_report and not dry_run, echo=echo,
-                               rerun=rerun, overrides=list(overrides))
+                               rerun=rerun, overrides=list(overrides), detach=detach)
     except StopSuite as exc:
         click.secho(f"stopped: {exc}", fg="red", err=True)
         sys.exit(1)
@@ -298,6 +321,11 @@ def run_command(ctx, suite, overrides, dry_run, print_config, only, fail_fast, o
             from harness.runs.runner import stale_line
 
             click.echo(stale_line(len(stale)))
+        return
+    if detach:
+        from harness.cli.status_command import echo_detached
+
+        echo_detached(result, runs_dir, as_json)
         return
     failed = [o for o in result.outcomes if o.state != "done"]
     if as_json:

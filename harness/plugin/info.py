@@ -28,9 +28,7 @@ def kind_of(word: str) -> str:
 
 
 def spec_info(registry: Registry, kind: str, name: str, schema: bool = True) -> dict[str, Any]:
-    entry = registry.entries[kind].get(name)
-    if entry is None:
-        registry.get(kind, name)  # raises with the close match and the known names
+    entry = registry.entry(kind, name)  # raises with the close match and the known names
     spec = entry.spec
     model = getattr(spec, "options", None) or Options  # engines take no options
     info: dict[str, Any] = {

@@ -446,6 +446,9 @@ class WorkFn(Protocol):
     def finished(self, run: RunSpec, code: int | None, seconds: float,
                  error: str = "") -> Any: ...
 
+    def submitted(self, run: RunSpec, job: str) -> None:
+        """Record in the run folder where the run waits (``slurm job 1234``)."""
+
 
 class ExecuteFn(Protocol[O_contra]):
     def __call__(self, runs: Sequence[RunSpec], work: WorkFn, options: O_contra) -> None: ...
@@ -457,13 +460,20 @@ class ExecutorSpec:
 
     ``runs`` are the pending ``RunSpec`` objects; ``work`` (:class:`WorkFn`) performs or
     records each run, ``env`` being added to the worker's environment (e.g.
-    ``CUDA_VISIBLE_DEVICES``).
+    ``CUDA_VISIBLE_DEVICES``). An executor whose options have ``parallel`` runs at most
+    that many at once.
+
+    ``detach``: the executor can hand runs to a scheduler and leave (``harness run
+    --detach``): when ``work.detach`` is true, ``execute`` returns once every run is
+    submitted, having called ``work.submitted(run, job)`` for each; the run folders then
+    say how the runs go on (``harness status``).
     """
 
     name: str
     description: str
     execute: ExecuteFn[Any]
     options: type[Options] = Options
+    detach: bool = False
 
 
 @dataclass(frozen=True)
@@ -480,3 +490,31 @@ class TrackerSpec:
     description: str
     create: Callable[[Any], Any]
     options: type[Options] = Options
+
+
+@dataclass(frozen=True)
+class Family:
+    """Many things of one kind, named ``<prefix><member>``, resolved when a name is used.
+
+    A library that offers hundreds of models (timm) cannot register each one up front, and
+    should not be imported to build the registry. A plugin registers one family instead,
+    through the hook of the kind it provides (``register_backbones`` for backbones); the
+    registry asks it for a name that starts with ``prefix`` and is not registered itself.
+
+    ``resolve(member)`` gets the name without the prefix and returns the spec of that kind
+    (named ``prefix + member``), or raises ``LookupError(message)`` when there is no such
+    member; the message (a close match helps) becomes the one-line unknown-name error.
+    ``members(pattern)`` lists the member names matching a shell-style pattern, for
+    ``harness list KIND PATTERN``. Both may import the library they wrap.
+    """
+
+    prefix: str
+    description: str
+    resolve: Callable[[str], Any]
+    members: Callable[[str], Sequence[str]] | None = None
+
+    @property
+    def name(self) -> str:
+        """The family as ``--NAME`` of ``harness list``: the prefix without its separator."""
+        return self.prefix.rstrip("/:.")
+

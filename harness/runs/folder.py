@@ -108,6 +108,11 @@ class Status:
     #: edit of either is found (``RunFolder.finished``) and the run trained again.
     predictions_sha256: str = ""
     metrics_sha256: str = ""
+    #: Workers started for this run, and their seconds together (``harness.runs.attempts``).
+    attempts: int = 0
+    total_seconds: float = 0.0
+    #: Where a submitted run waits (``slurm job 1234``), written when it is handed over.
+    job: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Status:

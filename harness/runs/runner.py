@@ -47,6 +47,8 @@ class RunOutcome:
     state: str
     seconds: float = 0.0
     error: str = ""
+    #: Workers started for the run (resumes, retries and requeues included).
+    attempts: int = 1
 
 
 @dataclass
@@ -57,6 +59,8 @@ class SuiteResult:
     report: Path | None = None
     #: Ids of runs planned by an older suite (code, data or settings), kept as they are.
     stale: list[str] = field(default_factory=list)
+    #: run id -> where a scheduler holds it (``slurm job 1234``), for ``--detach``.
+    jobs: dict[str, str] = field(default_factory=dict)
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
@@ -274,7 +278,10 @@ def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
     """What a run folder says about its run (the folder is the only truth, on any executor)."""
     folder = RunFolder(run_dir)
     status = folder.status()
-    return RunOutcome(run, folder.state(), seconds or status.seconds, status.error)
+    if status.attempts:  # every attempt's time, as the worker recorded it
+        seconds = status.total_seconds
+    return RunOutcome(run, folder.state(), seconds or status.seconds, status.error,
+                      max(status.attempts, 1))
 
 
 RERUN = ("stale", "failed", "all")
@@ -397,6 +404,10 @@ class Work:
         #: waiting this time, once every other run had its turn.
         self.deferred: list[RunSpec] = []
         self.wait_for_locks = False
+        #: ``harness run --detach``: the executor submits the runs and returns.
+        self.detach = False
+        #: run id -> where it was handed over (``slurm job 1234``), in submission order.
+        self.jobs: dict[str, str] = {}
 
     def warm(self, registry: Registry, engines: list[str]) -> None:
         """Train the runs of engines whose framework forks safely in warm hosts."""
@@ -426,6 +437,15 @@ class Work:
             where = resume_point(self.run_dir(run)) or where
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
 
+    def submitted(self, run: RunSpec, job: str) -> None:
+        """A scheduler holds the run: say so in its folder until its worker starts."""
+        with self._lock:
+            self.jobs[run.run_id] = job
+        from harness.runs.attempts import carried
+
+        folder = RunFolder(self.run_dir(run))
+        folder.write_status("pending", job=job, **carried(folder))
+
     def finished(self, run: RunSpec, code: int | None, seconds: float,
                  error: str = "") -> RunOutcome:
         """Record how the run ended; ``error`` says why when the executor knows better than
@@ -443,13 +463,18 @@ class Work:
             # The worker died without saying why (killed, out of memory, segfault).
             outcome.state = "failed"
             outcome.error = error or f"worker exited with code {code}"
-            RunFolder(run_dir).write_status("failed", error=outcome.error)
+            from harness.runs.attempts import carried
+
+            RunFolder(run_dir).write_status("failed", error=outcome.error,
+                                            **carried(RunFolder(run_dir)))
         if code == ALREADY_DONE and outcome.state == "done":
             self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: done by another "
                       "harness process")
             return outcome
+        tries = f" ({outcome.attempts} attempts)" if outcome.attempts > 1 else ""
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
-                  f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
+                  f"{outcome.seconds:.0f} s{tries}"
+                  + (f" — {outcome.error}" if outcome.error else ""))
         if outcome.state == "failed" and os.environ.get("HARNESS_VERBOSE") == "1":
             trace = RunFolder(run_dir).status().traceback  # harness -v: where it failed
             if trace:
@@ -498,10 +523,13 @@ def run_suite(
     show_progress: bool = True,
     rerun: str | None = None,
     overrides: list[str] = (),
+    detach: bool = False,
 ) -> SuiteResult:
     """Run a suite file (or a shipped suite by name, or a parsed ``Suite``) with the
     command line's ``key.path=value`` ``overrides`` (for a ``Suite``: the overrides it was
-    parsed with), recorded in every new run's ``config.json``."""
+    parsed with), recorded in every new run's ``config.json``. ``detach``: the executor
+    submits the pending runs and this returns at once (no report); ``SuiteResult.jobs``
+    says where each run went."""
     if rerun is not None and rerun not in RERUN:
         raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
     overrides = list(overrides)
@@ -512,6 +540,10 @@ def run_suite(
         runs = filter_runs(expand(suite), list(only))
     except HarnessError as exc:
         raise blame_override(exc, overrides, suite.source) from None
+    if detach and not registry.get("executors", suite.executor.name).detach:
+        raise HarnessError(f"{suite.source or suite.name}: executor.name: --detach needs an "
+                           f"executor that submits to a scheduler; executor "
+                           f"{suite.executor.name!r} runs the jobs itself")
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
     if dry_run:
@@ -534,7 +566,7 @@ def run_suite(
     if result.stale:
         echo(stale_line(len(result.stale)))
     suite_runs = store.child(runs_root, suite.name)
-    trackers = start_trackers(suite, registry, suite_runs, pending)
+    trackers = start_trackers(suite, registry, suite_runs, pending, done, echo)
     try:
         if pending:
             check_data(suite, registry, checked)
@@ -562,10 +594,13 @@ def run_suite(
             pending = planned
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
-            work.warm(registry, sorted({r.engine for r in pending}))
+            work.detach = detach
+            if not detach:
+                work.warm(registry, sorted({r.engine for r in pending}))
             try:
                 executor.execute(pending, work, checked.executor)
-                if work.deferred:  # runs another process held: now wait for it, then skip
+                result.jobs = dict(work.jobs)
+                if work.deferred and not detach:  # runs another process held: now wait for it, then skip
                     deferred, work.deferred, work.wait_for_locks = work.deferred, [], True
                     executor.execute(deferred, work, checked.executor)
             finally:
@@ -574,7 +609,7 @@ def run_suite(
         else:  # nothing read the data this time: say again what the runs left out
             for line in dropped_lines(dropped_in(done, runs_root)):
                 echo(line)
-        if render:
+        if render and not detach:
             out = store.child(reports_root, suite.name)
             report = out / "index.html"
             if pending or not report_is_current(report, suite_runs):
@@ -584,7 +619,10 @@ def run_suite(
             result.report = report
             echo(f"report: {report}")
     finally:
-        if trackers:
+        if trackers and detach:
+            trackers.close()
+        elif trackers:
+            tracking.refresh(suite_runs, trackers)  # what the workers learnt of them
             trackers.suite_end(tracking.suite_end(
                 suite_runs, suite.name, {o.run.run_id: o.state for o in result.outcomes},
                 result.report.parent if result.report else None))
@@ -615,17 +653,23 @@ def dropped_in(done: list[RunSpec], runs_root: Path) -> list[dict[str, str]]:
 
 
 def start_trackers(suite: Suite, registry: Registry, suite_runs: Path,
-                   pending: list[RunSpec]) -> tracking.Trackers:
-    """Tell the suite's trackers it starts; ``trackers.json`` tells every worker of them."""
+                   pending: list[RunSpec], done: list[RunSpec] = (),
+                   echo: Callable[[str], None] = print) -> tracking.Trackers:
+    """Tell the suite's trackers it starts, and replay the finished runs they lack
+    (``Tracker.recorded``); ``trackers.json`` tells every worker of them."""
     from harness.plugin.trackers import SuiteInfo
 
     refs = [dataclasses.asdict(t) for t in suite.trackers]
     trackers = tracking.build(registry, refs)
     if trackers:
-        trackers.suite_start(SuiteInfo(
-            name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
-            pending=tuple(r.run_id for r in pending),
-            run_ids=tuple(r.run_id for r in expand(suite))))
+        info = SuiteInfo(name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
+                         pending=tuple(r.run_id for r in pending),
+                         run_ids=tuple(r.run_id for r in expand(suite)))
+        trackers.suite_start(info)
+        counts = trackers.backfill(info, [suite_runs / r.run_id for r in done])
+        for name, n in counts.items():
+            if n:
+                echo(f"tracker {name}: recording {n} finished run{'s' * (n != 1)} it lacks")
     tracking.write_settings(suite_runs, refs, suite.plugins, trackers)
     return trackers
 

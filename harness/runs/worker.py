@@ -27,7 +27,7 @@ from harness.errors import HarnessError, one_line_warnings
 from harness.plugin import guard
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
-from harness.runs import launch, tracking
+from harness.runs import attempts, launch, tracking
 from harness.runs.folder import DamagedFile, RunFolder, RunLock
 from harness.runs.job import Job
 
@@ -103,11 +103,13 @@ def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray, classes
     return buf.getvalue()
 
 
-def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
+def run(run_dir: Path, trackers: tracking.Trackers | None = None,
+        attempt: attempts.Attempt | None = None) -> None:
     folder = RunFolder(run_dir)
-    started = time.time()
+    attempt = attempt or attempts.begin(folder, time.time())
+    started = attempt.started
     trackers = trackers if trackers is not None else tracking.Trackers()
-    folder.write_status("running", started=started)
+    folder.write_status("running", started=started, **attempt.fields(started))
     job, engine = load_job(run_dir)
     if trackers:
         job.tracker = trackers
@@ -136,8 +138,9 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
     metrics["calibration"] = run_calibration(table.true, table.proba, n_boot,
                                              seed=int(job.run.fold))
     device = job.device or ("cpu" if str(job.training.device).lower() == "cpu" else "")
-    folder.write_done(metrics, started=started, finished=time.time(),
-                      seconds=time.time() - started, device=device)
+    now = time.time()
+    folder.write_done(metrics, started=started, finished=now, seconds=now - started,
+                      device=device, **attempt.fields(now))
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     lock = RunFolder(run_dir).lock()
     trackers = tracking.Trackers()
+    attempt = None
     try:
         try:
             lock.acquire(timeout=0)
@@ -162,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         if RunFolder(run_dir).verified() is None:
             print(f"run {run_dir.name}: already done by another process", file=sys.stderr)
             return ALREADY_DONE
+        attempt = attempts.begin(RunFolder(run_dir), started)
         trackers = tracking.for_run(run_dir)
-        run(run_dir, trackers)
+        run(run_dir, trackers, attempt)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
         if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C must not cut the record short
@@ -177,20 +182,24 @@ def main(argv: list[str] | None = None) -> int:
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
             # A Ctrl-C or SIGTERM is no bug: its record says where it stopped, no traceback.
-            RunFolder(run_dir).write_status(state, error=message,
-                                            seconds=time.time() - started,
+            now = time.time()
+            RunFolder(run_dir).write_status(state, error=message, seconds=now - started,
                                             traceback=traceback.format_exc()
-                                            if state == "failed" else "")
+                                            if state == "failed" else "",
+                                            **(attempt.fields(now) if attempt else {}))
         print(f"run {run_dir.name} {state}: {message}", file=sys.stderr)
         if trackers:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
-        trackers.close()
+        tracking.worker_close(run_dir, trackers)
         lock.release()
 
 
 if __name__ == "__main__":
+    # The stdout of `harness run` (inherited) is for its results (--json): what plugins and
+    # libraries print in a worker goes to stderr (a warm host's child does the same).
+    os.dup2(2, 1)
     code = main()
     # Everything is on disk (the loop waited for its checkpoint writer, trackers closed):
     # skip the interpreter's teardown of torch/TensorFlow, which takes seconds.
