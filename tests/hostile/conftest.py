@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hostile_kit import Workspace
+
+from hostile.hostile_kit import Workspace
 
 
 @pytest.fixture(scope="session")

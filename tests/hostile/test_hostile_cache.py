@@ -47,7 +47,7 @@ def test_rerun_all_with_a_damaged_cache_erases_nothing_before_the_data_is_good(s
         fh.truncate(1000)
     monkeypatch.setenv("HARNESS_HOSTILE", "records-raises")  # data unreadable on top
     result = space.run("--no-report", "--rerun", "all")
-    from hostile_kit import refused
+    from hostile.hostile_kit import refused
 
     refused(result, "dataset 'hostile'", "records", "Permission denied")
     assert space.finished() == before  # --rerun all erased nothing: the data never got good
@@ -70,7 +70,7 @@ def test_a_run_refuses_a_cache_changed_under_it(space):
 
 
 def test_a_file_where_the_cache_folder_goes_is_refused(space):
-    from hostile_kit import refused
+    from hostile.hostile_kit import refused
 
     _pending_one(space)
     before = space.finished()

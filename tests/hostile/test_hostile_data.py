@@ -7,7 +7,8 @@ line and leaves every finished run as it was, even under ``--rerun all``.
 from __future__ import annotations
 
 import pytest
-from hostile_kit import refused
+
+from hostile.hostile_kit import refused
 
 PLUGIN = "plugin 'harness.testing.hostile'"
 

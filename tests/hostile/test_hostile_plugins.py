@@ -5,7 +5,8 @@ other runs go on."""
 from __future__ import annotations
 
 import pytest
-from hostile_kit import no_traceback, refused
+
+from hostile.hostile_kit import no_traceback, refused
 
 PLUGIN = "plugin 'harness.testing.hostile'"
 
@@ -94,7 +95,7 @@ def test_a_plugin_name_that_is_a_path_is_refused(tmp_path, monkeypatch):
         "def register_samplers(register):\n"
         "    register(SamplerSpec(name='../../escape', description='x', plan=plan_none))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    from hostile_kit import Workspace
+    from hostile.hostile_kit import Workspace
 
     space = Workspace(tmp_path / "w")
     space.root.mkdir()

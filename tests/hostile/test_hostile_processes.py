@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from hostile_kit import harness, refused
 
 from harness.runs.worker import ALREADY_DONE
+from hostile.hostile_kit import harness, refused
 
 
 def test_all_zero_quotas_are_refused_by_dry_run(space):

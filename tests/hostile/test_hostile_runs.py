@@ -7,10 +7,10 @@ import errno
 import json
 
 import pytest
-from hostile_kit import SUITE, refused
 
 from harness.analysis.loading import load_runs
 from harness.analysis.results import load_results
+from hostile.hostile_kit import SUITE, refused
 
 
 def _edit_predictions(folder) -> None:

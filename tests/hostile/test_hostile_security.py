@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 
 import pytest
-from hostile_kit import SUITE, harness, refused
 
 from harness.analysis.exports import spreadsheet_safe
+from hostile.hostile_kit import SUITE, harness, refused
 
 LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
 
@@ -36,7 +36,8 @@ def test_a_suite_that_is_not_utf8_is_refused_in_one_line(tmp_path):
 
 def test_a_suite_with_a_bom_is_read(tmp_path):
     import yaml
-    from hostile_kit import suite_data
+
+    from hostile.hostile_kit import suite_data
 
     path = tmp_path / "suite.yaml"
     path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump(suite_data()).encode())
