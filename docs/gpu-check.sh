@@ -5,6 +5,12 @@
 #   bash docs/gpu-check.sh torch    # bench: 3 networks at 300 px, bf16, compile off and on;
 #                                   # then a paper-shaped slice through the real loop
 #   bash docs/gpu-check.sh keras    # bench: the same networks in Keras, XLA off and on
+#   bash docs/gpu-check.sh determinism  # a tiny torch suite twice with training.deterministic
+#                                   # on: predictions.csv byte for byte; seconds on vs off
+#
+# `determinism` needs only torch and `pip install --no-deps -e .` of this repository with
+# the core's pure-Python dependencies (pydantic, pluggy, click, PyYAML, pandas, ...); DICOM
+# and duplicate-hash libraries (pydicom, pylibjpeg, imagehash) are imported only when used.
 #
 # Synthetic images only: no dataset or weights are needed (random initialisation).
 set -euo pipefail
@@ -52,8 +58,54 @@ YAML
     cp "$OUT"/slice/runs/gpu-slice/*/history.csv "$OUT/slice-history.csv"
 }
 
+determinism() {  # tiny backbone, 64 px, synthetic, 2 runs: twice on (a, b), once off (c)
+    local d="$OUT/determinism"
+    mkdir -p "$d"
+    for det in true false; do
+        cat > "$d/det-$det.yaml" <<YAML
+name: det-$det
+classes: [normal, pneumonia, covid19]
+image_size: 64
+datasets: [{name: synthetic, options: {n: 1200, seed: 0}}]
+split: {kind: grouped-kfold, folds: 2, seed: 0}
+matrix: {backbone: [tiny], sampler: [phased, none], engine: [torch], fold: [1], seed: [0]}
+samplers: {phased: {phases: 3}}
+training: {epochs_per_phase: 4, batch_size: 32, head: gap, weights: none, lr: 3.0e-3,
+           device: cuda, deterministic: $det}
+YAML
+    done
+    for try in a b; do
+        HARNESS_QUIET=1 HARNESS_CACHE="$d/cache" harness run "$d/det-true.yaml" \
+            --runs-dir "$d/$try" --no-report
+    done
+    HARNESS_QUIET=1 HARNESS_CACHE="$d/cache" harness run "$d/det-false.yaml" \
+        --runs-dir "$d/c" --no-report
+    python3 - "$d" <<'PY' | tee "$OUT/determinism.txt"
+import csv, pathlib, sys
+d = pathlib.Path(sys.argv[1])
+def seconds(folder):  # training + selection seconds from every run's history
+    total = 0.0
+    for h in folder.glob("*/*/history.csv"):
+        for r in csv.DictReader(h.open()):
+            total += float(r["seconds"] or 0) + float(r["select_seconds"] or 0)
+    return total
+same = []
+for p in sorted((d / "a").glob("*/*/predictions.csv")):
+    q = d / "b" / p.relative_to(d / "a")
+    same.append(q.is_file() and p.read_bytes() == q.read_bytes())
+    print(f"{p.parent.name}: predictions.csv {'identical' if same[-1] else 'DIFFERENT'}")
+print(f"deterministic on, two tries: {sum(same)} of {len(same)} runs byte-identical")
+on = (seconds(d / "a") + seconds(d / "b")) / 2
+off = seconds(d / "c")
+print(f"training seconds: deterministic on {on:.2f} (mean of 2), off {off:.2f}, "
+      f"on/off {on / off:.2f}")
+sys.exit(0 if same and all(same) else 1)
+PY
+}
+
 case "$what" in
     torch) bench torch; slice ;;
     keras) bench keras ;;
-    *) echo "usage: $0 torch|keras" >&2; exit 2 ;;
+    determinism) determinism ;;
+    *) echo "usage: $0 torch|keras|determinism" >&2; exit 2 ;;
 esac

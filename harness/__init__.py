@@ -7,6 +7,7 @@ package imports no deep-learning framework.
 """
 
 from harness.config.suite import DEFAULT_CLASSES
+from harness.config.validate import suggest
 from harness.data.cache import fill_cache, to_square_uint8, usable_cores
 from harness.errors import HarnessError
 from harness.plugin.budget import SamplerOptions, meet_budget
@@ -23,6 +24,7 @@ from harness.plugin.specs import (
     DatasetSpec,
     EngineSpec,
     ExecutorSpec,
+    Family,
     Fold,
     OptionsContext,
     Phase,
@@ -64,6 +66,7 @@ __all__ = [
     "DatasetSpec",
     "EngineSpec",
     "ExecutorSpec",
+    "Family",
     "Fold",
     "HarnessError",
     "Options",
@@ -90,6 +93,7 @@ __all__ = [
     "parse_weights",
     "run",
     "run_worker",
+    "suggest",
     "suite_of",
     "to_square_uint8",
     "usable_cores",

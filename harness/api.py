@@ -17,11 +17,14 @@ from harness.analysis.results import load_results
 __all__ = ["load_results", "run"]
 
 
-def run(suite: str | Path | Mapping[str, Any], *, only: list[str] = (), dry_run: bool = False,
+def run(suite: str | Path | Mapping[str, Any], *, overrides: list[str] = (),
+        only: list[str] = (), dry_run: bool = False,
         fail_fast: bool = False, runs_dir: str | Path = "runs",
         reports_dir: str | Path = "reports", report: bool = True, quiet: bool = True):
     """Train every run of ``suite`` that is not done yet (as ``harness run``).
 
+    ``suite`` is a file, the name of a shipped suite (``"demo"``) or a dict; ``overrides``
+    are the command line's ``"key.path=value"`` items (``["training.lr=1e-3"]``).
     ``quiet`` (the default) prints nothing and draws no progress bars; errors are raised as
     ``HarnessError`` with the same one-line messages as the command line.
     """
@@ -32,7 +35,7 @@ def run(suite: str | Path | Mapping[str, Any], *, only: list[str] = (), dry_run:
 
     if isinstance(suite, Mapping):
         suite = parse_suite(dict(suite), str(Path.cwd() / f"{suite.get('name', 'suite')}"
-                                                            " (a dict)"))
+                                                            " (a dict)"), overrides)
     saved = os.environ.get("HARNESS_QUIET")
     if quiet:
         os.environ["HARNESS_QUIET"] = "1"  # worker processes inherit it
@@ -41,7 +44,7 @@ def run(suite: str | Path | Mapping[str, Any], *, only: list[str] = (), dry_run:
                          runs_root=runs_dir, reports_root=reports_dir,
                          render=report and not dry_run,
                          echo=(lambda line: None) if quiet else print,
-                         show_progress=not quiet)
+                         show_progress=not quiet, overrides=list(overrides))
     finally:
         if quiet:
             if saved is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from harness.analysis.calibration import (
     macro_auroc_interval,
 )
 from harness.analysis.report import render_report
+from harness.rundir.folder import RunFolder
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy_and_the_gap_otherwise():
@@ -68,9 +68,10 @@ def test_report_has_calibration_and_says_when_a_class_has_one_source(tmp_path):
         rows = list(csv.DictReader((run_dir / "predictions.csv").open()))
         sources = ["ieee8023" if r["true"] == "covid19" else "rsna" if r["true"] == "normal"
                    else ("ieee8023" if i % 2 else "rsna") for i, r in enumerate(rows)]
-        plan = json.loads((run_dir / "plan.json").read_text())
-        plan["test"] = {**plan["test"], "sources": sources}
-        (run_dir / "plan.json").write_text(json.dumps(plan))
+        folder = RunFolder(run_dir)
+        plan = folder.plan()
+        plan.test.sources = sources
+        folder.write_plan(plan)
         for src, values in expected.items():
             pn = [r for r, s in zip(rows, sources) if r["true"] == "pneumonia" and s == src]
             values.append(np.mean([r["pred"] == "pneumonia" for r in pn]))

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.compare import adjust, compare_strategies, describe_families, design_of
+from harness.analysis.compare import (
+    adjust,
+    compare_strategies,
+    describe_families,
+    describe_mcnemar_family,
+    design_of,
+)
 from harness.analysis.figures import comparison_figures
 from harness.analysis.intervals import paired_difference, summarise
 from harness.analysis.metrics import Predictions, compute_metrics
@@ -126,12 +132,14 @@ def test_holm_within_each_family_matches_statsmodels_on_that_family():
     assert "p_adjusted" not in paired[4] and "p_adjusted" not in paired[5]
     assert "p_adjusted" not in mcn[2]
 
-    # One family of all six: .01, .01 -> .06; .02 -> .08; .03, .04, .04 -> .09.
+    # One family of the four t-tests: .01·4 = .04, .02·3 = .06, .03·2, .04 -> .06. The
+    # McNemar rows stay a family of their own (two networks, not two strategies).
     paired, mcn = build()
     groups = adjust(paired, mcn, "all", "holm", 0.05)
-    assert list(groups) == ["all"] and len(groups["all"]) == 6
-    assert [r["p_adjusted"] for r in paired[:4] + mcn[:2]] == pytest.approx(
-        [0.06, 0.09, 0.09, 0.08, 0.09, 0.06])
+    assert list(groups) == ["all", "mcnemar"] and len(groups["all"]) == 4
+    assert [r["p_adjusted"] for r in paired[:4]] == pytest.approx([0.04, 0.06, 0.06, 0.06])
+    assert [r["p_adjusted"] for r in mcn[:2]] == pytest.approx([0.04, 0.02])
+    assert {r["family"] for r in mcn[:2]} == {"mcnemar"}
     paired, mcn = build()
     adjust(paired, mcn, "figure", "fdr_bh", 0.05)
     assert [r["p_adjusted"] for r in paired[:3]] == pytest.approx(
@@ -141,24 +149,51 @@ def test_holm_within_each_family_matches_statsmodels_on_that_family():
 def test_the_family_text_names_each_family_and_its_guarantee():
     sizes = [{"name": "balanced_accuracy", "label": "balanced accuracy", "size": 21, "paired": 21},
              {"name": "mcc", "label": "MCC", "size": 21, "paired": 21},
-             {"name": "macro_auroc", "label": "macro AUROC", "size": 11, "paired": 11},
-             {"name": "mcnemar", "label": "McNemar", "size": 315, "paired": 0}]
+             {"name": "macro_auroc", "label": "macro AUROC", "size": 11, "paired": 11}]
     text = describe_families("figure", sizes, "holm", 0.05, ["none", "phased"])
-    assert text.startswith("4 families: one per figure for 3 figures (21 tests each for 2 of "
-                           "them, every strategy against none and phased; macro AUROC: 11) and "
-                           "the 315 McNemar rows as one; 368 tests in all.")
-    assert ("at most α for each figure separately and for the McNemar rows, not for the page "
-            "as a whole") in text
-    assert "bounded by 4 × α = 0.2" in text
-    one = describe_families("all", [{"name": "all", "size": 30, "paired": 12}], "holm", 0.05)
-    assert one.startswith("One family: all 30 tests (12 per-figure, 18 McNemar)")
+    assert text.startswith("3 families: one per figure for 3 figures (21 tests each for 2 of "
+                           "them, every strategy against none and phased; macro AUROC: 11); "
+                           "53 strategy tests in all.")
+    assert "at most α for each figure separately, not for the page as a whole" in text
+    assert "bounded by 3 × α = 0.15" in text
+    assert "McNemar" not in text
+    assert text.endswith("never smaller, so it flags no more and often less.")
+    one = describe_families("all", [{"name": "all", "size": 30, "paired": 30}], "holm", 0.05)
+    assert one.startswith("One family: all 30 strategy tests corrected together")
     assert "at most α for the comparison as a whole" in one
-    # Two folds (the demo): only McNemar rows can be tested, one family, α for all of it.
-    demo = describe_families("figure", [{"name": "mcnemar", "size": 10, "paired": 0}],
-                             "holm", 0.05, ["phased", "none"])
-    assert demo == ("1 family: the 10 McNemar rows as one; 10 tests in all. Corrected with "
-                    "Holm step-down (family-wise error) at α = 0.05: the chance of any false "
-                    "flag is at most α for the comparison as a whole.")
+    # Two folds (the demo): no strategy test can reach α; McNemar is described on its own.
+    assert describe_families("figure", [], "holm", 0.05).startswith("No strategy test can")
+    assert describe_mcnemar_family(10, "holm", 0.05) == (
+        "The 10 testable McNemar rows form one family of their own, corrected with Holm "
+        "step-down (family-wise error) at α = 0.05: the chance of any false flag is at most α "
+        "among them. They are never counted with the strategy tests.")
+
+
+def test_bh_wording_claims_only_what_bh_guarantees():
+    """With fdr_bh, "flags no more" under ``family: all`` is false: the issue's example, a
+    p of 0.03 among three tests of one figure (BH 0.09) and ten p of 0.001 of other figures
+    (0.03 · 13 / 11 = 0.035 in one family of 13)."""
+    from statsmodels.stats.multitest import multipletests
+
+    paired = [_row(0.03, "a"), _row(0.5, "a"), _row(0.6, "a")] + [
+        _row(0.001, f"m{i}") for i in range(10)]
+    adjust(paired, [], "figure", "fdr_bh", 0.05)
+    per_figure = paired[0]["p_adjusted"]
+    for r in paired:
+        r.pop("p_adjusted")
+    adjust(paired, [], "all", "fdr_bh", 0.05)
+    together = paired[0]["p_adjusted"]
+    assert per_figure == pytest.approx(0.09) and together == pytest.approx(0.03 * 13 / 11)
+    assert together == pytest.approx(multipletests([r["p"] for r in paired], method="fdr_bh")[1][0])
+    assert together < 0.05 < per_figure          # family: all flags it, per figure does not
+    sizes = [{"name": "a", "label": "a", "size": 3, "paired": 3}] + [
+        {"name": f"m{i}", "label": f"m{i}", "size": 1, "paired": 1} for i in range(10)]
+    text = describe_families("figure", sizes, "fdr_bh", 0.05, ["none"])
+    assert "flags no more" not in text and "bounded by" not in text
+    assert "may flag more or fewer" in text
+    assert "expected share of false flags among the flags is at most α" in text
+    holm = describe_families("figure", sizes, "holm", 0.05, ["none"])
+    assert "flags no more" in holm and "chance of any false flag is at most α" in holm
 
 
 def test_mcnemar_exact_is_the_binomial_test():
@@ -306,3 +341,124 @@ def test_figures_have_curves_per_class_and_tradeoff(runs):
     assert [t.get_text() for t in pr.get_legend().get_texts()] == ["none", "phased"]
     legend = [t.get_text() for t in figs["tradeoff"].axes[0].get_legend().get_texts()]
     assert legend == ["none: 33.3% at 0.0 FP", "phased: 83.3% at 0.5 FP"]
+
+
+def hand_run(sampler, fold, seed=0, **figures):
+    """A run whose metrics are set by hand (no predictions): ``figures`` maps a compared
+    key (``mcc``, ``sensitivity:covid19``, …) to its value; every other figure is 0.5."""
+    per_class = {c: {"sensitivity": 0.5, "specificity": 0.5, "precision": 0.5, "support": 10,
+                     "wrong_detected": 1} for c in CLASSES}
+    metrics = {"macro_auroc": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.5, "mcc": 0.0,
+               "per_class": per_class}
+    for key, v in figures.items():
+        if ":" in key:
+            fig, cls = key.split(":")
+            per_class[cls][fig] = v
+        else:
+            metrics[key] = v
+    return Run(sampler, fold, seed, metrics, None, n_train=100, n_test=100)
+
+
+def row_of(result, key, strategy="a", reference="none"):
+    return next(r for r in result["paired"] if r["metric"] == key
+                and r["strategy"] == strategy and r["reference"] == reference)
+
+
+def test_difference_intervals_are_cut_at_the_figures_range():
+    """The issue's examples: "−24.11 [−584.99, +536.78]" points (a per-class figure, two
+    folds) and MCC [−1.105, +0.539], which a difference of MCC (range −2 to 2) may be."""
+    sens = "sensitivity:covid19"
+    runs = [hand_run("none", 1, **{sens: 0.5, "mcc": 0.3}),
+            hand_run("none", 2, **{sens: 0.5, "mcc": 0.3}),
+            hand_run("phased", 1, **{sens: 0.004, "mcc": 0.3 - 0.3204}),
+            hand_run("phased", 2, **{sens: 0.5137, "mcc": 0.3 - 0.2457})]
+    result = compare_strategies(runs, CLASSES, bootstrap=0)
+    row = row_of(result, sens, "phased")
+    raw = corrected_ttest([0.004 - 0.5, 0.5137 - 0.5], 1.0)
+    assert row["mean_diff"] == pytest.approx(-0.24115)
+    assert raw["ci"][0] < -5 and raw["ci"][1] > 5          # the t interval, uncut
+    assert row["ci"] == [-1.0, 1.0] and row["clipped"] == [True, True]
+    mirror = row_of(result, sens, "none", "phased")
+    assert mirror["ci"] == [-1.0, 1.0] and mirror["clipped"] == [True, True]
+    mcc = row_of(result, "mcc", "phased")
+    assert mcc["ci"] == [pytest.approx(-1.105, abs=2e-3), pytest.approx(0.539, abs=2e-3)]
+    assert mcc["clipped"] == [False, False]                 # inside [−2, 2]: left as it is
+    # Wider still: an MCC difference interval is cut at −2 and 2, a mean MCC at −1 and 1.
+    runs[2].metrics["mcc"], runs[3].metrics["mcc"] = -0.9, 0.9
+    result = compare_strategies(runs, CLASSES, bootstrap=0)
+    assert row_of(result, "mcc", "phased")["ci"] == [-2.0, 2.0]
+    assert result["table"]["phased"]["mcc"]["ci"] == [-1.0, 1.0]
+    assert result["table"]["phased"]["mcc"]["clipped"] == [True, True]
+    assert result["table"]["none"]["mcc"]["clipped"] == [False, False]   # no spread at all
+
+
+def test_no_data_is_counted_apart_from_too_few_folds():
+    runs = [hand_run(s, f) for s in ("none", "a") for f in (1, 2, 3)]
+    for r in runs:
+        r.metrics["macro_auroc"] = None        # never defined: no data
+    for r in runs[3:5]:
+        r.metrics["mcc"] = None                # defined in one fold only: too few folds
+    runs[5].metrics["mcc"] = 0.2
+    result = compare_strategies(runs, CLASSES, bootstrap=0)
+    auroc, mcc = row_of(result, "macro_auroc"), row_of(result, "mcc")
+    assert (auroc["verdict"], auroc["sentence"]) == ("none", "no data")
+    assert (mcc["verdict"], mcc["sentence"]) == ("untested", "too few folds/seeds to test")
+    assert result["family"]["no_data"] == 1
+    assert result["family"]["untested"] == 1
+
+
+def test_signed_numbers_never_show_minus_zero():
+    from harness.analysis.metrics import fmt, pct, signed
+
+    assert signed(-1e-9, 100, 2) == "0.00" and signed(1e-9, 100, 2) == "0.00"
+    assert signed(-0.0004) == "0.000" and signed(-0.0006) == "-0.001"
+    assert signed(-0.24115, 100, 2) == "-24.12" and signed(0.5) == "+0.500"
+    assert pct(-1e-9) == "0.00" and fmt(-0.0001) == "0.000" and fmt(-0.002) == "-0.002"
+    assert signed(None) == pct(None) == fmt(float("nan")) == "n/a"
+
+
+def test_seed_spread_and_the_noise_of_a_difference_by_hand():
+    # Strategy a, three seeds per fold. Fold 1: .6 .7 .8 (variance .01, seed-to-seed |d|:
+    # .1 .2 .1, mean 2/15); fold 2: .5 .5 .8 (variance .03, |d|: 0 .3 .3, mean .2). Pooled
+    # sd sqrt(.02); mean |d| (2/15 + .2) / 2 = 1/6. The reference has no seed spread.
+    values = {1: (0.6, 0.7, 0.8), 2: (0.5, 0.5, 0.8), 3: (0.6, 0.6, 0.6)}
+    runs = []
+    for fold in (1, 2):
+        for seed, v in enumerate(values[fold]):
+            runs += [hand_run("a", fold, seed, balanced_accuracy=v),
+                     hand_run("none", fold, seed, balanced_accuracy=0.6)]
+    result = compare_strategies(runs, CLASSES, bootstrap=0)
+    spread = result["seed_spread"]["by_strategy"]
+    assert spread["a"]["balanced_accuracy"]["sd"] == pytest.approx(math.sqrt(0.02))
+    assert spread["a"]["balanced_accuracy"]["seed_diff"] == pytest.approx(1 / 6)
+    assert spread["none"]["balanced_accuracy"]["sd"] == 0.0
+    assert (spread["a"]["balanced_accuracy"]["folds"], spread["a"]["balanced_accuracy"]["runs"]
+            ) == (2, 6)
+    row = row_of(result, "balanced_accuracy")
+    # 6 paired runs: sqrt((.02 + 0) / 6); mean difference (.1 + .0) / 2 = .05 < 2 × .0577.
+    assert row["seed_noise"] == pytest.approx(math.sqrt(0.02 / 6))
+    assert row["mean_diff"] == pytest.approx(0.05) and row["within_seed_noise"] is True
+    assert ("balanced_accuracy", "balanced accuracy") in result["seed_spread"]["figures"]
+    assert result["seed_spread"]["figures"][-1] == ("sensitivity:covid19",
+                                                    "covid19 sensitivity")
+    # One seed per fold: no spread, nothing to set a difference against.
+    one = compare_strategies([r for r in runs if r.seed == 0], CLASSES, bootstrap=0)
+    assert one["seed_spread"]["by_strategy"]["a"]["balanced_accuracy"]["sd"] is None
+    assert row_of(one, "balanced_accuracy")["within_seed_noise"] is None
+
+
+def test_mcnemar_rows_are_never_a_strategy_verdict(runs):
+    from harness.analysis.significance import network_verdict
+
+    row = {"diff": 0.1, "testable": True, "p_adjusted": 0.01, "strategy": "phased",
+           "reference": "none", "only_strategy_right": 9, "only_reference_right": 0,
+           "min_p": 0.004}
+    kind, sentence = network_verdict(row, 0.05, "covid19")
+    assert kind == "networks-differ" and kind not in ("better", "worse")
+    assert sentence.startswith("these two networks differ on this test set: more covid19 "
+                               "decisions right with phased's network")
+    assert network_verdict({**row, "p_adjusted": 0.2}, 0.05, "covid19")[0] == "flat"
+    assert network_verdict({**row, "testable": False}, 0.05, "covid19")[0] == "untested"
+    result = compare_strategies(runs, CLASSES, bootstrap=0)
+    assert {m["verdict"] for m in result["mcnemar"]}.isdisjoint({"better", "worse"})
+    assert result["family"]["size"] == 0 and result["mcnemar_family"]["rows"] == 2

@@ -13,6 +13,7 @@ from harness import store
 from harness.analysis.dropped import dropped_images
 from harness.analysis.report import _environment
 from harness.data.prepare import dropped_lines
+from harness.rundir.folder import RunFolder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -51,7 +52,7 @@ def test_unreadable_images_are_reported_by_run_config_and_report(tmp_path, run_h
             ("rsna/n3", "rsna", str(images / "n3.dcm")),
             ("rsna/p7", "rsna", str(images / "p7.dcm"))]
         assert dropped[0]["reason"].startswith("UnreadableImage: cannot decode DICOM pixel data")
-        plan = store.read_json(folder / "plan.json")
+        plan = RunFolder(folder).plan_document()
         used = {*plan["train"]["uids"], *plan["select"]["uids"], *plan["test"]["uids"]}
         assert len(used) == 18 and not used & {"rsna/n3", "rsna/p7"}
 

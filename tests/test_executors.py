@@ -132,6 +132,9 @@ def test_ray_retries_a_killed_worker_and_trains_nothing_twice(make_suite, tmp_pa
     assert len(by_run) == 4
     assert_resumed(by_run[name])
     assert all(len({t["pid"] for t in runs}) == 1 for n, runs in by_run.items() if n != name)
+    # status.json counts both attempts of the killed run, and the time of both.
+    status = RunFolder(tmp_path / "runs" / "ray4" / name).status()
+    assert status.attempts == 2 and status.total_seconds > status.seconds
     # CPU-only runs (gpus_per_run: 0) see no GPU, although the cluster has one.
     assert {t["gpu"] for runs in by_run.values() for t in runs} == {""}
 
@@ -185,6 +188,18 @@ def test_ray_runs_share_a_gpu(make_suite, tmp_path, local_ray):
     assert {t["gpu"] for runs in by_run.values() for t in runs} == {"0"}  # Ray's GPU 0
 
 
+def test_ray_keeps_to_parallel(make_suite, tmp_path, local_ray):
+    from test_executor_limits import overlapping
+
+    trace = local_ray
+    suite = executor_suite(make_suite, "raypar", {"name": "ray", "options": {
+        **RAY["options"], "parallel": 1}}, matrix={"seed": [0]})
+    assert [o.state for o in run(suite, tmp_path).outcomes] == ["done"] * 2
+    mine = tmp_path / "raypar.jsonl"
+    mine.write_text("".join(json.dumps(t) + "\n" for t in traced(trace, "raypar")))
+    assert overlapping(mine) == 1  # two CPUs, one each: two at once without parallel
+
+
 def test_ray_asking_more_gpus_than_the_cluster_has_says_what_to_do(make_suite, tmp_path,
                                                                     local_ray):
     from harness.errors import HarnessError
@@ -212,6 +227,8 @@ def test_slurm_local_requeues_a_preempted_job_which_resumes(make_suite, tmp_path
     # Requeued, not killed: the worker finished its epoch and checkpointed before it stopped.
     by_run = assert_complete(trace, tmp_path, "slurm2")
     assert_resumed(by_run[name])
+    status = RunFolder(tmp_path / "runs" / "slurm2" / name).status()
+    assert status.attempts == 2 and status.total_seconds > status.seconds
     logs = list((tmp_path / "runs" / "slurm2" / "slurm").glob("*/*_log.out"))
     assert logs  # submitit's logs lie beside the run folders
 

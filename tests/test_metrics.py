@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -23,7 +24,7 @@ from harness.errors import HarnessError
 from harness.rundir.predictions import read_predictions
 
 CLASSES = ["normal", "pneumonia", "covid19"]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "paper"
+SHARED = conftest.SHARED / "paper"  # ../shared, or HARNESS_SHARED
 
 
 def write_predictions(path: Path, rows: list[tuple], classes=CLASSES) -> Path:

@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from harness.rundir.folder import RunFolder
+
 NETWORKS = ["xception", "resnet50v2", "concat"]
 
 
@@ -33,7 +35,7 @@ def test_paper_networks_run_end_to_end(make_suite, run_harness, tmp_path, engine
         assert json.loads((run / "status.json").read_text())["state"] == "done"
         rows = (run / "predictions.csv").read_text().splitlines()
         assert rows[0] == "uid,true,pred,p_normal,p_pneumonia,p_covid19"
-        n_test = len(json.loads((run / "plan.json").read_text())["test"]["uids"])
+        n_test = len(RunFolder(run).plan_document()["test"]["uids"])
         assert len(rows) - 1 == n_test > 0
         probs = [sum(map(float, r.split(",")[3:])) for r in rows[1:]]
         assert all(abs(p - 1) < 1e-3 for p in probs)

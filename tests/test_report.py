@@ -93,8 +93,11 @@ def test_report_tables_and_exports(runs_dir, tmp_path):
     out = index.parent
     html = index.read_text()
     assert index.name == "index.html"
-    assert "http://" not in html and "https://" not in html   # self-contained
-    assert html.count("data:image/png;base64,") >= 3 + 1 + 3   # confusion + trade-off + curves
+    # Self-contained: nothing fetched (SVG's namespace names are names, not addresses).
+    offline = re.sub(r"xmlns(:xlink)?='http://www\.w3\.org/[\w/]+'", "", html)
+    assert "http://" not in offline and "https://" not in offline
+    # Confusion matrices, trade-off, curves, forest and ranks: SVG where small, else PNG.
+    assert html.count("data:image/png;base64,") + html.count("data:image/svg+xml,") >= 3 + 1 + 3 + 2
 
     # Table 3 export equals counts recomputed from the predictions files.
     t3 = read_csv(out / "table3.csv")
@@ -167,7 +170,8 @@ def test_report_family_chooses_what_is_corrected_together(tmp_path):
             write_run(root, sampler, fold, skill=skill)
     html = render_report(root, tmp_path / "figure").read_text()
     # 3 folds: every figure testable; 3 tests per figure (2 against none, 1 against phased).
-    assert "Families (one per figure).</strong> 14 families: one per figure for 13 figures (3 tests each" in html
+    assert ("Families (one per figure).</strong> 13 families: one per figure for 13 figures "
+            "(3 tests each") in html
     assert "not for the page as a whole" in html
     paired = read_csv(tmp_path / "figure" / "comparison_paired.csv")
     row = next(r for r in paired if r["strategy"] == "phased" and r["reference"] == "none"
@@ -179,14 +183,16 @@ def test_report_family_chooses_what_is_corrected_together(tmp_path):
         config["suite"]["report"]["family"] = "all"
         cfg.write_text(json.dumps(config))
     html = render_report(root, tmp_path / "all").read_text()
-    assert "Families (all tests together).</strong> One family: all " in html
+    assert "Families (all strategy tests together).</strong> One family: all 39 " in html
     assert "at most α for the comparison as a whole" in html
     paired = read_csv(tmp_path / "all" / "comparison_paired.csv")
     row = next(r for r in paired if r["strategy"] == "phased" and r["reference"] == "none"
                and r["metric"] == "mcc")
+    # McNemar rows are never in a strategy family, whatever report.family says.
+    assert (row["family"], row["family_size"]) == ("all", "39")
     mcnemar = read_csv(tmp_path / "all" / "comparison_mcnemar.csv")
-    testable = sum(r["verdict"] != "untested" for r in mcnemar)
-    assert (row["family"], row["family_size"]) == ("all", str(39 + testable))
+    assert mcnemar and {r["family_size"] for r in mcnemar} <= {"", str(sum(
+        r["verdict"] != "untested" for r in mcnemar))}
 
 
 def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
@@ -214,6 +220,12 @@ def test_exports_caption_names_the_unit_of_each_file(runs_dir, tmp_path):
     assert all(-1.0 <= float(r["mcc"]) <= 1.0 for r in read_csv(out / "other_metrics.csv"))
     assert all(-1.0 <= v <= 1.0 for v in values("comparison.csv") + values(
         "comparison_paired.csv"))
+    # Two folds (df 1, t quantile 12.7): the t intervals reach past the range and are cut.
+    for r in read_csv(out / "comparison_paired.csv"):
+        bound = 2.0 if r["metric"] == "mcc" else 1.0
+        assert -bound <= float(r["ci_low"]) <= float(r["ci_high"]) <= bound, r
+    assert any(float(r["ci_low"]) == -1.0 for r in read_csv(out / "comparison_paired.csv"))
+    assert "†" in html
     counts = [int(v) for r in read_csv(out / "table3.csv") for k, v in r.items()
               if k.endswith("_correct")]
     assert max(counts) > 1
@@ -236,9 +248,8 @@ def test_references_and_mcnemar_threshold_come_from_the_suite(tmp_path, alpha, f
     assert {r["reference"] for r in paired} == {"focal"}
     assert "Paired against <code>focal</code>" in html
     assert "Paired against <code>none</code>" not in html
-    assert (f"with fewer than {fewest} such images no p can reach α = {alpha} and the row is "
-            "not tested") in html
-    assert f"or fewer than {fewest} images on which the two strategies disagree" in html
+    assert (f"With fewer than {fewest} discordant images no p can reach α = {alpha} and the "
+            "row is not tested") in html
     mcnemar = read_csv(out / "comparison_mcnemar.csv")
     assert mcnemar
     for m in mcnemar:   # the page's threshold is the one the code applies
@@ -247,8 +258,8 @@ def test_references_and_mcnemar_threshold_come_from_the_suite(tmp_path, alpha, f
         if m["verdict"] == "untested":
             assert m["sentence"].startswith("too few discordant images to test (")
     assert {r["sentence"] for r in paired} == {"too few folds/seeds to test"}
-    assert "“too few folds/seeds to test” (per-figure tests)" in html
-    assert "“too few discordant images to test” (McNemar)" in html
+    assert "they show the effect and its interval and say “too few folds/seeds to test”" in html
+    assert "no data" not in html        # every figure is defined in these runs
 
 
 def test_fewest_discordant_images_for_mcnemar():
@@ -413,3 +424,39 @@ def test_damaged_runs_are_named_and_left_out_of_every_figure(tmp_path):
 
     assert set(harness.load_results(root)["run_id"]) == set(
         harness.load_results(clean)["run_id"])
+
+
+def test_mcnemar_has_its_own_section_and_seed_spread_sits_by_the_differences(tmp_path):
+    from harness.analysis.metrics import pct
+
+    root = tmp_path / "runs" / "seeds"
+    for fold in (1, 2, 3):
+        for seed in (0, 1):
+            write_run(root, "none", fold, seed=seed, skill=1.0)
+            write_run(root, "phased", fold, seed=seed, skill=1.4)
+    out = tmp_path / "out"
+    html = render_report(root, out, bootstrap=0).read_text()
+    compare_at = html.index('id="compare-tiny-torch"')
+    compare_end = html.index("</section>", compare_at)
+    mcnemar_at = html.index('id="mcnemar-tiny-torch"')
+    assert mcnemar_at > compare_end                # not inside the strategy comparison
+    section = html[mcnemar_at:html.index("</section>", mcnemar_at)]
+    assert "Two trained networks on one test set (McNemar)" in section
+    assert "not a verdict on two strategies" in section
+    assert "better" not in section and "worse" not in section
+    assert len(re.findall(r"<tr><td class=\"label\">phased</td>", section)) == 6
+    assert "McNemar" not in html[compare_at:compare_end].split("Families")[1].split(
+        "</div>")[0].replace("McNemar's test of two trained networks", "")
+    # The seed spread: pooled within-fold sd of balanced accuracy over the two seeds.
+    ba = {}
+    for run in root.glob("tiny-phased-*"):
+        config = json.loads((run / "config.json").read_text())["run"]
+        ba.setdefault(config["fold"], []).append(
+            json.loads((run / "metrics.json").read_text())["balanced_accuracy"])
+    sd = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in ba.values()])))
+    spread = html[html.index('id="seed-spread-tiny-torch"'):compare_end]
+    assert f"{pct(sd)}<span" in spread
+    assert "Against <code>none</code>" in spread and "noise ±" in spread
+    assert html.index('id="seed-spread-tiny-torch"') < compare_end
+    # No minus zero anywhere on the page.
+    assert not re.search(r"[-−]0\.0+(?![0-9]*[1-9])", html)

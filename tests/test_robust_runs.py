@@ -143,13 +143,18 @@ def test_a_busy_run_waits_for_its_owner_then_is_not_trained_again(make_suite, tm
         assert not folder.file("status.json").exists()
         worker = subprocess.Popen([sys.executable, "-m", "harness.runs.worker",
                                    str(folder.path)], stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        said = ""
+        while "waiting for it" not in said:  # the event: the worker reports that it waits
+            line = worker.stderr.readline()
+            assert line, f"the worker exited without waiting: {said}"
+            said += line
         assert worker.poll() is None  # waiting
         assert not folder.file("status.json").exists()
         folder.write_status("done", started=1.0, seconds=2.0)  # the owner finishes
     finally:
         lock.release()
     _, err = worker.communicate(timeout=60)
+    err = said + err
     assert worker.returncode == ALREADY_DONE
     assert f"being trained by pid {os.getpid()}" in err
     assert "already done by another process" in err

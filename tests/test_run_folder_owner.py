@@ -19,9 +19,9 @@ from harness.rundir import folder
 HARNESS = Path(harness.__file__).parent
 OWNER = HARNESS / "rundir" / "folder.py"
 #: The file names of a run folder and of its suite folder, and the constants that hold them.
-FILES = ("config.json", "plan.json", "status.json", "history.csv", "predictions.csv",
+FILES = ("config.json", "plan.json", "plan.npz", "status.json", "history.csv", "predictions.csv",
          "metrics.json", "manifest.json", "trackers.json", ".owner.json")
-CONSTANTS = ("CONFIG", "PLAN", "STATUS", "HISTORY", "PREDICTIONS", "METRICS", "CHECKPOINTS",
+CONSTANTS = ("CONFIG", "PLAN", "PLAN_ARRAYS", "STATUS", "HISTORY", "PREDICTIONS", "METRICS", "CHECKPOINTS",
              "MANIFEST", "TRACKERS", "ARTIFACTS", "OUTPUTS", "OWNER", "LOCK", "TRACKERS_FILE")
 
 

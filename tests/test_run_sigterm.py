@@ -57,6 +57,7 @@ def test_sigterm_stops_the_run_with_a_checkpoint_exits_143_and_resumes(make_suit
     assert status["error"].startswith("stopped by SIGINT after phase 1 epoch ")
     assert status["error"].endswith("checkpoint written")
     assert status["seconds"] > 0
+    assert status.get("traceback", "") == ""  # a clean stop is no bug: no traceback kept
     planned = json.loads((run_dir / "plan.json").read_text())["plan"]["phases"]
     total = sum(p["epochs"] for p in planned)
     assert 3 <= len(history_rows(run_dir)) < total

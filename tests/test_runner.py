@@ -44,7 +44,7 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         config = store.read_json(d / "config.json")
         assert config["run"]["run_id"] == d.name
         assert config["versions"]["python"]
-        plan = store.read_json(d / "plan.json")
+        plan = RunFolder(d).plan_document()
         assert set(plan["train"]["uids"]).isdisjoint(plan["test"]["uids"])
         assert set(plan["select"]["uids"]).isdisjoint(plan["test"]["uids"])
         header = (d / "predictions.csv").read_text().splitlines()[0]
@@ -56,12 +56,14 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         assert metrics["bootstrap"]["resampled"] == "patients"
         history = (d / "history.csv").read_text().splitlines()
         assert history[0].startswith("phase,epoch")
-    # budget: equal also equalises selection evaluations: the fewest epochs of any strategy
-    # on the fold, for every run of that fold.
+    # budget: equal also equalises selection evaluations: one per pass over the fold's
+    # training images that the budget pays for (every epoch of a run that has fewer).
     for fold in (1, 2):
-        plans = [store.read_json(d / "plan.json") for d in folders if f"-f{fold}-" in d.name]
-        epochs = [sum(p["epochs"] or 2 for p in plan["plan"]["phases"]) for plan in plans]
-        assert [plan["select_evaluations"] for plan in plans] == [min(epochs)] * 2
+        plans = [RunFolder(d).plan_document() for d in folders if f"-f{fold}-" in d.name]
+        for plan in plans:
+            passes = -(-plan["budget"] // len(plan["train"]["uids"]))
+            epochs = sum(p["epochs"] or 2 for p in plan["plan"]["phases"])
+            assert plan["select_evaluations"] == min(passes, epochs)
     mtimes = {d.name: (d / "predictions.csv").stat().st_mtime_ns for d in folders}
     again = run(suite, tmp_path)
     assert [o.state for o in again.outcomes] == ["done"] * 4
@@ -73,7 +75,7 @@ def test_the_two_folds_test_every_image_once(make_suite, tmp_path):
     run(suite, tmp_path)
     tested = []
     for d in run_dirs(tmp_path / "runs" / "cover"):
-        tested += store.read_json(d / "plan.json")["test"]["uids"]
+        tested += RunFolder(d).plan_document()["test"]["uids"]
     assert len(tested) == len(set(tested)) == 120
 
 
@@ -230,7 +232,7 @@ def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypa
     result = run(suite, tmp_path)
     assert [o.state for o in result.outcomes] == ["done", "done"]
     for d in run_dirs(tmp_path / "runs" / "fixed"):
-        plan = store.read_json(d / "plan.json")
+        plan = RunFolder(d).plan_document()
         train = plan["train"]["uids"]
         phases = [[train[i] for i in p["indices"]] for p in plan["plan"]["phases"]]
         assert phases == [train[: len(train) // 2], train[len(train) // 2:]]

@@ -4,7 +4,6 @@ against the paper's protocol (and the authors' published phase files when ../sha
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,7 +253,9 @@ def test_paper_fold3_takes_all_150_covid_images(registry):
 
 def test_phased_matches_the_authors_published_phase_files():
     pd = pytest.importorskip("pandas")
-    root = Path(__file__).resolve().parents[2] / "shared" / "paper" / "mr7495-splits"
+    from conftest import SHARED
+
+    root = SHARED / "paper" / "mr7495-splits"
     if not root.is_dir():
         pytest.skip("../shared/paper is not available")
     names = {"normal": NORMAL, "pneumonia": PNEUMONIA, "COVID-19": COVID}

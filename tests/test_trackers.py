@@ -65,11 +65,11 @@ def test_mlflow_and_tensorboard_record_every_run(make_suite, tmp_path, monkeypat
     for _, row in runs.iterrows():
         d = tmp_path / "runs" / "tracked" / row["tags.harness.run_id"]
         metrics = store.read_json(d / "metrics.json")
-        assert row["metrics.test_accuracy"] == pytest.approx(metrics["accuracy"])
+        assert row["metrics.test/accuracy"] == pytest.approx(metrics["accuracy"])
         for cls, figures in metrics["per_class"].items():
             for figure in ("sensitivity", "specificity", "accuracy", "precision"):
                 if figures[figure] is not None:
-                    assert row[f"metrics.test_{cls}_{figure}"] == pytest.approx(figures[figure])
+                    assert row[f"metrics.test/{cls}/{figure}"] == pytest.approx(figures[figure])
         assert row["params.sampler"] == store.read_json(d / "config.json")["run"]["sampler"]
         assert row["tags.harness.combination"] == f"pixels / {row['params.sampler']} / centroid"
         rows = history(d)
@@ -254,7 +254,7 @@ def test_mlflow_run_that_resumes_goes_on_in_the_same_mlflow_run(tmp_path, monkey
     for attempt, state in ((1, "interrupted"), (2, "done")):  # killed, then resumed
         tracker = MlflowTracker({"tracking_uri": uri})
         suite_state = tracker.suite_start(SuiteInfo("s", "s.yaml", tmp_path / "s"))
-        tracker.run_start(dataclasses.replace(info, suite_state=suite_state))
+        tracker.run_start(dataclasses.replace(info, suite_state=suite_state, attempt=attempt))
         tracker.epoch({"loss": 1.0 / attempt}, attempt)
         tracker.run_end(RunEnd(state, 1.0))
     mlflow.set_tracking_uri(uri)

@@ -232,12 +232,35 @@ def test_threads_are_the_cores_other_processes_do_not_use(monkeypatch, cores, ru
     assert free_cores(interval=0) == free
 
 
-@pytest.mark.parametrize("setting, threads", [(0, 5), (3, 3)])
-def test_a_run_gets_the_free_cores_unless_training_threads_is_set(tmp_path, monkeypatch,
-                                                                  setting, threads):
+@pytest.mark.parametrize("setting, threads", [(0, 8), (3, 3)])
+def test_a_run_gets_the_machine_cores_whatever_the_load(tmp_path, monkeypatch, setting,
+                                                        threads):
+    """Planning resolves ``threads: 0`` to the cores the process may use, not the idle ones:
+    four busy processes change nothing. The run id does not depend on the machine."""
+    from harness.config import suite as suite_module
+    from harness.config.suite import expand, parse_suite
+
+    _fake_proc(monkeypatch, 8, 4)
+    monkeypatch.setattr(suite_module.os, "sched_getaffinity", lambda pid: set(range(8)))
+    data = {"name": "t", "datasets": [{"name": "synthetic"}],
+            "training": {"threads": setting}}
+    runs = expand(parse_suite(data, "t.yaml"))
+    assert {r.training["threads"] for r in runs} == {threads}
+    monkeypatch.setattr(suite_module.os, "sched_getaffinity", lambda pid: set(range(2)))
+    again = expand(parse_suite(data, "t.yaml"))
+    assert [r.run_id for r in again] == [r.run_id for r in runs]
+    assert {r.training["threads"] for r in again} == {2 if setting == 0 else 3}
+
+
+@pytest.mark.parametrize("setting, threads", [(0, 8), (3, 3)])
+def test_the_worker_trains_with_the_recorded_threads(tmp_path, monkeypatch, setting, threads):
+    """A recorded count is used as it is; 0 (a folder planned before counts were recorded)
+    is the machine's cores, never its idle ones."""
+    from harness.config import suite as suite_module
     from harness.runs import worker
 
     _fake_proc(monkeypatch, 8, 4)
+    monkeypatch.setattr(suite_module.os, "sched_getaffinity", lambda pid: set(range(8)))
     job = make_job(tmp_path, threads=setting)
     seen = []
 

@@ -4,12 +4,17 @@ Works on finished runs that share a backbone and engine and differ in sampler. R
 paired on (fold, seed). Per figure, the differences enter the corrected resampled t-test
 (``significance``) on the design's unit: the (fold, seed) run when every seed re-partitions
 the data, the fold (its seeds averaged) when the seeds repeat training on the same folds.
-Per test set, McNemar's test compares the two strategies image by image on the suite's
-focus class (one against the rest), fold by fold. The p-values are corrected per family
-(``report.family``): by default one family per figure (all strategy-against-reference tests
-of that figure) plus one of the McNemar rows, as in comparisons of several classifiers
-against a control (Demšar 2006; García & Herrera 2008), or all of them as one family. A
-verdict is printed only where a test could reach α.
+The p-values are corrected per family (``report.family``): by default one family per figure
+(all strategy-against-reference tests of that figure), as in comparisons of several
+classifiers against a control (Demšar 2006; García & Herrera 2008), or all of them as one
+family. A verdict is printed only where a test could reach α.
+
+Apart from the strategy verdicts, McNemar's test compares, per fold and seed, the two
+*networks* trained there, image by image on the focus class: a check of two trained
+networks on one test set, a family of its own, never a strategy verdict (Dietterich 1998).
+Next to the differences stands each strategy's seed spread (``seed_spread``): how far the
+same strategy moves when only the seed changes, so a difference within that noise is seen
+as such.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.analysis.budget import summarise_exposure
-from harness.analysis.intervals import paired_difference, summarise
+from harness.analysis.intervals import (
+    clip,
+    difference_range,
+    paired_difference,
+    summarise,
+    value_range,
+)
 from harness.analysis.loading import references_of
 from harness.analysis.metrics import Predictions
 from harness.analysis.significance import (
@@ -32,6 +43,7 @@ from harness.analysis.significance import (
     corrected_ttest,
     mcnemar_exact,
     min_discordant,
+    network_verdict,
     verdict,
 )
 
@@ -39,9 +51,12 @@ from harness.analysis.significance import (
 SUMMARY = (("macro_auroc", "macro AUROC"), ("balanced_accuracy", "balanced accuracy"),
            ("macro_f1", "macro F1"), ("mcc", "MCC"))
 PER_CLASS = ("sensitivity", "specificity", "precision")
-#: How the tests of one comparison are grouped for correction (``report.family``).
-FAMILIES = {"figure": "one family per figure, one for the McNemar rows",
-            "all": "every test of the comparison in one family"}
+#: How the strategy tests of one comparison are grouped for correction (``report.family``);
+#: the McNemar rows are always a family of their own.
+FAMILIES = {"figure": "one family per figure",
+            "all": "every strategy test of the comparison in one family"}
+#: Figures whose seed spread the report shows (besides the focus class's sensitivity).
+SPREAD_FIGURES = ("balanced_accuracy", "macro_f1", "mcc", "macro_auroc")
 
 
 class RunLike(Protocol):
@@ -188,6 +203,42 @@ def _mcnemar_row(a: RunLike, b: RunLike, k: int, bootstrap: int, level: float) -
     return {**m, "fold": a.fold, "seed": a.seed, "diff": effect["diff"], "ci": effect["ci"]}
 
 
+def seed_spread(runs: Sequence[RunLike], strategy: str, key: str) -> dict[str, Any]:
+    """How much one strategy's figure moves when only the seed changes.
+
+    Runs of one fold and strategy differ only in their seed (and, where seeds re-partition
+    the data, in their folds), so the spread within a fold is training noise. ``sd``: the
+    within-fold standard deviation over seeds, pooled over folds (root of the mean of the
+    per-fold variances); ``seed_diff``: the mean absolute difference between two seeds of one
+    fold, what swapping one seed for another typically changes. None with one seed per fold.
+    """
+    by_fold: dict[int, list[float]] = {}
+    for r in runs:
+        if r.sampler == strategy:
+            v = value(r.metrics, key)
+            if not math.isnan(v):
+                by_fold.setdefault(r.fold, []).append(v)
+    groups = [np.asarray(v) for v in by_fold.values() if len(v) >= 2]
+    out: dict[str, Any] = {"folds": len(groups), "runs": sum(len(v) for v in by_fold.values()),
+                           "sd": None, "seed_diff": None}
+    if groups:
+        out["sd"] = float(math.sqrt(np.mean([g.var(ddof=1) for g in groups])))
+        out["seed_diff"] = float(np.mean([np.mean(np.abs(g[:, None] - g[None, :])[
+            np.triu_indices(g.size, 1)]) for g in groups]))
+    return out
+
+
+def seed_noise(spread: dict[str, dict[str, Any]], strategy: str, reference: str, key: str,
+               n_pairs: int) -> float | None:
+    """Standard deviation that seed noise alone gives a mean difference over ``n_pairs``
+    paired runs: sqrt((sd_strategy² + sd_reference²) / n_pairs). The same whether seeds are
+    averaged per fold first (r seeds × J folds) or every run is a unit."""
+    a, b = spread[strategy][key]["sd"], spread[reference][key]["sd"]
+    if a is None or b is None or not n_pairs:
+        return None
+    return float(math.sqrt((a * a + b * b) / n_pairs))
+
+
 def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: float = 0.95,
                        alpha: float = 0.05, correction: str = "holm",
                        focus: str | None = None, bootstrap: int = 1000,
@@ -199,8 +250,9 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
     keys = metric_keys(classes)
     design = design_of(runs)
     table = {s: {k: summarise(_units([(r, None) for r in runs if r.sampler == s], k, design),
-                              level, (-1.0, 1.0) if k == "mcc" else (0.0, 1.0), design.ratio)
+                              level, value_range(k), design.ratio)
                  for k, _ in keys} for s in strategies}
+    spread = {s: {k: seed_spread(runs, s, k) for k, _ in keys} for s in strategies}
     budget = {s: summarise_exposure([r for r in runs if r.sampler == s]) for s in strategies}
     focus = focus_class(classes, runs, focus)
     k_focus = list(classes).index(focus)
@@ -223,14 +275,20 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
                            "mean_diff": None if base["mean_diff"] is None else -base["mean_diff"],
                            "t": None if base["t"] is None else -base["t"],
                            "ci": [None if ci[1] is None else -ci[1],
-                                  None if ci[0] is None else -ci[0]]}
+                                  None if ci[0] is None else -ci[0]],
+                           "clipped": base["clipped"][::-1]}
                 else:
                     res = corrected_ttest(_units(pairs, key, design), design.ratio,
                                           repetitions, level)
+                    ci, clipped = clip(res["ci"], difference_range(key))
+                    noise = seed_noise(spread, s, ref, key, len(pairs))
                     row = {"strategy": s, "reference": ref, "metric": key, "label": label,
                            "n_units": res["n"], "unit": design.unit, "df": res["df"],
-                           "mean_diff": res["mean"], "ci": res["ci"], "t": res["t"],
-                           "p": res["p"], "mirror": False,
+                           "mean_diff": res["mean"], "ci": ci, "clipped": clipped,
+                           "t": res["t"], "p": res["p"], "mirror": False,
+                           "seed_noise": noise,
+                           "within_seed_noise": (None if noise is None or res["mean"] is None
+                                                 else abs(res["mean"]) <= 2 * noise),
                            "testable": res["df"] >= MIN_DF and res["mean"] is not None}
                     canonical[(s, ref, key)] = row
                 paired.append(row)
@@ -246,12 +304,10 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
     groups = adjust(paired, mcn, family, correction, alpha)
     for row in paired:
         if row["mirror"]:
-            row["p_adjusted"] = canonical[(row["reference"], row["strategy"],
-                                           row["metric"])].get("p_adjusted")
-        row.setdefault("p_adjusted", None)
-        if row["mirror"]:
             base = canonical[(row["reference"], row["strategy"], row["metric"])]
+            row["p_adjusted"] = base.get("p_adjusted")
             row["family"], row["family_size"] = base.get("family"), base.get("family_size")
+        row.setdefault("p_adjusted", None)
         row.setdefault("family", None)
         row.setdefault("family_size", None)
         row["verdict"], row["sentence"] = verdict(row["mean_diff"], row["p_adjusted"],
@@ -261,37 +317,40 @@ def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: f
         m.setdefault("p_adjusted", None)
         m.setdefault("family", None)
         m.setdefault("family_size", None)
-        m["verdict"], m["sentence"] = verdict(m["diff"], m["p_adjusted"], True, alpha,
-                                              m["strategy"], m["reference"],
-                                              f"more {focus} decisions right")
-        if not m["testable"]:
-            m["verdict"] = "untested"
-            m["sentence"] = (f"too few discordant images to test ({m['only_strategy_right']} + "
-                             f"{m['only_reference_right']}: p ≥ {m['min_p']:.3g})")
+        m["verdict"], m["sentence"] = network_verdict(m, alpha, focus)
 
     tradeoff = {s: [{"fold": r.fold, "seed": r.seed,
                      "sensitivity": r.metrics["per_class"][focus]["sensitivity"],
                      "false_positives": r.metrics["per_class"][focus]["wrong_detected"]}
                     for r in runs if r.sampler == s] for s in strategies}
     sizes = [{"name": name, "label": _family_label(name, keys, focus), "size": len(rows),
-              "paired": sum(1 for r in rows if "metric" in r)} for name, rows in groups.items()]
-    n_paired = sum(f["paired"] for f in sizes)
-    n_tests = sum(f["size"] for f in sizes)
+              "paired": len(rows)} for name, rows in groups.items() if name != "mcnemar"]
+    n_mcnemar = len(groups.get("mcnemar", []))
+    references = [r for r in references_of(runs) if r in strategies]
+    canonical_rows = [r for r in paired if not r["mirror"]]
+    spread_keys = [k for k in SPREAD_FIGURES if k in dict(keys)] + [f"sensitivity:{focus}"]
     return {"strategies": strategies, "classes": list(classes), "metrics": keys,
-            "references": [r for r in references_of(runs) if r in strategies],
+            "references": references,
             "table": table, "budget": budget, "paired": paired, "mcnemar": mcn,
             "focus_class": focus, "tradeoff": tradeoff,
             "level": level, "alpha": alpha, "design": {**asdict(design), "unit": design.unit,
                                                        "text": design.describe()},
-            "family": {"size": n_tests, "paired": n_paired, "mcnemar": n_tests - n_paired,
+            "seed_spread": {"figures": [(k, dict(keys)[k]) for k in spread_keys],
+                            "by_strategy": spread,
+                            "seeds": design.seeds, "shared_partition": design.shared_partition},
+            "family": {"size": sum(f["size"] for f in sizes),
+                       "paired": sum(f["size"] for f in sizes),
                        "mode": family, "families": sizes,
-                       "text": describe_families(family, sizes, correction, alpha,
-                                                 [r for r in references_of(runs)
-                                                  if r in strategies]),
-                       "untested": sum(1 for r in paired if not r["mirror"] and not r["testable"])
-                       + sum(1 for m in mcn if not m["testable"]),
+                       "text": describe_families(family, sizes, correction, alpha, references),
+                       "untested": sum(1 for r in canonical_rows
+                                       if not r["testable"] and r["mean_diff"] is not None),
+                       "no_data": sum(1 for r in canonical_rows if r["mean_diff"] is None),
                        "correction": correction, "correction_text": CORRECTIONS[correction],
-                       "min_df": MIN_DF, "mcnemar_min_discordant": min_discordant(alpha)}}
+                       "min_df": MIN_DF},
+            "mcnemar_family": {"size": n_mcnemar, "rows": len(mcn),
+                               "untested": sum(1 for m in mcn if not m["testable"]),
+                               "text": describe_mcnemar_family(n_mcnemar, correction, alpha),
+                               "min_discordant": min_discordant(alpha)}}
 
 
 def families(paired: list[dict[str, Any]], mcnemar: list[dict[str, Any]],
@@ -300,17 +359,20 @@ def families(paired: list[dict[str, Any]], mcnemar: list[dict[str, Any]],
 
     ``figure``: per figure, every strategy-against-reference t-test of it (the comparisons
     of several classifiers against a control, per performance measure: Demšar 2006, JMLR
-    7:1-30; García & Herrera 2008, JMLR 9:2677-2694), and the McNemar rows as one family.
-    ``all``: everything in one family. Mirror rows (the same test read the other way round)
-    and rows that cannot reach α belong to no family.
+    7:1-30; García & Herrera 2008, JMLR 9:2677-2694). ``all``: every t-test in one family.
+    The McNemar rows are always a family of their own (``mcnemar``): they test two trained
+    networks, not two strategies, and never enter a strategy family. Mirror rows (the same
+    test read the other way round) and rows that cannot reach α belong to no family.
     """
     tests = [r for r in paired if not r["mirror"] and r["testable"] and r["p"] is not None]
     rows = [m for m in mcnemar if m["testable"]]
-    if mode == "all":
-        return {"all": tests + rows} if tests or rows else {}
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in tests:
-        out.setdefault(r["metric"], []).append(r)
+    if mode == "all":
+        if tests:
+            out["all"] = tests
+    else:
+        for r in tests:
+            out.setdefault(r["metric"], []).append(r)
     if rows:
         out["mcnemar"] = rows
     return out
@@ -330,62 +392,82 @@ def adjust(paired: list[dict[str, Any]], mcnemar: list[dict[str, Any]], mode: st
 
 def _family_label(name: str, keys: Sequence[tuple[str, str]], focus: str) -> str:
     if name == "all":
-        return "all tests"
+        return "all strategy tests"
     if name == "mcnemar":
         return f"McNemar, {focus} against the rest"
     return dict(keys).get(name, name)
 
 
+#: What each correction guarantees within one family (Holm 1979; Benjamini & Hochberg 1995).
+GUARANTEE = {
+    "holm": "the chance of any false flag is at most α",
+    "fdr_bh": ("the expected share of false flags among the flags is at most α (for "
+               "independent or positively dependent tests; where no difference is real, "
+               "this bounds the chance of any false flag)"),
+}
+#: What choosing ``report.family: all`` instead does to the flags, per correction.
+ALL_INSTEAD = {
+    "holm": ("With report.family: all, every strategy test forms one family, which holds α "
+             "for the whole comparison; Holm's adjusted p-values in the larger family are "
+             "never smaller, so it flags no more and often less."),
+    "fdr_bh": ("With report.family: all, every strategy test forms one family and the false "
+               "discovery rate is held for the comparison as a whole; Benjamini-Hochberg's "
+               "adjusted p-values in the larger family can be smaller or larger than per "
+               "figure (small p-values of other figures lower them), so it may flag more or "
+               "fewer."),
+}
+
+
 def describe_families(mode: str, sizes: list[dict[str, Any]], correction: str, alpha: float,
                       references: Sequence[str] = ()) -> str:
-    """What was corrected together, how large each family is, and what that guarantees."""
+    """What was corrected together, how large each family is, and what that guarantees
+    under the chosen correction (the McNemar family: ``describe_mcnemar_family``)."""
     how = f"{CORRECTIONS[correction]} at α = {alpha:g}"
+    per = GUARANTEE[correction]
     if not sizes:
-        return (f"No test can reach α with this design, so nothing is corrected ({how}, "
-                f"{FAMILIES[mode]}).")
-    if correction == "holm":
-        per = "the chance of any false flag is at most α"
-    else:
-        per = ("the expected share of false flags among the flags is at most α (for "
-               "independent or positively dependent tests)")
+        return (f"No strategy test can reach α with this design, so nothing is corrected "
+                f"({how}, {FAMILIES[mode]}).")
     if mode == "all":
         f = sizes[0]
-        return (f"One family: all {f['size']} tests ({f['paired']} per-figure, "
-                f"{f['size'] - f['paired']} McNemar) corrected together with {how}; {per} "
-                "for the comparison as a whole. The larger the family, the larger a "
+        return (f"One family: all {f['size']} strategy tests corrected together with {how}; "
+                f"{per} for the comparison as a whole. The larger the family, the larger a "
                 "difference must be to be flagged.")
-    figs = [f for f in sizes if f["name"] != "mcnemar"]
-    mcn = [f for f in sizes if f["name"] == "mcnemar"]
-    parts = []
-    if figs:
-        counts = {f["size"]: sum(g["size"] == f["size"] for g in figs) for f in figs}
-        common = max(counts, key=lambda k: (counts[k], k))
-        same = [f for f in figs if f["size"] == common]
-        refs = (", ".join(references[:-1]) + " and " + references[-1] if len(references) > 1
-                else references[0] if references else "the references")
-        each = f"{common} test{'s' if common != 1 else ''} each"
-        text = (f"one per figure for {len(figs)} figures ({each}, every strategy against {refs}"
-                if len(same) == len(figs) else
-                f"one per figure for {len(figs)} figures ({each} for {len(same)} of them, every "
-                f"strategy against {refs}; "
-                + ", ".join(f"{f['label']}: {f['size']}" for f in figs if f["size"] != common))
-        parts.append(text + ")")
-    if mcn:
-        parts.append(f"the {mcn[0]['size']} McNemar rows as one")
-    total = sum(f["size"] for f in sizes)
+    counts = {f["size"]: sum(g["size"] == f["size"] for g in sizes) for f in sizes}
+    common = max(counts, key=lambda k: (counts[k], k))
+    same = [f for f in sizes if f["size"] == common]
+    refs = (", ".join(references[:-1]) + " and " + references[-1] if len(references) > 1
+            else references[0] if references else "the references")
+    each = f"{common} test{'s' if common != 1 else ''} each"
     n = len(sizes)
-    text = f"{n} famil{'ies' if n != 1 else 'y'}: {' and '.join(parts)}; {total} tests in all. "
+    if len(same) == n:
+        text = f"one per figure for {n} figure{'s' if n != 1 else ''} ({each}, every strategy against {refs})"
+    else:
+        text = (f"one per figure for {n} figures ({each} for {len(same)} of them, every "
+                f"strategy against {refs}; "
+                + ", ".join(f"{f['label']}: {f['size']}" for f in sizes if f["size"] != common)
+                + ")")
+    total = sum(f["size"] for f in sizes)
+    text = (f"{n} famil{'ies' if n != 1 else 'y'}: {text}; {total} strategy tests in all. ")
     if n == 1:
         return text + f"Corrected with {how}: {per} for the comparison as a whole."
-    else:
-        scopes = (["each figure separately"] if figs else []) + (["the McNemar rows"] if mcn else [])
-        text += (f"Each family is corrected on its own with {how}: {per} for "
-                 f"{' and for '.join(scopes)}, not for the page as a whole")
-    if correction == "holm" and n > 1:
+    text += (f"Each family is corrected on its own with {how}: {per} for each figure "
+             "separately, not for the page as a whole")
+    if correction == "holm":
         text += (f"; over all {n} families the chance of some false flag is only bounded by "
                  f"{n} × α = {n * alpha:.2g}" if n * alpha < 1 else
                  f"; over all {n} families the correction bounds the chance of some false "
                  "flag no lower than 1")
-    return text + (". With report.family: all, every test forms one family, which holds α "
-                   "for the whole comparison; its adjusted p-values are never smaller, so it "
-                   "flags no more and often less.")
+    else:
+        text += ("; over all families together neither the false discovery rate nor the "
+                 "chance of some false flag is held at α")
+    return text + ". " + ALL_INSTEAD[correction]
+
+
+def describe_mcnemar_family(size: int, correction: str, alpha: float) -> str:
+    """The McNemar rows' own family: what it is corrected with and what it guarantees."""
+    if not size:
+        return ("No McNemar row can reach α (too few discordant images), so none is "
+                "corrected or tested.")
+    return (f"The {size} testable McNemar rows form one family of their own, corrected with "
+            f"{CORRECTIONS[correction]} at α = {alpha:g}: {GUARANTEE[correction]} among them. "
+            "They are never counted with the strategy tests.")

@@ -17,12 +17,28 @@ from harness.analysis.loading import RunResult
 from harness.analysis.metrics import TABLE4_FIGURES
 from harness.analysis.tables import OTHER_FIGURES
 
+#: A cell starting with one of these is run as a formula by spreadsheet programs (OWASP,
+#: "CSV Injection"): such text is written with a leading single quote.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as a CSV/XLSX cell that no spreadsheet runs: text that starts like a
+    formula gets a leading ``'``; numbers (``-0.25`` too, as number or text) stay numbers."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
 
 def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    writer.writerow([spreadsheet_safe(h) for h in header])
+    writer.writerows([["" if v is None else spreadsheet_safe(v) for v in row] for row in rows])
     store.write_text(path, buf.getvalue())
 
 

@@ -11,6 +11,12 @@ Two kinds, each captioned in the report with what it resamples:
   alike, and on splits whose test sets overlap (the paper's folds) one image recurs in
   several folds; every prediction of a patient's images, in every fold, travels with the
   patient, so neither kind of repetition passes for independent evidence.
+
+A t interval knows nothing of a figure's range: with few folds it can reach past 100 % or
+below −100 points. Intervals over folds are therefore clipped to what the figure can take
+(``clip``: a fraction in [0, 1], its difference in [−1, 1]; MCC in [−1, 1], its difference
+in [−2, 2]) and say so (``clipped``), so the page never shows an impossible value. The
+percentile bootstrap needs no clipping: it resamples values that lie in the range.
 """
 
 from __future__ import annotations
@@ -25,6 +31,27 @@ import numpy as np
 from harness.analysis.significance import corrected_ttest
 
 
+def value_range(key: str) -> tuple[float, float]:
+    """The range of a compared figure: MCC from −1 to 1, every other one a fraction."""
+    return (-1.0, 1.0) if key == "mcc" else (0.0, 1.0)
+
+
+def difference_range(key: str) -> tuple[float, float]:
+    """The range of a difference of two values of the figure (e.g. [−2, 2] for MCC)."""
+    lo, hi = value_range(key)
+    return lo - hi, hi - lo
+
+
+def clip(ci: Sequence[float | None], bounds: tuple[float, float]
+         ) -> tuple[list[float | None], list[bool]]:
+    """(interval, [low end cut, high end cut]): the interval cut to ``bounds``."""
+    lo, hi = ci
+    if lo is None or hi is None:
+        return [lo, hi], [False, False]
+    return ([float(max(lo, bounds[0])), float(min(hi, bounds[1]))],
+            [bool(lo < bounds[0]), bool(hi > bounds[1])])
+
+
 def summarise(values: Sequence[float], level: float = 0.95,
               bounds: tuple[float, float] = (0.0, 1.0),
               test_train_ratio: float = 0.0) -> dict[str, Any]:
@@ -32,16 +59,18 @@ def summarise(values: Sequence[float], level: float = 0.95,
 
     ``test_train_ratio`` = n_test / n_train of the folds: 0 gives the plain t interval, the
     fold design's ratio gives Nadeau & Bengio's corrected one. The interval is clipped to
-    the figure's range: with few folds a t interval can reach past 100 %, which no figure can.
+    the figure's range (``clipped`` says which end): with few folds a t interval can reach past
+    100 %, which no figure can.
     """
     a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    out: dict[str, Any] = {"n": int(a.size), "mean": None, "sd": None, "ci": [None, None]}
+    out: dict[str, Any] = {"n": int(a.size), "mean": None, "sd": None, "ci": [None, None],
+                           "clipped": [False, False]}
     if a.size:
         out["mean"] = float(a.mean())
     if a.size >= 2:
         out["sd"] = float(a.std(ddof=1))
-        lo, hi = corrected_ttest(a, test_train_ratio, level=level)["ci"]
-        out["ci"] = [float(max(lo, bounds[0])), float(min(hi, bounds[1]))]
+        out["ci"], out["clipped"] = clip(corrected_ttest(a, test_train_ratio, level=level)["ci"],
+                                         bounds)
     return out
 
 

@@ -56,6 +56,11 @@ class RunResult:
     patients: dict[str, str] = field(default_factory=dict)
     #: Test image uid -> source dataset (the per-source figures); empty when not recorded.
     sources: dict[str, str] = field(default_factory=dict)
+    #: Wall seconds of the run (``status.json``), its device in words, and the seconds of
+    #: its history's training steps and selection scoring (``cost.suite_cost``).
+    seconds: float | None = None
+    device: str = ""
+    train_seconds: float | None = None
 
     @property
     def run(self) -> dict[str, Any]:
@@ -116,10 +121,14 @@ def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
     except DamagedFile as exc:
         result.state, result.error = DAMAGED, str(exc)
         return result
+    from harness.analysis.cost import training_seconds
+
     result.predictions = run.predictions
+    result.seconds, result.device = run.status.seconds, run.status.device
+    result.train_seconds = training_seconds(run.history)
     result.metrics = (run.metrics if run.metrics is not None
                       else compute_metrics(run.predictions, bootstrap=bootstrap))
-    plan = run.plan.to_json()
+    plan = {"budget": run.plan.budget, "plan": run.plan.plan}  # what budget.py reads
     training = result.run.get("training", {})
     result.budget = images_seen(plan, training)
     result.n_train, result.n_test = len(run.plan.train.uids), len(run.plan.test.uids)

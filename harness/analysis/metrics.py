@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from harness.errors import HarnessError
 from harness.rundir.predictions import Predictions, confusion
@@ -104,6 +103,8 @@ def bootstrap_intervals(true: np.ndarray, pred: np.ndarray, n_classes: int, n: i
 
 def auroc_per_class(true: np.ndarray, proba: np.ndarray | None, n_classes: int) -> np.ndarray:
     """One-vs-rest AUROC per class; NaN where a class is absent (or alone) in the truth."""
+    from sklearn.metrics import roc_auc_score  # imported when used: a second to import
+
     out = np.full(n_classes, np.nan)
     if proba is None:
         return out
@@ -212,12 +213,30 @@ def format_text(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _undefined(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec``, without a minus on a value that rounds to zero: a
+    "−0.00" reads as a measured, if tiny, drop where there is none."""
+    text = format(value, spec)
+    return text.replace("-", "", 1) if float(text) == 0 and text.startswith("-") else text
+
+
 def pct(value: float | None) -> str:
     """A fraction as the paper prints it: percent, two decimals; n/a when undefined."""
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value * 100:.2f}"
+    return "n/a" if _undefined(value) else _number(value * 100, ".2f")
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value:.{digits}f}"
+    return "n/a" if _undefined(value) else _number(value, f".{digits}f")
+
+
+def signed(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
+    """A difference with its sign (``+1.25``, ``−0.40``; zero as ``0.00``, never ``−0.00``),
+    ``value × scale`` at ``digits`` decimals; n/a when undefined."""
+    if _undefined(value):
+        return "n/a"
+    text = format(value * scale, f"+.{digits}f")
+    return text[1:] if float(text) == 0 else text

@@ -2,8 +2,11 @@
 
 ``render_report`` reads ``runs/<suite>/*/`` (``loading``), builds one block per backbone /
 sampler / engine (``tables``, ``figures``) and one strategy comparison per backbone / engine
-(``compare``), renders ``index.html`` (self-contained: figures embedded as PNG data) and
-writes the same tables as CSV/JSON next to it (``exports``). Nothing is trained or fetched;
+(``compare``) that opens with the answer (``answer``: differences from the reference and
+mean ranks of the headline figures), renders ``index.html`` (self-contained: figures
+embedded as SVG or PNG data, whichever is smaller) and writes the same tables as CSV/JSON
+next to it (``exports``). With several strategies the page leads with the answer and folds
+the per-combination blocks; with one it reads like the paper's Tables 3 and 4. Nothing is trained or fetched;
 re-rendering is cheap and repeatable. A new report section is a module of its own under
 ``harness/analysis/``, a template partial, and one call here.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness import store
 from harness.analysis import compare, figures
+from harness.analysis.answer import answer_section
 from harness.analysis.calibration import calibration_block, write_calibration_exports
+from harness.analysis.cost import suite_cost
 from harness.analysis.data_section import data_section
 from harness.analysis.dropped import dropped_images
 from harness.analysis.exports import write_exports
@@ -33,7 +39,7 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
     load_runs,
     suite_config,
 )
-from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct
+from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct, signed
 from harness.analysis.optimism import optimism_section
 from harness.analysis.results import write_results
 from harness.analysis.sources import source_block
@@ -46,6 +52,7 @@ def _environment() -> Environment:
                       lstrip_blocks=True)
     env.filters["pct"] = pct
     env.filters["fmt"] = fmt
+    env.filters["signed"] = signed
     env.filters["pvalue"] = lambda p: "n/a" if p is None else ("< 0.001" if p < 0.001
                                                               else f"{p:.3f}")
     return env
@@ -57,29 +64,77 @@ def combination_block(combo: Combination, classes: list[str], report_cfg: dict[s
     return {
         "combo": combo, **combination_tables(combo, classes),
         "pooled": pooled_metrics(combo, classes, n_boot),
-        "confusion": figures.png_data_uri(figures.confusion_figure(
+        "confusion": figures.image_src(figures.confusion_figure(
             combo, classes, list(report_cfg.get("confusion_folds") or []))),
         "paper_selection": any(r.selection == "paper" for r in combo.runs),
         "training": combo.runs[0].run.get("training", {}),
         "budget": combo.runs[0].budget,
+        "determinism": determinism_line([r.run.get("training", {}) for r in combo.runs]),
     }
+
+
+def determinism_line(trainings: list[dict[str, Any]]) -> str:
+    """Which runs were deterministic: a recorded thread count and ``training.deterministic``
+    (runs planned before both were recorded were not)."""
+    sure = [t for t in trainings if t.get("deterministic") and int(t.get("threads") or 0) > 0]
+    threads = sorted({int(t["threads"]) for t in sure})
+    counts = "/".join(map(str, threads))
+    if len(sure) == len(trainings):
+        return (f"deterministic (all {len(sure)} runs, {counts} "
+                f"thread{'s' if threads != [1] else ''})")
+    return f"deterministic: {len(sure)} of {len(trainings)} runs"
+
+
+def columns(data: dict[str, Any], headline: list[str]) -> dict[str, Any]:
+    """The comparison's figures as table columns, strategies being the rows: whole-table
+    figures (the headline ones first) in one table, per-class figures grouped by class in
+    another, so that neither runs wider than a window however many strategies there are."""
+    labels = dict(data["metrics"])
+    summary = [k for k in headline if k in labels] + [
+        k for k, _ in data["metrics"] if ":" not in k and k not in headline]
+    per_class = {c: [(f"{fig}:{c}", fig) for fig in compare.PER_CLASS]
+                 for c in data["classes"]}
+    return {"summary": [(k, labels[k]) for k in summary], "per_class": per_class}
+
+
+def best_means(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Per figure, the strategies with the highest mean (every compared figure is better
+    high), ties included."""
+    best = {}
+    for key, _ in data["metrics"]:
+        means = {s: data["table"][s][key]["mean"] for s in data["strategies"]}
+        means = {s: m for s, m in means.items() if m is not None and not math.isnan(m)}
+        if len(means) > 1:
+            top = max(means.values())
+            best[key] = [s for s, m in means.items() if m == top]
+    return best
 
 
 def comparison_sections(combos: list[Combination], classes: list[str],
                         report_cfg: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
     """One strategy comparison per backbone / engine that has more than one sampler."""
+    from harness.config.suite import HEADLINE
+
     out = []
     focus = report_cfg.get("focus_class") or None
+    alpha = float(report_cfg.get("alpha", 0.05))
+    headline = list(report_cfg.get("headline") or HEADLINE)
     for (backbone, engine) in dict.fromkeys((c.backbone, c.engine) for c in combos):
         done = [r for c in combos if (c.backbone, c.engine) == (backbone, engine) for r in c.runs]
         if len({r.sampler for r in done}) > 1:
             figs = figures.comparison_figures(done, classes, focus)
             data = compare.compare_strategies(
-                done, classes, alpha=float(report_cfg.get("alpha", 0.05)),
+                done, classes, alpha=alpha,
                 correction=str(report_cfg.get("correction", "holm")), focus=focus,
                 bootstrap=n_boot, family=str(report_cfg.get("family", "figure")))
+            answer = answer_section(done, data, headline, alpha)
+            data_columns = columns(data, [m["key"] for m in answer["metrics"]])
+            figs["forest"] = figures.forest_figure(answer)
+            figs["ranks"] = figures.rank_figure(answer)
             out.append({"backbone": backbone, "engine": engine, "data": data,
-                        "figures": {k: figures.png_data_uri(f) for k, f in figs.items()}})
+                        "answer": answer, "slug": f"{backbone}-{engine}",
+                        "columns": data_columns, "best": best_means(data),
+                        "figures": {k: figures.image_src(f) for k, f in figs.items()}})
     return out
 
 
@@ -117,6 +172,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         "data": data_section(runs),
         "optimism": optimism_section(runs_dir, str(report_cfg.get("optimism_against") or "")),
         "dropped": dropped_images(r.config for r in runs),
+        "cost": suite_cost(runs),
     }
     context["parquet"] = importlib.util.find_spec("pyarrow") is not None  # as write_results
     out.mkdir(parents=True, exist_ok=True)
@@ -124,5 +180,5 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
     store.write_text(out / "index.html", html)
     write_exports(out, blocks, comparisons, not_done, classes, suite_name)
     write_calibration_exports(out, blocks)
-    write_results(out, runs_dir)
+    write_results(out, runs_dir, runs)
     return out / "index.html"

@@ -1,8 +1,9 @@
 """Every figure of a suite's finished runs as one long table (``harness.load_results``).
 
 One row per run × metric, and per class for the per-class figures: ``suite``, ``run_id``,
-``backbone``, ``sampler``, ``engine``, ``fold`` (an integer), ``seed``, ``class`` (empty for
-figures of the whole test set), ``metric`` and ``value``. The value is a fraction from 0 to 1
+``backbone``, ``sampler``, ``engine``, ``fold`` (an integer), ``seed``, ``class`` (missing,
+NaN, for figures of the whole test set: ``table["class"].isna()``, as pandas reads an empty
+cell of ``results.csv``), ``metric`` and ``value``. The value is a fraction from 0 to 1
 (accuracy 0.93, never 93) for every metric but two kinds, told apart by the ``metric`` name
 (there is no unit column): the counts in :data:`COUNTS` (``n``: test images of the run;
 ``support``: its test images of the class) and ``mcc``, from −1 to 1. The report folder holds the same table as ``results.csv`` (and
@@ -59,11 +60,17 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise HarnessError(f"{runs_dir}: no such runs folder; give runs/<suite> or runs/")
+    return results_table([(folder.name, load_runs(folder, bootstrap=0))
+                          for folder in suite_folders(runs_dir)])
+
+
+def results_table(suites) -> pd.DataFrame:
+    """The long table of ``(suite folder name, loaded runs)`` pairs."""
     rows: list[dict[str, Any]] = []
-    for folder in suite_folders(runs_dir):
-        for run in load_runs(folder, bootstrap=0):
+    for name, runs in suites:
+        for run in runs:
             if run.state == "done" and run.metrics:
-                suite = run.config.get("suite", {}).get("name") or folder.name
+                suite = run.config.get("suite", {}).get("name") or name
                 rows += rows_of(suite, {**run.run, "run_id": run.run_id}, run.metrics)
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["fold"] = table["fold"].astype("int64")
@@ -72,11 +79,18 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
     return table
 
 
-def write_results(out: Path, runs_dir: Path) -> list[Path]:
-    """``results.csv`` (and ``results.parquet`` with pyarrow) in the report folder."""
-    table = load_results(runs_dir)
+def write_results(out: Path, runs_dir: Path, runs=None) -> list[Path]:
+    """``results.csv`` (and ``results.parquet`` with pyarrow) in the report folder; ``runs``:
+    the suite's runs as the report loaded them (read again from ``runs_dir`` when not given)."""
+    table = (load_results(runs_dir) if runs is None
+             else results_table([(Path(runs_dir).name, runs)]))
     written = [Path(out) / "results.csv"]
-    store.write_text(written[0], table.to_csv(index=False))
+    from harness.analysis.exports import spreadsheet_safe
+
+    text = table.copy()  # text columns neutralised for spreadsheets; Parquet keeps the data
+    for column in text.columns[text.dtypes == object]:
+        text[column] = text[column].map(spreadsheet_safe)
+    store.write_text(written[0], text.to_csv(index=False))
     try:
         import pyarrow  # noqa: F401 - optional: Parquet only where it is installed
     except ImportError:

@@ -17,9 +17,13 @@ Demšar 2006):
   so it is written here, against a hand-computed example in the tests.
 * **One test set** (per fold and seed): McNemar's exact test (statsmodels) on the images of
   that fold, each image once, for the one-vs-rest decision of the class the suite focuses on.
+  It compares two *trained networks* on one test set, not two strategies: retraining the
+  same strategy with another seed gives another network, and McNemar does not see that
+  variation (Dietterich 1998). Its rows are therefore a family of their own, never a
+  strategy verdict (``network_verdict``), and never coloured better or worse.
 * **Many tests at once**: the p-values are corrected per family (``compare.families``: one
-  per figure plus one of the McNemar rows, or all of a comparison in one), with Holm's
-  step-down method (default; controls the family-wise error) or Benjamini-Hochberg
+  per figure, or all t-tests of a comparison in one; the McNemar rows always apart), with
+  Holm's step-down method (default; controls the family-wise error) or Benjamini-Hochberg
   (controls the false discovery rate), both from statsmodels.
 * **No verdict where none is possible**: below the smallest sample at which a test can reach
   α, the effect and its interval are shown and the cell says so, never a colour.
@@ -123,7 +127,8 @@ def correct(pvalues: Sequence[float], method: str = "holm", alpha: float = 0.05)
 
 def verdict(diff: float | None, p_adjusted: float | None, testable: bool, alpha: float,
             strategy: str, reference: str, what: str = "higher") -> tuple[str, str]:
-    """(class, sentence): ``better``/``worse`` only for a tested, corrected p below α."""
+    """(class, sentence): ``better``/``worse`` only for a tested, corrected p below α;
+    ``none`` where the figure has no value at all (not the same as too few folds)."""
     if diff is None:
         return "none", "no data"
     if not testable:
@@ -134,4 +139,20 @@ def verdict(diff: float | None, p_adjusted: float | None, testable: bool, alpha:
         return "flat", f"no significant difference (adjusted p ≥ {alpha:g})"
     return ("better" if diff > 0 else "worse",
             f"{what} with {strategy if diff > 0 else reference} (adjusted p < {alpha:g})")
+
+
+def network_verdict(row: dict[str, Any], alpha: float, focus: str) -> tuple[str, str]:
+    """(class, sentence) of one McNemar row: whether two trained networks differ on one test
+    set. Never ``better``/``worse``: a network is one draw of its strategy's training."""
+    if row.get("diff") is None:
+        return "none", "no data"
+    if not row["testable"]:
+        return "untested", (f"too few discordant images to test ({row['only_strategy_right']}"
+                            f" + {row['only_reference_right']}: p ≥ {row['min_p']:.3g})")
+    p = row.get("p_adjusted")
+    if p is None or p >= alpha or row["diff"] == 0:
+        return "flat", f"the two networks do not differ detectably (adjusted p ≥ {alpha:g})"
+    who = row["strategy"] if row["diff"] > 0 else row["reference"]
+    return "networks-differ", (f"these two networks differ on this test set: more {focus} "
+                               f"decisions right with {who}'s network (adjusted p < {alpha:g})")
 

@@ -40,12 +40,15 @@ def run_child(task: str, timeout: float | None = None, **kwargs: Any) -> dict[st
 def _check_backbone(name: str, engine: str | None, plugins: tuple[str, ...], registry=None):
     """Fail early, without a framework, on an unknown backbone or a missing build; returns
     the backbone's description (``harness.plugin.info``) and the engine to build it with."""
-    from harness.plugin.info import default_engine, spec_info
+    from harness.plugin.info import default_engine, framework_missing, spec_info
     from harness.plugin.registry import build_registry
 
     registry = registry or build_registry(plugins)
     info = spec_info(registry, "backbones", name, schema=False)
     engine = engine or default_engine(registry, name)
+    missing = framework_missing(registry.get("engines", engine))
+    if missing:
+        raise HarnessError(missing)
     if registry.get("engines", engine).builder not in info["engines"]:
         raise HarnessError(f"backbone {name!r} has no {engine} build; it supports: "
                            f"{', '.join(info['engines'])}")
@@ -123,13 +126,12 @@ def bench_engines(registry, engine: str, backbones: list[str]
     ``all`` is every registered engine whose framework is installed and that builds every
     backbone; a named engine must be both, or the command fails.
     """
-    from harness.plugin.info import framework_installed
+    from harness.plugin.info import framework_installed, framework_missing
 
     if engine != "all":
-        spec = registry.get("engines", engine)
-        if not framework_installed(spec.framework):
-            raise HarnessError(f"engine {engine!r} needs {spec.framework}, which is not "
-                               "installed here")
+        missing = framework_missing(registry.get("engines", engine))
+        if missing:
+            raise HarnessError(missing)
         return [engine], {}
     chosen, skipped = [], {}
     for name in registry.names("engines"):
@@ -178,8 +180,23 @@ def bench_engines(registry, engine: str, backbones: list[str]
               help="The device's peak TFLOP/s at the precision timed, for the %-of-peak "
                    "columns (default: a datasheet figure for H100, H200 and A100 GPUs).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--study", is_flag=True,
+              help="Instead: the harness's own costs on suites/sampling.yaml's study with the "
+                   "fake engine on 15,000 synthetic images (run, report, re-run; seconds, "
+                   "peak memory, run-folder bytes).")
+@click.option("--runs", "study_runs", type=click.Choice(["45", "90", "180"]), multiple=True,
+              help="--study: study size(s) to time (3, 6 or 12 strategies x 5 folds x 3 "
+                   "seeds); default 180.")
+@click.option("--out", "study_out", type=click.Path(file_okay=False), default="bench-study",
+              show_default=True, help="--study: where its suites, runs and reports go.")
+@click.option("--epochs", "study_epochs", type=click.IntRange(min=1), default=25,
+              show_default=True, help="--study: epochs per phase (suites/sampling.yaml: 25).")
+@click.option("--python", "study_python", default=None,
+              help="--study: the Python whose harness is timed (default: this one), e.g. "
+                   "an older checkout's virtualenv, to compare versions.")
 def bench_command(engine, backbones, image_size, batch_size, steps, head, device, plugins,
-                  overhead, precision, compile_modes, peak_tflops, as_json):
+                  overhead, precision, compile_modes, peak_tflops, as_json, study, study_runs,
+                  study_out, study_epochs, study_python):
     """Training, inference and input-pipeline images/s, vs the paper's input pipeline.
 
     Every engine runs in its own process and is timed through the primitives the training
@@ -190,6 +207,9 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
     from harness.plugin.info import framework_installed
     from harness.plugin.registry import build_registry
 
+    if study:
+        return study_bench(study_runs or ("180",), study_out, study_python, as_json,
+                           study_epochs)
     if steps < 1:
         raise HarnessError(f"--steps must be >= 1; got {steps}")
     registry = build_registry(plugins)
@@ -255,6 +275,30 @@ def bench_command(engine, backbones, image_size, batch_size, steps, head, device
                    f"{p['images_per_s']:.1f} img/s = {ratio} the paper's{margin}")
     if overhead:
         _echo_overhead(results)
+
+
+def study_bench(sizes, out: str, python: str | None, as_json: bool, epochs: int = 25) -> None:
+    """``harness bench --study``: see ``harness.testing.study_bench``."""
+    from pathlib import Path
+
+    from harness.testing.study_bench import run_study
+
+    out_dir = Path(out)
+    results = [run_study(out_dir / f"study-{n}", int(n), python or sys.executable,
+                         cache_dir=out_dir / "cache", echo=lambda m: click.echo(m, err=True),
+                         epochs_per_phase=epochs)
+               for n in sizes]
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    click.echo(f"{'runs':>5}{'run s':>9}{'engine s':>10}{'overhead s/run':>16}{'report s':>10}"
+               f"{'report MB':>11}{'rerun s':>9}{'KB/run':>9}{'folders MB':>12}  load")
+    for r in results:
+        click.echo(f"{r['runs']:>5}{r['run']['seconds']:>9.1f}{r['run']['engine_seconds']:>10.1f}"
+                   f"{r['run']['overhead_s_per_run']:>16.3f}{r['report']['seconds']:>10.1f}"
+                   f"{r['report']['peak_rss_mb']:>11.0f}{r['rerun']['seconds']:>9.1f}"
+                   f"{r['bytes']['per_run'] / 1024:>9.0f}{r['bytes']['total'] / 1e6:>12.1f}"
+                   f"  {r['load_before']}")
 
 
 def _fmt(value: float | None, scale: float, width: int, digits: int) -> str:

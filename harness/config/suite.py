@@ -10,20 +10,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from harness.config.overrides import apply_overrides, blame_override
+from harness.config.shipped import find_suite, shipped_suites
 from harness.config.validate import SuiteError, between, to_dataclass
+from harness.config.yaml_loader import load_yaml
+from harness.names import SLUG_RE
 
 #: The three classes of the paper, in the order used for probability columns.
 DEFAULT_CLASSES = ("normal", "pneumonia", "covid19")
 
 #: A suite name becomes the folder ``runs/<name>`` and ``reports/<name>``: a slug, never a path.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RE = SLUG_RE
 CLASS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}")
 MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # Bounds that keep every setting runnable (and every count inside int64): far beyond any
@@ -120,8 +126,14 @@ class Training:
     checkpoint_minutes: float = field(default=10.0, metadata=between(0, 10**6))
     #: Dropout rate of the head (the paper: 0.5).
     dropout: float = field(default=0.5, metadata=between(0, 0.99))
-    #: CPU threads of the engine; 0: the cores not busy with other processes at run start.
+    #: CPU threads of the engine. The count changes the numbers (the order of summations),
+    #: so it never depends on load: ``0`` is every core this process may use, resolved when
+    #: the run is planned and recorded in its ``config.json`` (a run planned with another
+    #: count is reported stale). Pin it for results that reproduce on any machine.
     threads: int = field(default=0, metadata=between(0, 4096))
+    #: Deterministic kernels: torch's deterministic algorithms (cuDNN autotuning off, a
+    #: fixed cuBLAS workspace), TensorFlow's op determinism. Costs speed on a GPU only.
+    deterministic: bool = True
     normalization: Literal["unit", "imagenet"] = "unit"
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
@@ -167,11 +179,12 @@ class ReportConfig:
     alpha: float = field(default=0.05, metadata=between(0.0, 0.5, above=True))
     #: Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (FDR).
     correction: Literal["holm", "fdr_bh"] = "holm"
-    #: Which tests are corrected together: ``figure``, one family per figure (every
-    #: strategy-against-reference t-test of it) and one of the McNemar rows, so α holds per
-    #: figure (Demšar 2006; García & Herrera 2008); ``all``, every test of a comparison in
-    #: one family, so α holds for the comparison as a whole, with adjusted p-values never
-    #: smaller than per figure (fewer flags).
+    #: Which strategy tests are corrected together: ``figure``, one family per figure
+    #: (every strategy-against-reference t-test of it), so α holds per figure (Demšar 2006;
+    #: García & Herrera 2008); ``all``, every strategy test of a comparison in one family,
+    #: so α holds for the comparison as a whole (with Holm never more flags than per figure;
+    #: with Benjamini-Hochberg possibly more or fewer). The McNemar rows are always a family
+    #: of their own.
     family: Literal["figure", "all"] = "figure"
     #: The class the comparison's McNemar tests and trade-off focus on; empty: the class
     #: named like COVID-19, else the rarest.
@@ -179,9 +192,33 @@ class ReportConfig:
     #: Strategies shown first and compared against, when present. Default: the built-in
     #: baseline and the paper's method.
     references: list[str] = field(default_factory=lambda: ["none", "phased"])
-    #: Name of a suite whose runs chose checkpoints on test images (e.g. ``paper`` for
-    #: ``paper-clean``): the report adds the optimism gap against its runs in ``runs/``.
+    #: Name of a suite whose runs chose checkpoints on test images (e.g.
+    #: ``paper-clean-testselect`` for ``paper-clean``): the report adds the optimism gap
+    #: against its runs in ``runs/`` and says whether the pair differs in selection alone.
     optimism_against: str = ""
+    #: The figures the report of several strategies leads with (forest plot of differences
+    #: from the first reference, mean-rank chart): ``balanced_accuracy``, ``macro_auroc``,
+    #: ``macro_f1``, ``mcc`` or ``FIGURE:CLASS`` with FIGURE one of sensitivity, specificity,
+    #: precision and CLASS a class or ``focus`` (``focus_class``).
+    headline: list[str] = field(default_factory=lambda: list(HEADLINE))
+
+
+#: The report's default headline figures (``report.headline``).
+HEADLINE = ("balanced_accuracy", "sensitivity:focus", "macro_auroc")
+HEADLINE_SUMMARY = ("balanced_accuracy", "macro_auroc", "macro_f1", "mcc")
+HEADLINE_PER_CLASS = ("sensitivity", "specificity", "precision")
+
+
+def headline_problem(key: str, classes: list[str]) -> str | None:
+    """Why ``key`` is not a headline figure of ``classes`` (``None`` when it is)."""
+    fig, sep, cls = key.partition(":")
+    if not sep and key in HEADLINE_SUMMARY:
+        return None
+    if sep and fig in HEADLINE_PER_CLASS and (cls in classes or cls == "focus"):
+        return None
+    return (f"expected one of {', '.join(HEADLINE_SUMMARY)} or FIGURE:CLASS with FIGURE one "
+            f"of {', '.join(HEADLINE_PER_CLASS)} and CLASS one of {', '.join(classes)} or "
+            f"'focus', got {key!r}")
 
 
 @dataclass
@@ -236,6 +273,12 @@ class Suite:
             return "report.focus_class", (f"expected one of the classes "
                                           f"{', '.join(self.classes)}, got "
                                           f"{self.report.focus_class!r}")
+        if not self.report.headline:
+            return "report.headline", "expected at least one figure"
+        for i, key in enumerate(self.report.headline):
+            problem = headline_problem(key, self.classes)
+            if problem:
+                return f"report.headline[{i}]", problem
         return None
 
 
@@ -268,22 +311,30 @@ class RunSpec:
 DEFAULT_BUDGET_REFERENCE = Suite.__dataclass_fields__["budget_reference"].default
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file; every error names the file and the key."""
-    path = Path(path)
+def load_suite(path: str | Path, overrides: Iterable[str] = ()) -> Suite:
+    """Read and validate a suite file (or a shipped suite by name, ``demo``), with the
+    command line's ``key.path=value`` overrides set first; every error names the file (or
+    the override) and the key."""
+    path = find_suite(path)
     if not path.is_file():
-        raise SuiteError(f"{path}: no such suite file")
+        names = ", ".join(shipped_suites())
+        raise SuiteError(f"{path}: no such suite file"
+                         + (f" (or shipped suite: {names})" if names else ""))
+    data = load_yaml(path)  # strict: duplicate keys, depth, aliases, UTF-8
+    return parse_suite(data, str(path), overrides)
+
+
+def parse_suite(data: Any, source: str, overrides: Iterable[str] = ()) -> Suite:
+    """Validate a suite mapping; ``overrides`` (``key.path=value``) are set on the raw
+    mapping first, and a mistake in one is named as that override."""
+    overrides = list(overrides)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: not valid YAML: {where}{what}") from exc
-    return parse_suite(data, str(path))
+        return _parse_suite(apply_overrides(data, overrides), source)
+    except SuiteError as exc:
+        raise blame_override(exc, overrides, source) from None
 
 
-def parse_suite(data: Any, source: str) -> Suite:
+def _parse_suite(data: Any, source: str) -> Suite:
     if isinstance(data, dict):
         data = dict(data)
         data.setdefault("source", source)
@@ -299,6 +350,20 @@ def parse_suite(data: Any, source: str) -> Suite:
     return suite
 
 
+def suite_yaml(suite: Suite, overrides: Iterable[str] = ()) -> str:
+    """The resolved suite as YAML (every default filled in), as ``--print-config`` shows it:
+    a file that loads back to the same suite."""
+    data = (suite.model_dump(mode="json") if hasattr(suite, "model_dump")
+            else dataclasses.asdict(suite))
+    source = data.pop("source", "")
+    head = f"# suite {suite.name!r} from {source or '(a mapping)'}"
+    overrides = list(overrides)
+    if overrides:
+        head += f" with {' '.join(overrides)}"
+    return head + "\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
+                                            default_flow_style=None)
+
+
 def training_for(suite: Suite, backbone: str) -> dict[str, Any]:
     merged = dataclasses.asdict(suite.training)
     overrides = suite.backbones.get(backbone, {})
@@ -307,6 +372,26 @@ def training_for(suite: Suite, backbone: str) -> dict[str, Any]:
     # Validate the merged result so a typo in an override names its own key path.
     to_dataclass(merged_overrides, Training, where, suite.source or suite.name)
     return merged_overrides
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), busy or not: a fixed number, unlike
+    the idle cores, which would make results depend on the machine's load."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolved_training(training: dict[str, Any]) -> dict[str, Any]:
+    """Training settings as a run records them: ``threads: 0`` becomes the core count.
+
+    The run id is computed from the suite's setting (``0``), so one suite plans the same ids
+    on every machine; the resolved count is in ``config.json`` and its fingerprint.
+    """
+    if training.get("threads"):
+        return training
+    return {**training, "threads": available_cores()}
 
 
 def run_id_for(key: dict[str, Any], resolved: dict[str, Any]) -> str:
@@ -338,10 +423,11 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                             "budget": suite.budget,
                             **({"budget_reference": suite.budget_reference}
                                if suite.budget_reference != DEFAULT_BUDGET_REFERENCE else {}),
+                            **reference_identity(suite, sampler),
                             "data": data_identity(suite),
                         }
                         runs.append(RunSpec(
-                            suite=suite.name, training=training,
+                            suite=suite.name, training=resolved_training(training),
                             sampler_options=sampler_options,
                             run_id=run_id_for(key, resolved), **key))
     return runs
@@ -354,8 +440,16 @@ def data_identity(suite: Suite) -> dict[str, Any]:
         "classes": suite.classes,
         "image_size": suite.image_size,
         "split": dataclasses.asdict(suite.split),
-        "samplers": suite.samplers,
     }
+
+
+def reference_identity(suite: Suite, sampler: str) -> dict[str, Any]:
+    """What else fixes a run's rules: under ``budget: equal`` the reference sampler's options
+    (its plan sets the budget). Nothing else in the suite does, so adding or changing
+    another strategy never changes a run's id or its rules."""
+    if suite.budget != "equal" or sampler == suite.budget_reference:
+        return {}
+    return {"reference_options": suite.samplers.get(suite.budget_reference, {})}
 
 
 def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") -> list[RunSpec]:
@@ -373,7 +467,10 @@ def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") ->
         key, value = item.split("=", 1)
         if key not in keys:
             raise SuiteError(f"{source} {item!r}: unknown key {key!r}; known: {', '.join(keys)}")
-        wanted.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if not values:
+            raise SuiteError(f"{source} {item!r}: no value after '='; e.g. {key}=VALUE")
+        wanted.setdefault(key, []).extend(values)
     for key, values in wanted.items():
         have = sorted({str(getattr(r, key)) for r in runs}, key=lambda v: (len(v), v))
         missing = [v for v in values if v not in have]
@@ -382,4 +479,6 @@ def filter_runs(runs: list[RunSpec], only: list[str], source: str = "--only") ->
                              f"{missing[0]!r}; its {key} values: {', '.join(have) or '(none)'}")
     for key, values in wanted.items():
         runs = [r for r in runs if str(getattr(r, key)) in values]
+    if only and not runs:
+        raise SuiteError(f"{source} {' '.join(only)}: selects no run of the suite")
     return runs

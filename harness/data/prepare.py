@@ -20,7 +20,7 @@ from harness.config.suite import Suite
 from harness.data.cache import (
     ERRORS,
     FILLED,
-    INDEX,
+    CacheDamaged,
     CacheView,
     cache_key,
     default_cache_root,
@@ -28,6 +28,7 @@ from harness.data.cache import (
     open_cache,
 )
 from harness.errors import HarnessError
+from harness.plugin import guard
 from harness.plugin.check import (
     dataset_context,
     dataset_options,
@@ -59,7 +60,12 @@ def load_records(suite: Suite, registry: Registry) -> pd.DataFrame:
     frames, exclusions = [], {}
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        frame = spec.records(dataset_options(suite, registry, i), dataset_context(suite, i))
+        plugin = guard.who(registry, "datasets", ref.name)
+        frame = guard.call(plugin, "records", spec.records, dataset_options(suite, registry, i),
+                           dataset_context(suite, i))
+        if not isinstance(frame, pd.DataFrame):
+            raise guard.broken(plugin, "records", f"returned {type(frame).__name__}, expected "
+                                                  "a pandas DataFrame")
         where = f"dataset {ref.name!r} (datasets[{i}] of {suite.source or suite.name})"
         missing = [c for c in RECORD_COLUMNS if c not in frame.columns]
         if missing:
@@ -117,12 +123,16 @@ def filled_cache(suite, records: pd.DataFrame, registry):
                                          suite.image_size)
     if not (path / FILLED).exists():
         return None
-    errors = store.read_json(path / ERRORS) if (path / ERRORS).exists() else {}
-    filled = np.load(path / FILLED)
-    uids = store.read_json(path / INDEX)["uids"]
-    if not all(f or u in errors for f, u in zip(filled, uids)):
+    try:  # a damaged cache is as good as none here: the next fill rebuilds it
+        view = open_cache(path)
+        errors = store.read_json(path / ERRORS) if (path / ERRORS).exists() else {}
+        filled = np.load(path / FILLED)
+    except (CacheDamaged, OSError, ValueError):
         return None
-    return open_cache(path), set(errors)
+    if len(filled) != len(view.uids) or not all(
+            f or u in errors for f, u in zip(filled, view.uids)):
+        return None
+    return view, set(errors)
 
 
 def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
@@ -134,7 +144,9 @@ def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
         context = dataset_context(suite, i)
         readers[ref.name] = BoundReader(spec.read_image, context)
         options[ref.name] = dataset_options(suite, registry, i)
-        fingerprint = spec.fingerprint(options[ref.name], context) if spec.fingerprint else ""
+        fingerprint = (guard.call(guard.who(registry, "datasets", ref.name), "fingerprint",
+                                  spec.fingerprint, options[ref.name], context)
+                       if spec.fingerprint else "")
         fingerprints.append(f"{ref.name}:{fingerprint}")
     cache, errors = fill_cache(cache_root(suite), records, readers, options, fingerprints,
                                suite.image_size, show_progress=show_progress)
@@ -181,7 +193,16 @@ def dropped_lines(dropped: list[dict[str, str]], shown: int = 5) -> list[str]:
 
 def make_folds(suite: Suite, records: pd.DataFrame, registry: Registry) -> list[Fold]:
     spec = registry.get("splitters", suite.split.kind)
-    folds = spec.split(records, split_options(suite, registry), splitter_context(suite))
+    plugin = guard.who(registry, "splitters", suite.split.kind)
+    folds = guard.call(plugin, "split", spec.split, records, split_options(suite, registry),
+                       splitter_context(suite))
+    if not isinstance(folds, (list, tuple)) or not all(isinstance(f, Fold) for f in folds):
+        raise guard.broken(plugin, "split", f"returned {type(folds).__name__}, expected a "
+                                            "list of Folds")
+    folds = [Fold(*(guard.check_indices(getattr(f, part), len(records), plugin, "split",
+                                        f"fold {n}.{part}")
+                    for part in ("train", "select", "test")), phases=f.phases)
+             for n, f in enumerate(folds, start=1)]
     if len(folds) != suite.split.folds:
         raise HarnessError(f"splitter {suite.split.kind!r} returned {len(folds)} folds; the "
                            f"suite asks for split.folds = {suite.split.folds}")

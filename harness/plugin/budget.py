@@ -63,23 +63,39 @@ def share(total: int, sizes: list[int]) -> list[int]:
 
 
 def fit_budget(phases: list[Phase], budget: int, rng: np.random.Generator) -> list[Phase]:
-    """Give every phase explicit epochs so that the plan sees exactly ``budget`` images."""
+    """Give every phase explicit epochs so that the plan sees exactly ``budget`` images.
+
+    Every phase keeps at least one image, so no stage of a strategy disappears under a small
+    budget. A partial epoch continues its phase: it never re-draws the classifier again
+    (``reset_classifier`` stays with the phase's first part).
+    """
     sizes = [p.images_per_epoch() for p in phases]
     if sum(sizes) == 0:
         raise BudgetError("the plan has no images to spend its budget on")
+    used = sum(1 for size in sizes if size)
+    if budget < used:
+        raise BudgetError(f"a budget of {budget} images cannot give each of the plan's {used} "
+                          "phases one image")
+    parts = share(budget, sizes)
+    for i, (size, images) in enumerate(zip(sizes, parts)):
+        if size and not images:  # rounded away: one image from the largest share
+            parts[int(np.argmax(parts))] -= 1
+            parts[i] = 1
     out: list[Phase] = []
-    for phase, size, images in zip(phases, sizes, share(budget, sizes)):
+    for phase, size, images in zip(phases, sizes, parts):
         if size == 0:
             continue
         whole, rest = divmod(images, size)
         if whole:
             out.append(replace(phase, epochs=whole))
         if rest:
+            first = not whole
             if phase.sample_weights is not None:
-                out.append(replace(phase, draws=rest, epochs=1))
+                part = replace(phase, draws=rest, epochs=1)
             else:
                 subset = rng.permutation(np.asarray(phase.indices))[:rest]
-                out.append(replace(phase, indices=[int(i) for i in subset], epochs=1))
+                part = replace(phase, indices=[int(i) for i in subset], epochs=1)
+            out.append(part if first else replace(part, reset_classifier=False))
     return out
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from harness.config.suite import DEFAULT_CLASSES, Suite, training_for
 from harness.errors import HarnessError
 from harness.plugin.engine import build_backbone, missing_primitives
+from harness.plugin.info import framework_missing
 from harness.plugin.options import Options, validate_options
 from harness.plugin.registry import Registry, UnknownNameError
 from harness.plugin.specs import (
@@ -70,7 +71,9 @@ def check_names(suite: Suite, registry: Registry) -> None:
     if suite.budget == "equal":
         get("samplers", suite.budget_reference, "budget_reference")
     for name in suite.matrix.engine:
-        get("engines", name, "matrix.engine")
+        missing = framework_missing(get("engines", name, "matrix.engine"))
+        if missing:
+            raise HarnessError(f"{_source(suite)}: matrix.engine: {missing}")
     for i, ref in enumerate(suite.trackers):
         get("trackers", ref.name, f"trackers[{i}].name")
     for name in suite.matrix.backbone:
@@ -190,6 +193,25 @@ def check_suite(suite: Suite, registry: Registry, backbones: bool = True) -> Che
     if backbones:
         check_backbones(suite, registry)
     return checked
+
+
+def check_data(suite: Suite, registry: Registry, checked: CheckedSuite) -> None:
+    """Every dataset's and the splitter's own cheap look at the files on disk
+    (``DatasetSpec.check``, ``SplitterSpec.check``): all problems in one line, before any
+    run is planned or image decoded."""
+    problems = []
+    for i, ref in enumerate(suite.datasets):
+        spec = registry.get("datasets", ref.name)
+        if spec.check is not None:
+            problems += [f"datasets[{i}]: {p}"
+                         for p in spec.check(checked.datasets[i], dataset_context(suite, i))]
+    splitter = registry.get("splitters", suite.split.kind)
+    if splitter.check is not None:
+        problems += [f"split: {p}" for p in splitter.check(checked.split,
+                                                           splitter_context(suite))]
+    if problems:
+        lines = "; ".join(p.rstrip(".") for p in problems)
+        raise HarnessError(f"{_source(suite)}: {lines}")
 
 
 # ------------------------------------------------------------------ backbone contract

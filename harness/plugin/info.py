@@ -28,9 +28,7 @@ def kind_of(word: str) -> str:
 
 
 def spec_info(registry: Registry, kind: str, name: str, schema: bool = True) -> dict[str, Any]:
-    entry = registry.entries[kind].get(name)
-    if entry is None:
-        registry.get(kind, name)  # raises with the close match and the known names
+    entry = registry.entry(kind, name)  # raises with the close match and the known names
     spec = entry.spec
     model = getattr(spec, "options", None) or Options  # engines take no options
     info: dict[str, Any] = {
@@ -44,6 +42,7 @@ def spec_info(registry: Registry, kind: str, name: str, schema: bool = True) -> 
     if kind == "engines":
         info["framework"] = spec.framework
         info["installed"] = framework_installed(spec.framework)
+        info["install"] = spec.install
     if getattr(spec, "source", ""):
         info["source"] = spec.source
     info["options"] = option_rows(model)
@@ -62,15 +61,32 @@ def framework_installed(framework: str) -> bool:
         return False
 
 
+def framework_missing(spec: Any) -> str | None:
+    """``None`` when engine ``spec``'s framework is installed, else the one line that says
+    which engine lacks what and how to install it."""
+    if framework_installed(spec.framework):
+        return None
+    how = spec.install or f"pip install {spec.framework}"
+    return f"engine {spec.name!r} needs {spec.framework}, which is not installed: {how}"
+
+
 def default_engine(registry: Registry, backbone: str) -> str:
-    """The first engine (by name) that builds ``backbone`` and whose framework is installed."""
+    """The first engine, in the order the backbone's plugin lists its builders (the faster
+    framework first: torch builds ``tiny`` in seconds where TensorFlow takes most of a
+    minute to start), that builds ``backbone`` and whose framework is installed."""
     spec = registry.get("backbones", backbone)
-    for engine in sorted(spec.builders):
+    missing = []
+    for engine in spec.builders:
         known = registry.entries["engines"].get(engine)
-        if known is not None and framework_installed(known.spec.framework):
+        if known is None:
+            continue
+        problem = framework_missing(known.spec)
+        if problem is None:
             return engine
-    raise HarnessError(f"backbone {backbone!r} is built by {', '.join(sorted(spec.builders))}, "
-                       "but no such engine is installed with its framework")
+        missing.append(problem)
+    raise HarnessError(f"backbone {backbone!r} is built by {', '.join(spec.builders)}, "
+                       "but none of these engines is installed"
+                       + (f" ({'; '.join(missing)})" if missing else ""))
 
 
 _SIGNS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<",
@@ -97,7 +113,8 @@ def render(info: dict[str, Any]) -> list[str]:
         lines.append("  timed by default: harness bench")
     if "framework" in info:
         lines.append(f"  framework: {info['framework'] or '(none)'}"
-                     + ("" if info["installed"] else " (not installed)"))
+                     + ("" if info["installed"] else
+                        f" (not installed: {info.get('install') or 'pip install ' + info['framework']})"))
     if info.get("source"):
         lines.append(f"  source: {info['source']}")
     options = info.get("options") or []

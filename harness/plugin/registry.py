@@ -17,12 +17,14 @@ import pluggy
 
 from harness.config.validate import suggest
 from harness.errors import HarnessError
+from harness.names import SLUG_RULE, is_slug
 from harness.plugin import hookspecs
 from harness.plugin.specs import (
     BackboneSpec,
     DatasetSpec,
     EngineSpec,
     ExecutorSpec,
+    Family,
     SamplerSpec,
     SplitterSpec,
     TrackerSpec,
@@ -65,25 +67,71 @@ class Registry:
     )
     #: plugin name -> "distribution version" (empty where unknown)
     distributions: dict[str, str] = field(default_factory=dict)
+    #: kind -> prefix -> the family that resolves names with that prefix (``Family``)
+    families: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
 
     def get(self, kind: str, name: str) -> Any:
+        return self.entry(kind, name).spec
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """The registered thing (and its plugin); a family member is resolved on first use."""
         known = self.entries[kind]
         if name not in known:
-            raise UnknownNameError(unknown_message(kind, name, known))
-        return known[name].spec
+            family = self.family_of(kind, name)
+            if family is None:
+                raise UnknownNameError(unknown_message(kind, name, known, self.families[kind]))
+            known[name] = self._resolve(kind, name, family)
+        return known[name]
+
+    def family_of(self, kind: str, name: str) -> Entry | None:
+        """The family whose prefix ``name`` starts with (the longest prefix wins)."""
+        found = [p for p in self.families[kind] if name.startswith(p)]
+        return self.families[kind][max(found, key=len)] if found else None
+
+    def _resolve(self, kind: str, name: str, family: Entry) -> Entry:
+        prefix = family.spec.prefix
+        try:
+            spec = family.spec.resolve(name[len(prefix):])
+        except LookupError as exc:
+            message = exc.args[0] if exc.args else f"no such member of {prefix}"
+            raise UnknownNameError(f"unknown {kind[:-1]} {name!r}: {message}") from None
+        except Exception as exc:  # a broken plugin must say who it is
+            raise PluginError(f"plugin {family.plugin!r}: family {prefix!r} failed to resolve "
+                              f"{name!r}: {type(exc).__name__}: {exc}") from exc
+        expected = KINDS[kind][1]
+        if not isinstance(spec, expected) or spec.name != name:
+            raise PluginError(f"plugin {family.plugin!r}: family {prefix!r} resolved {name!r} "
+                              f"to {spec!r}; expected a {expected.__name__} named {name!r}")
+        return Entry(spec, family.plugin)
 
     def plugins_used(self) -> set[str]:
-        return {e.plugin for entries in self.entries.values() for e in entries.values()}
+        return {e.plugin for entries in [*self.entries.values(), *self.families.values()]
+                for e in entries.values()}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
 
     def add(self, kind: str, spec: Any, plugin: str) -> None:
+        if isinstance(spec, Family):
+            existing = self.families[kind].get(spec.prefix)
+            if existing is not None:
+                raise PluginError(
+                    f"{kind[:-1]} family {spec.prefix!r} is registered twice: by plugin "
+                    f"{existing.plugin!r} and by plugin {plugin!r}")
+            self.families[kind][spec.prefix] = Entry(spec, plugin)
+            return
         expected = KINDS[kind][1]
         if not isinstance(spec, expected):
             raise PluginError(
                 f"plugin {plugin!r} registered {spec!r} with {KINDS[kind][0]}; "
                 f"expected a {expected.__name__}"
+            )
+        if not is_slug(spec.name):  # names become run ids, hence folder names
+            raise PluginError(
+                f"plugin {plugin!r} registered a {kind[:-1]} named {spec.name!r}; a name "
+                f"becomes part of folder names: expected {SLUG_RULE}"
             )
         existing = self.entries[kind].get(spec.name)
         if existing is not None:
@@ -94,11 +142,14 @@ class Registry:
         self.entries[kind][spec.name] = Entry(spec, plugin)
 
 
-def unknown_message(kind: str, name: str, known: Iterable[str]) -> str:
+def unknown_message(kind: str, name: str, known: Iterable[str],
+                    families: Iterable[str] = ()) -> str:
     known = sorted(known)
     close = suggest(name, known)
     hint = f" Did you mean {close!r}?" if close else ""
-    return f"unknown {kind[:-1]} {name!r}.{hint} Known {kind}: {', '.join(known) or '(none)'}"
+    more = "".join(f", {prefix}<name>" for prefix in sorted(families))
+    return (f"unknown {kind[:-1]} {name!r}.{hint} Known {kind}: "
+            f"{', '.join(known) or '(none)'}{more}")
 
 
 def plugin_manager() -> pluggy.PluginManager:

@@ -165,7 +165,10 @@ class DatasetSpec:
     ``harness data fetch NAME DEST``; its ``options`` holds the command's ``--commit`` and
     ``--url``. It returns the lines to print. ``distinct_images`` declares that no two
     records show one radiograph (generated data): the near-duplicate search skips the
-    dataset.
+    dataset. ``check(options, context) -> list[str]`` (optional) says cheaply, without
+    reading the images, what is missing from the copy on disk (root, metadata file, image
+    folder): one line per problem, none when it looks usable; ``harness run --dry-run``
+    (and ``harness run`` before it decodes anything) reports them all at once.
     """
 
     name: str
@@ -177,6 +180,7 @@ class DatasetSpec:
     version: VersionFn[Any] | None = None
     fetch: Callable[[Any, Mapping[str, Any]], str] | None = None
     distinct_images: bool = False
+    check: Callable[[Any, DatasetContext], list[str]] | None = None
 
 
 class BackboneBuilder(Protocol[O_contra]):
@@ -233,6 +237,9 @@ class Phase:
     al. 2020: ``classifier_only`` + ``reset_classifier``). ``balanced_batches`` orders each
     epoch's ``images_per_epoch()`` images so that every batch holds the same number of
     images of each class (``harness.training.balanced``), each class's images cycled.
+    ``selectable``: the run's checkpoint may be chosen after this phase's epochs (cRT picks
+    its checkpoint in the classifier stage only); the selection schedule counts only
+    selectable epochs.
     """
 
     indices: list[int]
@@ -243,6 +250,7 @@ class Phase:
     classifier_only: bool = False
     reset_classifier: bool = False
     balanced_batches: bool = False
+    selectable: bool = True
 
     def images_per_epoch(self) -> int:
         if self.sample_weights is not None:
@@ -269,6 +277,10 @@ class Plan:
     def budget(self, epochs_per_phase: int) -> int:
         """Images seen in training (the equal-budget rule compares strategies on this)."""
         return sum(p.images_per_epoch() * (p.epochs or epochs_per_phase) for p in self.phases)
+
+    def selectable_epochs(self, epochs_per_phase: int) -> int:
+        """Epochs after which the checkpoint may be chosen (``Phase.selectable``)."""
+        return sum(p.epochs or epochs_per_phase for p in self.phases if p.selectable)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -361,13 +373,15 @@ class SplitterSpec:
     """How records are divided into folds: ``split(records, options, context) -> [Fold]``.
 
     Returns ``context.folds`` folds; no patient may appear in two of a fold's parts (the
-    core checks).
+    core checks). ``check(options, context) -> list[str]`` (optional): what is missing from
+    the files the splitter reads, as for ``DatasetSpec.check``.
     """
 
     name: str
     description: str
     split: SplitFn[Any]
     options: type[Options] = Options
+    check: Callable[[Any, SplitterContext], list[str]] | None = None
 
 
 class BuildFn(Protocol):
@@ -396,6 +410,8 @@ class EngineSpec:
     ``backbones`` names the ``BackboneSpec.builders`` entry the engine builds backbones with
     (default: its own name): a new engine on an existing framework sets ``"torch"`` (or
     ``"keras"``) to build every backbone written for that framework (``builder``).
+    ``install`` is the command that installs the framework (``pip install
+    'cxr-harness[tf]'``): every command that needs a missing framework names it in one line.
     """
 
     name: str
@@ -404,6 +420,7 @@ class EngineSpec:
     framework: str = ""
     check_backbone: CheckBackboneFn | None = None
     backbones: str = ""
+    install: str = ""
 
     @property
     def builder(self) -> str:
@@ -431,6 +448,9 @@ class WorkFn(Protocol):
     def finished(self, run: RunSpec, code: int | None, seconds: float,
                  error: str = "") -> Any: ...
 
+    def submitted(self, run: RunSpec, job: str) -> None:
+        """Record in the run folder where the run waits (``slurm job 1234``)."""
+
 
 class ExecuteFn(Protocol[O_contra]):
     def __call__(self, runs: Sequence[RunSpec], work: WorkFn, options: O_contra) -> None: ...
@@ -442,13 +462,20 @@ class ExecutorSpec:
 
     ``runs`` are the pending ``RunSpec`` objects; ``work`` (:class:`WorkFn`) performs or
     records each run, ``env`` being added to the worker's environment (e.g.
-    ``CUDA_VISIBLE_DEVICES``).
+    ``CUDA_VISIBLE_DEVICES``). An executor whose options have ``parallel`` runs at most
+    that many at once.
+
+    ``detach``: the executor can hand runs to a scheduler and leave (``harness run
+    --detach``): when ``work.detach`` is true, ``execute`` returns once every run is
+    submitted, having called ``work.submitted(run, job)`` for each; the run folders then
+    say how the runs go on (``harness status``).
     """
 
     name: str
     description: str
     execute: ExecuteFn[Any]
     options: type[Options] = Options
+    detach: bool = False
 
 
 @dataclass(frozen=True)
@@ -465,3 +492,31 @@ class TrackerSpec:
     description: str
     create: Callable[[Any], Any]
     options: type[Options] = Options
+
+
+@dataclass(frozen=True)
+class Family:
+    """Many things of one kind, named ``<prefix><member>``, resolved when a name is used.
+
+    A library that offers hundreds of models (timm) cannot register each one up front, and
+    should not be imported to build the registry. A plugin registers one family instead,
+    through the hook of the kind it provides (``register_backbones`` for backbones); the
+    registry asks it for a name that starts with ``prefix`` and is not registered itself.
+
+    ``resolve(member)`` gets the name without the prefix and returns the spec of that kind
+    (named ``prefix + member``), or raises ``LookupError(message)`` when there is no such
+    member; the message (a close match helps) becomes the one-line unknown-name error.
+    ``members(pattern)`` lists the member names matching a shell-style pattern, for
+    ``harness list KIND PATTERN``. Both may import the library they wrap.
+    """
+
+    prefix: str
+    description: str
+    resolve: Callable[[str], Any]
+    members: Callable[[str], Sequence[str]] | None = None
+
+    @property
+    def name(self) -> str:
+        """The family as ``--NAME`` of ``harness list``: the prefix without its separator."""
+        return self.prefix.rstrip("/:.")
+

@@ -13,10 +13,19 @@ Where each call is made:
   whatever node the run trains (a parent run id, a resolved server address …).
 - ``run_start`` / ``epoch`` / ``run_end``: in the worker process of each run
   (``python -m harness.runs.worker RUN_DIR``), on the node where it trains.
+- ``recorded``: in the ``harness run`` process after ``suite_start`` (and in ``harness
+  track``): the finished runs whose record is missing are then replayed from their run
+  folders (``run_start``, every ``history.csv`` row as ``epoch``, ``run_end``), so a
+  tracker that was down catches up.
+
+Every tracker records the same names: the ``history.csv`` columns per epoch, and the final
+test figures as ``test/<figure>`` and ``test/<class>/<figure>``
+(``harness_plugins.trackers.common.final_metrics``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +74,11 @@ class RunInfo:
     data: dict[str, Any]
     suite_state: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False
+    #: 1 for a run's first worker since it was (re)planned: a tracker starts a fresh record
+    #: (``--rerun all``); more for a resume, a retry or a requeue: it goes on in the record.
+    attempt: int = 1
+    #: True when the core replays a finished run from its folder (``recorded`` lacked it).
+    backfill: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,10 @@ class Tracker:
     it records."""
 
     def suite_start(self, suite: SuiteInfo) -> dict[str, Any] | None:
+        return None
+
+    def recorded(self, suite: SuiteInfo) -> Iterable[str] | None:
+        """Run ids this tracker holds a record of; ``None``: it cannot tell (no backfill)."""
         return None
 
     def run_start(self, run: RunInfo) -> None:

@@ -1,7 +1,7 @@
 """One run's folder: the only module that knows its files, their keys and when they agree.
 
 ``runs/<suite>/<run_id>/`` holds ``config.json`` (what the run is), ``plan.json`` (its
-images and the sampler's plan), ``status.json``, ``history.csv``, ``predictions.csv``,
+images and the sampler's plan, readable; its long lists are arrays in ``plan.npz``), ``status.json``, ``history.csv``, ``predictions.csv``,
 ``metrics.json`` and ``checkpoints/``. The runner, the worker, the engines (through
 ``Job``) and the report read and write them through ``RunFolder`` only, so a damaged or
 half-written file is recognised in one place and always named in the message.
@@ -18,12 +18,14 @@ No other module names a file of either folder (``tests/test_run_folder_owner.py`
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import shutil
 import socket
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -40,6 +42,11 @@ if TYPE_CHECKING:
 
 CONFIG = "config.json"
 PLAN = "plan.json"
+#: The long lists of ``plan.json`` (image uids, labels, patients and sources of each part;
+#: each phase's indices and sample weights) as arrays: ``numpy.load(path,
+#: allow_pickle=False)``. One compressed ``.npz`` rather than a ``.npy`` per list: a run has
+#: ~30 of them, and uid strings are ~10x smaller compressed (``tests/test_plan_arrays.py``).
+PLAN_ARRAYS = "plan.npz"
 HISTORY = "history.csv"
 PREDICTIONS = "predictions.csv"
 METRICS = "metrics.json"
@@ -51,7 +58,7 @@ MANIFEST = "manifest.json"
 #: ``runs/<suite>/trackers.json``: the suite's trackers, read by every worker.
 TRACKERS = "trackers.json"
 #: Run-folder files a tracker may keep as artifacts, when they exist.
-ARTIFACTS = (PREDICTIONS, METRICS, HISTORY, CONFIG, PLAN)
+ARTIFACTS = (PREDICTIONS, METRICS, HISTORY, CONFIG, PLAN, PLAN_ARRAYS)
 LOCK = ".lock"
 #: Who holds the lock (pid, host, since): for messages only; the lock itself is the OS's.
 OWNER = ".owner.json"
@@ -95,6 +102,17 @@ class Status:
     finished: float | None = None
     seconds: float = 0.0
     traceback: str = ""
+    #: What the run trained on, in words (``cpu``, the GPU's name); empty when not known.
+    device: str = ""
+    #: SHA-256 of ``predictions.csv`` and ``metrics.json`` as the run wrote them: a later
+    #: edit of either is found (``RunFolder.finished``) and the run trained again.
+    predictions_sha256: str = ""
+    metrics_sha256: str = ""
+    #: Workers started for this run, and their seconds together (``harness.runs.attempts``).
+    attempts: int = 0
+    total_seconds: float = 0.0
+    #: Where a submitted run waits (``slurm job 1234``), written when it is handed over.
+    job: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Status:
@@ -132,15 +150,21 @@ class PlanFile:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        for name in ("train", "select", "test"):
-            for key in ("patients", "sources"):
-                if out[name][key] is None:
-                    del out[name][key]
-        return {**out.pop("extra"), **out}
+        """As a JSON document; lists are shared, not copied (``dataclasses.asdict`` deep-copies
+        every uid of every part: most of the time of planning a run at 15,000 images)."""
+        def part(p: Part) -> dict[str, Any]:
+            out = {"uids": p.uids, "labels": p.labels}
+            out.update({k: v for k, v in (("patients", p.patients), ("sources", p.sources))
+                        if v is not None})
+            return out
+
+        return {**self.extra, "sampler": self.sampler, "budget": self.budget, "plan": self.plan,
+                "train": part(self.train), "select": part(self.select), "test": part(self.test),
+                "phase_class_counts": self.phase_class_counts}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanFile:
+        data = {k: v for k, v in data.items() if k != ARRAYS_KEY}
         parts = {}
         for name in ("train", "select", "test"):
             part = data[name]
@@ -162,6 +186,93 @@ class PlanFile:
         return cls(sampler=str(data["sampler"]), budget=data.get("budget"), plan=data["plan"],
                    phase_class_counts=list(data.get("phase_class_counts", [])),
                    extra={k: v for k, v in data.items() if k not in known}, **parts)
+
+
+
+#: ``plan.json``'s key that names its array file and the sha256 of every array in it.
+ARRAYS_KEY = "arrays"
+#: Where ``plan.json`` has long lists: per part, and per phase of ``plan.phases``.
+PART_LISTS = ("uids", "labels", "patients", "sources")
+PHASE_LISTS = ("indices", "sample_weights")
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (C order): what ``plan.json`` records."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _as_array(key: str, values: Sequence[Any]) -> np.ndarray:
+    if key in PART_LISTS:
+        return np.array([str(v) for v in values], dtype=str)
+    if key == "indices":
+        array = np.asarray(values, dtype=np.int64)
+        small = not array.size or (array.min() >= 0 and array.max() < 2**31)
+        return array.astype(np.int32) if small else array
+    return np.asarray(values, dtype=np.float64)
+
+
+def _array_slots(doc: dict[str, Any]):
+    """(container, key, array name) of every long list of a ``plan.json`` document."""
+    for part in ("train", "select", "test"):
+        for key in PART_LISTS:
+            if isinstance(doc.get(part), dict) and key in doc[part]:
+                yield doc[part], key, f"{part}.{key}"
+    phases = (doc.get("plan") or {}).get("phases")
+    for i, phase in enumerate(phases if isinstance(phases, list) else []):
+        for key in PHASE_LISTS:
+            if isinstance(phase, dict) and key in phase:
+                yield phase, key, f"phase{i + 1}.{key}"
+
+
+def split_plan_arrays(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``plan.json``'s document with its long lists replaced by ``{"array": name, "n": len}``,
+    and those lists as arrays by name."""
+    doc = dict(doc)  # copies of the containers changed below; the lists are not copied
+    for part in ("train", "select", "test"):
+        if isinstance(doc.get(part), dict):
+            doc[part] = dict(doc[part])
+    if isinstance(doc.get("plan"), dict) and isinstance(doc["plan"].get("phases"), list):
+        doc["plan"] = {**doc["plan"], "phases": [dict(p) if isinstance(p, dict) else p
+                                                 for p in doc["plan"]["phases"]]}
+    arrays = {}
+    for holder, key, name in _array_slots(doc):
+        if isinstance(holder[key], (list, tuple, np.ndarray)):
+            arrays[name] = _as_array(key, holder[key])
+            holder[key] = {"array": name, "n": len(holder[key])}
+    if arrays:
+        doc[ARRAYS_KEY] = {"file": PLAN_ARRAYS, "read_with": "numpy.load(allow_pickle=False)",
+                           "sha256": {name: array_sha256(a) for name, a in arrays.items()}}
+    return doc, arrays
+
+
+def join_plan_arrays(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``plan.json``'s document with the arrays of ``path`` (``plan.npz``) put back as lists.
+
+    Every array must be there with the sha256 ``plan.json`` records; older plans (lists
+    inline, no ``arrays`` key) come back as they are.
+    """
+    refs = [(holder, key, holder[key]["array"]) for holder, key, _ in _array_slots(doc)
+            if isinstance(holder[key], dict) and "array" in holder[key]]
+    if not refs:
+        return doc
+    hashes = (doc.get(ARRAYS_KEY) or {}).get("sha256") or {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise DamagedFile(path, "missing (plan.json refers to its arrays)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DamagedFile(path, f"unreadable ({type(exc).__name__}: {exc})") from None
+    for holder, key, name in refs:
+        if name not in arrays:
+            raise DamagedFile(path, f"has no array {name!r} (plan.json refers to it)")
+        if hashes.get(name) != array_sha256(arrays[name]):
+            raise DamagedFile(path, f"array {name!r} does not match its sha256 in plan.json")
+        holder[key] = arrays[name].tolist()
+    return doc
 
 
 @dataclass
@@ -290,8 +401,8 @@ class RunFolder:
         return self.config_path.exists()
 
     def is_run_file(self, damage: DamagedFile) -> bool:
-        """Whether ``damage`` is in ``config.json`` or ``plan.json`` (the run is planned anew)."""
-        return damage.path in (self.config_path, self.plan_path)
+        """Whether ``damage`` is in ``config.json`` or the plan (the run is planned anew)."""
+        return damage.path in (self.config_path, self.plan_path, self.file(PLAN_ARRAYS))
 
     # -- reading -------------------------------------------------------------------------
 
@@ -308,7 +419,12 @@ class RunFolder:
         return self._typed(CONFIG, RunConfig.from_json)
 
     def plan(self) -> PlanFile:
-        return self._typed(PLAN, PlanFile.from_json)
+        arrays = self.file(PLAN_ARRAYS)
+        return self._typed(PLAN, lambda doc: PlanFile.from_json(join_plan_arrays(doc, arrays)))
+
+    def plan_document(self) -> dict[str, Any]:
+        """The whole plan as one JSON-ready dict: ``plan.json`` with its arrays as lists."""
+        return self.plan().to_json()
 
     def metrics(self) -> dict[str, Any]:
         return _read_object(self.file(METRICS))
@@ -402,18 +518,39 @@ class RunFolder:
         store.write_json(self.file(CONFIG), config.to_json())
 
     def write_plan(self, plan: PlanFile) -> None:
-        store.write_json(self.file(PLAN), plan.to_json())
+        """``plan.npz`` (the long lists as arrays), then ``plan.json`` that names them."""
+        doc, arrays = split_plan_arrays(plan.to_json())
+        if arrays:
+            store.atomic_write(self.file(PLAN_ARRAYS),
+                               lambda fh: np.savez_compressed(fh, **arrays), mode="wb")
+        else:
+            self.file(PLAN_ARRAYS).unlink(missing_ok=True)
+        store.write_json(self.file(PLAN), doc)
 
     def write_status(self, state: str, **values: Any) -> None:
         status = Status(state=state, **values)
         store.write_json(self.file(STATUS), {k: v for k, v in asdict(status).items()
                                              if v not in (None, "") or k == "state"})
 
+    def sha256(self, name: str) -> str:
+        """SHA-256 of one of the folder's files (what ``status.json`` seals)."""
+        import hashlib
+
+        return hashlib.sha256(self.file(name).read_bytes()).hexdigest()
+
     def write_predictions(self, text: str) -> None:
         store.write_text(self.file(PREDICTIONS), text)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         store.write_json(self.file(METRICS), metrics)
+
+    def write_done(self, metrics: dict[str, Any], **status: Any) -> None:
+        """``metrics.json`` (naming the predictions it was computed from), then ``done`` in
+        ``status.json`` sealing both files: any later edit is found by ``finished``."""
+        predictions_sha256 = self.sha256(PREDICTIONS)
+        self.write_metrics({**metrics, "predictions_sha256": predictions_sha256})
+        self.write_status("done", predictions_sha256=predictions_sha256,
+                          metrics_sha256=self.sha256(METRICS), **status)
 
     def append_history(self, row: Mapping[str, Any], columns: Sequence[str]) -> None:
         """One epoch's row, appended (after the header in a new file): a crash loses one row."""
@@ -434,6 +571,11 @@ class RunFolder:
         store.write_text(self.history_path, buf.getvalue())
 
     @property
+    def checkpoints_path(self) -> Path:
+        """Where training keeps its checkpoints; unlike ``checkpoint_dir``, not created."""
+        return self.file(CHECKPOINTS)
+
+    @property
     def checkpoint_dir(self) -> Path:
         path = self.file(CHECKPOINTS)
         path.mkdir(parents=True, exist_ok=True)
@@ -441,7 +583,7 @@ class RunFolder:
 
     def clear(self, plan_too: bool = False) -> None:
         """Remove what the run produced (and its config and plan): it trains from scratch."""
-        for name in OUTPUTS + ((CONFIG, PLAN) if plan_too else ()):
+        for name in OUTPUTS + ((CONFIG, PLAN, PLAN_ARRAYS) if plan_too else ()):
             path = self.file(name)
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -522,7 +664,31 @@ class RunFolder:
                 raise DamagedFile(self.metrics_path, "does not match predictions.csv (count, "
                                                      "confusion matrix or accuracy)")
             _check_per_class(self.metrics_path, metrics, classes, cm)
+        self._check_seal(status)  # last: an inconsistency above says more than a hash
         return FinishedRun(config, status, plan, table, metrics, self.history())
+
+    def _check_seal(self, status: Status) -> None:
+        """``predictions.csv`` and ``metrics.json`` are the files the run wrote: their
+        SHA-256 match those ``status.json`` (and ``metrics.json``) recorded. Folders written
+        before the seal existed carry no hashes and are checked by content only."""
+        sealed = {PREDICTIONS: status.predictions_sha256, METRICS: status.metrics_sha256}
+        if self.metrics_path.exists() and status.metrics_sha256:
+            recorded = self._typed(METRICS, lambda d: d).get("predictions_sha256")
+            if recorded != status.predictions_sha256:
+                raise DamagedFile(self.metrics_path, "records another predictions.csv than "
+                                                     "status.json (edited after the run)")
+        for name, digest in sealed.items():
+            if not digest:
+                continue
+            try:
+                actual = self.sha256(name)
+            except FileNotFoundError:
+                raise DamagedFile(self.file(name), "missing") from None
+            except OSError as exc:
+                raise DamagedFile(self.file(name), f"unreadable ({exc})") from None
+            if actual != digest:
+                raise DamagedFile(self.file(name), "edited after the run finished (its "
+                                                   "SHA-256 is not the one status.json records)")
 
     def verified(self) -> DamagedFile | None:
         """``None`` when the run is done and its files agree, else what is wrong."""

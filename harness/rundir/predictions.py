@@ -87,40 +87,51 @@ def read_predictions(path: str | Path, classes: Sequence[str] | None = None) -> 
                 "that wrote it or fix that line")
 
     col = {name: header.index(name) for name in header}
-    uids = [row[col["uid"]].strip() for row in body]
+    columns = list(zip(*body))  # one tuple of cells per column
+    uids = [u.strip() for u in columns[col["uid"]]]
     if classes is None:
-        seen = {row[col[k]].strip() for row in body for k in ("true", "pred")}
+        seen = {v.strip() for k in ("true", "pred") for v in columns[col[k]]}
         classes = sorted(seen)
     index = {c: k for k, c in enumerate(classes)}
     labels = {}
     for name in ("true", "pred"):
-        values = np.empty(len(body), dtype=np.int64)
-        for i, row in enumerate(body):
-            value = row[col[name]].strip()
-            if value not in index:
-                raise HarnessError(
-                    f"{path}, line {i + 2}, column '{name}': unknown label {value!r}; known "
-                    f"classes: {', '.join(classes)} (pass the file's classes with --classes)")
-            values[i] = index[value]
-        labels[name] = values
+        cells = columns[col[name]]
+        try:
+            labels[name] = np.fromiter((index[v.strip()] for v in cells), dtype=np.int64,
+                                       count=len(cells))
+        except KeyError:
+            i = next(i for i, v in enumerate(cells) if v.strip() not in index)
+            raise HarnessError(
+                f"{path}, line {i + 2}, column '{name}': unknown label {cells[i].strip()!r}; "
+                f"known classes: {', '.join(classes)} (pass the file's classes with --classes)"
+            ) from None
 
     proba = None
     if prob_cols:
+        # Whole columns at once (numpy parses the decimal strings); a cell that is not a
+        # finite number is then looked for cell by cell, to name its line.
         proba = np.empty((len(body), len(prob_cols)), dtype=np.float64)
         for j, name in enumerate(prob_cols):
-            for i, row in enumerate(body):
-                text = row[col[name]].strip()
-                try:
-                    value = float(text)
-                except ValueError:
-                    value = math.nan
-                if not math.isfinite(value):
-                    raise HarnessError(
-                        f"{path}, line {i + 2}, column '{name}': {text!r} is not a finite "
-                        "number; probabilities must be numbers (the file may be truncated)")
-                proba[i, j] = value
+            cells = columns[col[name]]
+            try:
+                proba[:, j] = np.asarray(cells, dtype=np.float64)
+                bad = np.flatnonzero(~np.isfinite(proba[:, j]))
+            except ValueError:
+                bad = [i for i, text in enumerate(cells) if not _finite(text)]
+            if len(bad):
+                i = int(bad[0])
+                raise HarnessError(
+                    f"{path}, line {i + 2}, column '{name}': {cells[i].strip()!r} is not a "
+                    "finite number; probabilities must be numbers (the file may be truncated)")
     return Predictions(classes=list(classes), uids=uids, true=labels["true"],
                        pred=labels["pred"], proba=proba, source=str(path))
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def predictions_csv(uids: list[str], true: list[str], probs: np.ndarray,

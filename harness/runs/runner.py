@@ -8,6 +8,7 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import subprocess
@@ -22,14 +23,22 @@ from typing import Any
 import numpy as np
 
 from harness import store
+from harness.config.overrides import blame_override
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
-from harness.plugin.check import check_suite
+from harness.plugin import guard
+from harness.plugin.check import check_data, check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
-from harness.plugin.specs import Fold, Plan, SamplerContext
-from harness.rundir.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
+from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
+from harness.rundir.folder import (
+    DamagedFile,
+    PlanFile,
+    RunConfig,
+    RunFolder,
+    SuiteRuns,
+)
 from harness.runs import launch, staleness, tracking
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 from harness.version import __version__
@@ -45,6 +54,8 @@ class RunOutcome:
     state: str
     seconds: float = 0.0
     error: str = ""
+    #: Workers started for the run (resumes, retries and requeues included).
+    attempts: int = 1
 
 
 @dataclass
@@ -55,6 +66,8 @@ class SuiteResult:
     report: Path | None = None
     #: Ids of runs planned by an older suite (code, data or settings), kept as they are.
     stale: list[str] = field(default_factory=list)
+    #: run id -> where a scheduler holds it (``slurm job 1234``), for ``--detach``.
+    jobs: dict[str, str] = field(default_factory=dict)
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
@@ -114,7 +127,7 @@ def selection_from_test(labels: np.ndarray, test: np.ndarray, classes: list[str]
 
 def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_options: dict,
               labels: np.ndarray, seed: list[int], split_phases: list[list[int]] | None,
-              epochs_per_phase: int, fold: int = 1) -> Plan:
+              epochs_per_phase: int, fold: int = 1, run_id: str | None = None) -> Plan:
     """Ask the sampler for a plan, under the suite's budget rule.
 
     With ``budget: equal`` every strategy gets the images-seen budget of the suite's
@@ -142,28 +155,37 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
         classes=tuple(suite.classes), rng=np.random.default_rng(seed), budget=budget,
         epochs_per_phase=epochs_per_phase, split_phases=split_phases, fold=fold,
         seed=int(seed[-1]) if seed else 0)
-    return sampler.plan(labels, options, context)
+    plugin = guard.who(registry, "samplers", sampler_name)
+    plan = guard.call(plugin, "plan", sampler.plan, labels, options, context, run=run_id)
+    if not isinstance(plan, Plan) or not plan.phases or not all(
+            isinstance(p, Phase) for p in plan.phases):
+        raise guard.broken(plugin, "plan", f"returned {type(plan).__name__}, expected a "
+                                           "Plan with one or more Phases", run_id)
+    for i, phase in enumerate(plan.phases):
+        guard.check_indices(phase.indices, len(labels), plugin, "plan",
+                            f"phases[{i}].indices", run_id)
+    return plan
 
 
-def total_epochs(plan: Plan, epochs_per_phase: int) -> int:
-    return sum(p.epochs or epochs_per_phase for p in plan.phases)
+def selection_evaluations(suite: Suite, run: RunSpec, plan: Plan, n_train: int) -> int | None:
+    """How often a run scores the selection split, fixed by what its run id covers.
 
-
-def equal_selection_evaluations(suite: Suite, registry: Registry, labels: np.ndarray,
-                                seed: list[int], split_phases: list[list[int]] | None,
-                                epochs_per_phase: int, fold: int = 1) -> int:
-    """Selection evaluations every strategy of the suite gets under ``budget: equal``.
-
-    Equal images seen is not equal exposure: a strategy that trains over few images for many
-    epochs would otherwise be scored (and could be picked) after each of them. The fewest
-    epochs any strategy of the matrix has on this fold bounds how often all can be scored,
-    so every run gets that many evaluations, spread evenly over its own epochs.
+    ``training.select_evaluations: N`` asks for N. Under ``budget: equal`` without it, N is
+    the number of passes over the fold's training images that the budget pays for
+    (``ceil(budget / training images)``): equal images seen is not equal exposure, and a
+    strategy that trains over few images for many epochs would otherwise be scored (and
+    could be picked) after each of them. Budget and training images are the fold's, so
+    every strategy gets the same N whatever else the suite holds. A run with fewer
+    selectable epochs (``Phase.selectable``) than N is scored after each of them. ``None``:
+    the ``select_every`` schedule.
     """
-    return max(1, min(total_epochs(make_plan(suite, registry, s, suite.samplers.get(s, {}),
-                                             labels, seed, split_phases, epochs_per_phase,
-                                             fold),
-                                   epochs_per_phase)
-                      for s in suite.matrix.sampler))
+    epochs_per_phase = int(run.training["epochs_per_phase"])
+    asked = run.training.get("select_evaluations")
+    if asked is None:
+        if suite.budget != "equal" or n_train <= 0:
+            return None
+        asked = math.ceil(plan.budget(epochs_per_phase) / n_train)
+    return max(1, min(int(asked), plan.selectable_epochs(epochs_per_phase)))
 
 
 def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry) -> dict:
@@ -176,15 +198,14 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
         phases = [[position[int(r)] for r in phase] for phase in fold.phases]
     plan = make_plan(suite, registry, run.sampler, run.sampler_options, train_labels,
                      [suite.split.seed, run.fold, run.seed], phases,
-                     run.training["epochs_per_phase"], run.fold)
+                     run.training["epochs_per_phase"], run.fold, run.run_id)
     select = selection_indices(suite, run, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
     extra = {}
-    if suite.budget == "equal" and len(select) and \
-            run.training.get("select_evaluations") is None:
-        extra["select_evaluations"] = equal_selection_evaluations(
-            suite, registry, train_labels, [suite.split.seed, run.fold, run.seed], phases,
-            run.training["epochs_per_phase"], run.fold)
+    evaluations = selection_evaluations(suite, run, plan, len(fold.train)) if len(select) \
+        else None
+    if evaluations is not None:
+        extra["select_evaluations"] = evaluations
     return {
         "sampler": run.sampler,
         "budget": plan.budget(run.training["epochs_per_phase"]),
@@ -219,8 +240,11 @@ def current_fingerprints(suite: Suite, registry: Registry,
 
 
 def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
-                    run_dir: Path) -> None:
+                    run_dir: Path, overrides: list[str] = ()) -> None:
     """``config.json`` and ``plan.json``; kept as they are when a run resumes.
+
+    ``overrides``: the command line's ``key.path=value`` items, recorded as typed (what
+    they set is already in the resolved run and suite settings).
 
     When either is missing or damaged, the run starts over: its outputs are removed and
     both files written anew.
@@ -236,6 +260,7 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
     config = {
         "run": run.to_json(),
         "suite": section,
+        "overrides": list(overrides),
         "data": prepared.provenance,
         "data_notes": prepared.notes,
         "dropped_images": prepared.dropped,
@@ -260,7 +285,10 @@ def outcome_of(run_dir: Path, run: RunSpec, seconds: float = 0.0) -> RunOutcome:
     """What a run folder says about its run (the folder is the only truth, on any executor)."""
     folder = RunFolder(run_dir)
     status = folder.status()
-    return RunOutcome(run, folder.state(), seconds or status.seconds, status.error)
+    if status.attempts:  # every attempt's time, as the worker recorded it
+        seconds = status.total_seconds
+    return RunOutcome(run, folder.state(), seconds or status.seconds, status.error,
+                      max(status.attempts, 1))
 
 
 RERUN = ("stale", "failed", "all")
@@ -383,6 +411,10 @@ class Work:
         #: waiting this time, once every other run had its turn.
         self.deferred: list[RunSpec] = []
         self.wait_for_locks = False
+        #: ``harness run --detach``: the executor submits the runs and returns.
+        self.detach = False
+        #: run id -> where it was handed over (``slurm job 1234``), in submission order.
+        self.jobs: dict[str, str] = {}
 
     def warm(self, registry: Registry, engines: list[str]) -> None:
         """Train the runs of engines whose framework forks safely in warm hosts."""
@@ -408,7 +440,18 @@ class Work:
             return self._numbers.setdefault(run.run_id, min(len(self._numbers) + 1, self.total))
 
     def started(self, run: RunSpec, where: str = "training") -> None:
+        if where == "training":
+            where = resume_point(self.run_dir(run)) or where
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {where}")
+
+    def submitted(self, run: RunSpec, job: str) -> None:
+        """A scheduler holds the run: say so in its folder until its worker starts."""
+        with self._lock:
+            self.jobs[run.run_id] = job
+        from harness.runs.attempts import carried
+
+        folder = RunFolder(self.run_dir(run))
+        folder.write_status("pending", job=job, **carried(folder))
 
     def finished(self, run: RunSpec, code: int | None, seconds: float,
                  error: str = "") -> RunOutcome:
@@ -427,13 +470,22 @@ class Work:
             # The worker died without saying why (killed, out of memory, segfault).
             outcome.state = "failed"
             outcome.error = error or f"worker exited with code {code}"
-            RunFolder(run_dir).write_status("failed", error=outcome.error)
+            from harness.runs.attempts import carried
+
+            RunFolder(run_dir).write_status("failed", error=outcome.error,
+                                            **carried(RunFolder(run_dir)))
         if code == ALREADY_DONE and outcome.state == "done":
             self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: done by another "
                       "harness process")
             return outcome
+        tries = f" ({outcome.attempts} attempts)" if outcome.attempts > 1 else ""
         self.echo(f"[{self._number(run)}/{self.total}] {run.run_id}: {outcome.state} in "
-                  f"{outcome.seconds:.0f} s" + (f" — {outcome.error}" if outcome.error else ""))
+                  f"{outcome.seconds:.0f} s{tries}"
+                  + (f" — {outcome.error}" if outcome.error else ""))
+        if outcome.state == "failed" and os.environ.get("HARNESS_VERBOSE") == "1":
+            trace = RunFolder(run_dir).status().traceback  # harness -v: where it failed
+            if trace:
+                self.echo(trace.rstrip())
         if outcome.state == "interrupted":
             raise KeyboardInterrupt
         if outcome.state != "done" and self.fail_fast:
@@ -449,6 +501,16 @@ class Work:
         else:
             code = run_worker(self.run_dir(run), env)
         self.finished(run, code, time.time() - started)
+
+
+def resume_point(run_dir: Path) -> str | None:
+    """``resuming at phase 2 epoch 3`` (1-based) when the run left a checkpoint."""
+    from harness.training import checkpoint
+
+    pos = checkpoint.position(RunFolder(run_dir).checkpoints_path / checkpoint.FILE)
+    if not pos:
+        return None
+    return f"resuming at phase {int(pos.get('phase', 0)) + 1} epoch {int(pos.get('epoch', 0)) + 1}"
 
 
 def make_work(runs_root: Path, fail_fast: bool, total: int,
@@ -467,47 +529,85 @@ def run_suite(
     echo: Callable[[str], None] = print,
     show_progress: bool = True,
     rerun: str | None = None,
+    overrides: list[str] = (),
+    detach: bool = False,
 ) -> SuiteResult:
+    """Run a suite file (or a shipped suite by name, or a parsed ``Suite``) with the
+    command line's ``key.path=value`` ``overrides`` (for a ``Suite``: the overrides it was
+    parsed with), recorded in every new run's ``config.json``. ``detach``: the executor
+    submits the pending runs and this returns at once (no report); ``SuiteResult.jobs``
+    says where each run went."""
     if rerun is not None and rerun not in RERUN:
         raise HarnessError(f"--rerun {rerun!r}: expected one of {', '.join(RERUN)}")
-    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
+    overrides = list(overrides)
+    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path, overrides)
     registry = build_registry(suite.plugins)
-    checked = check_suite(suite, registry)
-    runs = filter_runs(expand(suite), list(only))
+    try:  # plugin options and folds are checked here: name the override that set them
+        checked = check_suite(suite, registry)
+        runs = filter_runs(expand(suite), list(only))
+    except HarnessError as exc:
+        raise blame_override(exc, overrides, suite.source) from None
+    if detach and not registry.get("executors", suite.executor.name).detach:
+        raise HarnessError(f"{suite.source or suite.name}: executor.name: --detach needs an "
+                           f"executor that submits to a scheduler; executor "
+                           f"{suite.executor.name!r} runs the jobs itself")
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
+    if dry_run:
+        check_data(suite, registry, checked)
     current = current_fingerprints(suite, registry, runs)
     if dry_run:
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
                         and stale_of(RunFolder(run_dir_for(runs_root, r)), current[r.run_id])]
         return result
+    check_output_folders([store.child(runs_root, suite.name)]
+                         + [run_dir_for(runs_root, r) for r in runs])
     SuiteRuns(store.child(runs_root, suite.name)).write_manifest(
         suite.name, suite.source, [r.run_id for r in expand(suite)])
     sorted_runs = triage(runs, runs_root, echo, rerun, current)
     done, pending = sorted_runs.done, sorted_runs.pending
     result.stale = [r.run_id for r in sorted_runs.stale]
-    restart_runs(pending, sorted_runs.restart, runs_root, echo)
     result.outcomes = [RunOutcome(r, "done") for r in done]
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
     if result.stale:
         echo(stale_line(len(result.stale)))
     suite_runs = store.child(runs_root, suite.name)
-    trackers = start_trackers(suite, registry, suite_runs, pending)
+    trackers = start_trackers(suite, registry, suite_runs, pending, done, echo)
     try:
         if pending:
+            check_data(suite, registry, checked)
             prepared = prepare(suite, registry, show_progress=show_progress)
+            # Only now, with every input known good (records, cache, folds), may the runs
+            # that start over lose what they produced: a data problem never erases a run.
+            restart_runs(pending, sorted_runs.restart, runs_root, echo)
             dropped = prepared.dropped
             for line in dropped_lines(dropped):
                 echo(line)
+            planned = []
             for run in pending:
-                write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run))
+                try:
+                    write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run),
+                                    overrides)
+                except guard.PluginFailure as exc:  # this run only: the others go on
+                    RunFolder(run_dir_for(runs_root, run)).write_status("failed", error=str(exc))
+                    echo(f"{run.run_id}: failed — {exc}")
+                    if fail_fast:
+                        raise StopSuite(f"run {run.run_id} failed (--fail-fast): {exc}") \
+                            from None
+                    result.outcomes.append(RunOutcome(run, "failed", error=str(exc)))
+                    continue
+                planned.append(run)
+            pending = planned
             executor = registry.get("executors", suite.executor.name)
             work = make_work(runs_root, fail_fast, len(pending), echo)
-            work.warm(registry, sorted({r.engine for r in pending}))
+            work.detach = detach
+            if not detach:
+                work.warm(registry, sorted({r.engine for r in pending}))
             try:
                 executor.execute(pending, work, checked.executor)
-                if work.deferred:  # runs another process held: now wait for it, then skip
+                result.jobs = dict(work.jobs)
+                if work.deferred and not detach:  # runs another process held: now wait for it, then skip
                     deferred, work.deferred, work.wait_for_locks = work.deferred, [], True
                     executor.execute(deferred, work, checked.executor)
             finally:
@@ -516,7 +616,7 @@ def run_suite(
         else:  # nothing read the data this time: say again what the runs left out
             for line in dropped_lines(dropped_in(done, runs_root)):
                 echo(line)
-        if render:
+        if render and not detach:
             out = store.child(reports_root, suite.name)
             report = out / "index.html"
             if pending or not report_is_current(report, suite_runs):
@@ -526,12 +626,24 @@ def run_suite(
             result.report = report
             echo(f"report: {report}")
     finally:
-        if trackers:
+        if trackers and detach:
+            trackers.close()
+        elif trackers:
+            tracking.refresh(suite_runs, trackers)  # what the workers learnt of them
             trackers.suite_end(tracking.suite_end(
                 suite_runs, suite.name, {o.run.run_id: o.state for o in result.outcomes},
                 result.report.parent if result.report else None))
             trackers.close()
     return result
+
+
+def check_output_folders(paths: list[Path]) -> None:
+    """Refuse, before anything is written, a file where a folder must go."""
+    for path in paths:
+        for folder in (path, *path.parents):
+            if folder.exists() and not folder.is_dir():
+                raise HarnessError(f"{folder}: a file is in the way where the harness writes "
+                                   "a folder; move it away or choose another --runs-dir")
 
 
 def dropped_in(done: list[RunSpec], runs_root: Path) -> list[dict[str, str]]:
@@ -548,17 +660,23 @@ def dropped_in(done: list[RunSpec], runs_root: Path) -> list[dict[str, str]]:
 
 
 def start_trackers(suite: Suite, registry: Registry, suite_runs: Path,
-                   pending: list[RunSpec]) -> tracking.Trackers:
-    """Tell the suite's trackers it starts; ``trackers.json`` tells every worker of them."""
+                   pending: list[RunSpec], done: list[RunSpec] = (),
+                   echo: Callable[[str], None] = print) -> tracking.Trackers:
+    """Tell the suite's trackers it starts, and replay the finished runs they lack
+    (``Tracker.recorded``); ``trackers.json`` tells every worker of them."""
     from harness.plugin.trackers import SuiteInfo
 
     refs = [dataclasses.asdict(t) for t in suite.trackers]
     trackers = tracking.build(registry, refs)
     if trackers:
-        trackers.suite_start(SuiteInfo(
-            name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
-            pending=tuple(r.run_id for r in pending),
-            run_ids=tuple(r.run_id for r in expand(suite))))
+        info = SuiteInfo(name=suite.name, source=suite.source, runs_dir=suite_runs.resolve(),
+                         pending=tuple(r.run_id for r in pending),
+                         run_ids=tuple(r.run_id for r in expand(suite)))
+        trackers.suite_start(info)
+        counts = trackers.backfill(info, [suite_runs / r.run_id for r in done])
+        for name, n in counts.items():
+            if n:
+                echo(f"tracker {name}: recording {n} finished run{'s' * (n != 1)} it lacks")
     tracking.write_settings(suite_runs, refs, suite.plugins, trackers)
     return trackers
 

@@ -1,11 +1,17 @@
 """Calling the suite's trackers without letting them fail or slow a run.
 
 Each tracker gets its own daemon thread and a queue: the training thread only enqueues
-(``run_start``, ``epoch``, ``run_end`` never wait), and the two calls that wait
-(``suite_start`` for its result, ``close`` to flush) share a budget of ``timeout`` seconds
-per tracker and process. A tracker that raises or runs out of budget is switched off with one
-``TrackerWarning`` and the run goes on; an abandoned thread is a daemon and cannot keep the
-process alive.
+(``run_start``, ``epoch``, ``run_end`` never wait), and the calls that wait (``suite_start``
+for its result, ``recorded`` for the backfill, ``close`` to flush) draw on one budget of
+``timeout`` seconds per tracker and suite, charged while the tracker finishes no call (a
+long backfill that keeps answering is waited for): every process adds what it was charged
+to ``trackers.json``, and the next process gets what is left. A tracker that raises or runs
+out of budget is switched off with one ``TrackerWarning``, marked ``off`` in
+``trackers.json`` so that no later worker of the suite waits for it again, and the run goes
+on; an abandoned thread is a daemon and cannot keep the process alive.
+
+What a tracker writes to stdout goes to stderr (``TrackerStdout``; a worker's whole stdout
+goes there too), so ``harness run --json`` prints JSON only.
 
 The runner writes the suite's tracker settings to ``runs/<suite>/trackers.json`` (with what
 each tracker's ``suite_start`` returned), and every worker reads it from beside its run
@@ -15,7 +21,9 @@ folder: a run on any node of a cluster reports to the same trackers with no extr
 from __future__ import annotations
 
 import dataclasses
+import io
 import queue
+import sys
 import threading
 import time
 import warnings
@@ -34,7 +42,36 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class TrackerWarning(HarnessWarning):
-    """A tracker failed or was too slow and is off for the rest of this process."""
+    """A tracker failed or was too slow and is off for the rest of this suite."""
+
+
+THREAD_PREFIX = "tracker-"
+
+
+class TrackerStdout(io.TextIOBase):
+    """``sys.stdout`` that sends what tracker threads write (MLflow's "View run" line) to
+    stderr and everything else where it went before."""
+
+    def __init__(self, stdout: Any):
+        self.stdout = stdout
+
+    def _target(self) -> Any:
+        return sys.stderr if threading.current_thread().name.startswith(THREAD_PREFIX) \
+            else self.stdout
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self.stdout.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stdout, name)
+
+
+def tracker_output_to_stderr() -> None:
+    if not isinstance(sys.stdout, TrackerStdout):
+        sys.stdout = TrackerStdout(sys.stdout)
 
 
 @dataclass
@@ -53,12 +90,20 @@ class _Lane:
         self.name = name
         self.state = dict(state or {})
         self.budget = float(timeout)
+        #: Seconds this process waited for the tracker while no call of it finished
+        #: (charged to the suite's budget, ``spent`` in ``trackers.json``).
+        self.waited = 0.0
+        #: Calls finished so far (progress: a wait is charged only while it stands still).
+        self.finished = 0
         self.off = False
+        self.why = ""
         self._create = create
         self._tracker: Any = None
         self._error: BaseException | None = None
         self._queue: queue.Queue[_Call | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name=f"tracker-{name}", daemon=True)
+        tracker_output_to_stderr()
+        self._thread = threading.Thread(target=self._loop, name=f"{THREAD_PREFIX}{name}",
+                                        daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -75,6 +120,7 @@ class _Lane:
                         call.result = method(*call.args)
                 except BaseException as exc:  # noqa: BLE001 - a tracker never fails a run
                     self._error = exc
+            self.finished += 1
             call.done.set()
 
     def submit(self, method: str, *args: Any) -> _Call | None:
@@ -89,13 +135,21 @@ class _Lane:
         """The call's result, waiting at most what is left of this tracker's budget."""
         if call is None:
             return None
-        started = time.monotonic()
-        finished = call.done.wait(max(0.0, self.budget))
-        self.budget -= time.monotonic() - started
+        # Only time in which no call finishes is charged: a slow backfill that goes on
+        # answering is waited for, a server that answers nothing costs the budget once.
+        while not call.done.is_set() and self.budget > 0 and self._error is None:
+            done_before = self.finished
+            started = time.monotonic()
+            call.done.wait(min(self.budget, 1.0))
+            if self.finished == done_before and not call.done.is_set():
+                spent = time.monotonic() - started
+                self.budget -= spent
+                self.waited += spent
+        finished = call.done.is_set()
         self.check()
         if not finished and not self.off:
-            self.switch_off("no answer within its time limit (trackers[].timeout); "
-                            "the run goes on without it")
+            self.switch_off("no answer within its time limit (trackers[].timeout, one budget "
+                            "per suite); the runs go on without it")
             return None
         return call.result
 
@@ -106,7 +160,8 @@ class _Lane:
 
     def switch_off(self, why: str) -> None:
         self.off = True
-        warnings.warn(TrackerWarning(f"tracker {self.name!r} is off for this process: {why}"),
+        self.why = why
+        warnings.warn(TrackerWarning(f"tracker {self.name!r} is off for this suite: {why}"),
                       stacklevel=4)
 
     def close(self) -> None:
@@ -139,6 +194,22 @@ class Trackers:
             states[lane.name] = lane.state
         return states
 
+    def backfill(self, info: SuiteInfo, done: Iterable[Path]) -> dict[str, int]:
+        """Replay the finished runs (their folders) that each tracker has no record of;
+        returns how many each got. The replay is queued: ``close`` waits for it."""
+        calls = [(lane, lane.submit("recorded", info)) for lane in self.lanes]
+        counts = {}
+        for lane, call in calls:
+            held = lane.wait(call)
+            if held is None or lane.off:
+                continue
+            held = set(held)
+            missing = [d for d in done if Path(d).name not in held]
+            for run_dir in missing:
+                replay(lane, Path(run_dir))
+            counts[lane.name] = len(missing)
+        return counts
+
     def run_start(self, info: RunInfo) -> None:
         for lane in self.lanes:
             lane.submit("run_start", dataclasses.replace(info, suite_state=dict(lane.state)))
@@ -162,31 +233,78 @@ class Trackers:
 
 
 def build(registry: Any, refs: Iterable[Mapping[str, Any]]) -> Trackers:
-    """Trackers from ``[{name, options, timeout, state, off}]`` (a suite's ``trackers:``).
+    """Trackers from ``[{name, options, timeout, state, off, spent}]`` (a suite's
+    ``trackers:``, as ``trackers.json`` keeps them).
 
-    Names and options are checked before a suite runs (``harness.plugin.check``); a tracker the runner already
-    found failing (``off``) is left out, so a dead server costs one warning per suite.
+    Names and options are checked before a suite runs (``harness.plugin.check``); a tracker
+    found failing (``off``) or whose budget the suite has used up (``spent``) is left out,
+    so a dead server costs one warning and one ``timeout`` per suite.
     """
     lanes = []
     for ref in refs:
-        if ref.get("off"):
+        left = float(ref.get("timeout", DEFAULT_TIMEOUT)) - float(ref.get("spent", 0.0))
+        if ref.get("off") or left <= 0:
             continue
         spec = registry.get("trackers", ref["name"])
         options = validate_options(spec.options, ref.get("options") or {},
                                    f"trackers.{ref['name']}.options", "trackers")
         lanes.append(_Lane(ref["name"], lambda spec=spec, options=options: spec.create(options),
-                           float(ref.get("timeout", DEFAULT_TIMEOUT)), ref.get("state")))
+                           left, ref.get("state")))
     return Trackers(lanes)
 
 
 def write_settings(suite_runs: Path, refs: list[dict[str, Any]], plugins: list[str],
                    trackers: Trackers) -> None:
     """``runs/<suite>/trackers.json``: what every worker of the suite reports to."""
-    states = {lane.name: lane.state for lane in trackers.lanes}
-    off = set(trackers.off)
+    lanes = {lane.name: lane for lane in trackers.lanes}
     SuiteRuns(suite_runs).write_trackers(plugins, [
-        {**ref, "state": states.get(ref["name"], {}), "off": ref["name"] in off}
+        {**ref, "state": lanes[ref["name"]].state if ref["name"] in lanes else {},
+         "off": ref["name"] not in lanes or lanes[ref["name"]].off,
+         "spent": round(lanes[ref["name"]].waited, 3) if ref["name"] in lanes else 0.0}
         for ref in refs])
+    for lane in trackers.lanes:
+        lane.waited = 0.0  # recorded as spent
+
+
+def settle(suite_runs: Path, trackers: Trackers) -> None:
+    """Add what this process waited for each tracker, and which it switched off, to the
+    suite's ``trackers.json`` (under a lock: workers on many nodes settle at once)."""
+    from filelock import FileLock
+
+    folder = SuiteRuns(suite_runs)
+    if not trackers or not folder.trackers_path.is_file():
+        return
+    with FileLock(str(folder.trackers_path) + ".lock", timeout=10):
+        settings = folder.trackers()
+        if settings is None:
+            return
+        plugins, refs = settings
+        lanes = {lane.name: lane for lane in trackers.lanes}
+        for ref in refs:
+            lane = lanes.get(ref.get("name"))
+            if lane is None:
+                continue
+            ref["spent"] = round(float(ref.get("spent", 0.0)) + lane.waited, 3)
+            lane.waited = 0.0
+            if lane.off:
+                ref["off"], ref["why"] = True, lane.why
+        folder.write_trackers(plugins, refs)
+
+
+def refresh(suite_runs: Path, trackers: Trackers) -> None:
+    """Switch off, silently, the trackers that a worker of the suite switched off (it
+    warned), and leave each the budget the suite has left."""
+    try:
+        settings = SuiteRuns(suite_runs).trackers()
+    except DamagedFile:
+        return
+    refs = {ref.get("name"): ref for ref in (settings[1] if settings else [])}
+    for lane in trackers.lanes:
+        ref = refs.get(lane.name, {})
+        lane.budget = min(lane.budget, float(ref.get("timeout", DEFAULT_TIMEOUT))
+                          - float(ref.get("spent", 0.0)) - lane.waited)
+        if ref.get("off") and not lane.off:
+            lane.off, lane.why = True, str(ref.get("why", ""))
 
 
 def for_run(run_dir: Path) -> Trackers:
@@ -211,6 +329,34 @@ def for_run(run_dir: Path) -> Trackers:
         return Trackers()
 
 
+def worker_close(run_dir: Path, trackers: Trackers) -> None:
+    """In a worker: flush the trackers, then settle what they cost with the suite."""
+    trackers.close()
+    try:
+        settle(SuiteRuns.of(run_dir).path, trackers)
+    except Exception as exc:  # noqa: BLE001 - trackers never fail a run
+        warnings.warn(TrackerWarning(f"{SuiteRuns.of(run_dir).trackers_path}: could not "
+                                     f"record the trackers' time: {exc}"), stacklevel=2)
+
+
+def replay(lane: _Lane, run_dir: Path) -> None:
+    """One finished run told to one tracker as if it trained now, from its folder."""
+    folder = RunFolder(run_dir)
+    try:
+        info = run_info(run_dir, folder.config().to_json())
+        rows = folder.history() or []
+        status = folder.status()
+    except DamagedFile as exc:  # the report names the damage; the tracker skips the run
+        warnings.warn(TrackerWarning(f"{exc}: not replayed to tracker {lane.name!r}"),
+                      stacklevel=2)
+        return
+    lane.submit("run_start", dataclasses.replace(info, suite_state=dict(lane.state),
+                                                 backfill=True))
+    for step, row in enumerate(rows, start=1):
+        lane.submit("epoch", dict(row), step)
+    lane.submit("run_end", run_end(run_dir, "done", status.total_seconds or status.seconds))
+
+
 def run_info(run_dir: Path, config: dict[str, Any]) -> RunInfo:
     """What trackers learn about a run when it starts, from its ``config.json``."""
     run = config.get("run", {})
@@ -224,7 +370,14 @@ def run_info(run_dir: Path, config: dict[str, Any]) -> RunInfo:
         suite=run.get("suite", suite.get("name", "")), key=key,
         combination=f"{key['backbone']} / {key['sampler']} / {key['engine']}",
         config=config, data=data,
-        resumed=RunFolder(run_dir).has_checkpoints())
+        resumed=RunFolder(run_dir).has_checkpoints(), attempt=_attempt(run_dir))
+
+
+def _attempt(run_dir: Path) -> int:
+    try:
+        return max(RunFolder(run_dir).status().attempts, 1)
+    except DamagedFile:
+        return 1
 
 
 def run_end(run_dir: Path, state: str, seconds: float, error: str = "") -> RunEnd:

@@ -38,7 +38,7 @@ FORKABLE = {"torch": ["torch", "torch._dynamo", "torch.optim"], "numpy": []}
 
 #: What every run imports besides its framework: the worker, the loop, the metrics.
 COMMON = ["harness.runs.worker", "harness.training.loop", "harness.analysis.metrics",
-          "harness.plugin.registry"]
+          "harness.analysis.calibration", "sklearn.metrics", "harness.plugin.registry"]
 
 
 def preload_for(framework: str, engine_module: str) -> list[str] | None:
@@ -67,11 +67,26 @@ def _child(request: dict) -> None:
         os._exit(code)
 
 
+def _warm_registry() -> None:
+    """Import every installed plugin and read the installed distributions once, here, so
+    each child builds its registry from modules already imported instead of scanning the
+    installed distributions again. A plugin that fails to import is left to the child,
+    which reports it as every worker does."""
+    from harness.plugin.registry import _packages_distributions, build_registry
+
+    try:
+        _packages_distributions()
+        build_registry()
+    except Exception:  # noqa: BLE001, S110 - the child raises it again, with the run's name
+        pass
+
+
 def serve(modules: list[str]) -> int:
     launch.die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in modules:
         importlib.import_module(name)
+    _warm_registry()
     out = os.fdopen(os.dup(1), "w", buffering=1)
     for line in sys.stdin:
         if not line.strip():

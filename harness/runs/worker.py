@@ -8,6 +8,7 @@ the image cache, so it does not depend on how the runner prepared them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import sys
@@ -22,11 +23,12 @@ from harness.config.validate import to_dataclass
 from harness.data.cache import open_cache
 from harness.errors import HarnessError, one_line_warnings
 from harness.interrupts import Interrupted
+from harness.plugin import guard
 from harness.plugin.registry import build_registry
 from harness.plugin.specs import Phase, Plan
 from harness.rundir.folder import DamagedFile, RunFolder, RunLock
 from harness.rundir.predictions import predictions_csv
-from harness.runs import launch, tracking
+from harness.runs import attempts, launch, tracking
 from harness.training.job import Job
 
 #: Exit code of a worker that found its run already done by another process.
@@ -54,7 +56,9 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     if engine.builder not in backbone.builders:
         raise HarnessError(f"backbone {run.backbone!r} has no build for engine {run.engine!r}; "
                            f"it supports: {', '.join(sorted(backbone.builders))}")
-    cache = open_cache(suite["cache"])
+    # The blocks of this run's images are checked against their digests before training.
+    cache = open_cache(suite["cache"], rows_of=[u for part in (plan_file.train, plan_file.select,
+                                                             plan_file.test) for u in part.uids])
     classes = list(suite["classes"])
     labels = np.full(len(cache.uids), -1, dtype=np.int64)
     parts = {}
@@ -74,46 +78,60 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
     except (KeyError, TypeError) as exc:
         raise DamagedFile(folder.plan_path, f"unexpected plan ({exc})") from None
     training = to_dataclass(run.training, Training, "training", str(folder.config_path))
-    if plan_data.get("select_evaluations") is not None and \
-            getattr(training, "select_evaluations", 0) is None:
-        # budget: equal also equalises selection evaluations (runner.equal_selection_evaluations)
+    if plan_data.get("select_evaluations") is not None:
+        # what planning fixed (harness.runs.runner.selection_evaluations)
         training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
+    # Every call into the engine and backbone plugins is guarded (harness.plugin.guard).
+    backbone = dataclasses.replace(backbone, builders={
+        name: functools.partial(guard.call, guard.who(registry, "backbones", run.backbone),
+                                f"build ({name})", fn, run=run.run_id)
+        for name, fn in backbone.builders.items()})
+    engine = dataclasses.replace(engine, build=guard.guarded_build(
+        engine.build, guard.who(registry, "engines", run.engine), run.run_id))
     job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
               test=parts["test"], plan=plan, training=training, backbone=backbone)
     return job, engine
 
 
-def run(run_dir: Path, trackers: tracking.Trackers | None = None) -> None:
+def run(run_dir: Path, trackers: tracking.Trackers | None = None,
+        attempt: attempts.Attempt | None = None) -> None:
     folder = RunFolder(run_dir)
-    started = time.time()
+    attempt = attempt or attempts.begin(folder, time.time())
+    started = attempt.started
     trackers = trackers if trackers is not None else tracking.Trackers()
-    folder.write_status("running", started=started)
+    folder.write_status("running", started=started, **attempt.fields(started))
     job, engine = load_job(run_dir)
     if trackers:
         job.tracker = trackers
         trackers.run_start(tracking.run_info(run_dir, folder.config().to_json()))
-    from harness.training.batches import free_cores
+    from harness.config.suite import available_cores
     from harness.training.loop import train
 
-    threads = job.training.threads or free_cores()
-    probs = np.asarray(train(job, engine.build, threads=threads), dtype=np.float64)
-    if probs.shape != (len(job.test), job.n_classes) or not np.isfinite(probs).all():
-        raise HarnessError(f"engine {job.run.engine!r} returned probabilities of shape "
-                           f"{probs.shape} (expected {(len(job.test), job.n_classes)}) or "
-                           "not finite (the training diverged?)")
+    # Planning resolves ``threads: 0`` (config.json records the count); only a run folder
+    # written before that has 0 here.
+    threads = job.training.threads or available_cores()
+    probs = guard.check_probabilities(train(job, engine.build, threads=threads),
+                                      len(job.test), job.n_classes,
+                                      f"engine {job.run.engine!r}", "predict", job.run.run_id)
     plan_file = folder.plan()
     folder.write_predictions(predictions_csv(plan_file.test.uids, plan_file.test.labels, probs,
                                              job.classes))
+    from harness.analysis.calibration import run_calibration
     from harness.analysis.metrics import compute_metrics
 
     table = folder.predictions(job.classes)
     patients = plan_file.test.patients  # bootstrap clusters: a patient's images
-    folder.write_metrics(compute_metrics(
-        table, job.classes, bootstrap=folder.config().bootstrap, clusters=patients,
-        resampled="patients" if patients else "images"))
-    folder.write_status("done", started=started, finished=time.time(),
-                        seconds=time.time() - started)
+    n_boot = folder.config().bootstrap
+    metrics = compute_metrics(table, job.classes, bootstrap=n_boot, clusters=patients,
+                              resampled="patients" if patients else "images")
+    # Computed once here, so no report recomputes a run's figures (it reads them back).
+    metrics["calibration"] = run_calibration(table.true, table.proba, n_boot,
+                                             seed=int(job.run.fold))
+    device = job.device or ("cpu" if str(job.training.device).lower() == "cpu" else "")
+    now = time.time()
+    folder.write_done(metrics, started=started, finished=now, seconds=now - started,
+                      device=device, **attempt.fields(now))
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 
@@ -126,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     lock = RunFolder(run_dir).lock()
     trackers = tracking.Trackers()
+    attempt = None
     try:
         try:
             lock.acquire(timeout=0)
@@ -138,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         if RunFolder(run_dir).verified() is None:
             print(f"run {run_dir.name}: already done by another process", file=sys.stderr)
             return ALREADY_DONE
+        attempt = attempts.begin(RunFolder(run_dir), started)
         trackers = tracking.for_run(run_dir)
-        run(run_dir, trackers)
+        run(run_dir, trackers, attempt)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
         if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C must not cut the record short
@@ -150,19 +170,25 @@ def main(argv: list[str] | None = None) -> int:
             message = exc.detail if isinstance(exc, Interrupted) and exc.detail else "interrupted"
         state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if lock.is_held:  # a worker still waiting for the lock owns nothing to record in
-            RunFolder(run_dir).write_status(state, error=message,
-                                            seconds=time.time() - started,
-                                            traceback=traceback.format_exc())
+            # A Ctrl-C or SIGTERM is no bug: its record says where it stopped, no traceback.
+            now = time.time()
+            RunFolder(run_dir).write_status(state, error=message, seconds=now - started,
+                                            traceback=traceback.format_exc()
+                                            if state == "failed" else "",
+                                            **(attempt.fields(now) if attempt else {}))
         print(f"run {run_dir.name} {state}: {message}", file=sys.stderr)
         if trackers:
             trackers.run_end(tracking.run_end(run_dir, state, time.time() - started, message))
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
-        trackers.close()
+        tracking.worker_close(run_dir, trackers)
         lock.release()
 
 
 if __name__ == "__main__":
+    # The stdout of `harness run` (inherited) is for its results (--json): what plugins and
+    # libraries print in a worker goes to stderr (a warm host's child does the same).
+    os.dup2(2, 1)
     code = main()
     # Everything is on disk (the loop waited for its checkpoint writer, trackers closed):
     # skip the interpreter's teardown of torch/TensorFlow, which takes seconds.

@@ -68,6 +68,17 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     return arrays, meta
 
 
+def position(path: Path) -> dict[str, Any] | None:
+    """The saved position (``phase``, ``epoch``: the next to run, 0-based) of a checkpoint,
+    reading only its small metadata member; ``None`` when there is none or it cannot be
+    read (the worker then says why)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return dict(json.loads(bytes(data[META]).decode()).get("position") or {})
+    except Exception:  # noqa: BLE001 - a missing or damaged file: no resume point to show
+        return None
+
+
 def split(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The arrays stored under ``prefix/`` (``model``, ``best``), without the prefix."""
     start = len(prefix) + 1

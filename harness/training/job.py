@@ -47,6 +47,8 @@ class Job:
     history: list[dict[str, Any]] = field(default_factory=list)
     #: The suite's trackers (``harness.runs.tracking.Trackers``), told of every history row.
     tracker: Any = None
+    #: The device the engine trained on, in words (its ``device_name``; empty when it has none).
+    device: str = ""
 
     @property
     def n_classes(self) -> int:

@@ -7,7 +7,8 @@
   (the final linear layer re-drawn at the phase's start);
 - every epoch's images, order and augmentation from the run seed, fold, phase and epoch, so
   a resumed run repeats exactly what an uninterrupted one does;
-- the selection split scored on the schedule of ``harness.training.schedule``; the best
+- the selection split scored on the schedule of ``harness.training.schedule``, counted over
+  the plan's selectable phases (``Phase.selectable``); the best
   weights kept in host memory (strict improvements: the first best epoch wins);
 - a checkpoint as ``harness.training.checkpoint.Policy`` says (every N minutes, every phase
   end, on SIGTERM/SIGINT), written in the background;
@@ -149,6 +150,7 @@ def train(job, build: Callable[[EngineContext], Any], threads: int = 0,
         spent.setdefault(key, 0.0)
     started = time.perf_counter()
     model = build(context_for(job, threads))
+    job.device = str(getattr(model, "device_name", "") or "")  # recorded in status.json
     phases = job.plan.phases
     resets = any(getattr(p, "reset_classifier", False) for p in phases)
     needed = ["reset_classifier"] if resets else []
@@ -158,8 +160,12 @@ def train(job, build: Callable[[EngineContext], Any], threads: int = 0,
                            f"primitive(s) {', '.join(lacking)} that the plan of sampler "
                            f"{job.run.sampler!r} needs (harness.engine_api.EngineModel)")
     epochs = [job.phase_epochs(p) for p in range(len(phases))]
-    selecting = t.selection in ("holdout", "paper") and len(job.select) > 0
-    when = (selection_epochs(sum(epochs), t.select_every, t.select_evaluations)
+    # run-wide epoch numbers (1-based) after which the checkpoint may be chosen
+    selectable = [sum(epochs[:p]) + e + 1 for p, spec in enumerate(phases)
+                  if getattr(spec, "selectable", True) for e in range(epochs[p])]
+    selecting = t.selection in ("holdout", "paper") and len(job.select) > 0 and bool(selectable)
+    when = ({selectable[k - 1] for k in selection_epochs(len(selectable), t.select_every,
+                                                         t.select_evaluations)}
             if selecting else set())
     predict_batch = t.batch_size * 4
 

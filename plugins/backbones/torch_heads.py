@@ -11,6 +11,21 @@ from __future__ import annotations
 HEADS = ("paper", "gap")
 
 
+def _global_average_pool():
+    import torch
+    from torch import nn
+
+    class GlobalAveragePool(nn.Module):
+        """``AdaptiveAvgPool2d(1)`` as a mean: the same numbers, and a backward pass that is
+        deterministic on a GPU (``AdaptiveAvgPool2d``'s is not, so
+        ``training.deterministic`` would refuse it)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3), keepdim=True)
+
+    return GlobalAveragePool()
+
+
 def build_classifier(backbone, head: str, n_classes: int, image_size: int,
                      dropout: float = 0.5):
     """``backbone`` + ``head`` as one module with ``.backbone`` and ``.head`` attributes."""
@@ -35,7 +50,7 @@ def build_classifier(backbone, head: str, n_classes: int, image_size: int,
         layers = [conv, nn.Flatten(), nn.Dropout(dropout), dense]
     else:
         dense = nn.Linear(chs, n_classes)
-        layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), dense]
+        layers = [_global_average_pool(), nn.Flatten(), nn.Dropout(dropout), dense]
     nn.init.normal_(dense.weight, mean=0.0, std=0.001)
     nn.init.zeros_(dense.bias)
 

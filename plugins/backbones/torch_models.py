@@ -183,6 +183,17 @@ def build_xception(image_size: int, weights: str = "none", options: Mapping[str,
     return _apply_weights(_feature_module(net, 2048), "xception", weights)
 
 
+def _pool_to(f, h: int, w: int):
+    """Average-pool a feature map to ``h × w``: ``avg_pool2d`` when the sizes divide (its
+    GPU backward pass is deterministic, ``adaptive_avg_pool2d``'s is not), else adaptive."""
+    import torch.nn.functional as F
+
+    fh, fw = f.shape[-2:]
+    if fh % h == 0 and fw % w == 0:
+        return F.avg_pool2d(f, (fh // h, fw // w))
+    return F.adaptive_avg_pool2d(f, (h, w))
+
+
 def _keras_same_max_pool(kernel: int, stride: int):
     """Keras ``MaxPooling2D(padding="same")``: the padding (-inf) goes after when it is odd."""
     import torch
@@ -318,8 +329,7 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
             maps = [m(x) for m in self.members.values()]
             h = min(f.shape[-2] for f in maps)
             w = min(f.shape[-1] for f in maps)
-            maps = [f if f.shape[-2:] == (h, w) else nn.functional.adaptive_avg_pool2d(f, (h, w))
-                    for f in maps]
+            maps = [f if f.shape[-2:] == (h, w) else _pool_to(f, h, w) for f in maps]
             return torch.cat(maps, dim=1)
 
     module = Concat()

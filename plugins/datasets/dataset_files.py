@@ -28,6 +28,26 @@ def resolve_root(root: str, context: DatasetContext, dataset: str, how_to_get: s
     return path
 
 
+def missing(root: str, context: DatasetContext, dataset: str, how_to_get: str,
+            files: list[str] = (), folders: list[str] = ()) -> list[str]:
+    """What ``DatasetSpec.check`` reports: the root, then each file and (non-empty) folder
+    a dataset needs inside it; the same messages as loading it would give, found without
+    reading it."""
+    try:
+        path = resolve_root(root, context, dataset, how_to_get)
+    except HarnessError as exc:
+        return [str(exc)]
+    problems = [f"{dataset}: {path / name} does not exist ({how_to_get})"
+                for name in files if name and not (path / name).is_file()]
+    for name in folders:
+        folder = path / name
+        if not folder.is_dir():
+            problems.append(f"{dataset}: image folder {folder} does not exist ({how_to_get})")
+        elif next(os.scandir(folder), None) is None:
+            problems.append(f"{dataset}: image folder {folder} is empty ({how_to_get})")
+    return problems
+
+
 def listing(folder: Path) -> dict[str, str]:
     """``{name with surrounding spaces removed: real name}`` of the files in a folder.
 

@@ -371,6 +371,12 @@ def fetch(dest, options: Mapping[str, Any]) -> str:
             f"use it with: datasets: [{{name: ieee8023, options: {{root: {dest}}}}}]")
 
 
+def check(options: Ieee8023Options, context: DatasetContext) -> list[str]:
+    """The root, its metadata file and its ``images/`` folder (not the rows: cheap)."""
+    return dataset_files.missing(options.root, context, NAME, FETCH_HINT,
+                                 files=[options.metadata or "metadata.csv"], folders=["images"])
+
+
 SPEC = DatasetSpec(
     name=NAME,
     description="ieee8023 COVID-19 image data collection (metadata.csv + images/)",
@@ -380,6 +386,7 @@ SPEC = DatasetSpec(
     fingerprint=fingerprint,
     version=version,
     fetch=fetch,
+    check=check,
 )
 
 

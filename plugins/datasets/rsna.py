@@ -230,6 +230,13 @@ def version(options: RsnaOptions, context: DatasetContext) -> dict[str, Any]:
             "class_to_label": _mapping(options, context)}
 
 
+def check(options: RsnaOptions, context: DatasetContext) -> list[str]:
+    """The root, the labels and class CSVs, and the image folder (not the images: cheap)."""
+    return dataset_files.missing(options.root, context, NAME, FETCH_HINT,
+                                 files=[options.labels, options.class_info],
+                                 folders=[options.images or "stage_2_train_images"])
+
+
 SPEC = DatasetSpec(
     name=NAME,
     description="RSNA Pneumonia Detection Challenge (Normal → normal, Lung Opacity → pneumonia)",
@@ -239,6 +246,7 @@ SPEC = DatasetSpec(
     fingerprint=fingerprint,
     version=version,
     fetch=fetch,
+    check=check,
 )
 
 

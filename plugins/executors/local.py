@@ -1,4 +1,5 @@
-"""The ``local`` executor: one run per visible GPU at a time, or one after another on a CPU."""
+"""The ``local`` executor: one run per visible GPU at a time, or one after another on a CPU
+(``parallel`` sets how many at once)."""
 
 from __future__ import annotations
 
@@ -30,32 +31,39 @@ def visible_gpus() -> list[str]:
 class LocalOptions(Options):
     gpus: list[str | int] | None = Field(None, description="GPU ids to use, one run per GPU "
                                          "at a time (default: all visible)")
+    parallel: int | None = Field(None, ge=1, description="at most this many runs at once "
+                                 "(default: one per GPU, one at a time on a CPU); runs "
+                                 "beyond the GPUs share them in turn")
 
 
 def execute(runs, work, options: LocalOptions) -> None:
     gpus = [str(g) for g in (options.gpus if options.gpus is not None else visible_gpus())]
-    if len(gpus) <= 1:
-        env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus else None
+    lanes = options.parallel or max(len(gpus), 1)
+    # Each lane its own environment (HARNESS_LANE): the runner keeps one warm host per
+    # environment, and a host trains one run at a time.
+    envs = [{**({"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else {}),
+             **({"HARNESS_LANE": str(i)} if lanes > 1 else {})} or None for i in range(lanes)]
+    if lanes == 1:
         for run in runs:
-            work(run, env)
+            work(run, envs[0])
         return
-    # One worker thread per GPU; each pulls the next run when its GPU is free.
+    # One worker thread per lane; each pulls the next run when its lane is free.
     queue = list(runs)
 
-    def lane(gpu: str) -> None:
+    def lane(env) -> None:
         while queue:
             try:
                 run = queue.pop(0)
             except IndexError:
                 return
             try:
-                work(run, {"CUDA_VISIBLE_DEVICES": gpu})
+                work(run, env)
             except BaseException:  # --fail-fast or Ctrl-C: the other lanes take no new run
                 queue.clear()
                 raise
 
-    with ThreadPoolExecutor(max_workers=len(gpus)) as pool:
-        for future in [pool.submit(lane, g) for g in gpus]:
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        for future in [pool.submit(lane, env) for env in envs]:
             future.result()
 
 

@@ -14,7 +14,10 @@ resume on the next ``harness run``).
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import threading
 import time
 from typing import Any
 
@@ -51,6 +54,57 @@ class RayOptions(Options):
                              "worker dies")
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env when the "
                                                "harness starts Ray itself")
+    parallel: int | None = Field(None, ge=1, description="at most this many runs at once "
+                                 "(default: as many as the cluster's CPUs and GPUs allow)")
+    connect_timeout: float = Field(15, gt=0, description="seconds to reach the cluster before "
+                                   "the run stops with an error")
+
+
+def host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of an address such as ``10.0.0.5:6379`` or ``ray://head:10001``."""
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    return (host or "127.0.0.1", int(port)) if port.isdigit() else None
+
+
+def connect(ray, options: RayOptions) -> None:
+    """``ray.init`` within ``connect_timeout`` seconds, or one line saying what is wrong.
+
+    A closed port is found by a plain TCP connect first (Ray itself retries for about 30 s);
+    anything else (token authentication refused, a version mismatch, no answer) is
+    whatever ``ray.init`` raised, or its silence, within the same time.
+    """
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+    fix = "; set executor.options.address (or RAY_ADDRESS) to a running cluster"
+    target = host_port(address) if address else None
+    if target is not None:
+        try:
+            socket.create_connection(target, timeout=options.connect_timeout).close()
+        except OSError as exc:
+            raise HarnessError(f"executor 'ray': cannot reach {where}: "
+                               f"{exc.strerror or exc}{fix}") from None
+    outcome: dict[str, BaseException] = {}
+
+    def init() -> None:
+        try:
+            ray.init(address=options.address, runtime_env=options.runtime_env,
+                     ignore_reinit_error=True)
+        except BaseException as exc:  # noqa: BLE001 - reported below, in one line
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=init, name="ray-init", daemon=True)
+    thread.start()
+    thread.join(options.connect_timeout)
+    if thread.is_alive():
+        raise HarnessError(f"executor 'ray': no answer from {where} within "
+                           f"{options.connect_timeout:g} s (executor.options.connect_timeout)"
+                           f"{fix}")
+    if "error" in outcome:
+        exc = outcome["error"]
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HarnessError(f"executor 'ray': cannot connect to {where}: "
+                           f"{type(exc).__name__}: {first}{fix}") from None
 
 
 def execute(runs, work, options: RayOptions) -> None:
@@ -61,8 +115,7 @@ def execute(runs, work, options: RayOptions) -> None:
     gpus, cpus, retries = options.gpus_per_run, options.cpus_per_run, options.max_retries
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=options.address, runtime_env=options.runtime_env,
-                 ignore_reinit_error=True)
+        connect(ray, options)
     try:
         have = ray.cluster_resources().get("GPU", 0)
         if gpus > have:
@@ -74,22 +127,31 @@ def execute(runs, work, options: RayOptions) -> None:
         env = {"CUDA_VISIBLE_DEVICES": ""} if gpus == 0 else {}
         task = ray.remote(run_task).options(
             num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=[WorkerKilled])
-        submitted = {}
-        for run in runs:
-            ref = task.remote(str(work.run_dir(run).resolve()), env)
-            submitted[ref] = run
+        waiting = list(runs)
+
+        def submit() -> tuple[Any, Any]:
+            run = waiting.pop(0)
             work.started(run, "queued on Ray")
-        wait(ray, submitted, work)
+            return task.remote(str(work.run_dir(run).resolve()), env), run
+
+        wait(ray, submit, len(waiting), options.parallel or len(waiting), work)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def wait(ray, submitted: dict, work) -> None:
-    """Read each run's outcome as its task ends; on a stop, cancel the unfinished tasks."""
-    pending = list(submitted)
+def wait(ray, submit, total: int, parallel: int, work) -> None:
+    """Keep ``parallel`` tasks in flight (``submit()`` starts the next one) and read each
+    run's outcome as its task ends; on a stop, cancel the unfinished tasks."""
+    submitted: dict[Any, Any] = {}
+    pending: list[Any] = []
     try:
-        while pending:
+        while total or pending:
+            while total and len(pending) < parallel:
+                ref, run = submit()
+                submitted[ref] = run
+                pending.append(ref)
+                total -= 1
             # In slices: a Ctrl-C reaches Python only between them.
             ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
             for ref in ready:

@@ -32,8 +32,9 @@ class SlurmOptions(Options):
     mem_gb: float | None = Field(None, gt=0, description="memory per job in GB (default: the "
                                  "partition's)")
     array: bool = Field(True, description="submit the runs as one job array")
-    parallel: int | None = Field(None, ge=1, description="at most this many jobs of the "
-                                 "array at once")
+    parallel: int | None = Field(None, ge=1, description="at most this many jobs at once "
+                                 "(Slurm limits an array; otherwise, and on cluster: local, "
+                                 "the harness holds back the rest)")
     max_requeues: int = Field(10, ge=0, description="times a job is requeued after a timeout")
     job_name: str = Field("harness", description="Slurm job name")
     logs: str | None = Field(None, description="folder for submitit's scripts and logs "
@@ -84,8 +85,9 @@ def execute(runs, work, options: SlurmOptions) -> None:
         raise HarnessError("executor 'slurm' needs submitit: "
                            "pip install 'cxr-harness[slurm]'") from exc
     cluster = options.cluster
-    if cluster == "slurm" and shutil.which("sbatch") is None:
-        raise HarnessError("executor 'slurm': no Slurm on this machine (sbatch not found); "
+    missing = [f"{c} not found" for c in ("sbatch", "srun") if shutil.which(c) is None]
+    if cluster == "slurm" and missing:
+        raise HarnessError(f"executor 'slurm': no Slurm on this machine ({', '.join(missing)}); "
                            "run from a login node, or set executor.options.cluster: local "
                            "to try the suite here")
     run_dirs = {run.run_id: work.run_dir(run).resolve() for run in runs}
@@ -97,18 +99,41 @@ def execute(runs, work, options: SlurmOptions) -> None:
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
     executor.update_parameters(**params)
     env = {"CUDA_VISIBLE_DEVICES": ""} if options.gpus_per_run == 0 else {}
-    if options.array and len(runs) > 1:
-        with executor.batch():
-            jobs = [executor.submit(RunJob(), str(run_dirs[r.run_id]), env) for r in runs]
-    else:
-        jobs = [executor.submit(RunJob(), str(run_dirs[r.run_id]), env) for r in runs]
-    for run, job in zip(runs, jobs):
-        work.started(run, f"submitted as job {job.job_id}")
-    wait(list(zip(runs, jobs)), work, options.poll_seconds)
+    detach = bool(getattr(work, "detach", False))
+    if detach and cluster != "slurm":
+        raise HarnessError("executor 'slurm': --detach needs cluster: slurm (the jobs of "
+                           "cluster: local are children of this process)")
+    # Slurm limits a job array itself (slurm_array_parallelism); otherwise the harness
+    # holds back the jobs beyond ``parallel`` and submits each as another one ends.
+    throttle = options.parallel if not (cluster == "slurm" and options.array) else None
+    if detach and throttle:
+        raise HarnessError("executor 'slurm': --detach with parallel needs array: true "
+                           "(Slurm then limits the array)")
+
+    def submit(batch: list) -> list:
+        if options.array and len(batch) > 1:
+            with executor.batch():
+                jobs = [executor.submit(RunJob(), str(run_dirs[r.run_id]), env) for r in batch]
+        else:
+            jobs = [executor.submit(RunJob(), str(run_dirs[r.run_id]), env) for r in batch]
+        for run, job in zip(batch, jobs):
+            work.started(run, f"submitted as job {job.job_id}")
+            if hasattr(work, "submitted"):
+                work.submitted(run, f"slurm job {job.job_id}")
+        return list(zip(batch, jobs))
+
+    waiting = list(runs)
+    first, waiting = waiting[:throttle or len(waiting)], waiting[throttle or len(waiting):]
+    pending = submit(first)
+    if detach:
+        return
+    wait(pending, work, options.poll_seconds,
+         lambda n: submit([waiting.pop(0) for _ in range(min(n, len(waiting)))]))
 
 
-def wait(pending, work, poll: float) -> None:
-    """Read each run's outcome as its job ends; on a stop, cancel the unfinished jobs."""
+def wait(pending, work, poll: float, more=lambda n: []) -> None:
+    """Read each run's outcome as its job ends (``more(n)`` submits up to ``n`` held-back
+    runs in the freed places); on a stop, cancel the unfinished jobs."""
     try:
         while pending:
             still = []
@@ -122,7 +147,7 @@ def wait(pending, work, poll: float) -> None:
                     text = str(exc).strip().splitlines()
                     code, error = None, f"job {job.job_id}: {text[-1] if text else exc!r}"
                 work.finished(run, code, 0.0, error)
-            pending = still
+            pending = still + more(len(pending) - len(still))
             if pending:
                 time.sleep(poll)
     except BaseException:
@@ -142,4 +167,5 @@ def register_executors(register):
                     "preemption or timeout (shared file system needed)",
         execute=execute,
         options=SlurmOptions,
+        detach=True,
     ))

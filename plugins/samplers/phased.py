@@ -25,7 +25,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
 
 from harness import (
     ClassKey,
@@ -36,6 +36,7 @@ from harness import (
     SamplerSpec,
     hookimpl,
     meet_budget,
+    suite_of,
 )
 
 from .common import SamplerOptionError, class_counts, class_names, per_class
@@ -71,6 +72,17 @@ class PhasedOptions(SamplerOptions):
     common: dict[ClassKey, NonNegativeInt] = Field(
         default_factory=dict, description="images of a class kept in every phase, e.g. "
         "{pneumonia: 34}")
+
+    @field_validator("quotas")
+    @classmethod
+    def _some_images(cls, value, info: ValidationInfo):
+        """Quotas of 0 for every class leave no image to train on (checked at --dry-run)."""
+        suite = suite_of(info)
+        every_class = suite is None or len(value or {}) >= len(suite.classes)
+        if value and every_class and all(q == 0 for q in value.values()):
+            raise ValueError(f"every quota is 0, so no phase would have an image to train "
+                             f"on; got {value}")
+        return value
 
 
 def plan_phased(labels: np.ndarray, options: PhasedOptions, context: SamplerContext) -> Plan:

@@ -231,6 +231,23 @@ def split_dir(options: FilesOptions, context: SplitterContext) -> Path:
     return context.resolve(options.dir)
 
 
+def check_files(options: FilesOptions, context: SplitterContext) -> list[str]:
+    """``dir``, its All.csv and at least one fold<k>/ folder (not their rows: cheap)."""
+    try:
+        folder = split_dir(options, context)
+    except HarnessError as exc:
+        return [str(exc)]
+    if not folder.is_dir():
+        return [f"split 'files': option 'dir' points to {folder}, which is not a folder"]
+    problems = []
+    if not (folder / "All.csv").is_file():
+        problems.append(f"split 'files': {folder / 'All.csv'} does not exist; option 'dir' "
+                        "must be the folder holding All.csv and fold1/, fold2/, ...")
+    if not any(p.is_dir() and p.name[4:].isdigit() for p in folder.glob("fold*")):
+        problems.append(f"split 'files': no fold<k>/ folder under {folder}")
+    return problems
+
+
 def read_split_files(folder: Path) -> SplitFiles:
     all_csv = folder / "All.csv"
     if not all_csv.is_file():
@@ -344,4 +361,5 @@ def register_splitters(register):
         description="the authors' published split CSVs (All.csv + fold<k>/train<i>.csv)",
         split=split_files,
         options=FilesOptions,
+        check=check_files,
     ))

@@ -49,9 +49,10 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^\w\-. /]", "_", str(name))
 
 
-def final_metrics(metrics: Mapping[str, Any], sep: str) -> Iterator[tuple[str, float]]:
-    """``(name, value)`` of a run's final test figures: ``test{sep}accuracy``,
-    ``test{sep}covid19{sep}sensitivity`` … (fractions; figures that are n/a left out)."""
+def final_metrics(metrics: Mapping[str, Any], sep: str = "/") -> Iterator[tuple[str, float]]:
+    """``(name, value)`` of a run's final test figures: ``test/accuracy``,
+    ``test/covid19/sensitivity`` … (fractions; figures that are n/a left out). Every tracker
+    uses these names (MLflow, TensorBoard and W&B all accept ``/``)."""
     for key in SUMMARY:
         v = metrics.get(key)
         if v is not None:

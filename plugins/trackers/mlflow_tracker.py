@@ -5,7 +5,12 @@ harness run a child run under it, named by its run id and tagged with its backbo
 sampler, engine, fold, seed and combination: params (the resolved settings and data
 version), the history per epoch (``step`` = history row), the final test figures and the
 run folder's files as artifacts. A run that resumes, or is retried on another node, goes on
-in the same MLflow run (found by its ``harness.run_id`` tag).
+in the same MLflow run (found by its ``harness.run_id`` tag); a run trained again from
+scratch (``--rerun``) gets a new MLflow run and the old one is tagged
+``harness.replaced``. Finished runs with no MLflow run (the server was down) are recorded
+from their folders on the next ``harness run`` (``recorded``). The parent says how many
+runs the suite has (``harness.runs``) and how many child runs it holds
+(``harness.child_runs``); it is FINISHED only when every run is done and recorded.
 
 Uses ``MlflowClient`` only, never ``mlflow.start_run``: no global active run, no exit hook
 that could wait on a server that is down.
@@ -54,6 +59,12 @@ def client_for(uri: str):
     if uri.startswith("file:") or "://" not in uri:
         # MLflow 3 refuses a file store unless asked; naming a file: URI is asking.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    # MLflow retries a refused connection 7 times with pauses growing from 2 s (minutes);
+    # the harness has its own time budget, so a dead server is given up on after two
+    # quick retries (about 1.5 s). The environment still overrides these.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     return MlflowClient(tracking_uri=uri)
 
 
@@ -70,10 +81,20 @@ def experiment_id(client, name: str) -> str:
         return found.experiment_id
 
 
+REPLACED = "harness.replaced"
+
+
 def find_run(client, exp_id: str, tag: str, value: str) -> str | None:
+    """The newest MLflow run with ``tag = value`` that was not replaced by a rerun."""
     runs = client.search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'",
-                              max_results=1)
-    return runs[0].info.run_id if runs else None
+                              max_results=20, order_by=["attributes.start_time DESC"])
+    current = [r for r in runs if r.data.tags.get(REPLACED) != "true"]
+    return current[0].info.run_id if current else None
+
+
+def child_runs(client, exp_id: str, parent: str) -> list:
+    return client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+                              max_results=50000)
 
 
 class MlflowOptions(Options):
@@ -93,6 +114,7 @@ class MlflowTracker(Tracker):
         self.client = None
         self.run_id: str | None = None
         self.parent: str | None = None
+        self.experiment: str | None = None
         self.last_step = 0
 
     def _connect(self, uri: str) -> None:
@@ -110,7 +132,8 @@ class MlflowTracker(Tracker):
     def suite_start(self, suite: SuiteInfo) -> dict[str, Any]:
         uri = tracking_uri(self.options, suite.runs_dir.parent)
         self._connect(uri)
-        exp = experiment_id(self.client, self.options.get("experiment") or suite.name)
+        exp = self.experiment = experiment_id(self.client,
+                                              self.options.get("experiment") or suite.name)
         state: dict[str, Any] = {"tracking_uri": uri, "experiment_id": exp}
         if self.options.get("nested", True):
             parent = find_run(self.client, exp, "harness.suite_run", suite.name)
@@ -132,13 +155,17 @@ class MlflowTracker(Tracker):
         exp = state.get("experiment_id") or experiment_id(
             self.client, self.options.get("experiment") or run.suite)
         self.run_id = find_run(self.client, exp, "harness.run_id", run.run_id)
-        if self.run_id is not None:
+        if self.run_id is not None and run.attempt > 1:
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "harness.resumed", "true")
             return
+        if self.run_id is not None:  # trained again from scratch: a fresh record
+            self.client.set_tag(self.run_id, REPLACED, "true")
         tags = {"harness.run_id": run.run_id, "harness.suite": run.suite,
                 "harness.kind": "run", "harness.combination": run.combination,
                 **{f"harness.{k}": str(v) for k, v in run.key.items()}}
+        if run.backfill:
+            tags["harness.backfilled"] = "true"
         if state.get("parent_run_id"):
             tags["mlflow.parentRunId"] = state["parent_run_id"]
         self.run_id = self.client.create_run(exp, run_name=run.run_id, tags=tags).info.run_id
@@ -167,7 +194,7 @@ class MlflowTracker(Tracker):
         if self.run_id is None:
             return
         if end.metrics:
-            self._log(dict(final_metrics(end.metrics, "_")), max(self.last_step, 1))
+            self._log(dict(final_metrics(end.metrics)), max(self.last_step, 1))
         if self.options.get("artifacts", True):
             for path in end.artifacts.values():
                 self.client.log_artifact(self.run_id, str(path))
@@ -176,6 +203,15 @@ class MlflowTracker(Tracker):
         self.client.set_tag(self.run_id, "harness.seconds", f"{end.seconds:.1f}")
         status = {"done": "FINISHED", "interrupted": "KILLED"}.get(end.state, "FAILED")
         self.client.set_terminated(self.run_id, status=status)
+
+    def recorded(self, suite: SuiteInfo) -> set[str] | None:
+        if self.client is None or self.experiment is None:
+            return None
+        runs = self.client.search_runs([self.experiment],
+                                       filter_string="tags.`harness.kind` = 'run'",
+                                       max_results=50000)
+        return {r.data.tags.get("harness.run_id") for r in runs
+                if r.data.tags.get(REPLACED) != "true"}
 
     def suite_end(self, end: SuiteEnd) -> None:
         if self.parent is None:
@@ -186,7 +222,12 @@ class MlflowTracker(Tracker):
         states = list(end.states.values())
         for state in sorted(set(states)):
             self.client.set_tag(self.parent, f"harness.runs_{state}", str(states.count(state)))
-        done = all(s == "done" for s in states)
+        children = {r.data.tags.get("harness.run_id")
+                    for r in child_runs(self.client, self.experiment, self.parent)
+                    if r.data.tags.get(REPLACED) != "true"}
+        held = len(children & set(end.states))
+        self.client.set_tag(self.parent, "harness.child_runs", str(held))
+        done = all(s == "done" for s in states) and held == len(states)
         self.client.set_terminated(self.parent, status="FINISHED" if done else "FAILED")
 
 

@@ -1,13 +1,16 @@
 """The ``tensorboard`` tracker: event files in each run's folder, one scalar per history value.
 
 ``tensorboard --logdir runs/<suite>`` then shows every run of the suite, named by its run
-id. Written with TensorBoard's own event writer and protocol buffers (``pip install
+id. A run trained from scratch (``--rerun``) starts its event folder afresh; a resumed run
+marks where it goes on (a ``SessionLog.START`` at its first step), so TensorBoard drops the
+earlier attempt's events from that step on and every step has one value. Written with TensorBoard's own event writer and protocol buffers (``pip install
 'cxr-harness[tensorboard]'``), never through TensorFlow or torch: a keras run and a torch run
 write the same files.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import types
@@ -16,7 +19,16 @@ from typing import Any
 from harness_plugins.trackers.common import final_metrics, numbers, safe_name
 from pydantic import Field
 
-from harness import HarnessError, Options, RunEnd, RunInfo, Tracker, TrackerSpec, hookimpl
+from harness import (
+    HarnessError,
+    Options,
+    RunEnd,
+    RunInfo,
+    SuiteInfo,
+    Tracker,
+    TrackerSpec,
+    hookimpl,
+)
 
 SUBDIR = "tensorboard"
 
@@ -52,6 +64,7 @@ class TensorboardTracker(Tracker):
         self.subdir = TensorboardOptions.of(options).subdir
         self.writer = None
         self.step = 0
+        self.goes_on = False
 
     def _write(self, values: dict[str, float], step: int) -> None:
         _, Event, Summary = _event_api()
@@ -59,13 +72,29 @@ class TensorboardTracker(Tracker):
                                  for k, v in values.items()])
         self.writer.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
 
+    def recorded(self, suite: SuiteInfo) -> set[str]:
+        """Runs whose folder holds event files."""
+        return {d.name for d in suite.runs_dir.iterdir()
+                if any((d / self.subdir).glob("events.out.tfevents.*"))}
+
     def run_start(self, run: RunInfo) -> None:
         EventFileWriter, _, _ = _event_api()
-        self.writer = EventFileWriter(str(run.run_dir / self.subdir))
+        folder = run.run_dir / self.subdir
+        if run.attempt == 1 or run.backfill:  # a fresh record: no earlier attempt's events
+            shutil.rmtree(folder, ignore_errors=True)
+        self.goes_on = not (run.attempt == 1 or run.backfill)
+        self.writer = EventFileWriter(str(folder))
 
     def epoch(self, row: dict[str, Any], step: int) -> None:
         if self.writer is None:
             return
+        if self.goes_on:  # TensorBoard drops what an earlier attempt logged from here on
+            _, Event, _ = _event_api()
+            from tensorboard.compat.proto.event_pb2 import SessionLog
+
+            self.writer.add_event(Event(wall_time=time.time(), step=int(step),
+                                        session_log=SessionLog(status=SessionLog.START)))
+            self.goes_on = False
         self.step = step
         self._write(numbers(row), step)
         self.writer.flush()
@@ -73,7 +102,7 @@ class TensorboardTracker(Tracker):
     def run_end(self, end: RunEnd) -> None:
         if self.writer is None or not end.metrics:
             return
-        self._write(dict(final_metrics(end.metrics, "/")), max(self.step, 1))
+        self._write(dict(final_metrics(end.metrics)), max(self.step, 1))
         self.writer.flush()
 
     def close(self) -> None:

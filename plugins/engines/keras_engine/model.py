@@ -22,7 +22,7 @@ from .describe import Describe
 class KerasModel(Describe):
     def __init__(self, ctx: EngineContext):
         t = ctx.training
-        tf = ops.import_tf(t.device, ctx.threads)
+        tf = ops.import_tf(t.device, ctx.threads, getattr(t, "deterministic", False))
         import keras
 
         self.tf, self.keras, self.ctx = tf, keras, ctx

@@ -28,9 +28,10 @@ from harness.engine_api import (
 )
 
 
-def import_tf(device: str = "auto", threads: int = 0):
+def import_tf(device: str = "auto", threads: int = 0, deterministic: bool = False):
     """Import TensorFlow quietly; ``device: cpu`` hides the GPUs before TF starts;
-    ``threads`` caps the CPU threads of one op (set before the runtime starts)."""
+    ``threads`` fixes the CPU threads of one op (results change with it; set before the
+    runtime starts); ``deterministic`` turns on TensorFlow's op determinism."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -42,6 +43,8 @@ def import_tf(device: str = "auto", threads: int = 0):
             tf.config.set_visible_devices([], "GPU")
     except RuntimeError:
         pass
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)

@@ -22,13 +22,11 @@ from .describe import Describe
 class TorchModel(Describe):
     def __init__(self, ctx: EngineContext):
         t = ctx.training
-        if ctx.threads:
-            torch.set_num_threads(ctx.threads)
         self.ctx = ctx
         self.device = ops.resolve_device(t.device)
+        ops.set_reproducible(self.device, ctx.threads, getattr(t, "deterministic", False))
         self.amp = ops.autocast_dtype(self.device, t.precision)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.model = ops.build_network(ctx).to(self.device).to(memory_format=ops.MEMORY_FORMAT)

@@ -7,6 +7,7 @@ none of the device-side augmentation, channels-last or autocast parts (see
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,27 @@ def resolve_device(name: str) -> torch.device:
         raise HarnessError("training.device: cuda was asked for but torch sees no CUDA GPU; "
                            "use device: auto or cpu")
     return device
+
+
+def set_reproducible(device: torch.device, threads: int, deterministic: bool) -> None:
+    """A fixed thread count (results change with it) and, on request, deterministic kernels.
+
+    ``deterministic``: torch's deterministic algorithms (an op without one raises rather than
+    vary), cuDNN without autotuning, and cuBLAS's fixed workspace, which must be set before
+    cuBLAS starts (this runs before the model touches the GPU).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # only settable before the first parallel work of the process
+            pass
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
 
 
 #: channels-last everywhere: cuDNN's fastest layout, and faster on x86 CPUs too (oneDNN):
