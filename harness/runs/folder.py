@@ -570,9 +570,12 @@ class RunFolder:
         writer.writerows(rows)
         store.write_text(self.history_path, buf.getvalue())
 
+    #: Where checkpoints go, without creating it (to look for a resume point).
+    checkpoints_path = property(lambda self: self.file(CHECKPOINTS))
+
     @property
     def checkpoint_dir(self) -> Path:
-        path = self.file(CHECKPOINTS)
+        path = self.checkpoints_path
         path.mkdir(parents=True, exist_ok=True)
         return path
 

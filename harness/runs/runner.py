@@ -33,7 +33,7 @@ from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
 from harness.runs import launch, staleness, store, tracking
-from harness.runs.folder import CHECKPOINTS, DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
+from harness.runs.folder import DamagedFile, PlanFile, RunConfig, RunFolder, SuiteRuns
 from harness.runs.worker import ALREADY_DONE, BUSY, LOCK_WAIT_ENV
 
 
@@ -500,7 +500,7 @@ def resume_point(run_dir: Path) -> str | None:
     """``resuming at phase 2 epoch 3`` (1-based) when the run left a checkpoint."""
     from harness.training import checkpoint
 
-    pos = checkpoint.position(RunFolder(run_dir).file(CHECKPOINTS) / checkpoint.FILE)
+    pos = checkpoint.position(RunFolder(run_dir).checkpoints_path / checkpoint.FILE)
     if not pos:
         return None
     return f"resuming at phase {int(pos.get('phase', 0)) + 1} epoch {int(pos.get('epoch', 0)) + 1}"
