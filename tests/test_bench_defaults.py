@@ -63,7 +63,7 @@ def test_all_engines_are_the_installed_ones_and_the_rest_are_named():
     assert engines == ["solo"] and set(skipped) >= {"ghost", "keras", "torch"}
     assert bench_engines(registry, "solo", ["solonet"]) == (["solo"], {})
     with pytest.raises(HarnessError, match="engine 'ghost' needs no_such_framework_here, "
-                                           "which is not installed here"):
+                                           "which is not installed: pip install no_such_framework_here"):
         bench_engines(registry, "ghost", ["tiny"])
     with pytest.raises(HarnessError, match="Did you mean 'torch'"):
         bench_engines(registry, "trch", ["tiny"])

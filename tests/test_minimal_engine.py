@@ -93,7 +93,8 @@ def test_a_third_party_engine_trains_through_harness_run(minimal, make_suite, ru
         [(r["phase"], r["epoch"], r["images"]) for r in builtin] == \
         [("1", "1", mini[0]["images"]), ("1", "2", mini[0]["images"]),
          ("2", "1", mini[2]["images"]), ("2", "2", mini[2]["images"])]
-    assert all(r["select_score"] != "" for r in mini)  # the core's selection ran
+    assert any(r["select_score"] != "" for r in mini)  # the core's selection ran (budget: equal
+    # scores once per pass over the fold's training images, not every epoch)
 
 
 def test_the_minimal_engine_learns_and_resumes_exactly(tmp_path, monkeypatch):

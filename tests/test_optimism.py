@@ -140,6 +140,7 @@ def test_a_test_selected_twin_trains_exactly_as_the_clean_suite(make_suite, tmp_
     checkpoints chosen on it (clean) or on test images (twin). Every epoch trains the same,
     so the gap is selection alone; the report of the clean suite says so."""
     from harness.analysis.report import render_report
+    from harness.rundir.folder import RunFolder
     from harness.runs.runner import run_suite
 
     def run(name, selection, **report):
@@ -156,7 +157,7 @@ def test_a_test_selected_twin_trains_exactly_as_the_clean_suite(make_suite, tmp_
     twin = run("twin", "paper")
     for a in sorted(p for p in clean.iterdir() if p.is_dir()):
         b = next(twin.glob(a.name.split("-s0-")[0] + "-s0-*"))
-        plan_a, plan_b = (json.loads((d / "plan.json").read_text()) for d in (a, b))
+        plan_a, plan_b = (RunFolder(d).plan_document() for d in (a, b))
         assert plan_a["train"] == plan_b["train"] and plan_a["plan"] == plan_b["plan"]
         assert plan_a["test"] == plan_b["test"]
         assert set(plan_b["select"]["uids"]) <= set(plan_b["test"]["uids"])

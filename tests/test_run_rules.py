@@ -8,8 +8,6 @@ not stale, and a fresh folder plans the same ids, plans and rules.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from harness.config.suite import expand, load_suite
@@ -39,7 +37,7 @@ def rules(runs_root, name="rules"):
     """Per run id: plan.json and the history's scored epochs (what the run was held to)."""
     out = {}
     for folder in (RunFolder(p) for p in sorted((runs_root / name).iterdir()) if p.is_dir()):
-        plan = json.loads(folder.file("plan.json").read_text())
+        plan = folder.plan_document()
         scored = [r["selected_evaluation"] for r in folder.history()]
         out[folder.name] = (plan, scored, folder.file("predictions.csv").read_bytes())
     return out

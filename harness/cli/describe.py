@@ -65,8 +65,10 @@ def build_model(engine: str, backbone: str, image_size: int, head: str = "paper"
     if registry.get("engines", engine).builder not in spec.builders:
         raise HarnessError(f"backbone {backbone!r} has no {engine} build; it supports: "
                            f"{', '.join(sorted(spec.builders))}")
+    # Throughput, not reproducibility: autotuned (non-deterministic) kernels, as a speed
+    # figure should; TensorFlow also has no deterministic XLA gradient for max pooling.
     training = Training(batch_size=batch_size, weights=weights, head=head, device=device,
-                        precision=precision, compile=compile)
+                        precision=precision, compile=compile, deterministic=False)
     ctx = EngineContext(backbone=spec, image_size=image_size, n_classes=n_classes,
                         training=training, backbone_options=_options(spec, options),
                         threads=threads)

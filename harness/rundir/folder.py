@@ -570,6 +570,9 @@ class RunFolder:
         writer.writerows(rows)
         store.write_text(self.history_path, buf.getvalue())
 
+    #: Where checkpoints go, without creating it (to look for a resume point).
+    checkpoints_path = property(lambda self: self.file(CHECKPOINTS))
+
     @property
     def checkpoints_path(self) -> Path:
         """Where training keeps its checkpoints; unlike ``checkpoint_dir``, not created."""
@@ -577,7 +580,7 @@ class RunFolder:
 
     @property
     def checkpoint_dir(self) -> Path:
-        path = self.file(CHECKPOINTS)
+        path = self.checkpoints_path
         path.mkdir(parents=True, exist_ok=True)
         return path
 

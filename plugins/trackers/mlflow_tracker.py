@@ -61,9 +61,9 @@ def client_for(uri: str):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     # MLflow retries a refused connection 7 times with pauses growing from 2 s (minutes);
     # the harness has its own time budget, so a dead server is given up on after two
-    # quick retries (about 1.5 s). The environment still overrides these.
+    # quick retries (about 3 s). The environment still overrides these.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     return MlflowClient(tracking_uri=uri)
 
