@@ -14,6 +14,7 @@ from harness.plugin.budget import SamplerOptions, meet_budget
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.lazy import lazy
 from harness.plugin.options import Options
+from harness.plugin.resolved import ResolvedRun
 from harness.plugin.specs import (
     BACKBONE_CONTRACT,
     BackboneSpec,
@@ -73,6 +74,7 @@ __all__ = [
     "OptionsContext",
     "Phase",
     "Plan",
+    "ResolvedRun",
     "RunEnd",
     "RunInfo",
     "SamplerContext",

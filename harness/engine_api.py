@@ -16,9 +16,14 @@ The contract (``harness.plugin.engine``):
   class lacks it), and ``Describable``'s ``prepare``/``describe``/``forward_flops`` for
   ``harness describe`` and ``harness bench``.
 
+``build(context)`` gets an ``EngineContext``: the run's typed ``Training`` settings (read back
+from the run's resolved run, ``harness.ResolvedRun``), its backbone and the backbone's
+validated options.
+
 Importing this module imports no deep-learning framework.
 """
 
+from harness.config.suite import Augmentation, Training
 from harness.plugin.engine import (
     OPTIONAL_PRIMITIVES,
     REQUIRED_PRIMITIVES,
@@ -71,6 +76,7 @@ __all__ = [
     "TF_FILL_MODE",
     "TORCH_PADDING",
     "AugmentParams",
+    "Augmentation",
     "Batch",
     "Describable",
     "EngineContext",
@@ -80,6 +86,7 @@ __all__ = [
     "OptimizerDef",
     "StateMismatch",
     "Tally",
+    "Training",
     "affine_matrices",
     "apply_on_host",
     "build_backbone",

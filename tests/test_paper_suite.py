@@ -21,7 +21,9 @@ from fixtures_data import records_from_all_csv
 
 from harness.config.suite import expand, load_suite
 from harness.data.prepare import check_folds, make_folds
+from harness.plugin.check import check_suite
 from harness.plugin.registry import build_registry
+from harness.plugin.resolved import resolve
 from harness.runs.runner import plan_for
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
@@ -54,8 +56,10 @@ def plans(suite_file: str, records: pd.DataFrame, **split) -> dict[int, dict]:
         suite.split = dataclasses.replace(suite.split, **split)
     registry = build_registry(suite.plugins)
     folds = make_folds(suite, records, registry)
-    runs = [r for r in expand(suite) if r.backbone == "concat"]
-    return {r.fold: plan_for(suite, r, records, folds[r.fold - 1], registry) for r in runs}
+    checked = check_suite(suite, registry, backbones=False)
+    runs = [resolve(suite, checked, r) for r in expand(suite) if r.backbone == "concat"]
+    return {r.run.fold: plan_for(suite, r, records, folds[r.run.fold - 1], registry, checked)
+            for r in runs}
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import pytest
 import harness.config.suite as suite_module
 from harness.config.shipped import shipped_suites
 from harness.config.suite import expand, load_suite
+from harness.plugin.check import check_suite
 from harness.plugin.registry import build_registry
-from harness.runs.runner import current_fingerprints
+from harness.runs.runner import current_fingerprints, resolve_runs
 
 GOLDEN = Path(__file__).parent / "golden"
 IDS = json.loads((GOLDEN / "run_ids.json").read_text())
@@ -50,5 +51,8 @@ def test_run_fingerprints_are_the_golden_ones(monkeypatch):
     monkeypatch.setattr(suite_module, "available_cores", lambda: 4)
     for name in shipped_suites():
         suite = load_suite(name)
-        current = current_fingerprints(suite, build_registry(suite.plugins), expand(suite))
+        registry = build_registry(suite.plugins)
+        checked = check_suite(suite, registry, backbones=False)
+        resolved = resolve_runs(suite, checked, expand(suite))
+        current = current_fingerprints(suite, registry, list(resolved.values()))
         assert {rid: f["run"] for rid, f in current.items()} == FINGERPRINTS[name], name

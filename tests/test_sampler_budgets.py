@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from harness.config.suite import Training
 from harness.plugin.budget import BudgetError
 from harness.plugin.registry import build_registry
 from harness.runs.runner import selection_evaluations
@@ -112,7 +113,7 @@ def test_selection_is_scored_on_selectable_epochs_only(name, budget_rule):
     for budget in [None, *awkward_budgets(natural).values()]:
         p = plan(name, budget=budget)
         for asked in (None, 1, 4, 10_000):
-            run = SimpleNamespace(training={"epochs_per_phase": 2, "select_evaluations": asked})
+            run = SimpleNamespace(training=Training(epochs_per_phase=2, select_evaluations=asked))
             n = selection_evaluations(SimpleNamespace(budget=budget_rule), run, p, len(LABELS))
             if asked is None and budget_rule == "natural":
                 assert n is None

@@ -245,11 +245,11 @@ def test_a_run_gets_the_machine_cores_whatever_the_load(tmp_path, monkeypatch, s
     data = {"name": "t", "datasets": [{"name": "synthetic"}],
             "training": {"threads": setting}}
     runs = expand(parse_suite(data, "t.yaml"))
-    assert {r.training["threads"] for r in runs} == {threads}
+    assert {r.training.threads for r in runs} == {threads}
     monkeypatch.setattr(suite_module.os, "sched_getaffinity", lambda pid: set(range(2)))
     again = expand(parse_suite(data, "t.yaml"))
     assert [r.run_id for r in again] == [r.run_id for r in runs]
-    assert {r.training["threads"] for r in again} == {2 if setting == 0 else 3}
+    assert {r.training.threads for r in again} == {2 if setting == 0 else 3}
 
 
 @pytest.mark.parametrize("setting, threads", [(0, 8), (3, 3)])

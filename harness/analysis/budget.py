@@ -12,15 +12,17 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.config.suite import Training
 
-def images_seen(plan: dict[str, Any], training: dict[str, Any]) -> int | None:
+
+def images_seen(plan: dict[str, Any], training: Training) -> int | None:
     """Images seen in training: plan.json's ``budget``, else counted from its phases."""
     if plan.get("budget") is not None:
         return int(plan["budget"])
     phases = plan.get("plan", {}).get("phases")
     if not phases:
         return None
-    epochs = int(training.get("epochs_per_phase", 1))
+    epochs = training.epochs_per_phase
     total = 0
     for p in phases:
         per_epoch = len(p.get("indices", []))
@@ -60,10 +62,10 @@ def selection_checkpoints(history: Sequence[Mapping[str, Any]] | None) -> int | 
 
 
 def exposure(history: Sequence[Mapping[str, Any]] | None, plan: dict[str, Any],
-             training: dict[str, Any], seen: int | None) -> dict[str, Any]:
+             training: Training, seen: int | None) -> dict[str, Any]:
     """Images seen, epochs, distinct images and selection checkpoints of one run."""
     phases = (plan.get("plan") or {}).get("phases") or []
-    default = int(training.get("epochs_per_phase", 1) or 1)
+    default = training.epochs_per_phase
     epochs = sum(int(p.get("epochs") or default) for p in phases) if phases else None
     return {"images_seen": seen, "epochs": epochs,
             "distinct_images": _distinct(phases) if phases else None,

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.metrics import Predictions, compute_metrics
+from harness.config.suite import training_from_json
+from harness.config.validate import SuiteError
 from harness.errors import HarnessError
 from harness.rundir.folder import DamagedFile, RunFolder, SuiteRuns
 
@@ -129,7 +131,12 @@ def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
     result.metrics = (run.metrics if run.metrics is not None
                       else compute_metrics(run.predictions, bootstrap=bootstrap))
     plan = {"budget": run.plan.budget, "plan": run.plan.plan}  # what budget.py reads
-    training = result.run.get("training", {})
+    try:  # the run's typed settings, as its worker read them
+        training = training_from_json(result.run.get("training"), str(folder.config_path),
+                                      "run.training")
+    except SuiteError as exc:
+        result.state, result.error = DAMAGED, str(exc)
+        return result
     result.budget = images_seen(plan, training)
     result.n_train, result.n_test = len(run.plan.train.uids), len(run.plan.test.uids)
     test = run.plan.test

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.plugin.options import validate_options
+from harness.plugin.options import Options, validate_options
 from harness.plugin.registry import build_registry
 
 #: The batch size of a backbone without a ``published_batch_size`` (the paper's, for a
@@ -46,10 +46,9 @@ def head_params(head: str, feature_shape: tuple[int, int, int], n_classes: int) 
     raise HarnessError(f"unknown head {head!r}; expected 'paper' or 'gap'")
 
 
-def _options(spec, options: dict[str, Any] | None) -> dict[str, Any]:
+def _options(spec, options: dict[str, Any] | None) -> Options:
     """The backbone's options from the command line, validated by its model."""
-    return validate_options(spec.options, options or {}, "--options",
-                            f"backbone {spec.name!r}").model_dump()
+    return validate_options(spec.options, options or {}, "--options", f"backbone {spec.name!r}")
 
 
 def build_model(engine: str, backbone: str, image_size: int, head: str = "paper",

@@ -85,7 +85,7 @@ class Matrix:
         return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Augmentation:
     """The paper's Table 2 augmentation, applied per sample on the device."""
 
@@ -99,7 +99,7 @@ class Augmentation:
     enabled: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class Training:
     epochs_per_phase: int = field(default=100, metadata=between(1, MAX_EPOCHS))
     batch_size: int = field(default=30, metadata=between(1, MAX_BATCH))
@@ -284,7 +284,12 @@ class Suite:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the matrix, fully resolved: everything a worker needs to train it."""
+    """One cell of the matrix: its keys, its id and its typed training settings.
+
+    ``training`` has the per-backbone overrides merged and ``threads: 0`` resolved to the
+    core count; ``sampler_options`` is the suite's option mapping of the sampler as written
+    (part of the run id; ``harness.plugin.resolved.ResolvedRun`` holds it validated).
+    """
 
     suite: str
     backbone: str
@@ -292,7 +297,7 @@ class RunSpec:
     engine: str
     fold: int
     seed: int
-    training: dict[str, Any]
+    training: Training
     sampler_options: dict[str, Any]
     run_id: str
 
@@ -305,7 +310,28 @@ class RunSpec:
         return f"{self.backbone} / {self.sampler} / {self.engine}"
 
     def to_json(self) -> dict[str, Any]:
+        """``config.json``'s ``run`` section."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> RunSpec:
+        """Read back ``to_json()``; a damaged section is a ``SuiteError`` naming ``source``."""
+        if not isinstance(data, dict):
+            raise SuiteError(f"{source}: run: expected a mapping")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        unknown = [k for k in data if k not in names]
+        if missing or unknown:
+            raise SuiteError(f"{source}: run: " + (f"missing {', '.join(missing)}" if missing
+                                                   else f"unknown key(s) {', '.join(unknown)}"))
+        return cls(**{**data, "training": training_from_json(data["training"], source,
+                                                             "run.training")})
+
+
+def training_from_json(data: Any, source: str, where: str = "training") -> Training:
+    """Training settings as ``config.json`` records them (``asdict`` of a ``Training``),
+    typed again; keys an older file lacks take ``Training``'s defaults."""
+    return to_dataclass(data, Training, where, source)
 
 
 DEFAULT_BUDGET_REFERENCE = Suite.__dataclass_fields__["budget_reference"].default
@@ -364,14 +390,16 @@ def suite_yaml(suite: Suite, overrides: Iterable[str] = ()) -> str:
                                             default_flow_style=None)
 
 
-def training_for(suite: Suite, backbone: str) -> dict[str, Any]:
-    merged = dataclasses.asdict(suite.training)
-    overrides = suite.backbones.get(backbone, {})
-    where = f"backbones.{backbone}"
-    merged_overrides = {**merged, **overrides}
-    # Validate the merged result so a typo in an override names its own key path.
-    to_dataclass(merged_overrides, Training, where, suite.source or suite.name)
-    return merged_overrides
+def training_for(suite: Suite, backbone: str) -> Training:
+    """The suite's training settings with ``backbones.NAME``'s overrides merged, typed (a
+    mistake in an override names its own key path)."""
+    return to_dataclass(_merged_training(suite, backbone), Training,
+                        f"backbones.{backbone}", suite.source or suite.name)
+
+
+def _merged_training(suite: Suite, backbone: str) -> dict[str, Any]:
+    """The merged settings as the suite wrote them: what the run id hashes."""
+    return {**dataclasses.asdict(suite.training), **suite.backbones.get(backbone, {})}
 
 
 def available_cores() -> int:
@@ -383,15 +411,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolved_training(training: dict[str, Any]) -> dict[str, Any]:
+def resolved_training(training: Training) -> Training:
     """Training settings as a run records them: ``threads: 0`` becomes the core count.
 
     The run id is computed from the suite's setting (``0``), so one suite plans the same ids
     on every machine; the resolved count is in ``config.json`` and its fingerprint.
     """
-    if training.get("threads"):
+    if training.threads:
         return training
-    return {**training, "threads": available_cores()}
+    return dataclasses.replace(training, threads=available_cores())
 
 
 def run_id_for(key: dict[str, Any], resolved: dict[str, Any]) -> str:
@@ -410,7 +438,8 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                              f"the split has folds 1..{n_folds}")
     runs = []
     for backbone in suite.matrix.backbone:
-        training = training_for(suite, backbone)
+        training = _merged_training(suite, backbone)
+        typed = resolved_training(training_for(suite, backbone))
         for sampler in suite.matrix.sampler:
             sampler_options = suite.samplers.get(sampler, {})
             for engine in suite.matrix.engine:
@@ -427,7 +456,7 @@ def expand(suite: Suite, n_folds: int | None = None) -> list[RunSpec]:
                             "data": data_identity(suite),
                         }
                         runs.append(RunSpec(
-                            suite=suite.name, training=resolved_training(training),
+                            suite=suite.name, training=typed,
                             sampler_options=sampler_options,
                             run_id=run_id_for(key, resolved), **key))
     return runs

@@ -37,7 +37,8 @@ class BackboneContractError(HarnessError):
 
 @dataclass
 class CheckedSuite:
-    """A suite's plugin options, validated into each plugin's model."""
+    """A suite's plugin options, validated into each plugin's model (a resolved run holds
+    those of its own plugins: ``harness.plugin.resolved.resolve``)."""
 
     datasets: list[Options] = field(default_factory=list)
     split: Options | None = None
@@ -133,7 +134,7 @@ def sampler_options(suite: Suite, registry: Registry, name: str,
 def backbone_options(suite: Suite, registry: Registry, name: str) -> Options:
     """The backbone's options: ``training.backbone_options`` or its per-backbone override."""
     spec = registry.get("backbones", name)
-    raw = training_for(suite, name).get("backbone_options") or {}
+    raw = training_for(suite, name).backbone_options
     override = (suite.backbones.get(name) or {}).get("backbone_options")
     where = (f"backbones.{name}.backbone_options" if override is not None
              else "training.backbone_options")
@@ -151,7 +152,8 @@ def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
     checked = CheckedSuite()
     checked.datasets = [dataset_options(suite, registry, i) for i in range(len(suite.datasets))]
     checked.split = split_options(suite, registry)
-    for name in dict.fromkeys([*suite.samplers, *suite.matrix.sampler]):
+    reference = [suite.budget_reference] if suite.budget == "equal" else []
+    for name in dict.fromkeys([*suite.samplers, *suite.matrix.sampler, *reference]):
         checked.samplers[name] = sampler_options(suite, registry, name)
     for name in suite.matrix.backbone:
         checked.backbones[name] = backbone_options(suite, registry, name)
@@ -191,7 +193,7 @@ def check_suite(suite: Suite, registry: Registry, backbones: bool = True) -> Che
     check_primitives(suite, registry)
     checked = check_options(suite, registry)
     if backbones:
-        check_backbones(suite, registry)
+        check_backbones(suite, registry, checked)
     return checked
 
 
@@ -217,8 +219,10 @@ def check_data(suite: Suite, registry: Registry, checked: CheckedSuite) -> None:
 # ------------------------------------------------------------------ backbone contract
 
 
-def contract_checks(suite: Suite, registry: Registry) -> list[dict[str, Any]]:
-    """The (backbone, engine) pairs of the suite whose engine checks a contract."""
+def contract_checks(suite: Suite, registry: Registry,
+                    checked: CheckedSuite | None = None) -> list[dict[str, Any]]:
+    """The (backbone, engine) pairs of the suite whose engine checks a contract, with the
+    backbones' options (``checked``'s when given)."""
     checks = []
     for engine in suite.matrix.engine:
         if registry.get("engines", engine).check_backbone is None:
@@ -226,18 +230,21 @@ def contract_checks(suite: Suite, registry: Registry) -> list[dict[str, Any]]:
         for backbone in suite.matrix.backbone:
             checks.append({
                 "backbone": backbone, "engine": engine, "image_size": suite.image_size,
-                "options": backbone_options(suite, registry, backbone).model_dump(mode="json"),
+                "options": (checked.backbones[backbone] if checked is not None
+                            else backbone_options(suite, registry, backbone)
+                            ).model_dump(mode="json"),
             })
     return checks
 
 
-def check_backbones(suite: Suite, registry: Registry) -> None:
+def check_backbones(suite: Suite, registry: Registry,
+                    checked: CheckedSuite | None = None) -> None:
     """Build each backbone once per engine in a child process and check its contract.
 
     A child process, because building imports the engine's framework and two frameworks
     never share a process (nor does the framework-free runner load one).
     """
-    checks = contract_checks(suite, registry)
+    checks = contract_checks(suite, registry, checked)
     if not checks:
         return
     payload = json.dumps({"plugins": list(suite.plugins), "checks": checks})

@@ -9,12 +9,13 @@ Engine authors import all of it, and the framework-free helpers, from ``harness.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from harness.config.suite import Training
 from harness.errors import HarnessError
 from harness.plugin.options import Options, validate_options
 
@@ -84,28 +85,40 @@ class LossSpec:
     alpha: list[float] | None = None
 
 
+class Backbone(Protocol):
+    """What an engine reads of its backbone: ``harness.BackboneSpec`` (written here as a
+    protocol because ``plugin/specs.py`` names this module's ``EngineContext``)."""
+
+    name: str
+    #: Engine builder key (``torch``, ``keras``) -> function building the network.
+    builders: Mapping[str, Callable[..., Any]]
+    #: The model of its options (``harness.Options`` when it takes none).
+    options: type[Options] | None
+
+
 @dataclass
 class EngineContext:
     """Everything an engine needs to build a model: no run folder, no cache, no plan.
 
-    ``training`` is the run's ``harness.config.suite.Training``; ``backbone`` its
-    ``BackboneSpec`` and ``backbone_options`` the resolved options of its builder.
+    ``training`` is the run's typed training settings (``harness.Training``, read from the
+    resolved run: per-backbone overrides merged, ``threads`` resolved); ``backbone`` its
+    ``BackboneSpec`` and ``backbone_options`` the backbone's validated options.
     """
 
-    backbone: Any
+    backbone: Backbone
     image_size: int
     n_classes: int
-    training: Any
+    training: Training
     loss: LossSpec = field(default_factory=LossSpec)
     seed: int = 0
-    backbone_options: dict[str, Any] = field(default_factory=dict)
+    backbone_options: Options = field(default_factory=Options)
     #: Threads the engine may use on the CPU (0: the framework's default).
     threads: int = 0
 
     def build_backbone(self, builder: str) -> Any:
         """The backbone from its ``builders[builder]`` with the run's weights and options."""
-        return build_backbone(self.backbone, builder, self.image_size,
-                              getattr(self.training, "weights", "none"), self.backbone_options)
+        return build_backbone(self.backbone, builder, self.image_size, self.training.weights,
+                              self.backbone_options)
 
 
 class EngineModel(Protocol):

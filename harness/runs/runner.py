@@ -28,9 +28,10 @@ from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
 from harness.data.prepare import Prepared, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin import guard
-from harness.plugin.check import check_data, check_suite
-from harness.plugin.check import sampler_options as sampler_options_for
+from harness.plugin.check import CheckedSuite, check_data, check_suite
+from harness.plugin.options import Options
 from harness.plugin.registry import Registry, build_registry
+from harness.plugin.resolved import ResolvedRun, resolve
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
 from harness.rundir.folder import (
     DamagedFile,
@@ -96,18 +97,18 @@ def _fold_part(records, idx: np.ndarray) -> dict[str, list]:
             "sources": records["source"].astype(str).to_numpy()[idx].tolist()}
 
 
-def selection_indices(suite: Suite, run: RunSpec, fold: Fold, records) -> np.ndarray:
+def selection_indices(run: ResolvedRun, fold: Fold, records) -> np.ndarray:
     """The selection split: the splitter's for ``holdout``, none for ``last``, and for
     ``paper`` the authors' set drawn from the test set (see ``selection_from_test``)."""
-    selection = run.training["selection"]
+    selection = run.training.selection
     if selection == "last":
         return fold.select[:0]
     if selection == "paper":
         # The authors validated on test images after every epoch: reproduced, and marked
         # as optimistic in the report.
-        return selection_from_test(records["label"].to_numpy(), fold.test, list(suite.classes),
-                                  int(run.training.get("select_per_class", 300)),
-                                  [suite.split.seed, run.fold, 631])
+        return selection_from_test(records["label"].to_numpy(), fold.test, list(run.classes),
+                                  run.training.select_per_class,
+                                  [run.split.seed, run.run.fold, 631])
     return fold.select
 
 
@@ -125,18 +126,20 @@ def selection_from_test(labels: np.ndarray, test: np.ndarray, classes: list[str]
     return np.sort(np.concatenate(parts)) if parts else test[:0]
 
 
-def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_options: dict,
+def make_plan(suite: Suite, registry: Registry, sampler_name: str, options: Options,
               labels: np.ndarray, seed: list[int], split_phases: list[list[int]] | None,
-              epochs_per_phase: int, fold: int = 1, run_id: str | None = None) -> Plan:
+              epochs_per_phase: int, fold: int = 1, run_id: str | None = None,
+              reference_options: Options | None = None) -> Plan:
     """Ask the sampler for a plan, under the suite's budget rule.
 
     With ``budget: equal`` every strategy gets the images-seen budget of the suite's
     ``budget_reference`` plan on the same fold and seed, so a strategy never wins by
     training longer. A sampler whose
     own options set ``budget`` or ``epochs`` (``harness.SamplerOptions``) keeps them.
+    ``options`` and ``reference_options`` are the samplers' validated options
+    (``CheckedSuite.samplers``).
     """
     sampler = registry.get("samplers", sampler_name)
-    options = sampler_options_for(suite, registry, sampler_name, sampler_options)
     own_budget = getattr(options, "budget", None)
     own_epochs = getattr(options, "epochs", None)
     budget: int | None = None
@@ -146,7 +149,7 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
         budget = None
     elif suite.budget == "equal" and sampler_name != suite.budget_reference:
         reference = make_plan(suite, registry, suite.budget_reference,
-                              suite.samplers.get(suite.budget_reference, {}),
+                              reference_options or Options(),
                               labels, seed, split_phases, epochs_per_phase, fold)
         budget = reference.budget(epochs_per_phase)
     elif isinstance(suite.budget, int):
@@ -167,7 +170,8 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, sampler_optio
     return plan
 
 
-def selection_evaluations(suite: Suite, run: RunSpec, plan: Plan, n_train: int) -> int | None:
+def selection_evaluations(suite: Suite, run: ResolvedRun, plan: Plan,
+                          n_train: int) -> int | None:
     """How often a run scores the selection split, fixed by what its run id covers.
 
     ``training.select_evaluations: N`` asks for N. Under ``budget: equal`` without it, N is
@@ -179,8 +183,8 @@ def selection_evaluations(suite: Suite, run: RunSpec, plan: Plan, n_train: int) 
     selectable epochs (``Phase.selectable``) than N is scored after each of them. ``None``:
     the ``select_every`` schedule.
     """
-    epochs_per_phase = int(run.training["epochs_per_phase"])
-    asked = run.training.get("select_evaluations")
+    epochs_per_phase = run.training.epochs_per_phase
+    asked = run.training.select_evaluations
     if asked is None:
         if suite.budget != "equal" or n_train <= 0:
             return None
@@ -188,27 +192,29 @@ def selection_evaluations(suite: Suite, run: RunSpec, plan: Plan, n_train: int) 
     return max(1, min(int(asked), plan.selectable_epochs(epochs_per_phase)))
 
 
-def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry) -> dict:
+def plan_for(suite: Suite, resolved: ResolvedRun, records, fold: Fold, registry: Registry,
+             checked: CheckedSuite) -> dict:
     """What ``plan.json`` holds: the sampler's plan and the images of every part."""
-    classes = list(suite.classes)
+    classes, run = list(resolved.classes), resolved.run
+    epochs_per_phase = run.training.epochs_per_phase
     train_labels = np.array([classes.index(c) for c in records["label"].to_numpy()[fold.train]])
     phases = None
     if fold.phases is not None:
         position = {int(r): i for i, r in enumerate(fold.train)}
         phases = [[position[int(r)] for r in phase] for phase in fold.phases]
-    plan = make_plan(suite, registry, run.sampler, run.sampler_options, train_labels,
-                     [suite.split.seed, run.fold, run.seed], phases,
-                     run.training["epochs_per_phase"], run.fold, run.run_id)
-    select = selection_indices(suite, run, fold, records)
+    plan = make_plan(suite, registry, run.sampler, resolved.sampler_options, train_labels,
+                     [resolved.split.seed, run.fold, run.seed], phases, epochs_per_phase,
+                     run.fold, run.run_id, checked.samplers.get(suite.budget_reference))
+    select = selection_indices(resolved, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
     extra = {}
-    evaluations = selection_evaluations(suite, run, plan, len(fold.train)) if len(select) \
+    evaluations = selection_evaluations(suite, resolved, plan, len(fold.train)) if len(select) \
         else None
     if evaluations is not None:
         extra["select_evaluations"] = evaluations
     return {
         "sampler": run.sampler,
-        "budget": plan.budget(run.training["epochs_per_phase"]),
+        "budget": plan.budget(epochs_per_phase),
         **extra,
         "phase_class_counts": per_phase,
         "plan": plan.to_json(),
@@ -218,33 +224,27 @@ def plan_for(suite: Suite, run: RunSpec, records, fold: Fold, registry: Registry
     }
 
 
-def suite_section(suite: Suite) -> dict[str, Any]:
-    """The suite settings every ``config.json`` carries (the cache path is added to it)."""
-    return {
-        "name": suite.name, "source": suite.source, "classes": list(suite.classes),
-        "image_size": suite.image_size, "plugins": suite.plugins,
-        "split": dataclasses.asdict(suite.split),
-        "datasets": [dataclasses.asdict(d) for d in suite.datasets],
-        "report": dataclasses.asdict(suite.report),
-    }
-
-
-def current_fingerprints(suite: Suite, registry: Registry,
-                         runs: list[RunSpec]) -> dict[str, dict[str, str]]:
-    """What each run's ``config.json`` fingerprint would be if it were planned now."""
-    section = suite_section(suite)
-    data = staleness.current_data_versions(suite, registry)
-    return {r.run_id: staleness.fingerprint(r.to_json(), section,
-                                            staleness.code_versions(suite, registry, r), data)
+def resolve_runs(suite: Suite, checked: CheckedSuite, runs: list[RunSpec],
+                 overrides: list[str] = ()) -> dict[str, ResolvedRun]:
+    """run id -> the resolved run of each of ``runs`` (built once per ``harness run``)."""
+    return {r.run_id: dataclasses.replace(resolve(suite, checked, r), overrides=tuple(overrides))
             for r in runs}
 
 
-def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Registry,
-                    run_dir: Path, overrides: list[str] = ()) -> None:
-    """``config.json`` and ``plan.json``; kept as they are when a run resumes.
+def current_fingerprints(suite: Suite, registry: Registry,
+                         runs: list[ResolvedRun]) -> dict[str, dict[str, str]]:
+    """What each run's ``config.json`` fingerprint would be if it were planned now."""
+    data = staleness.current_data_versions(suite, registry)
+    return {r.run_id: staleness.fingerprint(r.run.to_json(), r.suite_section(),
+                                            staleness.code_versions(suite, registry, r.run),
+                                            data)
+            for r in runs}
 
-    ``overrides``: the command line's ``key.path=value`` items, recorded as typed (what
-    they set is already in the resolved run and suite settings).
+
+def write_run_files(suite: Suite, resolved: ResolvedRun, prepared: Prepared,
+                    registry: Registry, checked: CheckedSuite, run_dir: Path) -> None:
+    """``config.json`` (``resolved`` with what preparing the data recorded) and
+    ``plan.json``; kept as they are when a run resumes.
 
     When either is missing or damaged, the run starts over: its outputs are removed and
     both files written anew.
@@ -253,27 +253,24 @@ def write_run_files(suite: Suite, run: RunSpec, prepared: Prepared, registry: Re
     if folder.has_run_files():
         return
     folder.clear(plan_too=True)
-    records = prepared.records
-    plan_json = plan_for(suite, run, records, prepared.folds[run.fold - 1], registry)
-    section = {**suite_section(suite), "cache": str(prepared.cache.path)}
+    run = resolved.run
+    plan_json = plan_for(suite, resolved, prepared.records, prepared.folds[run.fold - 1],
+                         registry, checked)
     code = staleness.code_versions(suite, registry, run)
-    config = {
-        "run": run.to_json(),
-        "suite": section,
-        "overrides": list(overrides),
-        "data": prepared.provenance,
-        "data_notes": prepared.notes,
-        "dropped_images": prepared.dropped,
-        "versions": {"harness": __version__, "python": platform.python_version(),
-                     "numpy": np.__version__, "git": git_revision(),
-                     "platform": platform.platform(), "plugins": code["plugins"],
-                     "framework": code["framework"]},
-        "fingerprint": staleness.fingerprint(run.to_json(), section, code,
-                                             staleness.data_versions(prepared.provenance)),
-    }
+    resolved = dataclasses.replace(
+        resolved, cache=str(prepared.cache.path), data=prepared.provenance,
+        data_notes=prepared.notes, dropped_images=prepared.dropped,
+        versions={"harness": __version__, "python": platform.python_version(),
+                  "numpy": np.__version__, "git": git_revision(),
+                  "platform": platform.platform(), "plugins": code["plugins"],
+                  "framework": code["framework"]})
+    resolved = dataclasses.replace(resolved, fingerprint=staleness.fingerprint(
+        run.to_json(), resolved.suite_section(), code,
+        staleness.data_versions(prepared.provenance)))
     run_dir.mkdir(parents=True, exist_ok=True)
     folder.write_plan(PlanFile.from_json(plan_json))
-    folder.write_config(RunConfig.from_json(config))  # written last: marks the files complete
+    # written last: marks the files complete
+    folder.write_config(RunConfig.from_json(resolved.to_json()))
 
 
 def run_worker(run_dir: Path, env: dict[str, str] | None = None) -> int:
@@ -545,6 +542,7 @@ def run_suite(
     try:  # plugin options and folds are checked here: name the override that set them
         checked = check_suite(suite, registry)
         runs = filter_runs(expand(suite), list(only))
+        resolved = resolve_runs(suite, checked, runs, overrides)
     except HarnessError as exc:
         raise blame_override(exc, overrides, suite.source) from None
     if detach and not registry.get("executors", suite.executor.name).detach:
@@ -555,7 +553,7 @@ def run_suite(
     result = SuiteResult(suite, runs)
     if dry_run:
         check_data(suite, registry, checked)
-    current = current_fingerprints(suite, registry, runs)
+    current = current_fingerprints(suite, registry, list(resolved.values()))
     if dry_run:
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
                         and stale_of(RunFolder(run_dir_for(runs_root, r)), current[r.run_id])]
@@ -587,8 +585,8 @@ def run_suite(
             planned = []
             for run in pending:
                 try:
-                    write_run_files(suite, run, prepared, registry, run_dir_for(runs_root, run),
-                                    overrides)
+                    write_run_files(suite, resolved[run.run_id], prepared, registry, checked,
+                                    run_dir_for(runs_root, run))
                 except guard.PluginFailure as exc:  # this run only: the others go on
                     RunFolder(run_dir_for(runs_root, run)).write_status("failed", error=str(exc))
                     echo(f"{run.run_id}: failed — {exc}")

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.config.suite import RunSpec, Training
-from harness.config.validate import to_dataclass
 from harness.data.cache import open_cache
 from harness.errors import HarnessError, one_line_warnings
 from harness.interrupts import Interrupted
 from harness.plugin import guard
 from harness.plugin.registry import build_registry
+from harness.plugin.resolved import ResolvedRun
 from harness.plugin.specs import Phase, Plan
 from harness.rundir.folder import DamagedFile, RunFolder, RunLock
 from harness.rundir.predictions import predictions_csv
@@ -41,25 +40,24 @@ LOCK_WAIT_ENV = "HARNESS_LOCK_WAIT"
 
 
 def load_job(run_dir: Path) -> tuple[Job, object]:
+    """The run of ``run_dir`` as the loop trains it, and its engine: the resolved run read
+    back from ``config.json``, the plan and the cache rows of its images."""
     folder = RunFolder(run_dir)
     config = folder.config()
     plan_file = folder.plan()
     plan_data = plan_file.to_json()
-    try:
-        run = RunSpec(**config.run)
-    except TypeError as exc:
-        raise DamagedFile(folder.config_path, f"unexpected run settings ({exc})") from None
-    suite = config.suite
-    registry = build_registry(suite.get("plugins", []))
+    registry = build_registry(config.suite.get("plugins", []))
+    resolved = ResolvedRun.read(config, registry, folder.config_path)
+    run = resolved.run
     engine = registry.get("engines", run.engine)
     backbone = registry.get("backbones", run.backbone)
     if engine.builder not in backbone.builders:
         raise HarnessError(f"backbone {run.backbone!r} has no build for engine {run.engine!r}; "
                            f"it supports: {', '.join(sorted(backbone.builders))}")
     # The blocks of this run's images are checked against their digests before training.
-    cache = open_cache(suite["cache"], rows_of=[u for part in (plan_file.train, plan_file.select,
-                                                             plan_file.test) for u in part.uids])
-    classes = list(suite["classes"])
+    cache = open_cache(resolved.cache, rows_of=[
+        u for part in (plan_file.train, plan_file.select, plan_file.test) for u in part.uids])
+    classes = list(resolved.classes)
     labels = np.full(len(cache.uids), -1, dtype=np.int64)
     parts = {}
     for part in ("train", "select", "test"):
@@ -77,7 +75,7 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
                     loss_options=plan_json["loss_options"], notes=plan_json["notes"])
     except (KeyError, TypeError) as exc:
         raise DamagedFile(folder.plan_path, f"unexpected plan ({exc})") from None
-    training = to_dataclass(run.training, Training, "training", str(folder.config_path))
+    training = resolved.training
     if plan_data.get("select_evaluations") is not None:
         # what planning fixed (harness.runs.runner.selection_evaluations)
         training = dataclasses.replace(training, select_evaluations=plan_data["select_evaluations"])
@@ -88,9 +86,10 @@ def load_job(run_dir: Path) -> tuple[Job, object]:
         for name, fn in backbone.builders.items()})
     engine = dataclasses.replace(engine, build=guard.guarded_build(
         engine.build, guard.who(registry, "engines", run.engine), run.run_id))
-    job = Job(run=run, run_dir=run_dir, classes=classes, image_size=suite["image_size"],
+    job = Job(run=run, run_dir=run_dir, classes=classes, image_size=resolved.image_size,
               images=cache.images, labels=labels, train=parts["train"], select=parts["select"],
-              test=parts["test"], plan=plan, training=training, backbone=backbone)
+              test=parts["test"], plan=plan, training=training, backbone=backbone,
+              resolved=resolved)
     return job, engine
 
 
@@ -122,7 +121,8 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None,
 
     table = folder.predictions(job.classes)
     patients = plan_file.test.patients  # bootstrap clusters: a patient's images
-    n_boot = folder.config().bootstrap
+    n_boot = (job.resolved.report.bootstrap if job.resolved is not None
+              else folder.config().bootstrap)
     metrics = compute_metrics(table, job.classes, bootstrap=n_boot, clusters=patients,
                               resampled="patients" if patients else "images")
     # Computed once here, so no report recomputes a run's figures (it reads them back).

@@ -1,7 +1,7 @@
 """One run as the training loop sees it: images, indices, plan, settings, and where to write.
 
-The worker process builds a ``Job`` from a run folder (``config.json`` + ``plan.json``) and
-the image cache, then hands it to the training loop. Everything here is framework-free, so
+The worker process builds a ``Job`` from a run folder (the resolved run of ``config.json``,
+``plan.json``) and the image cache, then hands it to the training loop. Everything here is framework-free, so
 every engine sees the same images in the same order and logs the same history.
 """
 
@@ -15,6 +15,8 @@ import numpy as np
 
 from harness.config.suite import RunSpec, Training
 from harness.errors import HarnessError
+from harness.plugin.options import Options, validate_options
+from harness.plugin.resolved import ResolvedRun
 from harness.plugin.specs import BackboneSpec, Plan
 from harness.rundir.folder import RunFolder
 
@@ -49,6 +51,17 @@ class Job:
     tracker: Any = None
     #: The device the engine trained on, in words (its ``device_name``; empty when it has none).
     device: str = ""
+    #: The resolved run read from ``config.json`` (the worker's jobs; ``None`` for a job
+    #: built by hand, whose ``training`` and ``backbone`` are all there is).
+    resolved: ResolvedRun | None = None
+
+    @property
+    def backbone_options(self) -> Options:
+        """The backbone's validated options: the resolved run's, else ``training``'s."""
+        if self.resolved is not None:
+            return self.resolved.backbone_options
+        return validate_options(self.backbone.options, self.training.backbone_options,
+                                "training.backbone_options", str(self.folder.config_path))
 
     @property
     def n_classes(self) -> int:

@@ -30,7 +30,6 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.interrupts import Interrupted
 from harness.plugin.engine import Batch, EngineContext, LossSpec, missing_primitives
-from harness.plugin.options import validate_options
 from harness.progress import Bars, is_enabled
 from harness.training import batches as host
 from harness.training import checkpoint
@@ -81,9 +80,6 @@ def context_for(job, threads: int = 0) -> EngineContext:
     """What the engine is told about the run (no cache, no plan indices, no run folder)."""
     t = job.training
     optimizer_def(t.optimizer)
-    options = validate_options(job.backbone.options, getattr(t, "backbone_options", None) or {},
-                               "training.backbone_options", str(job.folder.config_path)
-                               ).model_dump()
     loss = loss_spec(job.plan)
     for what, values in (("class_weights", loss.class_weights), ("loss_options.alpha",
                                                                   loss.alpha)):
@@ -91,7 +87,8 @@ def context_for(job, threads: int = 0) -> EngineContext:
             raise HarnessError(f"plan.{what}: {len(values)} values for {job.n_classes} classes")
     return EngineContext(backbone=job.backbone, image_size=job.image_size,
                          n_classes=job.n_classes, training=t, loss=loss,
-                         seed=int(job.run.seed), backbone_options=options, threads=threads)
+                         seed=int(job.run.seed), backbone_options=job.backbone_options,
+                         threads=threads)
 
 
 class StopSignal:

@@ -102,13 +102,14 @@ def bookkeeping_seconds(epochs: int = 200) -> float:
     settings = {"epochs_per_phase": epochs, "batch_size": 30, "selection": "last",
                 "weights": "none"}
     with tempfile.TemporaryDirectory() as tmp:
+        training = Training(**settings)
         job = Job(run=RunSpec(suite="b", backbone="b", sampler="s", engine="e", fold=1, seed=0,
-                              training=settings, sampler_options={}, run_id="bench"),
+                              training=training, sampler_options={}, run_id="bench"),
                   run_dir=Path(tmp), classes=["a", "b", "c"], image_size=size,
                   images=np.zeros((n, size, size), np.uint8), labels=np.arange(n) % 3,
                   train=np.arange(n), select=np.arange(0), test=np.arange(3),
                   plan=Plan(phases=[Phase(indices=list(range(n)))]),
-                  training=Training(**settings), backbone=BackboneSpec("b", "", {}))
+                  training=training, backbone=BackboneSpec("b", "", {}))
         timings: dict[str, float] = {}
         start = time.perf_counter()
         loop.train(job, _NoOp, timings=timings)

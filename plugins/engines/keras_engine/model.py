@@ -22,7 +22,7 @@ from .describe import Describe
 class KerasModel(Describe):
     def __init__(self, ctx: EngineContext):
         t = ctx.training
-        tf = ops.import_tf(t.device, ctx.threads, getattr(t, "deterministic", False))
+        tf = ops.import_tf(t.device, ctx.threads, t.deterministic)
         import keras
 
         self.tf, self.keras, self.ctx = tf, keras, ctx
@@ -31,7 +31,7 @@ class KerasModel(Describe):
         keras.utils.set_random_seed(int(ctx.seed))
         self.model, self.backbone = ops.build_model(
             ctx.backbone, ctx.image_size, ctx.n_classes, t.head, t.weights,
-            ctx.backbone_options, getattr(t, "dropout", 0.5))
+            ctx.backbone_options, t.dropout)
         optimizer = ops.make_optimizer(t)
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

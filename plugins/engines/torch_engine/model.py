@@ -24,7 +24,7 @@ class TorchModel(Describe):
         t = ctx.training
         self.ctx = ctx
         self.device = ops.resolve_device(t.device)
-        ops.set_reproducible(self.device, ctx.threads, getattr(t, "deterministic", False))
+        ops.set_reproducible(self.device, ctx.threads, t.deterministic)
         self.amp = ops.autocast_dtype(self.device, t.precision)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True

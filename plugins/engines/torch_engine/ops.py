@@ -131,7 +131,7 @@ def build_network(ctx: EngineContext) -> nn.Module:
     torch.manual_seed(ctx.seed)
     t = ctx.training
     return build_classifier(ctx.build_backbone("torch"), t.head, ctx.n_classes,
-                            ctx.image_size, dropout=getattr(t, "dropout", 0.5))
+                            ctx.image_size, dropout=t.dropout)
 
 
 def check_backbone(build, image_size: int) -> str | None:

@@ -1,0 +1,189 @@
+"""One run, resolved once: the typed object the runner plans from, writes as ``config.json``
+and the worker, the loop, the engines and the report read back.
+
+``resolve`` builds it from a checked suite (``harness.plugin.check.check_suite``, every
+plugin's options validated) and one cell of its matrix (``harness.config.suite.expand``).
+Nothing downstream validates what it holds again; ``ResolvedRun.to_json`` is exactly the
+content of ``config.json`` and ``ResolvedRun.read`` turns that file back into the object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.config.suite import (
+    DatasetRef,
+    ReportConfig,
+    RunSpec,
+    SplitConfig,
+    Suite,
+    Training,
+)
+from harness.config.validate import SuiteError, to_dataclass
+from harness.plugin.options import Options, validate_options
+from harness.plugin.specs import OptionsContext
+
+if TYPE_CHECKING:
+    from harness.plugin.check import CheckedSuite
+    from harness.plugin.registry import Registry
+    from harness.rundir.folder import RunConfig
+
+#: ``config.json`` keys ``ResolvedRun`` reads and writes besides ``run`` and ``suite``.
+_RECORDED = ("overrides", "data", "data_notes", "dropped_images", "versions", "fingerprint")
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """Everything that determines one run, typed, in one place.
+
+    ``run`` is the matrix cell (keys, id, training settings with the per-backbone overrides
+    merged and ``threads`` resolved); the options are the plugins' validated models; the
+    suite settings are those every run of the suite shares. ``cache``, ``data`` and what
+    follows are filled in when the data is prepared and the run folder written.
+    """
+
+    run: RunSpec
+    classes: tuple[str, ...]
+    image_size: int
+    split: SplitConfig
+    datasets: tuple[DatasetRef, ...]
+    report: ReportConfig
+    plugins: tuple[str, ...] = ()
+    #: The suite file (relative dataset roots resolve against it).
+    source: str = ""
+    sampler_options: Options = field(default_factory=Options)
+    backbone_options: Options = field(default_factory=Options)
+    split_options: Options = field(default_factory=Options)
+    dataset_options: tuple[Options, ...] = ()
+    #: The image cache the run reads (``harness.data.cache``).
+    cache: str = ""
+    #: The command line's ``key.path=value`` items the suite was loaded with.
+    overrides: tuple[str, ...] = ()
+    #: Each dataset's version and contents (``harness.data.provenance``).
+    data: dict[str, Any] | None = None
+    data_notes: list[str] | None = None
+    dropped_images: list[dict[str, str]] | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    #: One hash per part of what determines the run (``harness.runs.staleness``).
+    fingerprint: dict[str, str] = field(default_factory=dict)
+    #: ``config.json`` keys this version does not know, kept as they are.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ shortcuts
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def training(self) -> Training:
+        return self.run.training
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    # ------------------------------------------------------------------ config.json
+
+    def suite_section(self) -> dict[str, Any]:
+        """``config.json``'s ``suite``: the settings every run of the suite shares."""
+        out = {
+            "name": self.run.suite, "source": self.source, "classes": list(self.classes),
+            "image_size": self.image_size, "plugins": list(self.plugins),
+            "split": dataclasses.asdict(self.split),
+            "datasets": [dataclasses.asdict(d) for d in self.datasets],
+            "report": dataclasses.asdict(self.report),
+        }
+        if self.cache:
+            out["cache"] = self.cache
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``config.json``."""
+        out: dict[str, Any] = {**self.extra, "run": self.run.to_json(),
+                               "suite": self.suite_section(), "overrides": list(self.overrides)}
+        for key in ("data", "data_notes", "dropped_images"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out["versions"] = dict(self.versions)
+        out["fingerprint"] = dict(self.fingerprint)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], registry: Registry, source: str) -> ResolvedRun:
+        """``to_json()`` read back; the options typed by the plugins' models in ``registry``.
+
+        ``source`` (the file read) is named in every error."""
+        if not isinstance(data, dict) or not isinstance(data.get("suite"), dict):
+            raise SuiteError(f"{source}: suite: expected a mapping")
+        run = RunSpec.from_json(data.get("run"), source)
+        suite = data["suite"]
+        try:
+            classes = tuple(str(c) for c in suite["classes"])
+            datasets = tuple(to_dataclass(d, DatasetRef, f"suite.datasets[{i}]", source)
+                             for i, d in enumerate(suite.get("datasets") or []))
+            split = to_dataclass(suite.get("split") or {}, SplitConfig, "suite.split", source)
+            report = to_dataclass(suite.get("report") or {}, ReportConfig, "suite.report",
+                                  source)
+            image_size = int(suite["image_size"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SuiteError(f"{source}: suite: unexpected settings ({exc})") from None
+        context = OptionsContext(classes=classes, datasets=tuple(d.name for d in datasets),
+                                 folds=split.folds)
+        recorded = {k: data[k] for k in _RECORDED if k in data}
+        return cls(
+            run=run, classes=classes, image_size=image_size, split=split, datasets=datasets,
+            report=report, plugins=tuple(suite.get("plugins") or ()),
+            source=str(suite.get("source", "")), cache=str(suite.get("cache", "")),
+            **_typed_options(registry, run, split, datasets, context, source),
+            overrides=tuple(recorded.pop("overrides", ()) or ()),
+            versions=dict(recorded.pop("versions", None) or {}),
+            fingerprint=dict(recorded.pop("fingerprint", None) or {}),
+            **recorded,
+            extra={k: v for k, v in data.items() if k not in ("run", "suite", *_RECORDED)})
+
+    @classmethod
+    def read(cls, config: RunConfig, registry: Registry, path: str | Path) -> ResolvedRun:
+        """The resolved run of a run folder's ``config.json`` (``RunFolder.config()``, read
+        from ``path``); a damaged one raises ``DamagedFile``."""
+        from harness.rundir.folder import DamagedFile
+
+        try:
+            return cls.from_json(config.to_json(), registry, str(path))
+        except SuiteError as exc:
+            raise DamagedFile(Path(path), str(exc).split(": ", 1)[-1]) from None
+
+
+def _typed_options(registry: Registry, run: RunSpec, split: SplitConfig,
+                   datasets: tuple[DatasetRef, ...], context: OptionsContext,
+                   source: str) -> dict[str, Any]:
+    """The plugins' options of a run read back from ``config.json`` as their models."""
+
+    def typed(kind: str, name: str, raw: Any, where: str) -> Options:
+        return validate_options(registry.get(kind, name).options, raw, where, source, context)
+
+    return {
+        "sampler_options": typed("samplers", run.sampler, run.sampler_options,
+                                 "run.sampler_options"),
+        "backbone_options": typed("backbones", run.backbone, run.training.backbone_options,
+                                  "run.training.backbone_options"),
+        "split_options": typed("splitters", split.kind, split.options, "suite.split.options"),
+        "dataset_options": tuple(typed("datasets", d.name, d.options,
+                                       f"suite.datasets[{i}].options")
+                                 for i, d in enumerate(datasets)),
+    }
+
+
+def resolve(suite: Suite, checked: CheckedSuite, run: RunSpec) -> ResolvedRun:
+    """The resolved run of one cell of ``suite``'s matrix (``expand``), with the options
+    ``check_suite`` validated."""
+    return ResolvedRun(
+        run=run, classes=tuple(suite.classes), image_size=suite.image_size, split=suite.split,
+        datasets=tuple(suite.datasets), report=suite.report, plugins=tuple(suite.plugins),
+        source=suite.source, sampler_options=checked.samplers[run.sampler],
+        backbone_options=checked.backbones[run.backbone],
+        split_options=checked.split or Options(),
+        dataset_options=tuple(checked.datasets))
