@@ -89,8 +89,8 @@ def test_matrix_expansion_and_stable_ids(tmp_path):
     again = expand(load_suite(write(tmp_path, BASE, "copy.yaml")))
     assert [r.run_id for r in runs] == [r.run_id for r in again]
     other = next(r for r in runs if r.backbone == "other")
-    assert other.training["batch_size"] == 4
-    assert next(r for r in runs if r.backbone == "tiny").training["batch_size"] == 8
+    assert other.training.batch_size == 4
+    assert next(r for r in runs if r.backbone == "tiny").training.batch_size == 8
     assert runs[0].run_id.startswith("tiny-phased-torch-f1-s0-")
 
 

@@ -121,8 +121,7 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None,
 
     table = folder.predictions(job.classes)
     patients = plan_file.test.patients  # bootstrap clusters: a patient's images
-    n_boot = (job.resolved.report.bootstrap if job.resolved is not None
-              else folder.config().bootstrap)
+    n_boot = job.resolved.report.bootstrap
     metrics = compute_metrics(table, job.classes, bootstrap=n_boot, clusters=patients,
                               resampled="patients" if patients else "images")
     # Computed once here, so no report recomputes a run's figures (it reads them back).
