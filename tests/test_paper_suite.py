@@ -58,8 +58,7 @@ def plans(suite_file: str, records: pd.DataFrame, **split) -> dict[int, dict]:
     folds = make_folds(suite, records, registry)
     checked = check_suite(suite, registry, backbones=False)
     runs = [resolve(suite, checked, r) for r in expand(suite) if r.backbone == "concat"]
-    return {r.run.fold: plan_for(suite, r, records, folds[r.run.fold - 1], registry, checked)
-            for r in runs}
+    return {r.run.fold: plan_for(r, records, folds[r.run.fold - 1], registry) for r in runs}
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,9 @@ def test_a_resolved_run_holds_typed_settings_and_reads_back_equal():
     assert run.training.threads >= 1  # ``0`` resolved to the cores
     assert type(run.sampler_options).__name__ != "Options" and run.sampler_options.phases == 2
     assert run.classes == ("normal", "pneumonia", "covid19") and run.image_size == 32
+    # the plan's rules: every strategy gets the budget of phased's plan, with its options
+    assert run.plan_rules.budget == "equal" and run.plan_rules.budget_reference == "phased"
+    assert run.plan_rules.reference_options.phases == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.image_size = 64  # type: ignore[misc]
     text = json.dumps(run.to_json(), sort_keys=True)

@@ -113,8 +113,9 @@ def test_selection_is_scored_on_selectable_epochs_only(name, budget_rule):
     for budget in [None, *awkward_budgets(natural).values()]:
         p = plan(name, budget=budget)
         for asked in (None, 1, 4, 10_000):
-            run = SimpleNamespace(training=Training(epochs_per_phase=2, select_evaluations=asked))
-            n = selection_evaluations(SimpleNamespace(budget=budget_rule), run, p, len(LABELS))
+            run = SimpleNamespace(training=Training(epochs_per_phase=2, select_evaluations=asked),
+                                  plan_rules=SimpleNamespace(budget=budget_rule))
+            n = selection_evaluations(run, p, len(LABELS))
             if asked is None and budget_rule == "natural":
                 assert n is None
                 continue

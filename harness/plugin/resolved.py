@@ -31,8 +31,27 @@ if TYPE_CHECKING:
     from harness.plugin.registry import Registry
     from harness.rundir.folder import RunConfig
 
-#: ``config.json`` keys ``ResolvedRun`` reads and writes besides ``run`` and ``suite``.
+#: ``config.json`` keys ``ResolvedRun`` reads and writes besides ``run``, ``suite`` and
+#: ``plan_rules``.
 _RECORDED = ("overrides", "data", "data_notes", "dropped_images", "versions", "fingerprint")
+
+
+@dataclass(frozen=True)
+class PlanRules:
+    """The suite's rules a run's plan was made under (``harness.runs.runner.make_plan``)."""
+
+    #: ``equal``, ``natural`` or a number of images (``Suite.budget``).
+    budget: int | str
+    #: The sampler whose plan sets the budget under ``equal``, and (only then) its
+    #: validated options.
+    budget_reference: str
+    reference_options: Options | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        options = self.reference_options
+        return {"budget": self.budget, "budget_reference": self.budget_reference,
+                "reference_options": None if options is None
+                else options.model_dump(mode="json", exclude_unset=True)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,9 @@ class ResolvedRun:
     plugins: tuple[str, ...] = ()
     #: The suite file (relative dataset roots resolve against it).
     source: str = ""
+    #: The plan's rules; ``None`` in a folder written before they were recorded (its plan
+    #: is made: nothing reads them again).
+    plan_rules: PlanRules | None = None
     sampler_options: Options = field(default_factory=Options)
     backbone_options: Options = field(default_factory=Options)
     split_options: Options = field(default_factory=Options)
@@ -105,6 +127,8 @@ class ResolvedRun:
         """The content of ``config.json``."""
         out: dict[str, Any] = {**self.extra, "run": self.run.to_json(),
                                "suite": self.suite_section(), "overrides": list(self.overrides)}
+        if self.plan_rules is not None:
+            out["plan_rules"] = self.plan_rules.to_json()
         for key in ("data", "data_notes", "dropped_images"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -134,16 +158,28 @@ class ResolvedRun:
         context = OptionsContext(classes=classes, datasets=tuple(d.name for d in datasets),
                                  folds=split.folds)
         recorded = {k: data[k] for k in _RECORDED if k in data}
+        rules = data.get("plan_rules")
+        if rules is not None:
+            try:
+                reference, raw = str(rules["budget_reference"]), rules["reference_options"]
+                rules = PlanRules(budget=rules["budget"], budget_reference=reference,
+                                  reference_options=None if raw is None else validate_options(
+                                      registry.get("samplers", reference).options, raw,
+                                      "plan_rules.reference_options", source, context))
+            except (KeyError, TypeError) as exc:
+                raise SuiteError(f"{source}: plan_rules: unexpected rules ({exc})") from None
         return cls(
             run=run, classes=classes, image_size=image_size, split=split, datasets=datasets,
             report=report, plugins=tuple(suite.get("plugins") or ()),
             source=str(suite.get("source", "")), cache=str(suite.get("cache", "")),
+            plan_rules=rules,
             **_typed_options(registry, run, split, datasets, context, source),
             overrides=tuple(recorded.pop("overrides", ()) or ()),
             versions=dict(recorded.pop("versions", None) or {}),
             fingerprint=dict(recorded.pop("fingerprint", None) or {}),
             **recorded,
-            extra={k: v for k, v in data.items() if k not in ("run", "suite", *_RECORDED)})
+            extra={k: v for k, v in data.items()
+                   if k not in ("run", "suite", "plan_rules", *_RECORDED)})
 
     @classmethod
     def read(cls, config: RunConfig, registry: Registry, path: str | Path) -> ResolvedRun:
@@ -184,6 +220,9 @@ def resolve(suite: Suite, checked: CheckedSuite, run: RunSpec) -> ResolvedRun:
         run=run, classes=tuple(suite.classes), image_size=suite.image_size, split=suite.split,
         datasets=tuple(suite.datasets), report=suite.report, plugins=tuple(suite.plugins),
         source=suite.source, sampler_options=checked.samplers[run.sampler],
+        plan_rules=PlanRules(budget=suite.budget, budget_reference=suite.budget_reference,
+                             reference_options=checked.samplers.get(suite.budget_reference)
+                             if suite.budget == "equal" else None),
         backbone_options=checked.backbones[run.backbone],
         split_options=checked.split or Options(),
         dataset_options=tuple(checked.datasets))

@@ -31,7 +31,7 @@ from harness.plugin import guard
 from harness.plugin.check import CheckedSuite, check_data, check_suite
 from harness.plugin.options import Options
 from harness.plugin.registry import Registry, build_registry
-from harness.plugin.resolved import ResolvedRun, resolve
+from harness.plugin.resolved import PlanRules, ResolvedRun, resolve
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
 from harness.rundir.folder import (
     DamagedFile,
@@ -126,18 +126,17 @@ def selection_from_test(labels: np.ndarray, test: np.ndarray, classes: list[str]
     return np.sort(np.concatenate(parts)) if parts else test[:0]
 
 
-def make_plan(suite: Suite, registry: Registry, sampler_name: str, options: Options,
-              labels: np.ndarray, seed: list[int], split_phases: list[list[int]] | None,
-              epochs_per_phase: int, fold: int = 1, run_id: str | None = None,
-              reference_options: Options | None = None) -> Plan:
-    """Ask the sampler for a plan, under the suite's budget rule.
+def make_plan(registry: Registry, rules: PlanRules, classes: tuple[str, ...],
+              sampler_name: str, options: Options, labels: np.ndarray, seed: list[int],
+              split_phases: list[list[int]] | None, epochs_per_phase: int, fold: int = 1,
+              run_id: str | None = None) -> Plan:
+    """Ask the sampler for a plan, under the suite's budget rule (``rules``).
 
     With ``budget: equal`` every strategy gets the images-seen budget of the suite's
     ``budget_reference`` plan on the same fold and seed, so a strategy never wins by
     training longer. A sampler whose
     own options set ``budget`` or ``epochs`` (``harness.SamplerOptions``) keeps them.
-    ``options`` and ``reference_options`` are the samplers' validated options
-    (``CheckedSuite.samplers``).
+    ``options`` are the sampler's validated options.
     """
     sampler = registry.get("samplers", sampler_name)
     own_budget = getattr(options, "budget", None)
@@ -147,15 +146,15 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, options: Opti
         budget = int(own_budget)
     elif own_epochs is not None:
         budget = None
-    elif suite.budget == "equal" and sampler_name != suite.budget_reference:
-        reference = make_plan(suite, registry, suite.budget_reference,
-                              reference_options or Options(),
-                              labels, seed, split_phases, epochs_per_phase, fold)
+    elif rules.budget == "equal" and sampler_name != rules.budget_reference:
+        reference = make_plan(registry, rules, classes, rules.budget_reference,
+                              rules.reference_options or Options(), labels, seed, split_phases,
+                              epochs_per_phase, fold)
         budget = reference.budget(epochs_per_phase)
-    elif isinstance(suite.budget, int):
-        budget = suite.budget
+    elif isinstance(rules.budget, int):
+        budget = rules.budget
     context = SamplerContext(
-        classes=tuple(suite.classes), rng=np.random.default_rng(seed), budget=budget,
+        classes=tuple(classes), rng=np.random.default_rng(seed), budget=budget,
         epochs_per_phase=epochs_per_phase, split_phases=split_phases, fold=fold,
         seed=int(seed[-1]) if seed else 0)
     plugin = guard.who(registry, "samplers", sampler_name)
@@ -170,8 +169,7 @@ def make_plan(suite: Suite, registry: Registry, sampler_name: str, options: Opti
     return plan
 
 
-def selection_evaluations(suite: Suite, run: ResolvedRun, plan: Plan,
-                          n_train: int) -> int | None:
+def selection_evaluations(run: ResolvedRun, plan: Plan, n_train: int) -> int | None:
     """How often a run scores the selection split, fixed by what its run id covers.
 
     ``training.select_evaluations: N`` asks for N. Under ``budget: equal`` without it, N is
@@ -186,14 +184,13 @@ def selection_evaluations(suite: Suite, run: ResolvedRun, plan: Plan,
     epochs_per_phase = run.training.epochs_per_phase
     asked = run.training.select_evaluations
     if asked is None:
-        if suite.budget != "equal" or n_train <= 0:
+        if run.plan_rules.budget != "equal" or n_train <= 0:
             return None
         asked = math.ceil(plan.budget(epochs_per_phase) / n_train)
     return max(1, min(int(asked), plan.selectable_epochs(epochs_per_phase)))
 
 
-def plan_for(suite: Suite, resolved: ResolvedRun, records, fold: Fold, registry: Registry,
-             checked: CheckedSuite) -> dict:
+def plan_for(resolved: ResolvedRun, records, fold: Fold, registry: Registry) -> dict:
     """What ``plan.json`` holds: the sampler's plan and the images of every part."""
     classes, run = list(resolved.classes), resolved.run
     epochs_per_phase = run.training.epochs_per_phase
@@ -202,13 +199,14 @@ def plan_for(suite: Suite, resolved: ResolvedRun, records, fold: Fold, registry:
     if fold.phases is not None:
         position = {int(r): i for i, r in enumerate(fold.train)}
         phases = [[position[int(r)] for r in phase] for phase in fold.phases]
-    plan = make_plan(suite, registry, run.sampler, resolved.sampler_options, train_labels,
+    plan = make_plan(registry, resolved.plan_rules, resolved.classes, run.sampler,
+                     resolved.sampler_options, train_labels,
                      [resolved.split.seed, run.fold, run.seed], phases, epochs_per_phase,
-                     run.fold, run.run_id, checked.samplers.get(suite.budget_reference))
+                     run.fold, run.run_id)
     select = selection_indices(resolved, fold, records)
     per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
     extra = {}
-    evaluations = selection_evaluations(suite, resolved, plan, len(fold.train)) if len(select) \
+    evaluations = selection_evaluations(resolved, plan, len(fold.train)) if len(select) \
         else None
     if evaluations is not None:
         extra["select_evaluations"] = evaluations
@@ -242,7 +240,7 @@ def current_fingerprints(suite: Suite, registry: Registry,
 
 
 def write_run_files(suite: Suite, resolved: ResolvedRun, prepared: Prepared,
-                    registry: Registry, checked: CheckedSuite, run_dir: Path) -> None:
+                    registry: Registry, run_dir: Path) -> None:
     """``config.json`` (``resolved`` with what preparing the data recorded) and
     ``plan.json``; kept as they are when a run resumes.
 
@@ -254,8 +252,7 @@ def write_run_files(suite: Suite, resolved: ResolvedRun, prepared: Prepared,
         return
     folder.clear(plan_too=True)
     run = resolved.run
-    plan_json = plan_for(suite, resolved, prepared.records, prepared.folds[run.fold - 1],
-                         registry, checked)
+    plan_json = plan_for(resolved, prepared.records, prepared.folds[run.fold - 1], registry)
     code = staleness.code_versions(suite, registry, run)
     resolved = dataclasses.replace(
         resolved, cache=str(prepared.cache.path), data=prepared.provenance,
@@ -585,7 +582,7 @@ def run_suite(
             planned = []
             for run in pending:
                 try:
-                    write_run_files(suite, resolved[run.run_id], prepared, registry, checked,
+                    write_run_files(suite, resolved[run.run_id], prepared, registry,
                                     run_dir_for(runs_root, run))
                 except guard.PluginFailure as exc:  # this run only: the others go on
                     RunFolder(run_dir_for(runs_root, run)).write_status("failed", error=str(exc))
