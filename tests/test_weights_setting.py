@@ -150,10 +150,10 @@ def test_dry_run_refuses_an_unknown_weights_name_in_one_line(make_suite, run_har
     result = run_harness("run", suite, "--dry-run")
     assert result.exit_code == 2
     assert result.output.splitlines() == [
-        f"error: {suite}: training.weights: backbone 'pixels' has no weights 'imagnet' for "
+        (f"error: {suite}: training.weights: backbone 'pixels' has no weights 'imagnet' for "
         "the centroid engine. Did you mean 'imagenet'? Expected one of: random, imagenet, "
         "keras-imagenet, or a weights file (a path with '/' or ending in .pt, .pth, .bin, "
-        ".safetensors, .h5, .keras)"]
+        ".safetensors, .h5, .keras)")]
     override = make_suite("over", backbones={"pixels": {"weights": "tf"}})
     result = run_harness("run", override, "--dry-run")
     assert result.exit_code == 2
