@@ -89,31 +89,31 @@ def builders(function: str, engines: tuple[str, ...] = ("torch", "keras")) -> di
     return {engine: lazy(f"{modules[engine]}:{function}") for engine in engines}
 
 
-@hookimpl
-def register_backbones(register):
-    register(BackboneSpec(
+#: The specs, by name (``keras_convert`` resolves weights with them too).
+SPECS = {spec.name: spec for spec in (
+    BackboneSpec(
         name="xception",
         description="Xception without its top (keras.applications / timm legacy_xception); "
                     "10x10x2048 at 300",
         builders=builders("build_xception"),
         weights=paper_sources(("xception",)),
         published_batch_size=PAPER_BATCH, bench_default=True,
-    ))
-    register(BackboneSpec(
+    ),
+    BackboneSpec(
         name="resnet50v2",
         description="ResNet50V2 without its top, Keras layout (stride in each stage's last "
                     "block) in both engines; 10x10x2048 at 300",
         builders=builders("build_resnet50v2"),
         weights=paper_sources(("resnet50v2",)),
         published_batch_size=PAPER_BATCH, bench_default=True,
-    ))
-    register(BackboneSpec(
+    ),
+    BackboneSpec(
         name="resnetv2_50_timm",
         description="timm's resnetv2_50 (stride in each stage's first block); torch only",
         builders=builders("build_resnetv2_50_timm", engines=("torch",)),
         weights=paper_sources(("resnetv2_50_timm",), keras=False),
-    ))
-    register(BackboneSpec(
+    ),
+    BackboneSpec(
         name="concat",
         description="Two or more backbones on one shared input, feature maps concatenated "
                     "on channels (the paper: xception + resnet50v2)",
@@ -122,4 +122,11 @@ def register_backbones(register):
         # Each member loads its own; declared for the default members.
         weights=paper_sources(PAPER_MEMBERS),
         published_batch_size=PAPER_CONCAT_BATCH, bench_default=True,
-    ))
+    ),
+)}
+
+
+@hookimpl
+def register_backbones(register):
+    for spec in SPECS.values():
+        register(spec)
