@@ -86,6 +86,7 @@ def test_the_paper_networks_declare_their_sources(registry):
     assert tiny.weights == () and tiny.weight_sources() == [RANDOM_WEIGHTS]
 
 
+@pytest.mark.torch
 def test_declared_torch_checkpoints_are_timms_defaults_with_their_statistics():
     """What ``imagenet`` loads in torch (timm's default tag) and the statistics its cfg gives."""
     timm = pytest.importorskip("timm")
@@ -207,6 +208,7 @@ def test_describe_lists_the_weight_sources(run_harness):
         ("keras-imagenet", ["torch"], "inception")]
 
 
+@pytest.mark.torch
 def test_builders_receive_the_resolved_source():
     """``random`` is no weights in torch as in keras; the builder is handed a source."""
     pytest.importorskip("torch")
