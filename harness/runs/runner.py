@@ -33,6 +33,7 @@ from harness.plugin.options import Options
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.resolved import PlanRules, ResolvedRun, resolve
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
+from harness.plugin.weights import with_normalization
 from harness.rundir.folder import (
     DamagedFile,
     PlanFile,
@@ -538,7 +539,8 @@ def run_suite(
     registry = build_registry(suite.plugins)
     try:  # plugin options and folds are checked here: name the override that set them
         checked = check_suite(suite, registry)
-        runs = filter_runs(expand(suite), list(only))
+        # normalization: auto becomes what each run's weights declare (ids unchanged)
+        runs = with_normalization(filter_runs(expand(suite), list(only)), checked.weights)
         resolved = resolve_runs(suite, checked, runs, overrides)
     except HarnessError as exc:
         raise blame_override(exc, overrides, suite.source) from None
