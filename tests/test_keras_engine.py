@@ -108,7 +108,9 @@ from harness_plugins.engines.keras_engine.model import KerasModel
 from harness.training import loop
 from harness.engine_api import Batch
 job = make_job("/tmp/unused", head="gap", lr=3e-3)
-job.training.augmentation.enabled = False
+import dataclasses
+job.training = dataclasses.replace(job.training, augmentation=dataclasses.replace(
+    job.training.augmentation, enabled=False))
 model = KerasModel(loop.context_for(job))
 batch = Batch(job.images[:12], job.labels[:12].astype(np.int64))
 before = model.get_weights()
