@@ -64,14 +64,26 @@ def stop(proc: subprocess.Popen, grace: float) -> None:
 
 
 def worker_signals() -> None:
-    """In the worker: Ctrl-C (SIGINT) raises ``KeyboardInterrupt``, whoever started us.
+    """In the worker: Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt``, whoever
+    started us, from the first line on (the training loop then turns them into "stop after
+    this epoch").
 
     A child inherits its parent's signal mask and ignored signals (a Ray worker's task
-    thread blocks SIGINT): the worker would train on, deaf to a cancel.
+    thread blocks SIGINT): the worker would train on, deaf to a cancel. And SIGTERM's
+    default ends a process on the spot: a SIGTERM to the whole process group (``kill --
+    -PGID``, a scheduler ending a job) that reached a worker still importing its framework
+    (TensorFlow takes seconds) left its run ``running``, with no record of the stop.
     """
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
     die_with_parent()
+
+
+def _terminated(signum, frame) -> None:
+    from harness.interrupts import Interrupted
+
+    raise Interrupted(signum)
 
 
 def die_with_parent() -> None:
