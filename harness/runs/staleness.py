@@ -156,7 +156,6 @@ def stale_parts(config: RunConfig, current: dict[str, str]) -> list[str]:
     return [p for p in PARTS if p in stored and p in current and stored[p] != current[p]]
 
 
-
 def _pin(entry: Any) -> tuple[str, str] | None:
     """``("timm", "1.0.9")`` from ``"timm==1.0.9"``; ``None`` for what names no version."""
     name, sep, version = str(entry).partition("==")
