@@ -40,16 +40,22 @@ def run_worker(run_dir: str | Path, env: dict[str, str] | None = None,
                 return proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 continue
-    except BaseException:
-        stop(proc, grace)
+    except BaseException as exc:
+        stop(proc, grace, at_once=getattr(exc, "signum", signal.SIGINT) != signal.SIGINT)
         raise
 
 
-def stop(proc: subprocess.Popen, grace: float) -> None:
-    """SIGINT (the worker records ``interrupted``), then SIGKILL after ``grace`` seconds."""
+def stop(proc: subprocess.Popen, grace: float, at_once: bool = False) -> None:
+    """SIGINT (the worker records ``interrupted``), then SIGKILL after ``grace`` seconds.
+
+    After a Ctrl-C the worker is given half a second first (the terminal sent it the
+    signal too); ``at_once`` (a SIGTERM, which ``kill PID`` sends to this process alone)
+    passes it on without that wait: a fast run would otherwise train several more epochs.
+    """
     try:
-        proc.wait(timeout=0.5)  # a Ctrl-C on the terminal reached the worker already
-        return
+        if not at_once:
+            proc.wait(timeout=0.5)  # a Ctrl-C on the terminal reached the worker already
+            return
     except subprocess.TimeoutExpired:
         pass
     try:
