@@ -322,6 +322,8 @@ def run_command(ctx, suite, overrides, dry_run, print_config, only, fail_fast, o
             from harness.runs.runner import stale_line
 
             click.echo(stale_line(len(stale)))
+            for line in result.stale_why:
+                click.echo(line)
         return
     if detach:
         from harness.cli.status_command import echo_detached

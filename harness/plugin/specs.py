@@ -520,12 +520,16 @@ class EngineSpec:
     ``"keras"``) to build every backbone written for that framework (``builder``).
     ``install`` is the command that installs the framework (``pip install
     'cxr-harness[tf]'``): every command that needs a missing framework names it in one line.
+    ``libraries`` are the other distributions whose versions change the engine's numbers
+    (``("timm",)``: timm builds the torch networks); with the framework they are recorded in
+    every run's ``config.json`` and part of its fingerprint, so a new version marks runs stale.
     """
 
     name: str
     description: str
     build: BuildFn
     framework: str = ""
+    libraries: tuple[str, ...] = ()
     check_backbone: CheckBackboneFn | None = None
     backbones: str = ""
     install: str = ""

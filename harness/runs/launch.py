@@ -40,16 +40,22 @@ def run_worker(run_dir: str | Path, env: dict[str, str] | None = None,
                 return proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 continue
-    except BaseException:
-        stop(proc, grace)
+    except BaseException as exc:
+        stop(proc, grace, at_once=getattr(exc, "signum", signal.SIGINT) != signal.SIGINT)
         raise
 
 
-def stop(proc: subprocess.Popen, grace: float) -> None:
-    """SIGINT (the worker records ``interrupted``), then SIGKILL after ``grace`` seconds."""
+def stop(proc: subprocess.Popen, grace: float, at_once: bool = False) -> None:
+    """SIGINT (the worker records ``interrupted``), then SIGKILL after ``grace`` seconds.
+
+    After a Ctrl-C the worker is given half a second first (the terminal sent it the
+    signal too); ``at_once`` (a SIGTERM, which ``kill PID`` sends to this process alone)
+    passes it on without that wait: a fast run would otherwise train several more epochs.
+    """
     try:
-        proc.wait(timeout=0.5)  # a Ctrl-C on the terminal reached the worker already
-        return
+        if not at_once:
+            proc.wait(timeout=0.5)  # a Ctrl-C on the terminal reached the worker already
+            return
     except subprocess.TimeoutExpired:
         pass
     try:
@@ -64,14 +70,26 @@ def stop(proc: subprocess.Popen, grace: float) -> None:
 
 
 def worker_signals() -> None:
-    """In the worker: Ctrl-C (SIGINT) raises ``KeyboardInterrupt``, whoever started us.
+    """In the worker: Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt``, whoever
+    started us, from the first line on (the training loop then turns them into "stop after
+    this epoch").
 
     A child inherits its parent's signal mask and ignored signals (a Ray worker's task
-    thread blocks SIGINT): the worker would train on, deaf to a cancel.
+    thread blocks SIGINT): the worker would train on, deaf to a cancel. And SIGTERM's
+    default ends a process on the spot: a SIGTERM to the whole process group (``kill --
+    -PGID``, a scheduler ending a job) that reached a worker still importing its framework
+    (TensorFlow takes seconds) left its run ``running``, with no record of the stop.
     """
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
     die_with_parent()
+
+
+def _terminated(signum, frame) -> None:
+    from harness.interrupts import Interrupted
+
+    raise Interrupted(signum)
 
 
 def die_with_parent() -> None:

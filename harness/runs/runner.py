@@ -68,6 +68,8 @@ class SuiteResult:
     report: Path | None = None
     #: Ids of runs planned by an older suite (code, data or settings), kept as they are.
     stale: list[str] = field(default_factory=list)
+    #: Why they are stale, one line per distinct reason (``code changed: timm 0.9 -> 1.0``).
+    stale_why: list[str] = field(default_factory=list)
     #: run id -> where a scheduler holds it (``slurm job 1234``), for ``--detach``.
     jobs: dict[str, str] = field(default_factory=dict)
 
@@ -261,7 +263,7 @@ def write_run_files(suite: Suite, resolved: ResolvedRun, prepared: Prepared,
         versions={"harness": __version__, "python": platform.python_version(),
                   "numpy": np.__version__, "git": git_revision(),
                   "platform": platform.platform(), "plugins": code["plugins"],
-                  "framework": code["framework"]})
+                  "framework": code["framework"], "libraries": code["libraries"]})
     resolved = dataclasses.replace(resolved, fingerprint=staleness.fingerprint(
         run.to_json(), resolved.suite_section(), code,
         staleness.data_versions(prepared.provenance)))
@@ -333,8 +335,9 @@ def triage(runs: list[RunSpec], runs_root: Path, echo: Callable[[str], None],
             if state == "failed" and rerun == "failed":
                 out.restart[r.run_id] = True
             elif stale:
+                why = staleness.why_stale(folder.config(), stale)
                 echo(f"{r.run_id}: planned by an older suite ({', '.join(stale)} changed); "
-                     "planning it again")
+                     f"planning it again ({why})")
                 out.restart[r.run_id] = True
         else:
             damage = damage or folder.verified()
@@ -351,6 +354,17 @@ def triage(runs: list[RunSpec], runs_root: Path, echo: Callable[[str], None],
                 continue
         out.pending.append(r)
     return out
+
+
+def stale_why(runs: list[RunSpec], ids: list[str], runs_root: Path,
+              current: dict[str, dict[str, str]]) -> list[str]:
+    """One line per distinct reason the runs ``ids`` are stale, with how many runs it has."""
+    counts: Counter[str] = Counter()
+    for r in runs:
+        if r.run_id in ids:
+            folder = RunFolder(run_dir_for(runs_root, r))
+            counts[staleness.why_stale(folder.config(), stale_of(folder, current[r.run_id]))] += 1
+    return [f"  {why} ({n} run{'s' if n != 1 else ''})" for why, n in counts.items() if why]
 
 
 def stale_line(n: int) -> str:
@@ -556,6 +570,7 @@ def run_suite(
     if dry_run:
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
                         and stale_of(RunFolder(run_dir_for(runs_root, r)), current[r.run_id])]
+        result.stale_why = stale_why(runs, result.stale, runs_root, current)
         return result
     check_output_folders([store.child(runs_root, suite.name)]
                          + [run_dir_for(runs_root, r) for r in runs])
@@ -568,7 +583,10 @@ def run_suite(
     echo(f"suite {suite.name!r}: {len(runs)} runs, {len(done)} already done, "
          f"{len(pending)} to run")
     if result.stale:
+        result.stale_why = stale_why(runs, result.stale, runs_root, current)
         echo(stale_line(len(result.stale)))
+        for line in result.stale_why:
+            echo(line)
     suite_runs = store.child(runs_root, suite.name)
     trackers = start_trackers(suite, registry, suite_runs, pending, done, echo)
     try:

@@ -232,6 +232,12 @@ class Trackers:
             lane.close()
 
 
+def live(ref: Mapping[str, Any]) -> bool:
+    """Whether a tracker is still on for the suite: not switched off, budget left."""
+    left = float(ref.get("timeout", DEFAULT_TIMEOUT)) - float(ref.get("spent", 0.0))
+    return not ref.get("off") and left > 0
+
+
 def build(registry: Any, refs: Iterable[Mapping[str, Any]]) -> Trackers:
     """Trackers from ``[{name, options, timeout, state, off, spent}]`` (a suite's
     ``trackers:``, as ``trackers.json`` keeps them).
@@ -242,9 +248,9 @@ def build(registry: Any, refs: Iterable[Mapping[str, Any]]) -> Trackers:
     """
     lanes = []
     for ref in refs:
-        left = float(ref.get("timeout", DEFAULT_TIMEOUT)) - float(ref.get("spent", 0.0))
-        if ref.get("off") or left <= 0:
+        if not live(ref):
             continue
+        left = float(ref.get("timeout", DEFAULT_TIMEOUT)) - float(ref.get("spent", 0.0))
         spec = registry.get("trackers", ref["name"])
         options = validate_options(spec.options, ref.get("options") or {},
                                    f"trackers.{ref['name']}.options", "trackers")
@@ -322,6 +328,8 @@ def for_run(run_dir: Path) -> Trackers:
         from harness.plugin.registry import build_registry
 
         plugins, refs = settings
+        if not any(live(ref) for ref in refs):  # all off: no registry, no thread
+            return Trackers()
         return build(build_registry(plugins), refs)
     except Exception as exc:  # noqa: BLE001 - trackers never fail a run
         warnings.warn(TrackerWarning(f"{path}: trackers are off for this run: "

@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         run(run_dir, trackers, attempt)
         return 0
     except BaseException as exc:  # noqa: BLE001 - record why; the runner goes on
-        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C must not cut the record short
+        if isinstance(exc, KeyboardInterrupt):  # a second signal must not cut the record short
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         message = (str(exc) if isinstance(exc, HarnessError)
                    else f"{type(exc).__name__}: {exc}")
         if isinstance(exc, KeyboardInterrupt):  # the loop says where it stopped, if it did

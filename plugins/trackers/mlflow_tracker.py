@@ -50,7 +50,30 @@ def tracking_uri(options: dict[str, Any], runs_root: Path) -> str:
     return f"sqlite:///{(Path(runs_root).resolve() / 'mlflow.db').as_posix()}"
 
 
+def refused(uri: str, seconds: float = 2.0) -> str | None:
+    """Why an ``http(s)://`` tracking server cannot be reached (``None`` when its port answers,
+    or the URI names no server).
+
+    One TCP connect, before MLflow is imported: a dead server then costs milliseconds,
+    instead of MLflow's import (seconds of CPU in every process) and its retries."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname, port), timeout=seconds).close()
+    except (OSError, ValueError) as exc:
+        return f"MLflow server {uri} cannot be reached: {exc}"
+    return None
+
+
 def client_for(uri: str):
+    problem = refused(uri)
+    if problem:
+        raise HarnessError(problem)
     try:
         from mlflow import MlflowClient
     except ImportError as exc:
@@ -60,10 +83,12 @@ def client_for(uri: str):
         # MLflow 3 refuses a file store unless asked; naming a file: URI is asking.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     # MLflow retries a refused connection 7 times with pauses growing from 2 s (minutes);
-    # the harness has its own time budget, so a dead server is given up on after two
-    # quick retries (about 3 s). The environment still overrides these.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    # the harness has its own time budget, and the next `harness run` records what a
+    # tracker missed, so a server that dies mid-run is given up on after one immediate
+    # retry (urllib3 waits before the second retry only). The environment overrides these.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     return MlflowClient(tracking_uri=uri)
 

@@ -9,12 +9,19 @@ run's summary under the names every tracker uses (``test/accuracy`` …).
 
 A run that resumes, or is retried, goes on in the same W&B run (its id is kept in
 ``wandb_id.txt`` in the run folder); a run trained again from scratch gets a new id.
+Offline, W&B cannot append to an earlier record, so a resumed run writes one fresh record
+under the same id: the history rows it resumes with (its ``history.csv``, which the core
+rewrites to the checkpoint's rows) are logged again, then the new ones, and the earlier
+attempt's record is removed unless ``wandb sync`` already uploaded it. Every run thus ends
+with one offline record whose history has each step once.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,11 +69,30 @@ def run_id_for(run: RunInfo) -> str:
     return new
 
 
+def history_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The run's ``history.csv`` rows (none when it has no file yet)."""
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def drop_unsynced(root: Path, wandb_id: str) -> None:
+    """Remove earlier offline records of ``wandb_id`` that ``wandb sync`` has not uploaded
+    (an uploaded one has a ``.synced`` marker beside its ``.wandb`` file, and is kept)."""
+    for record in root.glob(f"offline-run-*-{wandb_id}"):
+        if record.is_dir() and not any(record.glob("*.wandb.synced")):
+            shutil.rmtree(record, ignore_errors=True)
+
+
 class WandbTracker(Tracker):
     def __init__(self, options):
         self.options = WandbOptions.of(options)
         self.run = None
         self.step = 0
+        #: The run folder of an offline record that must first log the rows it resumes with.
+        self.catch_up: Path | None = None
 
     def _dir(self, suite_runs: Path) -> str:
         return self.options.dir or os.environ.get("WANDB_DIR") or str(suite_runs)
@@ -85,27 +111,45 @@ class WandbTracker(Tracker):
         wandb = _wandb()
         config = run.config.get("run", {})
         resumed = run.attempt > 1 and not run.backfill
+        offline = self.options.mode == "offline"
+        wandb_id = run_id_for(run)
+        self.step, self.catch_up = 0, None
+        if resumed and offline:  # one fresh record: earlier rows logged again, then new ones
+            drop_unsynced(Path(self._dir(run.run_dir.parent)) / "wandb", wandb_id)
+            self.catch_up = run.run_dir
         self.run = wandb.init(
             mode=self.options.mode, project=self.options.project or run.suite,
             entity=self.options.entity, dir=self._dir(run.run_dir.parent),
-            id=run_id_for(run), name=run.run_id, group=run.suite,
+            id=wandb_id, name=run.run_id, group=run.suite,
             job_type=run.combination.replace(" / ", "-"),
-            resume="allow" if resumed else None,
+            resume="allow" if resumed and not offline else None,
             config={**run.key, "training": config.get("training", {}),
                     "sampler_options": config.get("sampler_options", {}),
                     "data": run.data, "versions": run.config.get("versions", {})},
             settings=wandb.Settings(silent=True, console="off"),
             reinit="create_new")
 
+    def _catch_up(self, upto: int) -> None:
+        """Log the resumed-with rows ``self.step + 1 .. upto`` from the run's history."""
+        if self.catch_up is None:
+            return
+        rows = history_rows(self.catch_up)
+        self.catch_up = None
+        for step in range(self.step + 1, min(upto, len(rows)) + 1):
+            self.run.log(numbers(rows[step - 1]), step=step)
+            self.step = step
+
     def epoch(self, row: dict[str, Any], step: int) -> None:
         if self.run is None:
             return
+        self._catch_up(step - 1)
         self.step = step
         self.run.log(numbers(row), step=step)
 
     def run_end(self, end: RunEnd) -> None:
         if self.run is None:
             return
+        self._catch_up(len(history_rows(self.catch_up)) if self.catch_up else 0)
         if end.metrics:
             self.run.summary.update(dict(final_metrics(end.metrics)))
         self.run.summary["harness/state"] = end.state

@@ -16,7 +16,7 @@ from harness import EngineSpec, hookimpl, lazy
 @hookimpl
 def register_engines(register):
     register(EngineSpec(
-        name="keras", framework="tensorflow", install="pip install 'cxr-harness[tf]'",
+        name="keras", framework="tensorflow", libraries=("keras",), install="pip install 'cxr-harness[tf]'",
         description="TensorFlow / keras.applications (the paper's framework); "
                     "augmentation on the device, mixed precision on GPU",
         build=lazy(f"{__name__}.model:KerasModel"),

@@ -15,7 +15,7 @@ from harness import EngineSpec, hookimpl, lazy
 @hookimpl
 def register_engines(register):
     register(EngineSpec(
-        name="torch", framework="torch", install="pip install 'cxr-harness[torch]'",
+        name="torch", framework="torch", libraries=("timm",), install="pip install 'cxr-harness[torch]'",
         build=lazy(f"{__name__}.model:TorchModel"),
         check_backbone=lazy(f"{__name__}.ops:check_backbone"),
         description="PyTorch + timm; device augmentation, channels-last, bf16/fp16 autocast",
