@@ -64,8 +64,8 @@ def combination_block(combo: Combination, classes: list[str], report_cfg: dict[s
     return {
         "combo": combo, **combination_tables(combo, classes),
         "pooled": pooled_metrics(combo, classes, n_boot),
-        "confusion": figures.image_src(figures.confusion_figure(
-            combo, classes, list(report_cfg.get("confusion_folds") or []))),
+        "confusion": figures.confusion_grid(
+            combo, classes, list(report_cfg.get("confusion_folds") or [])),
         "paper_selection": any(r.selection == "paper" for r in combo.runs),
         "training": combo.runs[0].run.get("training", {}),
         "budget": combo.runs[0].budget,
