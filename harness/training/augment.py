@@ -63,6 +63,40 @@ def sample_params(rng: np.random.Generator, n: int, aug: Augmentation, size: int
     return AugmentParams(theta, tx, ty, shear, zx, zy, hflip, vflip)
 
 
+def sample_batches(rng: np.random.Generator, sizes: list[int], aug: Augmentation,
+                   size: int | tuple[int, int]) -> list[AugmentParams]:
+    """``[sample_params(rng, n, aug, size) for n in sizes]``, the same numbers from the same
+    stream in one draw: ``Generator.uniform(lo, hi)`` is ``lo + (hi - lo) * random()`` and
+    each batch takes its values in ``sample_params``'s order. Per batch and epoch, seven
+    generator calls were a fifth of the harness's own time per run (``harness bench
+    --study``); ``tests/test_augment.py`` checks that both give identical arrays."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if not aug.enabled:
+        return [AugmentParams.identity(n) for n in sizes]
+    # (low, high, scale) of each row a batch draws, in draw order; None: no draw (zeros).
+    rows = [(-aug.rotation, aug.rotation, 1.0) if aug.rotation else None,
+            (-aug.shift, aug.shift, h if aug.shift < 1 else 1.0) if aug.shift else None,
+            (-aug.shift, aug.shift, w if aug.shift < 1 else 1.0) if aug.shift else None,
+            (-aug.shear, aug.shear, 1.0) if aug.shear else None]
+    drawn = sum(r is not None for r in rows) + (2 if aug.zoom else 0) + 2
+    stream = rng.random(drawn * sum(sizes))
+    out, at = [], 0
+    for n in sizes:
+        u = iter(stream[at:at + drawn * n].reshape(drawn, n))
+        at += drawn * n
+        values = [np.zeros(n) if r is None else (r[0] + (r[1] - r[0]) * next(u)) * r[2]
+                  for r in rows]
+        if aug.zoom:
+            low, high = 1 - aug.zoom, 1 + aug.zoom
+            zx, zy = low + (high - low) * next(u), low + (high - low) * next(u)
+        else:
+            zx, zy = np.ones(n), np.ones(n)
+        hflip = (next(u) < 0.5) & bool(aug.hflip)
+        vflip = (next(u) < 0.5) & bool(aug.vflip)
+        out.append(AugmentParams(*values, zx, zy, hflip, vflip))
+    return out
+
+
 def centred_matrices(params: AugmentParams) -> np.ndarray:
     """``(n, 3, 3)`` output→input maps on ``(row, col, 1)`` pixel offsets from the centre."""
     n = len(params)
