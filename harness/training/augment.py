@@ -80,20 +80,25 @@ def sample_batches(rng: np.random.Generator, sizes: list[int], aug: Augmentation
             (-aug.shear, aug.shear, 1.0) if aug.shear else None]
     drawn = sum(r is not None for r in rows) + (2 if aug.zoom else 0) + 2
     stream = rng.random(drawn * sum(sizes))
-    out, at = [], 0
-    for n in sizes:
-        u = iter(stream[at:at + drawn * n].reshape(drawn, n))
-        at += drawn * n
-        values = [np.zeros(n) if r is None else (r[0] + (r[1] - r[0]) * next(u)) * r[2]
+    out, at, first = [], 0, 0
+    while first < len(sizes):  # consecutive batches of one size: one array op per value
+        n = sizes[first]
+        last = first
+        while last + 1 < len(sizes) and sizes[last + 1] == n:
+            last += 1
+        count = last - first + 1
+        u = iter(stream[at:at + count * drawn * n].reshape(count, drawn, n).transpose(1, 0, 2))
+        at += count * drawn * n
+        values = [np.zeros((count, n)) if r is None else (r[0] + (r[1] - r[0]) * next(u)) * r[2]
                   for r in rows]
         if aug.zoom:
             low, high = 1 - aug.zoom, 1 + aug.zoom
-            zx, zy = low + (high - low) * next(u), low + (high - low) * next(u)
+            values += [low + (high - low) * next(u), low + (high - low) * next(u)]
         else:
-            zx, zy = np.ones(n), np.ones(n)
-        hflip = (next(u) < 0.5) & bool(aug.hflip)
-        vflip = (next(u) < 0.5) & bool(aug.vflip)
-        out.append(AugmentParams(*values, zx, zy, hflip, vflip))
+            values += [np.ones((count, n)), np.ones((count, n))]
+        values += [(next(u) < 0.5) & bool(aug.hflip), (next(u) < 0.5) & bool(aug.vflip)]
+        out.extend(AugmentParams(*(v[i] for v in values)) for i in range(count))
+        first = last + 1
     return out
 
 
