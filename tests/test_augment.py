@@ -11,6 +11,7 @@ from harness.training.augment import (
     affine_matrices,
     centred_matrices,
     pixel_matrices,
+    sample_batches,
     sample_params,
 )
 
@@ -140,3 +141,21 @@ def test_matrices_are_float32_with_the_documented_shapes():
     p = sample_params(np.random.default_rng(0), 5, Augmentation(), 64)
     assert affine_matrices(p, 64).shape == (5, 2, 3) and affine_matrices(p, 64).dtype == np.float32
     assert pixel_matrices(p, 64).shape == (5, 3, 3) and pixel_matrices(p, 64).dtype == np.float32
+
+
+@pytest.mark.parametrize("aug", [
+    Augmentation(), Augmentation(rotation=0.0, shear=0.0), Augmentation(zoom=0.0, shift=0.3),
+    Augmentation(hflip=False, rotation=12.5, shear=0.9, zoom=0.9),
+    Augmentation(enabled=False)])
+def test_one_draw_for_an_epoch_gives_the_batches_of_one_draw_each(aug):
+    # The loop draws an epoch's transforms at once (sample_batches); the numbers must be
+    # those of drawing batch by batch, or a run would not repeat a run of an older version.
+    for sizes in ([30, 30, 30, 7, 1], [5, 5, 3, 5, 5]):
+        whole = sample_batches(np.random.default_rng(11), sizes, aug, (300, 224))
+        rng = np.random.default_rng(11)
+        assert len(whole) == len(sizes)
+        for n, got in zip(sizes, whole):
+            want = sample_params(rng, n, aug, (300, 224))
+            for name in ("theta", "tx", "ty", "shear", "zx", "zy", "hflip", "vflip"):
+                assert np.array_equal(getattr(got, name), getattr(want, name)), name
+                assert getattr(got, name).dtype == getattr(want, name).dtype, name

@@ -174,8 +174,10 @@ def reliability_figure(true: np.ndarray, proba: np.ndarray, title: str):
 
 
 def calibration_block(combo, n_boot: int = 1000) -> dict[str, Any] | None:
-    """Per run and mean: ECE, Brier, macro AUROC [95 %]; reliability diagram (data URI)."""
-    from harness.analysis.figures import png_data_uri
+    """Per run and mean: ECE, Brier, macro AUROC [95 %]; reliability diagram (data URI, SVG:
+    its ~17 points are a few hundred bytes of vector, where a PNG costs its pixels and the
+    largest share of the report's time)."""
+    from harness.analysis.figures import image_src
 
     runs = [r for r in combo.runs if r.predictions is not None and r.predictions.proba is not None]
     if not runs:
@@ -194,7 +196,7 @@ def calibration_block(combo, n_boot: int = 1000) -> dict[str, Any] | None:
 
     return {"runs": rows, "ece": mean("ece"), "brier": mean("brier"), "auroc": mean("auroc"),
             "n_bins": N_BINS, "bootstrap": n_boot,
-            "figure": png_data_uri(reliability_figure(true, proba, combo.name))}
+            "figure": image_src(reliability_figure(true, proba, combo.name))}
 
 
 def write_calibration_exports(out: Path, blocks: list[dict[str, Any]]) -> None:

@@ -1,6 +1,6 @@
 """Figures of the report, as matplotlib ``Figure`` objects (no pyplot, no global state).
 
-Per combination the confusion matrices (the paper's Figure 4); per comparison the forest
+Per combination the confusion matrices (the paper's Figure 4, as shaded HTML tables); per comparison the forest
 plot of differences from the reference and the mean-rank chart of the headline figures, the
 ROC and precision-recall curves per class and the trade-off of the focus class (sensitivity
 against false positives). ``image_src`` embeds any of them in the self-contained page, as
@@ -113,30 +113,30 @@ def strategy_colours(strategies: Sequence[str]) -> dict[str, Any]:
     return {s: cmap(order[i % 20]) for i, s in enumerate(strategies)}
 
 
-def confusion_figure(combo, classes: list[str], folds: list[int]):
-    """The paper's Figure 4: one confusion matrix per drawn fold (rows true, columns predicted)."""
-    from matplotlib.figure import Figure
+def confusion_grid(combo, classes: list[str], folds: list[int]) -> list[dict[str, Any]]:
+    """The paper's Figure 4 as HTML tables: one confusion matrix per drawn fold (rows true,
+    columns predicted), each cell shaded by its share of the row (matplotlib's ``Blues``).
 
+    Tables, not a matplotlib figure: the counts stay text, and 12 figures of 15 panels each
+    were about a third of the 180-run study's report time (axes, layout and two draws per
+    panel), for a few kilobytes of HTML here."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    blues = colormaps["Blues"]
     runs = [r for r in combo.runs if not folds or r.fold in folds] or combo.runs
-    cols = min(len(runs), 3)
-    rows = math.ceil(len(runs) / cols)
-    fig = Figure(figsize=(3.3 * cols, 3.1 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax, r in zip(axes, runs):
+    seeds = len({x.seed for x in combo.runs}) > 1
+    panels = []
+    for r in runs:
         cm = np.asarray(r.metrics["confusion"])
         share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="none")
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=10,
-                        color="white" if share[i, j] > 0.6 else "black")
-        ax.set_xticks(range(len(classes)), classes, fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8, rotation=90, va="center")
-        ax.set(xlabel="predicted", ylabel="true", title=f"fold {r.fold}" +
-               (f", seed {r.seed}" if len({x.seed for x in combo.runs}) > 1 else ""))
-    for ax in axes[len(runs):]:
-        ax.axis("off")
-    return fig
+        panels.append({
+            "title": f"fold {r.fold}" + (f", seed {r.seed}" if seeds else ""),
+            "rows": [{"label": classes[i], "cells": [
+                {"n": int(cm[i, j]), "bg": to_hex(blues(float(share[i, j]))),
+                 "fg": "#fff" if share[i, j] > 0.6 else "#000"} for j in range(len(classes))]}
+                for i in range(len(classes))]})
+    return panels
 
 
 def _pooled(runs: Sequence[RunLike], strategy: str) -> tuple[np.ndarray, np.ndarray, int]:

@@ -173,6 +173,23 @@ def distribution_of(module: Any) -> str:
         return ""
 
 
+#: ``"name version"`` by metadata folder: each lookup parses a METADATA file, and every run's
+#: worker builds a registry (a warm host's children inherit the host's lookups). A folder's
+#: name holds the version, so an upgrade is a new key.
+_DIST_LABELS: dict[str, str] = {}
+
+
+def _dist_label(dist: Any) -> str:
+    key = str(getattr(dist, "_path", "") or "")
+    label = _DIST_LABELS.get(key) if key else None
+    if label is None:
+        meta = dist.metadata  # one parse for both fields (``dist.name``, ``dist.version``)
+        label = f"{meta['Name']} {meta['Version']}"
+        if key:
+            _DIST_LABELS[key] = label
+    return label
+
+
 def load_entry_points(pm: pluggy.PluginManager, found: dict[str, str] | None = None) -> None:
     """Register every module of the ``harness`` entry-point group (built-ins included)."""
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -189,7 +206,7 @@ def load_entry_points(pm: pluggy.PluginManager, found: dict[str, str] | None = N
         pm.register(module, name=ep.name)
         if found is not None:
             dist = getattr(ep, "dist", None)
-            found[ep.name] = f"{dist.name} {dist.version}" if dist is not None else ""
+            found[ep.name] = _dist_label(dist) if dist is not None else ""
 
 
 def load_modules(pm: pluggy.PluginManager, modules: Iterable[str]) -> None:

@@ -19,6 +19,7 @@ to stderr). The host ignores SIGINT (Ctrl-C goes to the child, which checkpoints
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -87,6 +88,10 @@ def serve(modules: list[str]) -> int:
     for name in modules:
         importlib.import_module(name)
     _warm_registry()
+    # What the host imported is shared with every child until written to; a garbage
+    # collection in the child walks (and so copies) all of it. Frozen objects are never
+    # collected: measured 0.1 CPU s a run on the study (``harness bench --study``).
+    gc.freeze()
     out = os.fdopen(os.dup(1), "w", buffering=1)
     for line in sys.stdin:
         if not line.strip():

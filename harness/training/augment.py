@@ -63,6 +63,45 @@ def sample_params(rng: np.random.Generator, n: int, aug: Augmentation, size: int
     return AugmentParams(theta, tx, ty, shear, zx, zy, hflip, vflip)
 
 
+def sample_batches(rng: np.random.Generator, sizes: list[int], aug: Augmentation,
+                   size: int | tuple[int, int]) -> list[AugmentParams]:
+    """``[sample_params(rng, n, aug, size) for n in sizes]``, the same numbers from the same
+    stream in one draw: ``Generator.uniform(lo, hi)`` is ``lo + (hi - lo) * random()`` and
+    each batch takes its values in ``sample_params``'s order. Per batch and epoch, seven
+    generator calls were a fifth of the harness's own time per run (``harness bench
+    --study``); ``tests/test_augment.py`` checks that both give identical arrays."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if not aug.enabled:
+        return [AugmentParams.identity(n) for n in sizes]
+    # (low, high, scale) of each row a batch draws, in draw order; None: no draw (zeros).
+    rows = [(-aug.rotation, aug.rotation, 1.0) if aug.rotation else None,
+            (-aug.shift, aug.shift, h if aug.shift < 1 else 1.0) if aug.shift else None,
+            (-aug.shift, aug.shift, w if aug.shift < 1 else 1.0) if aug.shift else None,
+            (-aug.shear, aug.shear, 1.0) if aug.shear else None]
+    drawn = sum(r is not None for r in rows) + (2 if aug.zoom else 0) + 2
+    stream = rng.random(drawn * sum(sizes))
+    out, at, first = [], 0, 0
+    while first < len(sizes):  # consecutive batches of one size: one array op per value
+        n = sizes[first]
+        last = first
+        while last + 1 < len(sizes) and sizes[last + 1] == n:
+            last += 1
+        count = last - first + 1
+        u = iter(stream[at:at + count * drawn * n].reshape(count, drawn, n).transpose(1, 0, 2))
+        at += count * drawn * n
+        values = [np.zeros((count, n)) if r is None else (r[0] + (r[1] - r[0]) * next(u)) * r[2]
+                  for r in rows]
+        if aug.zoom:
+            low, high = 1 - aug.zoom, 1 + aug.zoom
+            values += [low + (high - low) * next(u), low + (high - low) * next(u)]
+        else:
+            values += [np.ones((count, n)), np.ones((count, n))]
+        values += [(next(u) < 0.5) & bool(aug.hflip), (next(u) < 0.5) & bool(aug.vflip)]
+        out.extend(AugmentParams(*(v[i] for v in values)) for i in range(count))
+        first = last + 1
+    return out
+
+
 def centred_matrices(params: AugmentParams) -> np.ndarray:
     """``(n, 3, 3)`` output→input maps on ``(row, col, 1)`` pixel offsets from the centre."""
     n = len(params)

@@ -45,9 +45,9 @@ def train_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray, bat
     steps = -(-len(order) // batch_size)
     # Draw every batch's transforms up front, in batch order: the draw never depends on
     # how far the reader thread has got.
-    params = [augment.sample_params(rng, len(order[s * batch_size:(s + 1) * batch_size]),
-                                    aug, image_size)
-              if rng is not None and aug.enabled else None for s in range(steps)]
+    sizes = [len(order[s * batch_size:(s + 1) * batch_size]) for s in range(steps)]
+    params = (augment.sample_batches(rng, sizes, aug, image_size)
+              if rng is not None and aug.enabled else [None] * steps)
 
     def load(step: int) -> Batch:
         idx = order[step * batch_size:(step + 1) * batch_size]
