@@ -21,3 +21,13 @@ def shared_dir() -> Path:
 def _quiet(monkeypatch):
     """No progress bars in test output."""
     monkeypatch.setenv("HARNESS_QUIET", "1")
+
+
+@pytest.fixture(scope="session")
+def interrupted_run(tmp_path_factory):
+    """One torch run stopped by SIGTERM and resumed under load, and the same run trained
+    through (``tests/interrupted.py``); built once, read by several tests."""
+    pytest.importorskip("torch")
+    from interrupted import interrupted_torch_run
+
+    return interrupted_torch_run(tmp_path_factory.mktemp("interrupted"))
