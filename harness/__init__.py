@@ -16,6 +16,7 @@ from harness.plugin.lazy import lazy
 from harness.plugin.options import Options
 from harness.plugin.specs import (
     BACKBONE_CONTRACT,
+    RANDOM_WEIGHTS,
     BackboneSpec,
     ClassKey,
     ClassName,
@@ -34,10 +35,10 @@ from harness.plugin.specs import (
     SplitterContext,
     SplitterSpec,
     TrackerSpec,
+    WeightSource,
     suite_of,
 )
 from harness.plugin.trackers import RunEnd, RunInfo, SuiteEnd, SuiteInfo, Tracker
-from harness.plugin.weights import Weights, parse_weights
 from harness.runs.launch import run_worker
 from harness.version import __version__ as __version__
 
@@ -58,6 +59,7 @@ def load_results(runs_dir):
 __all__ = [
     "BACKBONE_CONTRACT",
     "DEFAULT_CLASSES",
+    "RANDOM_WEIGHTS",
     "BackboneSpec",
     "ClassKey",
     "ClassName",
@@ -84,13 +86,12 @@ __all__ = [
     "SuiteInfo",
     "Tracker",
     "TrackerSpec",
-    "Weights",
+    "WeightSource",
     "fill_cache",
     "hookimpl",
     "lazy",
     "load_results",
     "meet_budget",
-    "parse_weights",
     "run",
     "run_worker",
     "suggest",

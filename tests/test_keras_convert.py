@@ -28,6 +28,8 @@ CHECK = textwrap.dedent("""
     import torch, timm  # before TensorFlow: the other order crashes the process on import
     import tensorflow as tf
     from harness_plugins.backbones import keras_convert, keras_models, torch_models
+    from harness import RANDOM_WEIGHTS
+    from harness.plugin.registry import build_registry
 
     def randomize(model, seed=0):
         rng = np.random.default_rng(seed)
@@ -46,12 +48,13 @@ CHECK = textwrap.dedent("""
 
     out = {}
     for name, size in (("xception", 75), ("resnet50v2", 64)):
-        keras_model = keras_models.MEMBERS[name](size, "none")
+        keras_model = keras_models.MEMBERS[name](size, RANDOM_WEIGHTS)
         randomize(keras_model)
         image = np.random.default_rng(1).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
         expected = keras_model(image, training=False).numpy()
         torch.save(keras_convert.convert(name, keras_model), keras_convert.converted_file(name))
-        net = torch_models.BUILDERS[name](size, "keras-imagenet").eval()
+        source = build_registry().get("backbones", name).weights_for("torch", "keras-imagenet")
+        net = torch_models.BUILDERS[name](size, source).eval()
         with torch.no_grad():
             got = net(torch.from_numpy(image.transpose(0, 3, 1, 2))).numpy()
         got = got.transpose(0, 2, 3, 1)
@@ -84,10 +87,12 @@ def test_missing_conversion_says_how_to_make_it(tmp_path, monkeypatch):
     from harness_plugins.backbones import keras_convert, torch_models
 
     from harness.errors import HarnessError
+    from harness.plugin.registry import build_registry
 
     monkeypatch.setenv(keras_convert.WEIGHTS_ENV, str(tmp_path))
     with pytest.raises(HarnessError, match="harness weights convert-keras"):
-        torch_models.build_concat(64, "keras-imagenet")
+        torch_models.build_concat(64, build_registry().get("backbones", "concat")
+                                  .weights_for("torch", "keras-imagenet"))
 
 
 def test_convert_command_names_a_missing_h5_file(tmp_path):

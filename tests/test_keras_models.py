@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 
+from harness import RANDOM_WEIGHTS, WeightSource
 from harness.cli.describe import head_params
 from harness.errors import HarnessError
 from harness.plugin.registry import build_registry
@@ -22,6 +23,11 @@ pytestmark = pytest.mark.keras
 
 XCEPTION_NOTOP = 20_861_480  # keras.applications.Xception(include_top=False)
 RESNET50V2_NOTOP = 23_564_800  # keras.applications.ResNet50V2(include_top=False)
+
+
+def weights_of(backbone: str, value: str) -> WeightSource:
+    """``training.weights: value`` resolved for ``backbone``'s keras build, as the core does."""
+    return build_registry().get("backbones", backbone).weights_for("keras", value)
 
 
 def run_tf(code: str, timeout: int = 300) -> dict:
@@ -57,13 +63,14 @@ def test_missing_imagenet_weights_fail_before_building_and_name_file_and_folder(
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     tf_loaded_before = "tensorflow" in sys.modules  # another test may have imported it
     with pytest.raises(HarnessError) as err:
-        keras_models.build_xception(image_size=300, weights="imagenet", options={})
+        keras_models.build_xception(image_size=300, weights=weights_of("xception", "imagenet"),
+                                    options={})
     message = str(err.value)
     assert "xception_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert str(tmp_path / "kh" / "models") in message
     assert "never downloads" in message
     with pytest.raises(HarnessError, match="resnet50v2_weights_tf_dim_ordering_tf_kernels_notop"):
-        keras_models.build_concat(image_size=300, weights="imagenet",
+        keras_models.build_concat(image_size=300, weights=weights_of("concat", "imagenet"),
                                   options={"members": ["resnet50v2", "xception"]})
     # The check needs no framework: it does not import TensorFlow.
     assert ("tensorflow" in sys.modules) == tf_loaded_before
@@ -74,16 +81,18 @@ def test_weights_file_path_that_does_not_exist_is_named(tmp_path):
 
     missing = tmp_path / "my-weights.h5"
     with pytest.raises(HarnessError, match="my-weights.h5"):
-        keras_models.build_resnet50v2(image_size=300, weights=str(missing), options={})
-    assert keras_models.weights_file("xception", "none") is None
+        keras_models.build_resnet50v2(image_size=300,
+                                      weights=weights_of("resnet50v2", str(missing)), options={})
+    assert keras_models.weights_file("xception", RANDOM_WEIGHTS) is None
 
 
 def test_concat_needs_two_known_members():
     spec = build_registry().get("backbones", "concat")
     with pytest.raises(HarnessError, match="two or more"):
-        spec.builders["keras"](image_size=96, weights="none", options={"members": ["xception"]})
+        spec.builders["keras"](image_size=96, weights=RANDOM_WEIGHTS,
+                               options={"members": ["xception"]})
     with pytest.raises(HarnessError, match="unknown members"):
-        spec.builders["keras"](image_size=96, weights="none",
+        spec.builders["keras"](image_size=96, weights=RANDOM_WEIGHTS,
                                options={"members": ["xception", "vgg"]})
 
 

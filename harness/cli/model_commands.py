@@ -70,7 +70,8 @@ def _n(value: int) -> str:
 @click.option("--classes", "n_classes", type=int, default=3, show_default=True,
               help="Number of classes of the head.")
 @click.option("--weights", default="none", show_default=True,
-              help="none, imagenet (local cache only) or a weights file.")
+              help="random, a source the backbone declares (listed with --no-build), "
+                   "or a weights file.")
 @click.option("--no-build", is_flag=True, help="Backbones: options only, build nothing.")
 @click.option("--plugin", "plugins", multiple=True, help="Also load this plugin module.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

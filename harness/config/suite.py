@@ -25,6 +25,9 @@ from harness.config.validate import SuiteError, between, to_dataclass
 from harness.config.yaml_loader import load_yaml
 from harness.names import SLUG_RE
 
+#: ``training.normalization`` values that name a scaling (``auto`` picks one of them).
+NORMALIZATIONS = ("unit", "imagenet", "inception")
+
 #: The three classes of the paper, in the order used for probability columns.
 DEFAULT_CLASSES = ("normal", "pneumonia", "covid19")
 
@@ -134,7 +137,13 @@ class Training:
     #: Deterministic kernels: torch's deterministic algorithms (cuDNN autotuning off, a
     #: fixed cuBLAS workspace), TensorFlow's op determinism. Costs speed on a GPU only.
     deterministic: bool = True
-    normalization: Literal["unit", "imagenet"] = "unit"
+    #: Per-channel scaling of the [0, 1] input: ``unit`` none, ``imagenet`` ImageNet mean/std,
+    #: ``inception`` to [-1, 1] (what Keras's Xception/ResNet50V2 and timm's Inception-style
+    #: weights expect); ``auto``: what the run's weights declare (``WeightSource``), resolved
+    #: when the run is planned and recorded in its ``config.json``. The default stays
+    #: ``unit``: the run id hashes this setting as written, so a new default would change the
+    #: id (and the inputs) of every suite that relies on it.
+    normalization: Literal["unit", "imagenet", "inception", "auto"] = "unit"
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

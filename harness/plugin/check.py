@@ -1,10 +1,11 @@
 """Check a suite against the plugins it names, before anything runs (``--dry-run`` too).
 
-Three checks, each failing with one line that names the suite file and the key path:
+Four checks, each failing with one line that names the suite file and the key path:
 every name is registered; every plugin option block validates against the plugin's
 :class:`~harness.plugin.options.Options` model, with the suite's classes, datasets and
-folds as its validation context (:class:`~harness.plugin.specs.OptionsContext`); every
-backbone, built once per engine in a
+folds as its validation context (:class:`~harness.plugin.specs.OptionsContext`);
+``training.weights`` names a source each backbone declares (``harness.plugin.weights``);
+every backbone, built once per engine in a
 child process, meets the engine's backbone contract (``EngineSpec.check_backbone``).
 """
 
@@ -28,7 +29,9 @@ from harness.plugin.specs import (
     DatasetContext,
     OptionsContext,
     SplitterContext,
+    WeightSource,
 )
+from harness.plugin.weights import suite_weights
 
 
 class BackboneContractError(HarnessError):
@@ -45,6 +48,8 @@ class CheckedSuite:
     backbones: dict[str, Options] = field(default_factory=dict)
     executor: Options | None = None
     trackers: list[Options] = field(default_factory=list)
+    #: The weight source of each (backbone, engine) pair (``harness.plugin.weights``).
+    weights: dict[tuple[str, str], WeightSource] = field(default_factory=dict)
 
 
 def _source(suite: Suite) -> str:
@@ -190,6 +195,7 @@ def check_suite(suite: Suite, registry: Registry, backbones: bool = True) -> Che
     check_names(suite, registry)
     check_primitives(suite, registry)
     checked = check_options(suite, registry)
+    checked.weights = suite_weights(suite, registry)
     if backbones:
         check_backbones(suite, registry)
     return checked

@@ -171,13 +171,17 @@ def missing_primitives(model: Any, needed: Iterable[str] = ()) -> list[str]:
     return [name for name in wanted if not callable(getattr(model, name, None))]
 
 
-def build_backbone(spec: Any, engine: str, image_size: int, weights: str,
+def build_backbone(spec: Any, engine: str, image_size: int, weights: Any,
                    options: Mapping[str, Any] | Options | None, where: str = "") -> Any:
-    """Build ``spec``'s model for ``engine`` with validated options (what engines call)."""
+    """Build ``spec``'s model for ``engine`` with validated options (what engines call).
+
+    ``weights`` is the ``training.weights`` value (or its ``WeightSource``): resolved here
+    by ``BackboneSpec.weights_for``, so the builder receives the declared source."""
     builder = spec.builders.get(engine)
     if builder is None:
         raise HarnessError(f"backbone {spec.name!r} has no {engine} build; it supports: "
                            f"{', '.join(sorted(spec.builders)) or 'none'}")
+    source = spec.weights_for(engine, weights)
     opts = validate_options(spec.options, options,
                             where or f"backbone {spec.name!r} options", "backbone_options")
-    return builder(image_size=image_size, weights=weights, options=opts)
+    return builder(image_size=image_size, weights=source, options=opts)

@@ -39,6 +39,7 @@ def spec_info(registry: Registry, kind: str, name: str, schema: bool = True) -> 
         info["engines"] = sorted(spec.builders)
         info["published_batch_size"] = spec.published_batch_size
         info["bench_default"] = spec.bench_default
+        info["weights"] = [source.to_json() for source in spec.weight_sources()]
     if kind == "engines":
         info["framework"] = spec.framework
         info["installed"] = framework_installed(spec.framework)
@@ -89,6 +90,18 @@ def default_engine(registry: Registry, backbone: str) -> str:
                        + (f" ({'; '.join(missing)})" if missing else ""))
 
 
+def weight_lines(sources: list[dict[str, Any]]) -> list[str]:
+    """``training.weights`` values a backbone takes, each with where it loads and the
+    normalization it expects (what ``normalization: auto`` picks)."""
+    lines = ["  weights (training.weights; engine; normalization for auto):"]
+    for s in sources:
+        engines = ", ".join(s["engines"]) or "every engine"
+        lines.append(f"    {s['name']} ({engines}; {s['normalization'] or 'not declared'}): "
+                     f"{s['description']}" + (f" [{s['location']}]" if s["location"] else ""))
+    lines.append("    or a weights file path (every engine; normalization not declared)")
+    return lines
+
+
 _SIGNS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<",
           "minItems": "items >=", "maxItems": "items <=", "minLength": "length >=",
           "maxLength": "length <="}
@@ -111,6 +124,8 @@ def render(info: dict[str, Any]) -> list[str]:
         lines.append(f"  published batch size: {info['published_batch_size']}")
     if info.get("bench_default"):
         lines.append("  timed by default: harness bench")
+    if "weights" in info:
+        lines += weight_lines(info["weights"])
     if "framework" in info:
         lines.append(f"  framework: {info['framework'] or '(none)'}"
                      + ("" if info["installed"] else

@@ -1,36 +1,85 @@
-"""``training.weights``: one reading of the setting for every backbone and engine.
+"""A suite's ``training.weights`` and ``normalization: auto``, resolved once, when it is checked.
 
-``none`` (also ``random``, ``null`` or empty) builds the backbone untrained; a name its
-builder knows (``imagenet``, ``keras-imagenet``) loads that source; anything else is the
-path of a weights file. Builders call :func:`parse_weights` instead of comparing strings,
-so a value means the same in every engine.
+Every backbone declares its weight sources (``BackboneSpec.weights``, :class:`WeightSource`);
+``BackboneSpec.weights_for`` is the one reading of the setting. Here the core applies it to
+every (backbone, engine) pair of a suite, so a wrong name is one ``error: FILE: KEY: ...``
+line at ``--dry-run``, and turns ``normalization: auto`` into what the weights declare.
+
+The run id hashes ``normalization`` as written (``auto``), like ``threads: 0``: the resolved
+value is what the run records in ``config.json`` (and its fingerprint), so a backbone that
+changes what its weights expect makes its runs stale, not new.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+import dataclasses
+from collections.abc import Iterable
 
-#: Values that mean "no weights": the backbone starts from its random initialisation.
-NO_WEIGHTS = ("", "none", "null", "random")
-#: Named sources the built-in backbones know (a builder refuses one it does not have).
-NAMED_WEIGHTS = ("imagenet", "keras-imagenet")
+from harness.config.suite import NORMALIZATIONS, RunSpec, Suite, training_for
+from harness.errors import HarnessError
+from harness.plugin.registry import Registry
+from harness.plugin.specs import UnknownWeights, WeightSource
 
-
-@dataclass(frozen=True)
-class Weights:
-    """What a builder is asked to load: nothing, a named source, or a file."""
-
-    kind: Literal["none", "named", "file"]
-    #: The source's name (``named``) or the file's path (``file``).
-    value: str = ""
+#: ``training.normalization`` that takes the weights' own.
+AUTO = "auto"
 
 
-def parse_weights(value: Any, named: tuple[str, ...] = NAMED_WEIGHTS) -> Weights:
-    """``training.weights`` as a :class:`Weights`."""
-    text = "" if value is None else str(value).strip()
-    if text.lower() in NO_WEIGHTS:
-        return Weights("none")
-    if text.lower() in named:
-        return Weights("named", text.lower())
-    return Weights("file", text)
+def _key(suite: Suite, backbone: str, setting: str) -> str:
+    """Where ``setting`` of ``backbone`` was written: its override, or ``training``."""
+    if setting in (suite.backbones.get(backbone) or {}):
+        return f"backbones.{backbone}.{setting}"
+    return f"training.{setting}"
+
+
+def normalization_for(setting: str, source: WeightSource) -> str:
+    """``setting`` itself, or for ``auto`` the normalization ``source`` declares."""
+    if setting != AUTO:
+        return setting
+    if source.normalization is None:
+        what = "a weights file" if source.kind == "file" else source.description
+        raise ValueError(f"auto: weights {source.name!r} ({what}) declare no normalization; "
+                         f"set one of {', '.join(NORMALIZATIONS)}")
+    return source.normalization
+
+
+def suite_weights(suite: Suite, registry: Registry) -> dict[tuple[str, str], WeightSource]:
+    """The weight source of every (backbone, engine) pair of the suite's matrix.
+
+    Raises ``HarnessError`` (one line: file, key, the backbone's sources) for a name the
+    backbone does not declare for that engine, or ``auto`` with weights that declare no
+    normalization.
+    """
+    source_file = suite.source or suite.name
+    found: dict[tuple[str, str], WeightSource] = {}
+    for backbone in suite.matrix.backbone:
+        spec = registry.get("backbones", backbone)
+        training = training_for(suite, backbone)
+        for engine in suite.matrix.engine:
+            builder = registry.get("engines", engine).builder
+            if builder not in spec.builders:
+                continue  # check_names refuses the pair
+            try:
+                source = spec.weights_for(builder, training["weights"])
+            except UnknownWeights as exc:
+                raise HarnessError(f"{source_file}: {_key(suite, backbone, 'weights')}: "
+                                   f"{exc}") from None
+            try:
+                normalization_for(training["normalization"], source)
+            except ValueError as exc:
+                raise HarnessError(f"{source_file}: "
+                                   f"{_key(suite, backbone, 'normalization')}: {exc}") from None
+            found[(backbone, engine)] = source
+    return found
+
+
+def with_normalization(runs: Iterable[RunSpec],
+                       sources: dict[tuple[str, str], WeightSource]) -> list[RunSpec]:
+    """``runs`` with ``normalization: auto`` replaced by their weights' (ids unchanged)."""
+    out = []
+    for run in runs:
+        setting = run.training.get("normalization")
+        if setting == AUTO:
+            resolved = normalization_for(AUTO, sources[(run.backbone, run.engine)])
+            run = dataclasses.replace(run, training={**run.training, "normalization": resolved})
+        out.append(run)
+    return out

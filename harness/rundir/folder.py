@@ -570,9 +570,6 @@ class RunFolder:
         writer.writerows(rows)
         store.write_text(self.history_path, buf.getvalue())
 
-    #: Where checkpoints go, without creating it (to look for a resume point).
-    checkpoints_path = property(lambda self: self.file(CHECKPOINTS))
-
     @property
     def checkpoints_path(self) -> Path:
         """Where training keeps its checkpoints; unlike ``checkpoint_dir``, not created."""

@@ -32,6 +32,7 @@ from harness.plugin.check import check_data, check_suite
 from harness.plugin.check import sampler_options as sampler_options_for
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
+from harness.plugin.weights import with_normalization
 from harness.rundir.folder import (
     DamagedFile,
     PlanFile,
@@ -544,7 +545,8 @@ def run_suite(
     registry = build_registry(suite.plugins)
     try:  # plugin options and folds are checked here: name the override that set them
         checked = check_suite(suite, registry)
-        runs = filter_runs(expand(suite), list(only))
+        # normalization: auto becomes what each run's weights declare (ids unchanged)
+        runs = with_normalization(filter_runs(expand(suite), list(only)), checked.weights)
     except HarnessError as exc:
         raise blame_override(exc, overrides, suite.source) from None
     if detach and not registry.get("executors", suite.executor.name).detach:

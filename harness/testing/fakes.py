@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from harness import BackboneSpec, EngineSpec, Tracker, TrackerSpec, hookimpl
+from harness import BackboneSpec, EngineSpec, Tracker, TrackerSpec, WeightSource, hookimpl
 
 
 def _features(images: np.ndarray, cells: int = 8) -> np.ndarray:
@@ -120,5 +120,10 @@ def register_engines(register):
 
 @hookimpl
 def register_backbones(register):
+    # It stands in for the real backbones of shipped suites, so it takes their weight
+    # names too (and ignores them: the centroid engine reads pixels).
     register(BackboneSpec(name="pixels", description="Downsampled pixels (for the centroid "
-                          "engine in tests)", builders={"centroid": lambda **_: None}))
+                          "engine in tests)", builders={"centroid": lambda **_: None},
+                          weights=tuple(WeightSource(name, "ignored: a stand-in",
+                                                     normalization="unit")
+                                        for name in ("imagenet", "keras-imagenet"))))

@@ -16,10 +16,13 @@ from harness.plugin.engine import AugmentParams, EpochResult
 from harness.training import augment
 
 #: ``training.normalization`` → per-channel (mean, std) of the 3-channel input in [0, 1]
-#: (``None``: the [0, 1] scaling alone). ImageNet's statistics, as torchvision and timm.
+#: (``None``: the [0, 1] scaling alone). ImageNet's statistics, as torchvision and timm;
+#: ``inception`` maps [0, 1] to [-1, 1] (Keras ``preprocess_input`` mode "tf", timm's
+#: ``IMAGENET_INCEPTION_MEAN``/``STD``). ``auto`` never gets here: it is resolved at planning.
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
     "unit": None,
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 #: Standard deviation of the final linear layer's kernel at (re-)initialisation: the

@@ -21,7 +21,7 @@ from typing import Any
 import click
 import numpy as np
 
-from harness import HarnessError
+from harness import RANDOM_WEIGHTS, HarnessError
 
 NAMES = ("xception", "resnet50v2")
 #: Where converted files go by default, and where ``weights: keras-imagenet`` looks.
@@ -70,7 +70,7 @@ def xception_state(model) -> dict[str, np.ndarray]:
     import torch
     from harness_plugins.backbones.torch_models import build_xception
 
-    target = build_xception(32 * 3, "none").net
+    target = build_xception(32 * 3, RANDOM_WEIGHTS).net
     layers = {layer.name: layer for layer in model.layers}
     shortcut_convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"
                       and not layer.name.startswith("block")]
@@ -149,6 +149,7 @@ def convert_keras_command(names, h5_files, out_dir):
     import timm  # noqa: F401  (torch and timm before TensorFlow: the other order crashes)
     import torch
     from harness_plugins.backbones.keras_models import MEMBERS
+    from harness_plugins.backbones.paper_models import SPECS
 
     names = list(names) or list(NAMES)
     if h5_files and len(h5_files) != len(names):
@@ -157,7 +158,8 @@ def convert_keras_command(names, h5_files, out_dir):
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
         weights = h5_files[i] if h5_files else "imagenet"
-        model = MEMBERS[name](299 if name == "xception" else 224, weights)
+        source = SPECS[name].weights_for("keras", weights)
+        model = MEMBERS[name](299 if name == "xception" else 224, source)
         state = convert(name, model)
         path = out / f"{name}-keras-imagenet.pt"
         torch.save(state, path)

@@ -16,13 +16,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError, parse_weights
+from harness import RANDOM_WEIGHTS, HarnessError, WeightSource
 
-#: The file names ``keras.applications`` gives the top-less ImageNet weights.
-IMAGENET_FILES = {
-    "xception": "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50v2": "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-}
+from .paper_models import KERAS_FILES as IMAGENET_FILES
+
 
 def keras_models_dir() -> Path:
     """Where Keras keeps downloaded weights (the same rule Keras itself applies)."""
@@ -30,19 +27,16 @@ def keras_models_dir() -> Path:
     return Path(home) / "models"
 
 
-def no_weights(weights: Any) -> bool:
-    return parse_weights(weights).kind == "none"
-
-
-def weights_file(name: str, weights: Any) -> Path | None:
+def weights_file(name: str, weights: WeightSource) -> Path | None:
     """The weights file a backbone will load, or ``None`` for random init.
 
-    Raises ``HarnessError`` naming the exact file and folder when it does not exist, so a
-    run fails before any training starts. Imports no framework.
+    ``imagenet`` and ``keras-imagenet`` (both declared in ``paper_models.py``) are Keras's
+    own file. Raises ``HarnessError`` naming the exact file and folder when it does not
+    exist, so a run fails before any training starts. Imports no framework.
     """
-    if no_weights(weights):
+    if weights.kind == "random":
         return None
-    if parse_weights(weights).kind == "named":
+    if weights.kind == "named":
         if name not in IMAGENET_FILES:
             raise HarnessError(
                 f"backbone {name!r} has no ImageNet weights in the keras engine; "
@@ -57,12 +51,12 @@ def weights_file(name: str, weights: Any) -> Path | None:
                 "'weights: /path/to/file.h5', or train from scratch with 'weights: none'. "
                 "The harness never downloads weights.")
         return path
-    path = Path(str(weights)).expanduser()
+    path = weights.path
     if not path.is_file():
         raise HarnessError(
             f"weights file for keras backbone {name!r} not found: {str(path)!r} "
-            f"(from 'weights: {weights}'); give an existing .h5/.weights.h5 file, "
-            "'imagenet' or 'none'")
+            f"(from 'weights: {weights.location}'); give an existing .h5/.weights.h5 file, "
+            "'imagenet' or 'random'")
     return path
 
 
@@ -78,7 +72,7 @@ def _load(model: Any, path: Path | None, name: str) -> Any:
     return model
 
 
-def _application(name: str, factory: str, image_size: int, weights: Any) -> Any:
+def _application(name: str, factory: str, image_size: int, weights: WeightSource) -> Any:
     path = weights_file(name, weights)  # fail before building anything
     import keras
 
@@ -88,34 +82,34 @@ def _application(name: str, factory: str, image_size: int, weights: Any) -> Any:
     return _load(model, path, name)
 
 
-def build_xception(image_size: int, weights: Any = None,
+def build_xception(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
                    options: Mapping[str, Any] | None = None) -> Any:
     """Keras ``Xception`` (needs ``image_size >= 71``): 10×10×2048 at 300."""
     _check_size("xception", image_size, 71)
     return _application("xception", "Xception", image_size, weights)
 
 
-def build_resnet50v2(image_size: int, weights: Any = None,
+def build_resnet50v2(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
                      options: Mapping[str, Any] | None = None) -> Any:
     """Keras ``ResNet50V2`` (stride in each stage's last block): 10×10×2048 at 300."""
     _check_size("resnet50v2", image_size, 32)
     return _application("resnet50v2", "ResNet50V2", image_size, weights)
 
 
-def build_tiny(image_size: int, weights: Any = None,
+def build_tiny(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
                options: Mapping[str, Any] | None = None) -> Any:
     """The ``tiny`` backbone's keras build (a concat member for quick tests)."""
     from .tiny import build_keras
 
-    return build_keras(image_size, "none" if no_weights(weights) else weights, options)
+    return build_keras(image_size, weights, options)
 
 
-def build_concat(image_size: int, weights: Any = None,
+def build_concat(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
                  options: Mapping[str, Any] | None = None) -> Any:
     """Two or more backbones on ONE shared input, feature maps concatenated on channels.
 
-    ``weights`` ``imagenet``/``none`` applies to every member; a file path is loaded into
-    the whole concatenated backbone. When the members' maps differ in size each is
+    A named source (``imagenet``) or ``random`` applies to every member; a file is loaded
+    into the whole concatenated backbone. When the members' maps differ in size each is
     area-averaged to the smallest one (as the torch build's adaptive average pooling).
     """
     from .paper_models import ConcatOptions
@@ -129,9 +123,9 @@ def build_concat(image_size: int, weights: Any = None,
                            f"engine; known: {', '.join(sorted(MEMBERS))}")
     file_path = None
     member_weights = weights
-    if not no_weights(weights) and str(weights).lower() not in ("imagenet", "keras-imagenet"):
-        file_path, member_weights = weights_file("concat", weights), None
-    elif not no_weights(weights):
+    if weights.kind == "file":
+        file_path, member_weights = weights_file("concat", weights), RANDOM_WEIGHTS
+    elif weights.kind == "named":
         for m in members:  # every missing file is reported before anything is built
             if m in IMAGENET_FILES:
                 weights_file(m, weights)

@@ -7,10 +7,12 @@ num_classes=0, global_pool="")``: its ``forward_features`` is the feature map, i
 ``num_features`` the channels. torch engine only (``harness describe backbone timm/NAME``
 shows shape and parameters).
 
-Weights: ``none`` trains from scratch; ``imagenet`` loads timm's pretrained checkpoint from
-the local cache only (Hugging Face hub cache, or torch hub), never downloading, and
-otherwise fails naming the files it looked for; any other string is the path of a state
-dict. The paper's own networks (``xception``, ``resnet50v2``) stay as they are.
+Weights: ``random`` trains from scratch; ``imagenet`` is timm's default pretrained
+checkpoint of the model, declared from its ``pretrained_cfg`` (tag, hub id, and the
+``mean``/``std`` it was trained with, as the ``normalization`` it expects), loaded from the
+local cache only (Hugging Face hub cache, or torch hub), never downloading, and otherwise
+failing with the files it looked for; a file is a state dict. The paper's own networks
+(``xception``, ``resnet50v2``) stay as they are.
 
 Importing this module imports neither timm nor torch: ``harness list`` stays fast.
 """
@@ -20,7 +22,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from harness import BackboneSpec, Family, hookimpl, suggest
+from harness import RANDOM_WEIGHTS, BackboneSpec, Family, WeightSource, hookimpl, suggest
+from harness.engine_api import NORMALIZATION
 
 PREFIX = "timm/"
 
@@ -34,7 +37,8 @@ def _timm():
     return timm
 
 
-def build(model: str, image_size: int, weights: Any = "none", options: Any = None):
+def build(model: str, image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
+          options: Any = None):
     """The timm model without pooling and classifier, as a feature extractor."""
     import timm
     from harness_plugins.backbones.torch_models import (
@@ -46,19 +50,45 @@ def build(model: str, image_size: int, weights: Any = "none", options: Any = Non
 
     net = timm.create_model(model, pretrained=False, num_classes=0, global_pool="")
     module = _feature_module(net, int(net.num_features))
-    if weights == "imagenet":
+    if weights.kind == "named":
         load_imagenet(module, model, PREFIX + model)
-    elif weights not in ("none", "", None):  # timm's keys, or the wrapper's ("net.")
-        load_into(module.net, read_state_dict(weights), str(weights))
+    elif weights.kind == "file":  # timm's keys, or the wrapper's ("net.")
+        load_into(module.net, read_state_dict(weights.path), weights.location)
     return module
 
 
 def builder(model: str):
-    def build_timm(image_size: int, weights: Any = "none", options: Any = None):
+    def build_timm(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
+                   options: Any = None):
         return build(model, image_size=image_size, weights=weights, options=options)
 
     build_timm.__doc__ = f"timm.create_model({model!r}) features (imported on first use)."
     return build_timm
+
+
+def normalization_of(mean, std) -> str | None:
+    """The ``training.normalization`` whose statistics are ``mean``/``std`` (timm's cfg),
+    or ``None`` when none is (CLIP's, for one): ``normalization: auto`` is then refused."""
+    for name, stats in NORMALIZATION.items():
+        want = stats or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        if all(abs(a - b) < 1e-3 for a, b in zip((*mean, *std), (*want[0], *want[1]))):
+            return name
+    return None
+
+
+def pretrained_sources(timm, model: str) -> tuple[WeightSource, ...]:
+    """``imagenet``: timm's default pretrained checkpoint of ``model``, as its cfg says."""
+    cfg = timm.models.get_pretrained_cfg(model)
+    where = (getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None)) if cfg else None
+    if not where:
+        return ()
+    mean, std = tuple(cfg.mean), tuple(cfg.std)
+    tag = f"{model}.{cfg.tag}" if getattr(cfg, "tag", None) else model
+    hub = (f"Hugging Face hub cache ({cfg.hf_hub_id})" if cfg.hf_hub_id
+           else f"$TORCH_HOME/hub/checkpoints/{cfg.url.rsplit('/', 1)[-1]}")
+    return (WeightSource("imagenet", f"timm {tag} pretrained weights (mean {mean}, std {std})",
+                         normalization_of(mean, std), engines=("torch",),
+                         location=f"{hub}; never downloaded"),)
 
 
 def resolve(model: str) -> BackboneSpec:
@@ -73,6 +103,7 @@ def resolve(model: str) -> BackboneSpec:
         description=f"timm {timm.__version__} {model}: forward_features, no pooling or "
                     "classifier (torch only)",
         builders={"torch": builder(model)},
+        weights=pretrained_sources(timm, model),
     )
 
 

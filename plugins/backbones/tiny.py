@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from harness import BackboneSpec, Options, hookimpl, parse_weights
+from harness import RANDOM_WEIGHTS, BackboneSpec, HarnessError, Options, WeightSource, hookimpl
 
 DEFAULT_CHANNELS = (16, 32, 64, 64)
 #: BatchNorm settings of both builds (Keras convention: running = m * running + (1 - m) * batch).
@@ -28,7 +28,15 @@ def _channels(options: TinyOptions | None) -> list[int]:
     return list(TinyOptions.of(options).channels)
 
 
-def build_torch(image_size: int, weights: str = "none", options: TinyOptions | None = None):
+def _no_named(weights: WeightSource) -> None:
+    """``tiny`` declares no named weights; the core refuses one, a direct call too."""
+    if weights.kind == "named":
+        raise HarnessError(f"backbone 'tiny' has no weights {weights.name!r}; use weights: "
+                           "random or the path of saved weights")
+
+
+def build_torch(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
+                options: TinyOptions | None = None):
     """conv3×3-BN-ReLU-maxpool blocks; the feature map is ``S / 2**blocks`` on a side."""
     import torch
     from torch import nn
@@ -44,17 +52,14 @@ def build_torch(image_size: int, weights: str = "none", options: TinyOptions | N
         in_chs = out_chs
     model = nn.Sequential(*layers)
     model.out_channels = in_chs
-    chosen = parse_weights(weights)
-    if chosen.kind == "named":
-        from harness import HarnessError
-        raise HarnessError(f"backbone 'tiny' has no ImageNet weights ({chosen.value}); use "
-                           "weights: none or a path to a saved state dict")
-    if chosen.kind == "file":
-        model.load_state_dict(torch.load(chosen.value, map_location="cpu", weights_only=True))
+    _no_named(weights)
+    if weights.kind == "file":
+        model.load_state_dict(torch.load(weights.path, map_location="cpu", weights_only=True))
     return model
 
 
-def build_keras(image_size: int, weights: str = "none", options: TinyOptions | None = None):
+def build_keras(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
+                options: TinyOptions | None = None):
     """The same blocks in Keras (channels last)."""
     import keras
 
@@ -65,13 +70,9 @@ def build_keras(image_size: int, weights: str = "none", options: TinyOptions | N
                    keras.layers.ReLU(),
                    keras.layers.MaxPooling2D(2)]
     model = keras.Sequential(layers, name="tiny")
-    chosen = parse_weights(weights)
-    if chosen.kind == "named":
-        from harness import HarnessError
-        raise HarnessError(f"backbone 'tiny' has no ImageNet weights ({chosen.value}); use "
-                           "weights: none or a path to saved weights")
-    if chosen.kind == "file":
-        model.load_weights(chosen.value)
+    _no_named(weights)
+    if weights.kind == "file":
+        model.load_weights(str(weights.path))
     return model
 
 

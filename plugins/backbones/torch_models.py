@@ -15,11 +15,12 @@ epsilon and momentum (0.99, i.e. torch ``momentum=0.01``).
 even-sized map Keras pads only after (right and bottom), torch's ``padding=1`` both sides,
 which shifts every pooling window by one pixel (at 300×300: blocks 3 and 4).
 
-Weights: ``none`` trains from scratch; ``keras-imagenet`` loads the authors' weights, Keras's
+Weights (declared in ``paper_models.py``; a builder receives the resolved ``WeightSource``):
+``random`` trains from scratch; ``keras-imagenet`` loads the authors' weights, Keras's
 ImageNet ``.h5`` files converted by ``harness weights convert-keras`` (see
 ``keras_convert.py``); ``imagenet`` loads timm's checkpoint from the local cache only (never
 downloads: other trainings of these networks) and otherwise fails naming the files it looked
-for; any other string is a path to a state dict (``.pt``/``.pth``/``.safetensors``).
+for; a ``file`` source is a state dict (``.pt``/``.pth``/``.safetensors``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError, parse_weights
+from harness import RANDOM_WEIGHTS, HarnessError, WeightSource
 
 #: Keras BatchNormalization epsilon of each application model.
 KERAS_BN_EPS = {"xception": 1e-3, "resnet50v2": 1.001e-5}
@@ -153,23 +154,25 @@ def load_keras_imagenet(module, name: str) -> None:
     load_into(module, read_state_dict(path), str(path))
 
 
-def _apply_weights(module, name: str, weights: str, allowed_missing: set[str] = frozenset()):
-    chosen = parse_weights(weights)
-    if chosen.kind == "none":
+def _apply_weights(module, name: str, weights: WeightSource,
+                   allowed_missing: set[str] = frozenset()):
+    if weights.kind == "random":
         return module
-    if chosen.value == "keras-imagenet":
+    if weights.kind == "file":
+        load_into(module, read_state_dict(weights.path), weights.location)
+    elif weights.name == "keras-imagenet":
         load_keras_imagenet(module, name)
-    elif chosen.value == "imagenet":
+    elif weights.name == "imagenet":
         load_imagenet(module, TIMM_NAMES[name], name, allowed_missing)
     else:
-        load_into(module, read_state_dict(chosen.value), chosen.value)
+        raise HarnessError(f"backbone {name!r} cannot load weights {weights.name!r}")
     return module
 
 
 # ---------------------------------------------------------------- models
 
 
-def build_xception(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+def build_xception(image_size: int, weights: WeightSource = RANDOM_WEIGHTS, options: Mapping[str, Any] | None = None):
     """timm ``legacy_xception`` (the Keras Xception graph), features before pooling."""
     import timm
     from torch import nn
@@ -211,7 +214,7 @@ def _keras_same_max_pool(kernel: int, stride: int):
     return KerasSameMaxPool()
 
 
-def build_resnetv2_50_timm(image_size: int, weights: str = "none",
+def build_resnetv2_50_timm(image_size: int, weights: WeightSource = RANDOM_WEIGHTS,
                            options: Mapping[str, Any] | None = None):
     """timm's own ``resnetv2_50`` (stride in each stage's first block)."""
     import timm
@@ -254,7 +257,7 @@ def _with_bias(conv):
     return new
 
 
-def build_resnet50v2(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+def build_resnet50v2(image_size: int, weights: WeightSource = RANDOM_WEIGHTS, options: Mapping[str, Any] | None = None):
     """Keras ``ResNet50V2(include_top=False)`` built from timm's pre-activation blocks.
 
     Parameter names stay timm's, so timm's ``resnetv2_50`` ImageNet weights load (the added
@@ -298,12 +301,12 @@ BUILDERS = {
 }
 
 
-def build_concat(image_size: int, weights: str = "none", options: Mapping[str, Any] | None = None):
+def build_concat(image_size: int, weights: WeightSource = RANDOM_WEIGHTS, options: Mapping[str, Any] | None = None):
     """Two or more backbones on one input; feature maps concatenated on channels.
 
     ``options.members`` names them (default xception + resnet50v2). When their spatial
     sizes differ, each map is average-pooled to the smallest. ``weights: imagenet`` loads
-    each member's own; a path loads a state dict saved from this concat module.
+    each member's own (the same source name); a file a state dict saved from this module.
     """
     import torch
     from torch import nn
@@ -319,8 +322,7 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
     class Concat(nn.Module):
         def __init__(self):
             super().__init__()
-            chosen = parse_weights(weights)
-            member_weights = chosen.value if chosen.kind == "named" else "none"
+            member_weights = weights if weights.kind == "named" else RANDOM_WEIGHTS
             self.members = nn.ModuleDict(
                 {m: BUILDERS[m](image_size, member_weights, None) for m in members})
             self.out_channels = sum(m.out_channels for m in self.members.values())
@@ -333,11 +335,11 @@ def build_concat(image_size: int, weights: str = "none", options: Mapping[str, A
             return torch.cat(maps, dim=1)
 
     module = Concat()
-    if parse_weights(weights).kind == "file":
-        state = read_state_dict(parse_weights(weights).value)
+    if weights.kind == "file":
+        state = read_state_dict(weights.path)
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise HarnessError(f"weights {weights} do not fit concat({', '.join(members)}): "
+            raise HarnessError(f"weights {weights.location} do not fit concat({', '.join(members)}): "
                                f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     return module
 
