@@ -22,8 +22,10 @@ from pathlib import Path
 
 from harness.testing import write_suite
 
-#: Enough epochs that the run is still training when SIGTERM, sent after the third, lands.
-EPOCHS = 24
+#: Enough epochs that the run is still training when SIGTERM, sent after the third, reaches
+#: the worker: the runner gives the worker 0.5 s before it passes the signal on
+#: (``harness.runs.launch.stop``), and an epoch of this run takes ~20 ms on an idle CPU.
+EPOCHS = 80
 
 
 def history(run_dir: Path) -> list[dict[str, str]]:
