@@ -93,14 +93,31 @@ def test_bench_data_fits_every_batch_size(tmp_path):
     assert cache.shape == (120, 8, 8) and len(labels) == 120
 
 
-def test_bench_overhead_reports_fractions_and_a_projection():
+# Each bench call times every engine in a child process, and the paper's pipeline in one
+# more (TensorFlow): the torch figures of several tests come from two calls, made once.
+
+@pytest.fixture(scope="module")
+def torch_bench_json():
+    """--overhead, --peak-tflops and --precision bf16 at once: one torch child."""
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed")
     out = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
                                  "32", "--batch-size", "4", "--steps", "2", "--overhead",
-                                 "--json"])
-    result = json.loads(out[out.index("{"):])
-    [model] = result["engines"]["torch"]["models"]
+                                 "--peak-tflops", "2", "--precision", "bf16", "--json"])
+    return json.loads(out[out.index("{"):])
+
+
+@pytest.fixture(scope="module")
+def torch_bench_text():
+    """The table as printed: float32, --overhead, no --peak-tflops."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    return invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
+                                  "32", "--batch-size", "4", "--steps", "1", "--overhead"])
+
+
+def test_bench_overhead_reports_fractions_and_a_projection(torch_bench_json, torch_bench_text):
+    [model] = torch_bench_json["engines"]["torch"]["models"]
     copies, projection = model["copies"], model["projection"]
     assert copies["state_bytes"] > copies["best_bytes"] > 0  # state adds optimizer moments
     device = projection["device"]
@@ -110,13 +127,12 @@ def test_bench_overhead_reports_fractions_and_a_projection():
         abs=2e-4)
     gpu = projection["modelled_gpu"]  # no GPU in tests: modelled, and marked as such
     assert gpu["epoch_s"] == pytest.approx(633 / 1500, rel=1e-3)
-    text = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
-                                  "32", "--batch-size", "4", "--steps", "1", "--overhead"])
+    text = torch_bench_text
     assert "GPU rows are modelled, not measured" in text
     assert re.search(r"^torch\s+tiny\s+GPU\*\s+0\.422\s", text, re.MULTILINE), text
 
 
-def test_bench_times_the_precision_and_compile_asked_for():
+def test_bench_times_the_precision_and_compile_asked_for(torch_bench_json):
     out = invoke(bench_command, ["--engine", "keras", "--backbone", "tiny", "--image-size",
                                  "32", "--batch-size", "4", "--steps", "1", "--compile", "both",
                                  "--json"])
@@ -125,25 +141,13 @@ def test_bench_times_the_precision_and_compile_asked_for():
     assert [result["engines"][e]["compile"] for e in ("keras", "keras+compile")] == [False, True]
     for engine in result["engines"].values():
         assert engine["models"][0]["train_images_per_s"] > 0
-    if importlib.util.find_spec("torch") is None:
-        return
-    out = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
-                                 "32", "--batch-size", "4", "--steps", "1", "--precision",
-                                 "bf16", "--json"])
-    result = json.loads(out[out.index("{"):])
-    assert "bfloat16" in result["engines"]["torch"]["precision"]
+    assert "bfloat16" in torch_bench_json["engines"]["torch"]["precision"]
 
 
-def test_bench_reports_flops_and_the_share_of_the_peak():
-    if importlib.util.find_spec("torch") is None:
-        pytest.skip("torch is not installed")
+def test_bench_reports_flops_and_the_share_of_the_peak(torch_bench_json, torch_bench_text):
     from harness.training.peaks import peak_flops
 
-    out = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
-                                 "32", "--batch-size", "4", "--steps", "1", "--peak-tflops",
-                                 "2", "--json"])
-    result = json.loads(out[out.index("{"):])
-    [model] = result["engines"]["torch"]["models"]
+    [model] = torch_bench_json["engines"]["torch"]["models"]
     # tiny: 3x3 convs 3-16-32-64-64 at 32, 16, 8, 4 px (2 FLOPs a multiply-add), plus a head
     convs = 2 * 9 * (3 * 16 * 32**2 + 16 * 32 * 16**2 + 32 * 64 * 8**2 + 64 * 64 * 4**2)
     assert convs < model["forward_flops"] < 1.2 * convs
@@ -155,8 +159,7 @@ def test_bench_reports_flops_and_the_share_of_the_peak():
     assert peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4e12
     assert peak_flops("NVIDIA H100 PCIe", "float32") == 378.0e12
     assert peak_flops("cpu", "float32") is None
-    text = invoke(bench_command, ["--engine", "torch", "--backbone", "tiny", "--image-size",
-                                  "32", "--batch-size", "4", "--steps", "1"])
+    text = torch_bench_text
     assert re.search(r"^torch\s+cpu\s+float32\s+tiny\s+4\s+[\d.]+\s+[\d.]+\s+0\.01\s+n/a\s+n/a$",
                      text, re.MULTILINE), text
     assert "not known for this device: --peak-tflops N gives it" in text

@@ -109,11 +109,9 @@ def test_cache_skips_a_corrupt_dicom_and_names_its_path(tmp_path):
     assert view.images[0].std() > 0 and view.images[2].std() > 0
 
 
-def test_the_real_rsna_dicom_decodes_to_1024_uint8(shared_dir):
-    path = (shared_dir / "data/rsna-mini/stage_2_train_images/"
-            "c64d5667-a776-4f95-9e21-bfabafb07740.dcm")
-    if not path.is_file():
-        pytest.skip("rsna-mini not present")
+def test_the_real_rsna_dicom_decodes_to_1024_uint8(shared_file):
+    path = shared_file("data/rsna-mini/stage_2_train_images/"
+                       "c64d5667-a776-4f95-9e21-bfabafb07740.dcm")
     image = read_image_file(path)
     assert image.shape == (1024, 1024) and image.dtype == np.uint8
     assert image.min() == 0 and image.max() == 255

@@ -184,11 +184,8 @@ def independent_count(root, mapping: dict[str, str]) -> tuple[dict, dict]:
 
 
 @pytest.fixture
-def mini(shared_dir):
-    root = shared_dir / "data" / "ieee8023-mini"
-    if not (root / "metadata.csv").is_file():
-        pytest.skip("ieee8023-mini not present")
-    return root
+def mini(shared_file):
+    return shared_file("data/ieee8023-mini/metadata.csv").parent
 
 
 def test_real_mini_paper_mapping_matches_an_independent_count(mini):

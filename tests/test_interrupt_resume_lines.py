@@ -4,12 +4,7 @@ run that resumes says where: ``resuming at phase P epoch E``."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 from harness.runs.runner import Work, resume_point
 from harness.training import checkpoint
@@ -26,45 +21,27 @@ def test_resume_point_reads_the_checkpoint_position(make_suite, tmp_path):
     assert resume_point(run_dir) is None  # the worker names a damaged one
 
 
-def test_clean_interrupt_has_no_traceback_and_the_rerun_says_where_it_resumes(make_suite,
-                                                                               tmp_path):
-    suite = make_suite("ctrlc", training={"epochs_per_phase": 8, "checkpoint_minutes": 0.001},
-                       budget="natural", matrix={"fold": [1]})
-    command = [sys.executable, "-m", "harness.cli.main", "run", str(suite), "--runs-dir",
-               str(tmp_path / "runs"), "--no-report"]
-    env = {**os.environ, "HARNESS_FAKE_EPOCH_SECONDS": "0.3", "HARNESS_QUIET": "1"}
-    proc = subprocess.Popen(command, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    runs = tmp_path / "runs" / "ctrlc"
-    deadline = time.monotonic() + 120
-    while not any(len(h.read_text().splitlines()) >= 3 for h in runs.glob("*/history.csv")):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "no epoch was trained in time"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 143, output
-    (run_dir,) = [d for d in runs.iterdir() if d.is_dir()]
-    status = json.loads((run_dir / "status.json").read_text())
+def test_clean_interrupt_has_no_traceback_and_the_rerun_says_where_it_resumes(
+        interrupted_run):
+    """The session's SIGTERM-stopped run (``tests/interrupted.py``), resumed not quiet."""
+    run = interrupted_run
+    assert run.stop_code == 143, run.stop_output
+    status = run.stop_status
     assert status["state"] == "interrupted" and status["error"].startswith("stopped by SIGINT")
     assert status.get("traceback", "") == ""
 
-    env.pop("HARNESS_QUIET")
-    env["HARNESS_FAKE_EPOCH_SECONDS"] = "0"
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
-                           check=False)
-    assert again.returncode == 0, again.stdout + again.stderr
-    position = re.search(r"\[1/1\] \S+: resuming at phase 1 epoch (\d+)\n", again.stdout)
-    assert position, again.stdout
-    assert 2 <= int(position.group(1)) <= 8
+    assert run.resume_code == 0, run.resume_output
+    position = re.search(r"\[1/1\] \S+: resuming at phase 1 epoch (\d+)\n", run.resume_output)
+    assert position, run.resume_output
+    # a checkpoint after every epoch (checkpoint_minutes: 0): on from the first epoch not run
+    assert int(position.group(1)) == run.stop_epochs + 1
 
 
-def test_a_failed_run_keeps_its_traceback(make_suite, tmp_path):
+def test_a_failed_run_keeps_its_traceback(make_suite, run_harness, tmp_path, monkeypatch):
     suite = make_suite("fails", matrix={"fold": [1]})
-    env = {**os.environ, "HARNESS_FAKE_FAIL_SEED": "0"}
-    subprocess.run([sys.executable, "-m", "harness.cli.main", "run", str(suite), "--runs-dir",
-                    str(tmp_path / "runs"), "--no-report"], env=env, capture_output=True,
-                   timeout=300, check=False)
+    monkeypatch.setenv("HARNESS_FAKE_FAIL_SEED", "0")  # reaches the worker process
+    result = run_harness("run", suite, "--runs-dir", tmp_path / "runs", "--no-report")
+    assert result.exit_code != 0, result.output
     (run_dir,) = [d for d in (tmp_path / "runs" / "fails").iterdir() if d.is_dir()]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "failed"

@@ -125,11 +125,8 @@ def test_too_few_images_to_draw_warns_once(records):
 # --- files: the authors' published split ---------------------------------------------------
 
 @pytest.fixture
-def split_dir(shared_dir):
-    path = shared_dir / "paper" / "mr7495-splits"
-    if not (path / "All.csv").is_file():
-        pytest.skip("the authors' split files are not present")
-    return path
+def split_dir(shared_file):
+    return shared_file("paper/mr7495-splits/All.csv").parent
 
 
 def test_files_split_reproduces_the_published_phases(split_dir):
@@ -157,12 +154,10 @@ def test_files_split_reports_unmatched_names(split_dir, tmp_path):
         calls.split(paper.split_files, paper.FilesOptions, records, 5, 0, {"dir": str(tmp_path)})
 
 
-def test_files_split_on_the_real_ieee_mini_keeps_patients_apart(split_dir, shared_dir):
+def test_files_split_on_the_real_ieee_mini_keeps_patients_apart(split_dir, shared_file):
     from harness_plugins.datasets import ieee8023
 
-    root = shared_dir / "data" / "ieee8023-mini"
-    if not root.is_dir():
-        pytest.skip("ieee8023-mini not present")
+    root = shared_file("data/ieee8023-mini")
     records = calls.records(ieee8023, {"root": str(root), "classes": ["normal", "pneumonia", "covid19"]})
     with pytest.warns(UserWarning, match="record\\(s\\) are not in All.csv"):
         folds = calls.split(paper.split_files, paper.FilesOptions, records, 5, 0, {"dir": str(split_dir), "select_from": "none"})

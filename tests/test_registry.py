@@ -33,6 +33,19 @@ def test_builtins_are_registered_through_entry_points():
     assert entries.plugin == "synthetic"  # the entry point's name, like any third party
 
 
+def add_entry_point(monkeypatch, name: str, module: str) -> None:
+    """One more ``harness`` entry point, as an installed distribution would declare it."""
+    real = importlib.metadata.entry_points
+
+    def fake_entry_points(**kwargs):
+        found = list(real(**kwargs))
+        if kwargs.get("group") == "harness":
+            found.append(importlib.metadata.EntryPoint(name, module, "harness"))
+        return found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+
+
 def test_third_party_entry_point_is_discovered(monkeypatch):
     module = types.ModuleType("harness_foo")
 
@@ -43,30 +56,14 @@ def test_third_party_entry_point_is_discovered(monkeypatch):
 
     module.register_datasets = register_datasets
     monkeypatch.setitem(sys.modules, "harness_foo", module)
-    real = importlib.metadata.entry_points
-
-    def fake_entry_points(**kwargs):
-        found = list(real(**kwargs))
-        if kwargs.get("group") == "harness":
-            found.append(importlib.metadata.EntryPoint("foo", "harness_foo", "harness"))
-        return found
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+    add_entry_point(monkeypatch, "foo", "harness_foo")
     registry = build_registry()
     assert registry.get("datasets", "foo").description == "Foo X-rays"
     assert registry.entries["datasets"]["foo"].plugin == "foo"
 
 
 def test_broken_entry_point_names_the_plugin(monkeypatch):
-    real = importlib.metadata.entry_points
-
-    def fake_entry_points(**kwargs):
-        found = list(real(**kwargs))
-        if kwargs.get("group") == "harness":
-            found.append(importlib.metadata.EntryPoint("broken", "no_such_module_xyz", "harness"))
-        return found
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+    add_entry_point(monkeypatch, "broken", "no_such_module_xyz")
     with pytest.raises(PluginError, match=r"plugin 'broken'.*no_such_module_xyz.*failed to import"):
         build_registry()
 

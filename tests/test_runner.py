@@ -219,11 +219,9 @@ def register_splitters(register):
 '''
 
 
-def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, monkeypatch):
-    (tmp_path / "fixed_phases_plugin.py").write_text(SPLITTER_PLUGIN)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    suite = make_suite("fixed", plugins=["harness.testing.fakes", "fixed_phases_plugin"],
+def test_phases_fixed_by_the_split_reach_the_plan(make_suite, tmp_path, plugin_module):
+    plugin = plugin_module("fixed_phases_plugin", SPLITTER_PLUGIN)
+    suite = make_suite("fixed", plugins=["harness.testing.fakes", plugin],
                        split={"kind": "fixed-phases", "folds": 2},
                        datasets=[{"name": "synthetic",
                                   "options": {"n": 120, "images_per_patient": 1}}],

@@ -78,10 +78,8 @@ def register_samplers(register):
 """
 
 
-def test_plugin_listing_aligns_long_names(run_harness, tmp_path, monkeypatch):
-    (tmp_path / "long_names.py").write_text(LONG_NAMES)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    result = run_harness("list", "samplers", "--plugin", "long_names")
+def test_plugin_listing_aligns_long_names(run_harness, plugin_module):
+    result = run_harness("list", "samplers", "--plugin", plugin_module("long_names", LONG_NAMES))
     assert result.exit_code == 0, result.output
     rows = [r for r in result.output.splitlines()[1:] if r.startswith("  ")]
     assert "a-sampler-with-a-rather-long-name" in {r.split()[0] for r in rows}

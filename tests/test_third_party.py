@@ -130,7 +130,7 @@ def test_the_readme_plugin_trains_and_meets_the_equal_budget(foo, run_harness):
              for p in (foo / "runs" / "foo").glob("*/plan.json")}
     assert set(plans) == {"half", "phased"}
     # the random half has its own natural budget; budget: equal gives it phased's
-    half_natural = len(plans["half"]["train"]["uids"]) // 2
+    half_natural = plans["half"]["train"]["uids"]["n"] // 2  # plan.npz holds the uids
     assert plans["half"]["budget"] == plans["phased"]["budget"] != half_natural
     assert "fixed by the suite" in plans["half"]["plan"]["notes"]
     for run in (foo / "runs" / "foo").glob("*/metrics.json"):
