@@ -12,8 +12,8 @@ STARTING = """
 import time
 from harness.runs import launch
 launch.worker_signals()
-print("importing", flush=True)
-try:
+try:  # the signal may arrive as soon as the line is out: inside the try from then on
+    print("importing", flush=True)
     time.sleep(120)  # a framework import that takes long
 except KeyboardInterrupt as exc:
     print("interrupted by", getattr(exc, "signum", None), flush=True)
