@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from wandb_files import wandb_records
 
 from harness import store
 from harness.runs.runner import run_suite
@@ -201,33 +202,6 @@ def test_rerun_all_starts_fresh_records(make_suite, tmp_path, monkeypatch, run_h
     acc.Reload()
     assert [e.step for e in acc.Scalars("images")] == list(range(1, len(history(lost)) + 1))
     assert len(client.search_runs([exp], "tags.`harness.kind` = 'run'")) == 4  # none lacked
-
-
-def wandb_records(path: Path):
-    """The records of a ``.wandb`` file: a W&B header, then LevelDB-log framed protobufs.
-
-    wandb 0.31 ships no reader for its own files (its Go core writes them), so the framing
-    is read here: 32 KiB blocks, each record ``crc(4) length(2) type(1) data``, types full,
-    first, middle, last.
-    """
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, block, partial = 7, 32768, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:
-            pos += block - pos % block
-            continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-        if kind == 0:
-            break
-        partial = chunk if kind in (1, 2) else partial + chunk
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(partial)
-            yield record
 
 
 def test_wandb_offline_records_every_run(make_suite, tmp_path, monkeypatch):
