@@ -58,7 +58,8 @@ def resample_counts(true: np.ndarray, n_classes: int, n_boot: int,
                     rng: np.random.Generator) -> np.ndarray:
     """(n_boot, n) how often each image is drawn when every class is resampled to its own
     size (so a rare class is never resampled away): one index matrix per class, counted."""
-    counts = np.zeros((n_boot, len(true)), dtype=np.int64)
+    # int32: what macro_auroc_resampled computes in (no copy there)
+    counts = np.zeros((n_boot, len(true)), dtype=np.int32 if len(true) < 30_000 else np.int64)
     for k in range(n_classes):
         members = np.flatnonzero(true == k)
         m = len(members)
@@ -66,6 +67,55 @@ def resample_counts(true: np.ndarray, n_classes: int, n_boot: int,
             draws = rng.integers(0, m, size=(n_boot, m)) + (np.arange(n_boot) * m)[:, None]
             counts[:, members] = np.bincount(draws.ravel(), minlength=n_boot * m).reshape(n_boot, m)
     return counts
+
+
+def _ranked(true: np.ndarray, proba: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """Per class with both positives and negatives: (positives, negatives sorted by the
+    class's score, each positive's first and past-last place among those scores). Sorted
+    once per run, whatever the number of resamples."""
+    ranked = []
+    for k in range(proba.shape[1]):
+        positive = true == k
+        pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+        if not len(pos) or not len(neg):
+            continue
+        neg = neg[np.argsort(proba[neg, k], kind="stable")]
+        scores = proba[neg, k]
+        ranked.append((pos, neg, np.searchsorted(scores, proba[pos, k], side="left"),
+                       np.searchsorted(scores, proba[pos, k], side="right")))
+    return ranked
+
+
+#: Resamples computed together: 64 rows of a few thousand counts stay in the CPU's cache
+#: through the cumulative sum and the gathers (measured 2x faster than 250 at once, on
+#: 3,000 images; the values do not depend on it: every sum is of integers).
+ROWS = 64
+
+
+def _macro_auroc_ranked(ranked: list[tuple[np.ndarray, ...]], counts: np.ndarray
+                        ) -> np.ndarray:
+    """``macro_auroc_resampled`` with the ranks of ``_ranked`` (see there)."""
+    # int32 halves the memory traffic; exact while 2 × positives × negatives < 2**31
+    dtype = np.int32 if counts.shape[1] < 30_000 else np.int64
+    counts = np.asarray(counts, dtype=dtype)
+    if not ranked:
+        return np.full(len(counts), np.nan)
+    per_class = np.empty((len(ranked), len(counts)))
+    for start in range(0, len(counts), ROWS):
+        block = counts[start:start + ROWS]
+        for j, (pos, neg, left, right) in enumerate(ranked):
+            below = np.zeros((len(block), len(neg) + 1), dtype=dtype)
+            np.cumsum(block[:, neg], axis=1, out=below[:, 1:])
+            w_pos = block[:, pos]
+            twice = np.einsum("ij,ij->i", w_pos, below[:, left] + below[:, right])  # 2 × U
+            n_pos, n_neg = w_pos.sum(axis=1), below[:, -1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_class[j, start:start + len(block)] = np.where(
+                    (n_pos > 0) & (n_neg > 0), twice / (2.0 * n_pos * n_neg), np.nan)
+    present = np.isfinite(per_class)
+    return np.where(present.any(axis=0),
+                    np.where(present, per_class, 0.0).sum(axis=0) / np.maximum(present.sum(axis=0), 1),
+                    np.nan)
 
 
 def macro_auroc_resampled(true: np.ndarray, proba: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -78,48 +128,22 @@ def macro_auroc_resampled(true: np.ndarray, proba: np.ndarray, counts: np.ndarra
     cumulative sum of the negatives' counts, read at those places (a tie counts ½). All
     resamples at once, instead of ranking every resample.
     """
-    # int32 halves the memory traffic; exact while 2 × positives × negatives < 2**31
-    dtype = np.int32 if counts.shape[1] < 30_000 else np.int64
-    counts = np.asarray(counts, dtype=dtype)
-    per_class = []
-    for k in range(proba.shape[1]):
-        positive = true == k
-        pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
-        if not len(pos) or not len(neg):
-            continue
-        neg = neg[np.argsort(proba[neg, k], kind="stable")]
-        scores = proba[neg, k]
-        left = np.searchsorted(scores, proba[pos, k], side="left")
-        right = np.searchsorted(scores, proba[pos, k], side="right")
-        below = np.zeros((len(counts), len(neg) + 1), dtype=dtype)
-        np.cumsum(counts[:, neg], axis=1, out=below[:, 1:])
-        w_pos = counts[:, pos]
-        twice = np.einsum("ij,ij->i", w_pos, below[:, left] + below[:, right])  # 2 × U
-        n_pos, n_neg = w_pos.sum(axis=1), below[:, -1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_class.append(np.where((n_pos > 0) & (n_neg > 0),
-                                      twice / (2.0 * n_pos * n_neg), np.nan))
-    if not per_class:
-        return np.full(len(counts), np.nan)
-    stacked = np.stack(per_class)
-    present = np.isfinite(stacked)
-    return np.where(present.any(axis=0),
-                    np.where(present, stacked, 0.0).sum(axis=0) / np.maximum(present.sum(axis=0), 1),
-                    np.nan)
+    return _macro_auroc_ranked(_ranked(np.asarray(true), proba), counts)
 
 
 def macro_auroc_interval(true: np.ndarray, proba: np.ndarray, n_boot: int = 1000,
                          seed: int = 0, chunk: int = 250) -> tuple[float | None, float | None]:
     """95 % percentile bootstrap interval of the macro AUROC, resampling images within each
-    class (so a rare class is never resampled away); ``chunk`` resamples at a time bound
-    the memory (chunk × images weights)."""
+    class (so a rare class is never resampled away); ``chunk`` resamples are drawn at a
+    time (it fixes the order of the draws, so the interval depends on it)."""
     if n_boot < 1:
         return None, None
     true = np.asarray(true)
+    ranked = _ranked(true, proba)
     rng = np.random.default_rng(seed)
     values = np.concatenate([
-        macro_auroc_resampled(true, proba, resample_counts(true, proba.shape[1],
-                                                           min(chunk, n_boot - start), rng))
+        _macro_auroc_ranked(ranked, resample_counts(true, proba.shape[1],
+                                                    min(chunk, n_boot - start), rng))
         for start in range(0, n_boot, chunk)])
     values = values[np.isfinite(values)]
     if not values.size:

@@ -8,6 +8,7 @@ executor runs it in a worker process. A failing run is recorded and the others g
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -81,7 +82,9 @@ def run_dir_for(runs_root: Path, run: RunSpec) -> Path:
     return store.child(runs_root, run.suite, run.run_id)
 
 
+@functools.cache
 def git_revision() -> str:
+    """The checkout's commit (asked once per process: one ``git`` process, not one per run)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                              check=False,
@@ -193,11 +196,31 @@ def selection_evaluations(run: ResolvedRun, plan: Plan, n_train: int) -> int | N
     return max(1, min(int(asked), plan.selectable_epochs(epochs_per_phase)))
 
 
-def plan_for(resolved: ResolvedRun, records, fold: Fold, registry: Registry) -> dict:
-    """What ``plan.json`` holds: the sampler's plan and the images of every part."""
+def class_counts(classes: list[str], labels: np.ndarray, indices) -> dict[str, int]:
+    """Images per class of ``labels[indices]``, classes in order of first appearance."""
+    values, first, counts = np.unique(labels[np.asarray(indices, dtype=np.int64)],
+                                      return_index=True, return_counts=True)
+    return {classes[int(values[i])]: int(counts[i]) for i in np.argsort(first)}
+
+
+def plan_for(resolved: ResolvedRun, records, fold: Fold, registry: Registry,
+             memo: dict | None = None) -> dict:
+    """What ``plan.json`` holds: the sampler's plan and the images of every part.
+
+    ``memo`` (one dict per suite's planning) keeps what every run of a fold shares (its
+    labels and parts), computed once per fold instead of once per run."""
     classes, run = list(resolved.classes), resolved.run
     epochs_per_phase = run.training.epochs_per_phase
-    train_labels = np.array([classes.index(c) for c in records["label"].to_numpy()[fold.train]])
+    memo = {} if memo is None else memo
+
+    def shared(key, make):
+        key = (id(records), run.fold, tuple(classes), *key)
+        if key not in memo:
+            memo[key] = make()
+        return memo[key]
+
+    train_labels = shared(("labels",), lambda: np.array(
+        [classes.index(c) for c in records["label"].to_numpy()[fold.train]]))
     phases = None
     if fold.phases is not None:
         position = {int(r): i for i, r in enumerate(fold.train)}
@@ -207,7 +230,7 @@ def plan_for(resolved: ResolvedRun, records, fold: Fold, registry: Registry) -> 
                      [resolved.split.seed, run.fold, run.seed], phases, epochs_per_phase,
                      run.fold, run.run_id)
     select = selection_indices(resolved, fold, records)
-    per_phase = [dict(Counter(classes[train_labels[i]] for i in p.indices)) for p in plan.phases]
+    per_phase = [class_counts(classes, train_labels, p.indices) for p in plan.phases]
     extra = {}
     evaluations = selection_evaluations(resolved, plan, len(fold.train)) if len(select) \
         else None
@@ -219,9 +242,9 @@ def plan_for(resolved: ResolvedRun, records, fold: Fold, registry: Registry) -> 
         **extra,
         "phase_class_counts": per_phase,
         "plan": plan.to_json(),
-        "train": _fold_part(records, fold.train),
-        "select": _fold_part(records, select),
-        "test": _fold_part(records, fold.test),
+        "train": shared(("train",), lambda: _fold_part(records, fold.train)),
+        "select": shared(("select", select.tobytes()), lambda: _fold_part(records, select)),
+        "test": shared(("test",), lambda: _fold_part(records, fold.test)),
     }
 
 
@@ -243,7 +266,7 @@ def current_fingerprints(suite: Suite, registry: Registry,
 
 
 def write_run_files(suite: Suite, resolved: ResolvedRun, prepared: Prepared,
-                    registry: Registry, run_dir: Path) -> None:
+                    registry: Registry, run_dir: Path, memo: dict | None = None) -> None:
     """``config.json`` (``resolved`` with what preparing the data recorded) and
     ``plan.json``; kept as they are when a run resumes.
 
@@ -255,7 +278,8 @@ def write_run_files(suite: Suite, resolved: ResolvedRun, prepared: Prepared,
         return
     folder.clear(plan_too=True)
     run = resolved.run
-    plan_json = plan_for(resolved, prepared.records, prepared.folds[run.fold - 1], registry)
+    plan_json = plan_for(resolved, prepared.records, prepared.folds[run.fold - 1], registry,
+                         memo)
     code = staleness.code_versions(suite, registry, run)
     resolved = dataclasses.replace(
         resolved, cache=str(prepared.cache.path), data=prepared.provenance,
@@ -599,11 +623,11 @@ def run_suite(
             dropped = prepared.dropped
             for line in dropped_lines(dropped):
                 echo(line)
-            planned = []
+            planned, memo = [], {}
             for run in pending:
                 try:
                     write_run_files(suite, resolved[run.run_id], prepared, registry,
-                                    run_dir_for(runs_root, run))
+                                    run_dir_for(runs_root, run), memo)
                 except guard.PluginFailure as exc:  # this run only: the others go on
                     RunFolder(run_dir_for(runs_root, run)).write_status("failed", error=str(exc))
                     echo(f"{run.run_id}: failed — {exc}")

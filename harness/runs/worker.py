@@ -131,6 +131,9 @@ def run(run_dir: Path, trackers: tracking.Trackers | None = None,
     now = time.time()
     folder.write_done(metrics, started=started, finished=now, seconds=now - started,
                       device=device, **attempt.fields(now))
+    # Recorded done first: a crash before this line leaves a finished run with its
+    # checkpoint, never an unfinished one without.
+    folder.drop_checkpoints()
     if trackers:
         trackers.run_end(tracking.run_end(run_dir, "done", time.time() - started))
 

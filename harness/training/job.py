@@ -18,7 +18,7 @@ from harness.errors import HarnessError
 from harness.plugin.options import Options, validate_options
 from harness.plugin.resolved import ResolvedRun
 from harness.plugin.specs import BackboneSpec, Plan
-from harness.rundir.folder import RunFolder
+from harness.rundir.folder import HistoryAppender, RunFolder
 
 #: The history schema of every engine: one row per epoch. ``seconds`` is the time in
 #: training steps, ``select_seconds`` the time scoring the selection split;
@@ -54,6 +54,8 @@ class Job:
     #: The resolved run read from ``config.json`` (the worker's jobs; ``None`` for a job
     #: built by hand, whose ``training`` and ``backbone`` are all there is).
     resolved: ResolvedRun | None = None
+    #: ``history.csv`` open for appending while the run trains (``log_epoch``).
+    _history_file: HistoryAppender | None = field(default=None, repr=False, compare=False)
 
     @property
     def backbone_options(self) -> Options:
@@ -124,11 +126,21 @@ class Job:
                                f"known: {', '.join(HISTORY_COLUMNS)}")
         row = {k: row.get(k, "") for k in HISTORY_COLUMNS}
         self.history.append(row)
-        self.folder.append_history(row, HISTORY_COLUMNS)
+        if self._history_file is None:
+            self._history_file = HistoryAppender(self.folder.history_path, HISTORY_COLUMNS)
+        self._history_file.append(row)
         if self.tracker is not None:
             self.tracker.epoch(row, len(self.history))
 
     def restore_history(self, rows: list[dict[str, Any]]) -> None:
         """At the start of training: the rows of the checkpoint resumed from (or none)."""
+        self.close_history()  # the file is replaced: rows go to the new one
         self.history = [{k: r.get(k, "") for k in HISTORY_COLUMNS} for r in rows]
         self.folder.write_history(self.history, HISTORY_COLUMNS)
+
+    def close_history(self) -> None:
+        """Close ``history.csv`` (every row is already flushed; the loop calls this at its
+        end, and a job used again reopens the file)."""
+        if self._history_file is not None:
+            self._history_file.close()
+            self._history_file = None

@@ -237,6 +237,7 @@ def train(job, build: Callable[[EngineContext], Any], threads: int = 0,
                 bars.remove(epoch_task)  # finished phases fold into the phases bar
     finally:
         bars.close()
+        job.close_history()
         tick = time.perf_counter()
         writer.wait()
         spent["checkpoint"] += time.perf_counter() - tick
