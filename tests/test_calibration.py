@@ -111,3 +111,30 @@ def test_plan_file_keeps_the_sources_the_report_reads():
     bad = {**plan, "test": {**part, "sources": ["rsna"]}}
     with pytest.raises(ValueError, match="1 sources"):
         PlanFile.from_json(bad)
+
+
+def test_auroc_resamples_do_not_depend_on_the_block_size(monkeypatch):
+    """The bootstrap computes its resamples in blocks (``ROWS``) for the CPU's cache: every
+    sum is of integers, so any block size gives the same values, bit for bit."""
+    from harness.analysis import calibration
+
+    rng = np.random.default_rng(3)
+    true = rng.integers(0, 3, 500)
+    proba = rng.dirichlet([1, 1, 1], 500).round(2)  # rounded: ties, as in predictions.csv
+    proba[:, 2] = 1 - proba[:, :2].sum(axis=1)
+    counts = calibration.resample_counts(true, 3, 150, np.random.default_rng(4))
+    values = {}
+    for rows in (1, 7, 64, 1000):
+        monkeypatch.setattr(calibration, "ROWS", rows)
+        values[rows] = calibration.macro_auroc_resampled(true, proba, counts)
+    assert all(np.array_equal(values[1], v) for v in values.values())
+    # each resample is the Mann-Whitney AUROC of the images as often as drawn
+    first = np.repeat(np.arange(500), counts[0])
+    assert values[1][0] == pytest.approx(roc_auc_score(true[first], proba[first],
+                                                       multi_class="ovr"), abs=1e-12)
+    intervals = []
+    for rows in (5, 1000):
+        monkeypatch.setattr(calibration, "ROWS", rows)
+        intervals.append(calibration.macro_auroc_interval(true, proba, 300, seed=1))
+    assert intervals[0] == intervals[1]
+    assert intervals[0][0] < calibration.macro_auroc(true, proba) < intervals[0][1]

@@ -56,6 +56,9 @@ def test_run_writes_every_file_and_skips_finished_runs(make_suite, tmp_path):
         assert metrics["bootstrap"]["resampled"] == "patients"
         history = (d / "history.csv").read_text().splitlines()
         assert history[0].startswith("phase,epoch")
+        # done: the resumable checkpoint is gone (nothing reads it after the run ends)
+        assert not (d / "checkpoints").exists(), d.name
+        assert not list(d.glob(".checkpoints*")), d.name
     # budget: equal also equalises selection evaluations: one per pass over the fold's
     # training images that the budget pays for (every epoch of a run that has fewer).
     for fold in (1, 2):
@@ -181,6 +184,8 @@ def test_killed_run_resumes_and_completes(make_suite, tmp_path):
     assert all(RunFolder(d).state() == "done" for d in run_dirs(runs))
     rows = (first / "history.csv").read_text().splitlines()[1:]
     assert len(rows) == len(set(rows)) == 6  # resumed, no epoch twice
+    # the resumed run, once done, kept no resumable checkpoint either
+    assert not any((d / "checkpoints").exists() for d in run_dirs(runs))
 
 
 def test_report_is_rendered_once_and_again_when_runs_change(make_suite, tmp_path):
@@ -308,3 +313,20 @@ def test_warm_workers_give_the_same_runs_as_fresh_processes(make_suite, tmp_path
         assert RunFolder(d).state() == RunFolder(twin).state() == "done"
     # TensorFlow never runs in a forked child.
     assert warm.preload_for("tensorflow", "harness_plugins.engines.keras_engine") is None
+
+
+def test_phase_class_counts_keep_the_order_classes_first_appear():
+    """``plan.json``'s per-phase counts: counted with numpy, ordered as a ``Counter`` of
+    the phase's images would be (first appearance), so the file reads as before."""
+    from collections import Counter
+
+    import numpy as np
+
+    from harness.runs.runner import class_counts
+
+    classes = ["normal", "pneumonia", "covid19"]
+    labels = np.array([2, 0, 1, 0, 2, 2, 1])
+    for indices in ([0, 1, 2, 3], [3, 6, 5, 5, 1], [6], []):
+        expected = dict(Counter(classes[labels[i]] for i in indices))
+        got = class_counts(classes, labels, indices)
+        assert got == expected and list(got) == list(expected)

@@ -274,3 +274,20 @@ def test_the_worker_trains_with_the_recorded_threads(tmp_path, monkeypatch, sett
     with pytest.raises(_Stop):
         worker.run(tmp_path)
     assert seen == [threads]
+
+
+def test_history_rows_reach_the_file_as_they_are_logged_and_after_a_restore(tmp_path):
+    """``history.csv`` stays open while a run trains: each row is on disk (flushed) when
+    ``log_epoch`` returns, and a restore (resume) replaces the file, later rows after it."""
+    job = make_job(tmp_path)
+    job.restore_history([])
+    job.log_epoch(phase=1, epoch=1, loss=0.5)
+    job.log_epoch(phase=1, epoch=2, loss=0.25)
+    assert [r["loss"] for r in rows(tmp_path)] == ["0.5", "0.25"]  # before any close
+    job.restore_history([{"phase": 1, "epoch": 1, "loss": 0.5}])  # resumed after epoch 1
+    job.log_epoch(phase=1, epoch=2, loss=0.125)
+    job.close_history()
+    assert [(r["epoch"], r["loss"]) for r in rows(tmp_path)] == [("1", "0.5"), ("2", "0.125")]
+    job.log_epoch(phase=1, epoch=3, loss=0.0)  # a closed job opens the file again
+    job.close_history()
+    assert [r["epoch"] for r in rows(tmp_path)] == ["1", "2", "3"]
