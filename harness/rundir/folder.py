@@ -2,7 +2,7 @@
 
 ``runs/<suite>/<run_id>/`` holds ``config.json`` (what the run is), ``plan.json`` (its
 images and the sampler's plan, readable; its long lists are arrays in ``plan.npz``), ``status.json``, ``history.csv``, ``predictions.csv``,
-``metrics.json`` and ``checkpoints/``. The runner, the worker, the engines (through
+``metrics.json`` and, until the run is done, ``checkpoints/`` (``drop_checkpoints``). The runner, the worker, the engines (through
 ``Job``) and the report read and write them through ``RunFolder`` only, so a damaged or
 half-written file is recognised in one place and always named in the message.
 
