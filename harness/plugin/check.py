@@ -152,11 +152,17 @@ def executor_options(suite: Suite, registry: Registry) -> Options:
                             _source(suite), options_context(suite))
 
 
+def check_data_options(suite: Suite, registry: Registry) -> CheckedSuite:
+    """The datasets' and the splitter's options, validated: all ``harness data`` needs (the
+    data functions take them from here and validate nothing themselves)."""
+    return CheckedSuite(
+        datasets=[dataset_options(suite, registry, i) for i in range(len(suite.datasets))],
+        split=split_options(suite, registry))
+
+
 def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
     """Every plugin option block of the suite, validated (the first mistake raises)."""
-    checked = CheckedSuite()
-    checked.datasets = [dataset_options(suite, registry, i) for i in range(len(suite.datasets))]
-    checked.split = split_options(suite, registry)
+    checked = check_data_options(suite, registry)
     reference = [suite.budget_reference] if suite.budget == "equal" else []
     for name in dict.fromkeys([*suite.samplers, *suite.matrix.sampler, *reference]):
         checked.samplers[name] = sampler_options(suite, registry, name)

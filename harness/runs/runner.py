@@ -235,7 +235,9 @@ def resolve_runs(suite: Suite, checked: CheckedSuite, runs: list[RunSpec],
 def current_fingerprints(suite: Suite, registry: Registry,
                          runs: list[ResolvedRun]) -> dict[str, dict[str, str]]:
     """What each run's ``config.json`` fingerprint would be if it were planned now."""
-    data = staleness.current_data_versions(suite, registry)
+    if not runs:
+        return {}
+    data = staleness.current_data_versions(suite, registry, runs[0].dataset_options)
     return {r.run_id: staleness.fingerprint(r.run.to_json(), r.suite_section(),
                                             staleness.code_versions(suite, registry, r.run),
                                             data)
@@ -592,7 +594,7 @@ def run_suite(
     try:
         if pending:
             check_data(suite, registry, checked)
-            prepared = prepare(suite, registry, show_progress=show_progress)
+            prepared = prepare(suite, registry, checked, show_progress=show_progress)
             # Only now, with every input known good (records, cache, folds), may the runs
             # that start over lose what they produced: a data problem never erases a run.
             restart_runs(pending, sorted_runs.restart, runs_root, echo)

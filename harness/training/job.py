@@ -54,14 +54,17 @@ class Job:
     #: The resolved run read from ``config.json`` (the worker's jobs; ``None`` for a job
     #: built by hand, whose ``training`` and ``backbone`` are all there is).
     resolved: ResolvedRun | None = None
+    #: The backbone's validated options: the resolved run's; a job built by hand has
+    #: ``training.backbone_options`` validated once, here.
+    backbone_options: Options | None = None
 
-    @property
-    def backbone_options(self) -> Options:
-        """The backbone's validated options: the resolved run's, else ``training``'s."""
-        if self.resolved is not None:
-            return self.resolved.backbone_options
-        return validate_options(self.backbone.options, self.training.backbone_options,
-                                "training.backbone_options", str(self.folder.config_path))
+    def __post_init__(self) -> None:
+        if self.backbone_options is None:
+            self.backbone_options = (
+                self.resolved.backbone_options if self.resolved is not None
+                else validate_options(self.backbone.options, self.training.backbone_options,
+                                      "training.backbone_options",
+                                      str(self.folder.config_path)))
 
     @property
     def n_classes(self) -> int:
