@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.metrics import Predictions, compute_metrics
-from harness.config.suite import training_from_json
-from harness.config.validate import SuiteError
+from harness.config.suite import ReportConfig, training_from_json
+from harness.config.validate import SuiteError, to_dataclass
 from harness.errors import HarnessError
 from harness.rundir.folder import DamagedFile, RunFolder, SuiteRuns
 
@@ -26,8 +26,6 @@ DAMAGED = "damaged"
 def references_of(runs) -> list[str]:
     """The strategies shown first and compared against: the suite's ``report.references``
     as recorded in its runs' ``config.json`` (older folders: the suite's default)."""
-    from harness.config.suite import ReportConfig
-
     for run in runs:
         config = getattr(run, "config", None) or {}
         refs = (config.get("suite") or {}).get("report", {}).get("references")
@@ -101,7 +99,7 @@ class Combination:
         return f"{self.backbone}-{self.sampler}-{self.engine}"
 
 
-def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
+def load_run(path: Path, bootstrap: int = ReportConfig.bootstrap) -> RunResult:
     """Read one run folder; a problem becomes a failed or damaged run with its reason."""
     from harness.analysis.budget import exposure, images_seen
 
@@ -153,7 +151,7 @@ def current_run_ids(runs_dir: Path) -> set[str] | None:
     return SuiteRuns(runs_dir).run_ids()
 
 
-def load_runs(runs_dir: str | Path, bootstrap: int = 1000) -> list[RunResult]:
+def load_runs(runs_dir: str | Path, bootstrap: int = ReportConfig.bootstrap) -> list[RunResult]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise HarnessError(f"{runs_dir}: no such runs folder; give runs/<suite> as written by "
@@ -179,6 +177,16 @@ def group(runs: list[RunResult]) -> list[Combination]:
     order = {name: i for i, name in enumerate(references_of(runs))}
     return sorted(combos.values(), key=lambda c: (c.backbone, c.engine,
                                                   order.get(c.sampler, len(order)), c.sampler))
+
+
+def report_settings(suite: dict[str, Any]) -> ReportConfig:
+    """The ``report`` settings of a recorded suite section, typed (keys an older folder
+    lacks take the suite's defaults; unreadable settings are the defaults)."""
+    try:
+        return to_dataclass(suite.get("report") or {}, ReportConfig, "suite.report",
+                            "the recorded suite")
+    except SuiteError:
+        return ReportConfig()
 
 
 def suite_config(runs_dir: Path) -> dict[str, Any]:

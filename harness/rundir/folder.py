@@ -304,10 +304,6 @@ class RunConfig:
         """Images left out because they could not be read: ``file`` and ``reason`` each."""
         return list(self.extra.get("dropped_images") or [])
 
-    @property
-    def bootstrap(self) -> int:
-        return int((self.suite.get("report") or {}).get("bootstrap", 1000))
-
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         if out["data"] is None:
