@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.config.frozen import freeze
 from harness.config.suite import (
     DatasetRef,
     ReportConfig,
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from harness.plugin.check import CheckedSuite
     from harness.plugin.registry import Registry
     from harness.rundir.folder import RunConfig
+
+#: Fields of ``ResolvedRun`` held as tuples.
+_TUPLES = ("datasets", "plugins", "overrides", "dataset_options")
 
 #: ``config.json`` keys ``ResolvedRun`` reads and writes besides ``run``, ``suite`` and
 #: ``plan_rules``.
@@ -93,6 +97,14 @@ class ResolvedRun:
     fingerprint: dict[str, str] = field(default_factory=dict)
     #: ``config.json`` keys this version does not know, kept as they are.
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: the nested settings (frozen dataclasses and options
+        # models) are frozen where they are declared; the recorded parts here.
+        for name in ("datasets", "plugins", "overrides", "dataset_options", "data",
+                     "data_notes", "dropped_images", "versions", "fingerprint", "extra"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(value) if name in _TUPLES else freeze(value))
 
     # ------------------------------------------------------------------ shortcuts
 
