@@ -108,3 +108,46 @@ def test_the_report_counts_epochs_with_the_real_default():
     assert training.epochs_per_phase == 100
     assert images_seen(plan, training) == 3 * 100 + 2 * 5
     assert exposure(None, plan, training, None)["epochs"] == 105
+
+
+def test_the_report_reads_config_json_as_the_resolved_run_even_without_its_plugins(tmp_path):
+    """Plugin present: its options come back as its typed model. Plugin absent (a folder
+    from another machine): its recorded options, frozen, and the report still renders."""
+    from harness.analysis.loading import load_runs
+    from harness.analysis.report import render_report
+    from harness.config.frozen import FrozenDict
+    from harness.plugin.options import Options
+
+    data = suite_data(matrix={"backbone": ["pixels"], "sampler": ["none", "phased"],
+                              "engine": ["centroid"], "fold": [1]})
+    run_suite(parse_suite(data, str(tmp_path / "resolved.yaml")), runs_root=tmp_path / "runs",
+              render=False, echo=lambda m: None, show_progress=False)
+    runs_dir = tmp_path / "runs" / "resolved"
+    loaded = load_runs(runs_dir)
+    assert [r.state for r in loaded] == ["done", "done"]
+    for r in loaded:
+        assert isinstance(r.resolved, ResolvedRun) and r.resolved.run_id == r.run_id
+        assert type(r.resolved.dataset_options[0]).__name__ == "SyntheticOptions"
+        assert isinstance(r.resolved.backbone_options, Options)
+    phased = next(r for r in loaded if r.sampler == "phased").resolved
+    assert phased.sampler_options.phases == 2
+
+    for folder in RunFolder(runs_dir).path.iterdir():
+        if not (folder / "config.json").is_file():
+            continue
+        config = json.loads((folder / "config.json").read_text())
+        config["suite"]["plugins"] = ["harness_plugins_not_installed_here"]
+        config["suite"]["datasets"][0]["name"] = "elsewhere"
+        (folder / "config.json").write_text(json.dumps(config))
+    elsewhere = load_runs(runs_dir)
+    assert [r.state for r in elsewhere] == ["done", "done"]
+    for r in elsewhere:
+        # the fakes module (``pixels``) and the dataset are unknown here: recorded mappings
+        assert r.resolved.backbone_options == {} and \
+            not isinstance(r.resolved.backbone_options, Options)
+        assert r.resolved.dataset_options[0] == {"n": 120, "seed": 1}
+        assert isinstance(r.resolved.dataset_options[0], FrozenDict)
+        assert type(r.resolved.sampler_options).__name__ != "FrozenDict"  # built in: typed
+    index = render_report(runs_dir, tmp_path / "report")
+    html = index.read_text()
+    assert "elsewhere" in html and "phased" in html

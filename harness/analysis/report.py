@@ -38,14 +38,14 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
     group,
     load_run,
     load_runs,
-    report_settings,
-    suite_config,
+    suite_run,
 )
 from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct, signed
 from harness.analysis.optimism import optimism_section
 from harness.analysis.results import write_results
 from harness.analysis.sources import source_block
 from harness.analysis.tables import OTHER_FIGURES, combination_tables, pooled_metrics
+from harness.config.frozen import thaw
 from harness.config.suite import ReportConfig
 
 
@@ -143,8 +143,9 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
                   bootstrap: int | None = None, title: str | None = None) -> Path:
     """Render ``index.html`` and the exports; returns the path of ``index.html``."""
     runs_dir = Path(runs_dir)
-    suite = suite_config(runs_dir)
-    report_cfg = report_settings(suite)
+    first = suite_run(runs_dir)
+    suite = thaw(first.suite_section()) if first is not None else {}
+    report_cfg = first.report if first is not None else ReportConfig()
     n_boot = bootstrap if bootstrap is not None else report_cfg.bootstrap
     runs = load_runs(runs_dir, bootstrap=n_boot)
     # The loaded runs live until the page is written: leave them out of the garbage
