@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 
 import pytest
 
+from harness import BackboneSpec
 from harness.analysis.budget import exposure, images_seen
 from harness.config.suite import Training, expand, parse_suite, training_from_json
 from harness.plugin.check import check_suite
+from harness.plugin.engine import EngineContext
 from harness.plugin.registry import build_registry
 from harness.plugin.resolved import ResolvedRun, resolve
 from harness.rundir.folder import DamagedFile, RunFolder
@@ -85,6 +88,9 @@ def test_config_json_is_the_resolved_run_and_the_worker_reads_it_typed(tmp_path)
     # what the engine sees is the resolved run's typed settings, not a copy re-validated
     assert context.training is job.training and isinstance(context.training, Training)
     assert context.backbone_options is job.resolved.backbone_options
+    # the engine's backbone is the typed spec, declared so (no protocol standing in for it)
+    assert typing.get_type_hints(EngineContext)["backbone"] is BackboneSpec
+    assert isinstance(context.backbone, BackboneSpec) and context.backbone is job.backbone
 
 
 def test_a_damaged_run_section_names_the_file(tmp_path):
