@@ -225,3 +225,33 @@ def test_builders_receive_the_resolved_source():
     with pytest.raises(HarnessError, match=r"backbone 'tiny' has no weights 'keras-imagenet' "
                                            r"for the torch engine"):
         build_backbone(tiny, "torch", 16, "keras-imagenet", {"channels": [4, 4]})
+
+
+def test_why_the_default_normalization_stays_unit():
+    """``auto`` as the default would retrain a shipped suite on other inputs under new ids:
+    ``sampling`` leaves ``normalization`` out and its torch ResNet50V2 ImageNet weights
+    declare ``inception``. When no shipped suite relies on ``unit`` against its weights any
+    more, this fails: the default may then follow the weights."""
+    import dataclasses
+
+    import yaml
+
+    from harness.config.suite import Training
+
+    assert Training().normalization == "unit"
+    relying = {}
+    for name, path in shipped_suites().items():
+        written = yaml.safe_load(Path(path).read_text())
+        if "normalization" in (written.get("training") or {}) or any(
+                "normalization" in (o or {}) for o in (written.get("backbones") or {}).values()):
+            continue  # states it (the paper suites: unit, as the authors)
+        suite = load_suite(name)
+        auto = dataclasses.replace(suite, training=dataclasses.replace(
+            suite.training, normalization="auto"))
+        sources = suite_weights(auto, build_registry(suite.plugins))
+        declared = {s.normalization for s in sources.values()}
+        ids = [r.run_id for r in expand(suite)]
+        if declared != {"unit"} or [r.run_id for r in expand(auto)] != ids:
+            relying[name] = sorted(declared)
+    assert relying["sampling"] == ["inception"]  # other inputs, and 180 new ids
+    assert relying["demo"] == ["unit"]  # the same inputs, but 8 new ids
