@@ -25,7 +25,8 @@ import numpy as np
 from harness import store
 from harness.config.overrides import blame_override
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
-from harness.data.prepare import Prepared, dropped_lines, prepare
+from harness.data.cache import CacheState
+from harness.data.prepare import Prepared, cache_status, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin import guard
 from harness.plugin.check import CheckedSuite, check_data, check_suite
@@ -33,7 +34,7 @@ from harness.plugin.options import Options
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.resolved import PlanRules, ResolvedRun, resolve
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
-from harness.plugin.weights import with_normalization
+from harness.plugin.weights import check_weight_files, with_normalization
 from harness.rundir.folder import (
     DamagedFile,
     PlanFile,
@@ -72,6 +73,8 @@ class SuiteResult:
     stale_why: list[str] = field(default_factory=list)
     #: run id -> where a scheduler holds it (``slurm job 1234``), for ``--detach``.
     jobs: dict[str, str] = field(default_factory=dict)
+    #: ``--dry-run``: what the run will do with the image cache.
+    cache: CacheState | None = None
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
@@ -564,8 +567,10 @@ def run_suite(
                            f"{suite.executor.name!r} runs the jobs itself")
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
-    if dry_run:
+    if dry_run:  # everything a run would refuse, before it decodes an image
         check_data(suite, registry, checked)
+        check_weight_files(suite, checked.weights, ((r.backbone, r.engine) for r in runs))
+        result.cache = cache_status(suite, registry)
     current = current_fingerprints(suite, registry, list(resolved.values()))
     if dry_run:
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
@@ -592,6 +597,8 @@ def run_suite(
     try:
         if pending:
             check_data(suite, registry, checked)
+            check_weight_files(suite, checked.weights,
+                               ((r.backbone, r.engine) for r in pending))
             prepared = prepare(suite, registry, show_progress=show_progress)
             # Only now, with every input known good (records, cache, folds), may the runs
             # that start over lose what they produced: a data problem never erases a run.
