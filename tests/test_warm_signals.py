@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from interrupted import busy_core
 
 from harness.runs import launch, warm
 
@@ -50,11 +51,8 @@ class Stop(BaseException):
 
 @pytest.fixture
 def busy():
-    """A process that keeps a core busy while the test runs."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    yield
-    proc.kill()
-    proc.wait()
+    with busy_core():
+        yield
 
 
 def test_the_warm_host_passes_sigint_on_at_once(tmp_path, monkeypatch, busy):
