@@ -23,8 +23,10 @@ from harness.data.cache import (
     ERRORS,
     FILLED,
     CacheDamaged,
+    CacheState,
     CacheView,
     cache_key,
+    cache_state,
     default_cache_root,
     fill_cache,
     open_cache,
@@ -106,18 +108,33 @@ def cache_root(suite: Suite) -> Path:
     return default_cache_root()
 
 
+def cache_fingerprints(suite: Suite, registry: Registry, checked: CheckedSuite) -> list[str]:
+    """``dataset:fingerprint`` of every dataset: with the uids and size, the cache's key."""
+    fingerprints = []
+    for i, ref in enumerate(suite.datasets):
+        spec = registry.get("datasets", ref.name)
+        fingerprint = (guard.call(guard.who(registry, "datasets", ref.name), "fingerprint",
+                                  spec.fingerprint, checked.datasets[i],
+                                  dataset_context(suite, i))
+                       if spec.fingerprint else "")
+        fingerprints.append(f"{ref.name}:{fingerprint}")
+    return fingerprints
+
+
+def cache_status(suite: Suite, registry: Registry, checked: CheckedSuite) -> CacheState:
+    """What ``harness run`` will do with the suite's image cache (reads records, decodes
+    nothing, writes nothing)."""
+    records = load_records(suite, registry, checked)
+    return cache_state(cache_root(suite), cache_fingerprints(suite, registry, checked),
+                       [str(u) for u in records["uid"]], suite.image_size)
+
+
 def filled_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
                  checked: CheckedSuite):
     """The suite's cache when every image is already decoded (``data prepare`` or a run),
     else None: ``data summary`` decodes nothing itself."""
-    fingerprints = []
-    for i, ref in enumerate(suite.datasets):
-        spec = registry.get("datasets", ref.name)
-        fp = (spec.fingerprint(checked.datasets[i], dataset_context(suite, i))
-              if spec.fingerprint else "")
-        fingerprints.append(f"{ref.name}:{fp}")
-    path = cache_root(suite) / cache_key(fingerprints, [str(u) for u in records["uid"]],
-                                         suite.image_size)
+    path = cache_root(suite) / cache_key(cache_fingerprints(suite, registry, checked),
+                                         [str(u) for u in records["uid"]], suite.image_size)
     if not (path / FILLED).exists():
         return None
     try:  # a damaged cache is as good as none here: the next fill rebuilds it
@@ -135,18 +152,14 @@ def filled_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
 def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
                   checked: CheckedSuite, show_progress: bool = True) -> tuple[CacheView, pd.DataFrame]:
     """Fill the cache; drop (and count) unreadable images unless ``on_bad_image: fail``."""
-    readers, options, fingerprints = {}, {}, []
+    readers, options = {}, {}
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        context = dataset_context(suite, i)
-        readers[ref.name] = BoundReader(spec.read_image, context)
+        readers[ref.name] = BoundReader(spec.read_image, dataset_context(suite, i))
         options[ref.name] = checked.datasets[i]
-        fingerprint = (guard.call(guard.who(registry, "datasets", ref.name), "fingerprint",
-                                  spec.fingerprint, options[ref.name], context)
-                       if spec.fingerprint else "")
-        fingerprints.append(f"{ref.name}:{fingerprint}")
-    cache, errors = fill_cache(cache_root(suite), records, readers, options, fingerprints,
-                               suite.image_size, show_progress=show_progress)
+    cache, errors = fill_cache(cache_root(suite), records, readers, options,
+                               cache_fingerprints(suite, registry, checked), suite.image_size,
+                               show_progress=show_progress)
     if errors:
         if suite.on_bad_image == "fail":
             first = next(iter(errors.values()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,15 +231,18 @@ def check_data(suite: Suite, registry: Registry, checked: CheckedSuite) -> None:
 # ------------------------------------------------------------------ backbone contract
 
 
-def contract_checks(suite: Suite, registry: Registry,
-                    checked: CheckedSuite) -> list[dict[str, Any]]:
-    """The (backbone, engine) pairs of the suite whose engine checks a contract, with the
-    backbones' validated options."""
+def contract_checks(suite: Suite, registry: Registry, checked: CheckedSuite,
+                    pairs: Iterable[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """The (backbone, engine) pairs of the suite (or of ``pairs``) whose engine checks a
+    contract, with the backbones' validated options."""
+    wanted = None if pairs is None else set(pairs)
     checks = []
     for engine in suite.matrix.engine:
         if registry.get("engines", engine).check_backbone is None:
             continue
         for backbone in suite.matrix.backbone:
+            if wanted is not None and (backbone, engine) not in wanted:
+                continue
             checks.append({
                 "backbone": backbone, "engine": engine, "image_size": suite.image_size,
                 "options": checked.backbones[backbone].model_dump(mode="json"),
@@ -246,13 +250,16 @@ def contract_checks(suite: Suite, registry: Registry,
     return checks
 
 
-def check_backbones(suite: Suite, registry: Registry, checked: CheckedSuite) -> None:
-    """Build each backbone once per engine in a child process and check its contract.
+def check_backbones(suite: Suite, registry: Registry, checked: CheckedSuite,
+                    pairs: Iterable[tuple[str, str]] | None = None) -> None:
+    """Build each backbone once per engine (of ``pairs`` when given) in a child process and
+    check its contract.
 
     A child process, because building imports the engine's framework and two frameworks
-    never share a process (nor does the framework-free runner load one).
+    never share a process (nor does the framework-free runner load one). It starts the
+    framework (TensorFlow: seconds), so ``harness run`` asks only for the pairs it trains.
     """
-    checks = contract_checks(suite, registry, checked)
+    checks = contract_checks(suite, registry, checked, pairs)
     if not checks:
         return
     payload = json.dumps({"plugins": list(suite.plugins), "checks": checks})
