@@ -17,7 +17,7 @@ from harness.plugin.weights import check_weight_files, local_files
 
 def test_a_missing_weights_file_is_one_line_at_dry_run(make_suite, run_harness, tmp_path):
     missing = tmp_path / "gone" / "best.pt"
-    suite = make_suite("w", training={"weights": str(missing)})
+    suite = make_suite("w", training={"weights": str(missing), "normalization": "unit"})
     result = run_harness("run", suite, "--dry-run", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2
     assert result.output.splitlines() == [(
@@ -25,7 +25,7 @@ def test_a_missing_weights_file_is_one_line_at_dry_run(make_suite, run_harness, 
         "'pixels', engine 'centroid'); give an existing file, a declared name, or 'none'")]
     assert "Traceback" not in result.output
     # a backbone's own setting is named by its key
-    override = make_suite("o", backbones={"pixels": {"weights": str(missing)}})
+    override = make_suite("o", backbones={"pixels": {"weights": str(missing), "normalization": "unit"}})
     result = run_harness("run", override, "--dry-run", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {override}: backbones.pixels.weights: weights "
@@ -41,7 +41,7 @@ def test_a_missing_weights_file_is_one_line_at_dry_run(make_suite, run_harness, 
 def test_a_run_refuses_a_missing_weights_file_before_decoding(make_suite, run_harness,
                                                               tmp_path):
     missing = tmp_path / "best.pt"
-    suite = make_suite("w", training={"weights": str(missing)})
+    suite = make_suite("w", training={"weights": str(missing), "normalization": "unit"})
     result = run_harness("run", suite, "--no-report", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2
     assert result.output.splitlines()[-1].startswith(

@@ -154,10 +154,10 @@ class Training:
     #: Per-channel scaling of the [0, 1] input: ``unit`` none, ``imagenet`` ImageNet mean/std,
     #: ``inception`` to [-1, 1] (what Keras's Xception/ResNet50V2 and timm's Inception-style
     #: weights expect); ``auto``: what the run's weights declare (``WeightSource``), resolved
-    #: when the run is planned and recorded in its ``config.json``. The default stays
-    #: ``unit``: the run id hashes this setting as written, so a new default would change the
-    #: id (and the inputs) of every suite that relies on it.
-    normalization: Literal["unit", "imagenet", "inception", "auto"] = "unit"
+    #: when the run is planned and recorded in its ``config.json`` (the default: no weights
+    #: and random initialisation give ``unit``; a weights file declares nothing, so a suite
+    #: loading one states it). The run id hashes the setting as written (``auto``).
+    normalization: Literal["unit", "imagenet", "inception", "auto"] = "auto"
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.config.suite import Training
+from harness.config.suite import NORMALIZATIONS, Training
 from harness.errors import HarnessError
 from harness.plugin.backbone import BackboneSpec, WeightSource
 from harness.plugin.options import Options, validate_options
@@ -104,6 +104,12 @@ class EngineContext:
     backbone_options: Options = field(default_factory=Options)
     #: Threads the engine may use on the CPU (0: the framework's default).
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.training.normalization not in NORMALIZATIONS:
+            raise ValueError(f"EngineContext: training.normalization "
+                             f"{self.training.normalization!r} is not resolved; expected one "
+                             f"of {', '.join(NORMALIZATIONS)}, as a planned run's settings are")
 
     def build_backbone(self, builder: str) -> Any:
         """The backbone from its ``builders[builder]`` with the run's weights and options."""

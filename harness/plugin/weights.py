@@ -16,10 +16,10 @@ import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.config.suite import NORMALIZATIONS, RunSpec, Suite, training_for
+from harness.config.suite import NORMALIZATIONS, RunSpec, Suite, Training, training_for
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry
-from harness.plugin.specs import UnknownWeights, WeightSource
+from harness.plugin.specs import BackboneSpec, UnknownWeights, WeightSource
 
 #: ``training.normalization`` that takes the weights' own.
 AUTO = "auto"
@@ -38,9 +38,20 @@ def normalization_for(setting: str, source: WeightSource) -> str:
         return setting
     if source.normalization is None:
         what = "a weights file" if source.kind == "file" else source.description
-        raise ValueError(f"auto: weights {source.name!r} ({what}) declare no normalization; "
-                         f"set one of {', '.join(NORMALIZATIONS)}")
+        raise ValueError(f"auto (the default) takes the weights' own, but {source.name!r} "
+                         f"({what}) declares none; set one of {', '.join(NORMALIZATIONS)}")
     return source.normalization
+
+
+def resolved_normalization(training: Training, backbone: BackboneSpec,
+                           builder: str) -> Training:
+    """``training`` with ``normalization: auto`` the weights' own, for a model built outside
+    a suite (``harness describe``/``bench``, a job built by hand); a suite's runs are
+    resolved when planned (:func:`with_normalization`). Raises ``ValueError``."""
+    if training.normalization != AUTO:
+        return training
+    source = backbone.weights_for(builder, training.weights)
+    return dataclasses.replace(training, normalization=normalization_for(AUTO, source))
 
 
 def suite_weights(suite: Suite, registry: Registry) -> dict[tuple[str, str], WeightSource]:

@@ -34,7 +34,7 @@ from harness.plugin.options import Options
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.resolved import PlanRules, ResolvedRun, resolve
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
-from harness.plugin.weights import check_weight_files, with_normalization
+from harness.plugin.weights import check_weight_files
 from harness.rundir.folder import (
     DamagedFile,
     PlanFile,
@@ -559,9 +559,10 @@ def run_suite(
     try:  # plugin options and folds are checked here: name the override that set them
         # the backbone contract starts each framework: only for runs left to train (below)
         checked = check_suite(suite, registry, backbones=False)
-        # normalization: auto becomes what each run's weights declare (ids unchanged)
-        runs = with_normalization(filter_runs(expand(suite), list(only)), checked.weights)
-        resolved = resolve_runs(suite, checked, runs, overrides)
+        # resolved: threads counted, normalization: auto the weights' own (ids unchanged)
+        resolved = resolve_runs(suite, checked, filter_runs(expand(suite), list(only)),
+                                overrides)
+        runs = [r.run for r in resolved.values()]
     except HarnessError as exc:
         raise blame_override(exc, overrides, suite.source) from None
     if detach and not registry.get("executors", suite.executor.name).detach:

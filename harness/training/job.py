@@ -18,6 +18,7 @@ from harness.errors import HarnessError
 from harness.plugin.options import Options, validate_options
 from harness.plugin.resolved import ResolvedRun
 from harness.plugin.specs import BackboneSpec, Plan
+from harness.plugin.weights import resolved_normalization
 from harness.rundir.folder import RunFolder
 
 #: The history schema of every engine: one row per epoch. ``seconds`` is the time in
@@ -59,6 +60,12 @@ class Job:
     backbone_options: Options | None = None
 
     def __post_init__(self) -> None:
+        if self.resolved is None:  # built by hand (the worker's jobs arrive resolved)
+            try:
+                self.training = resolved_normalization(self.training, self.backbone,
+                                                       self.run.engine)
+            except ValueError as exc:
+                raise HarnessError(f"training.normalization: {exc}") from None
         if self.backbone_options is None:
             self.backbone_options = (
                 self.resolved.backbone_options if self.resolved is not None
