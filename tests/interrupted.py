@@ -1,5 +1,7 @@
 """One torch run stopped by SIGTERM and resumed, next to the same run trained through: built
-once per session, read by the tests of SIGTERM, of the resume line and of exact resume.
+once per session, read by the tests of SIGTERM, of the resume line and of exact resume. The
+helpers (the command, waiting on a run, reading its history, a busy core) serve the keras
+twin of this run too (``tests/test_keras_resume.py``).
 
 ``harness run`` (a real subprocess: signals, exit codes, the worker process) trains a tiny
 network three times: through into ``whole/``; into ``stopped/`` until SIGTERM after a few
@@ -10,6 +12,7 @@ step leaves (exit codes, output, status and history at the stop) is kept for the
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -23,17 +26,38 @@ from pathlib import Path
 from harness.testing import write_suite
 
 #: Enough epochs that the run is still training when SIGTERM, sent after the third, reaches
-#: the worker: the runner gives the worker 0.5 s before it passes the signal on
-#: (``harness.runs.launch.stop``), and an epoch of this run takes ~20 ms on an idle CPU.
+#: the worker (an epoch of this run takes ~20 ms on an idle CPU).
 EPOCHS = 80
 
 
-def history(run_dir: Path) -> list[dict[str, str]]:
+def history(run_dir: Path, leave_out: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """``history.csv``'s rows (without the columns ``leave_out``); none before it exists."""
     path = run_dir / "history.csv"
     if not path.is_file():
         return []
     with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+        return [{k: v for k, v in row.items() if k not in leave_out}
+                for row in csv.DictReader(fh)]
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, seconds: float = 300) -> None:
+    """Until ``condition()``, while ``proc`` runs (its output in the failure otherwise)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"{what} did not happen in time"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def busy_core():
+    """A busy-loop process keeps one core busy while the block runs."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 @dataclass
@@ -75,11 +99,8 @@ def interrupted_torch_run(root: Path) -> Interrupted:
                             stderr=subprocess.STDOUT, text=True, env=quiet,
                             start_new_session=True)
     runs = root / "stopped" / "term"
-    deadline = time.monotonic() + 300
-    while not any(len(history(d)) >= 3 for d in runs.glob("*/")):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "no epoch was trained in time"
-        time.sleep(0.05)
+    wait_for(lambda: any(len(history(d)) >= 3 for d in runs.glob("*/")), proc,
+             "the third epoch")
     proc.send_signal(signal.SIGTERM)  # the parent only, as `kill PID` does
     stop_output = proc.communicate(timeout=300)[0]
     (run_dir,) = [d for d in runs.iterdir() if d.is_dir()]
@@ -89,13 +110,9 @@ def interrupted_torch_run(root: Path) -> Interrupted:
     phases = json.loads((run_dir / "plan.json").read_text())["plan"]["phases"]
 
     loud = {k: v for k, v in os.environ.items() if k != "HARNESS_QUIET"}
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_core():
         resumed = subprocess.run(command(suite, root / "stopped"), capture_output=True,
                                  text=True, env=loud, timeout=600, check=False)
-    finally:
-        busy.kill()
-        busy.wait()
     (reference,) = [d for d in (root / "whole" / "term").iterdir() if d.is_dir()]
     return Interrupted(suite=suite, whole=reference, run_dir=run_dir, stop_code=proc.returncode,
                        stop_output=stop_output, stop_status=stop_status,

@@ -16,6 +16,7 @@ from harness.cli.main import main
 from harness.config.suite import load_suite
 from harness.data.duplicates import close_pairs
 from harness.data.prepare import prepare
+from harness.plugin.check import check_data_options
 from harness.plugin.registry import build_registry
 
 MINI = SHARED / "data" / "ieee8023-mini"
@@ -60,7 +61,9 @@ def test_real_duplicates_and_a_copied_image_under_a_new_patient_are_grouped(tmp_
     before = CliRunner().invoke(main, ["data", "summary", str(suite_file)])
     assert "not checked: the images are not decoded yet" in before.output
 
-    prepared = prepare(load_suite(suite_file), build_registry(), show_progress=False)
+    suite, registry = load_suite(suite_file), build_registry()
+    prepared = prepare(suite, registry, check_data_options(suite, registry),
+                       show_progress=False)
     records = prepared.records
     found: dict[tuple, int] = {}
     for pair in records.attrs["near_duplicates"]:

@@ -10,7 +10,6 @@ To keep TensorFlow start-ups few, the uninterrupted reference is the same run's 
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import os
@@ -18,31 +17,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from interrupted import busy_core, command, history, wait_for
 
 TIMING = ("seconds", "images_per_s", "select_seconds")
 #: Epochs of one step each: TensorFlow trains one in milliseconds, so enough of them that
 #: the run is still training when the stop arrives.
 EPOCHS = 150
-
-
-def history(run_dir: Path) -> list[dict[str, str]]:
-    path = run_dir / "history.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(fh)]
-
-
-def wait_for(condition, proc: subprocess.Popen, what: str, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, f"{what} did not happen in time"
-        time.sleep(0.05)
 
 
 @pytest.mark.keras
@@ -58,10 +40,9 @@ def test_keras_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(make_s
                        training={"epochs_per_phase": EPOCHS, "max_steps_per_epoch": 1,
                                  "batch_size": 8, "checkpoint_minutes": 0, "threads": 1,
                                  "backbone_options": {"channels": [4]}})
-    command = [sys.executable, "-c", "from harness.cli import main; main()", "run", str(suite),
-               "--runs-dir", str(tmp_path / "stopped"), "--no-report"]
+    run = command(suite, tmp_path / "stopped")
     env = {**os.environ, "HARNESS_QUIET": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    stopped = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    stopped = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=env, start_new_session=True)
     runs = tmp_path / "stopped" / "kres"
     wait_for(lambda: any((d / "config.json").is_file() for d in runs.glob("*/")), stopped,
@@ -75,7 +56,7 @@ def test_keras_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(make_s
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=env)
     try:
-        wait_for(lambda: len(history(run_dir)) >= 2, stopped, "the second epoch")
+        wait_for(lambda: len(history(run_dir, TIMING)) >= 2, stopped, "the second epoch")
         stopped.send_signal(signal.SIGTERM)  # the parent only, as `kill PID` does
         output = stopped.communicate(timeout=300)[0]
         assert stopped.returncode == 143, output
@@ -85,22 +66,18 @@ def test_keras_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(make_s
         assert status["error"].endswith("checkpoint written")
         phases = json.loads((run_dir / "plan.json").read_text())["plan"]["phases"]
         total = sum(p["epochs"] or EPOCHS for p in phases)
-        assert 2 <= len(history(run_dir)) < total, output
+        assert 2 <= len(history(run_dir, TIMING)) < total, output
         assert not (run_dir / "predictions.csv").exists()
 
-        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
-            resumed = subprocess.run(command, capture_output=True, text=True, env=env,
+        with busy_core():
+            resumed = subprocess.run(run, capture_output=True, text=True, env=env,
                                      timeout=600, check=False)
-        finally:
-            busy.kill()
-            busy.wait()
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert whole.wait(timeout=600) == 0, whole.communicate()[0]
     finally:
         whole.kill()
         whole.wait()
-    assert len(history(reference)) == total
-    assert history(run_dir) == history(reference)
+    assert len(history(reference, TIMING)) == total
+    assert history(run_dir, TIMING) == history(reference, TIMING)
     assert (run_dir / "predictions.csv").read_bytes() == \
         (reference / "predictions.csv").read_bytes()

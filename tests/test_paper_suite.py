@@ -21,7 +21,7 @@ from fixtures_data import records_from_all_csv
 
 from harness.config.suite import expand, load_suite
 from harness.data.prepare import check_folds, make_folds
-from harness.plugin.check import check_suite
+from harness.plugin.check import check_data_options, check_suite
 from harness.plugin.registry import build_registry
 from harness.plugin.resolved import resolve
 from harness.runs.runner import plan_for
@@ -55,8 +55,8 @@ def plans(suite_file: str, records: pd.DataFrame, **split) -> dict[int, dict]:
     if split:
         suite.split = dataclasses.replace(suite.split, **split)
     registry = build_registry(suite.plugins)
-    folds = make_folds(suite, records, registry)
     checked = check_suite(suite, registry, backbones=False)
+    folds = make_folds(suite, records, registry, checked)
     runs = [resolve(suite, checked, r) for r in expand(suite) if r.backbone == "concat"]
     return {r.run.fold: plan_for(r, records, folds[r.run.fold - 1], registry) for r in runs}
 
@@ -153,7 +153,9 @@ def test_paper_clean_keeps_the_test_sets_and_never_selects_on_them(records_with_
     paper = plans("paper.yaml", records)
     clean = plans("paper-clean.yaml", records)
     suite = load_suite(SUITES / "paper-clean.yaml")
-    check_folds(make_folds(suite, records, build_registry()), records, "paper")
+    registry = build_registry()
+    check_folds(make_folds(suite, records, registry, check_data_options(suite, registry)),
+                records, "paper")
     for k in paper:
         assert clean[k]["test"] == paper[k]["test"]
         select = set(clean[k]["select"]["uids"])

@@ -13,6 +13,7 @@ from harness.analysis.report import render_report
 from harness.config.suite import load_suite
 from harness.data.prepare import prepare
 from harness.data.provenance import data_provenance
+from harness.plugin.check import check_data_options
 from harness.plugin.registry import build_registry
 
 RSNA = {"n0": ("Normal", 0), "n1": ("Normal", 0), "p0": ("Lung Opacity", 1)}
@@ -38,7 +39,8 @@ def suite(tmp_path):
 
 def test_version_is_the_commit_of_a_clone_else_a_content_hash(suite, tmp_path):
     registry = build_registry()
-    prepared = prepare(suite, registry, show_progress=False)
+    checked = check_data_options(suite, registry)
+    prepared = prepare(suite, registry, checked, show_progress=False)
     data = prepared.provenance
     assert data["ieee8023"]["counts"] == {"normal": 1, "pneumonia": 5, "covid19": 3}
     assert data["ieee8023"]["counts"] == {
@@ -51,7 +53,7 @@ def test_version_is_the_commit_of_a_clone_else_a_content_hash(suite, tmp_path):
 
     root = tmp_path / "data" / "ieee8023"
     (root / "images" / "extra.png").write_bytes(b"")  # the image list changed
-    changed = data_provenance(suite, prepared.records, registry)
+    changed = data_provenance(suite, prepared.records, registry, checked.datasets)
     assert changed["ieee8023"]["version"]["content_sha256"] != before
     assert changed["rsna"]["version"] == data["rsna"]["version"]
 
@@ -60,7 +62,7 @@ def test_version_is_the_commit_of_a_clone_else_a_content_hash(suite, tmp_path):
     git("commit", "--quiet", "-m", "snapshot", cwd=root)
     head = subprocess.run(["git", "rev-parse", "HEAD"], check=True, cwd=root, capture_output=True,
                           text=True).stdout.strip()
-    cloned = data_provenance(suite, prepared.records, registry)["ieee8023"]["version"]
+    cloned = data_provenance(suite, prepared.records, registry, checked.datasets)["ieee8023"]["version"]
     assert cloned["git_commit"] == head and cloned["git_dirty"] is False
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 
 import pytest
 
+from harness import BackboneSpec
 from harness.analysis.budget import exposure, images_seen
 from harness.config.suite import Training, expand, parse_suite, training_from_json
 from harness.plugin.check import check_suite
+from harness.plugin.engine import EngineContext
 from harness.plugin.registry import build_registry
 from harness.plugin.resolved import ResolvedRun, resolve
 from harness.rundir.folder import DamagedFile, RunFolder
@@ -85,6 +88,9 @@ def test_config_json_is_the_resolved_run_and_the_worker_reads_it_typed(tmp_path)
     # what the engine sees is the resolved run's typed settings, not a copy re-validated
     assert context.training is job.training and isinstance(context.training, Training)
     assert context.backbone_options is job.resolved.backbone_options
+    # the engine's backbone is the typed spec, declared so (no protocol standing in for it)
+    assert typing.get_type_hints(EngineContext)["backbone"] is BackboneSpec
+    assert isinstance(context.backbone, BackboneSpec) and context.backbone is job.backbone
 
 
 def test_a_damaged_run_section_names_the_file(tmp_path):
@@ -108,3 +114,46 @@ def test_the_report_counts_epochs_with_the_real_default():
     assert training.epochs_per_phase == 100
     assert images_seen(plan, training) == 3 * 100 + 2 * 5
     assert exposure(None, plan, training, None)["epochs"] == 105
+
+
+def test_the_report_reads_config_json_as_the_resolved_run_even_without_its_plugins(tmp_path):
+    """Plugin present: its options come back as its typed model. Plugin absent (a folder
+    from another machine): its recorded options, frozen, and the report still renders."""
+    from harness.analysis.loading import load_runs
+    from harness.analysis.report import render_report
+    from harness.config.frozen import FrozenDict
+    from harness.plugin.options import Options
+
+    data = suite_data(matrix={"backbone": ["pixels"], "sampler": ["none", "phased"],
+                              "engine": ["centroid"], "fold": [1]})
+    run_suite(parse_suite(data, str(tmp_path / "resolved.yaml")), runs_root=tmp_path / "runs",
+              render=False, echo=lambda m: None, show_progress=False)
+    runs_dir = tmp_path / "runs" / "resolved"
+    loaded = load_runs(runs_dir)
+    assert [r.state for r in loaded] == ["done", "done"]
+    for r in loaded:
+        assert isinstance(r.resolved, ResolvedRun) and r.resolved.run_id == r.run_id
+        assert type(r.resolved.dataset_options[0]).__name__ == "SyntheticOptions"
+        assert isinstance(r.resolved.backbone_options, Options)
+    phased = next(r for r in loaded if r.sampler == "phased").resolved
+    assert phased.sampler_options.phases == 2
+
+    for folder in RunFolder(runs_dir).path.iterdir():
+        if not (folder / "config.json").is_file():
+            continue
+        config = json.loads((folder / "config.json").read_text())
+        config["suite"]["plugins"] = ["harness_plugins_not_installed_here"]
+        config["suite"]["datasets"][0]["name"] = "elsewhere"
+        (folder / "config.json").write_text(json.dumps(config))
+    elsewhere = load_runs(runs_dir)
+    assert [r.state for r in elsewhere] == ["done", "done"]
+    for r in elsewhere:
+        # the fakes module (``pixels``) and the dataset are unknown here: recorded mappings
+        assert r.resolved.backbone_options == {} and \
+            not isinstance(r.resolved.backbone_options, Options)
+        assert r.resolved.dataset_options[0] == {"n": 120, "seed": 1}
+        assert isinstance(r.resolved.dataset_options[0], FrozenDict)
+        assert type(r.resolved.sampler_options).__name__ != "FrozenDict"  # built in: typed
+    index = render_report(runs_dir, tmp_path / "report")
+    html = index.read_text()
+    assert "elsewhere" in html and "phased" in html

@@ -175,6 +175,7 @@ def test_per_run_figures_are_stored_and_the_report_does_not_recompute_them(
 
 
 def test_the_worker_stores_the_figures_and_the_device(make_suite, tmp_path):
+    from harness.analysis.loading import read_resolved
     from harness.runs.runner import run_suite
 
     suite = make_suite("one", matrix={"sampler": ["none"], "fold": [1]},
@@ -184,7 +185,7 @@ def test_the_worker_stores_the_figures_and_the_device(make_suite, tmp_path):
     (folder,) = SuiteRuns(tmp_path / "runs" / "one").folders()
     run = folder.finished(metrics_required=True)
     p = run.predictions
-    n_boot = run.config.bootstrap
+    n_boot = read_resolved(run.config, folder).report.bootstrap  # as the worker read it
     # read back from predictions.csv, the same figures (JSON keeps floats exactly)
     assert run.metrics["calibration"] == run_calibration(p.true, p.proba, n_boot, seed=1)
     assert run.status.device == "cpu"

@@ -301,7 +301,8 @@ def test_weight_decay_is_decoupled():
     ctx = EngineContext(backbone=BackboneSpec("tiny", "", {"torch": tiny.build_torch}),
                         image_size=SIZE, n_classes=3,
                         training=Training(optimizer="sgd", lr=0.1, weight_decay=0.5,
-                                          head="gap", weights="none", dropout=0.0))
+                                          head="gap", weights="none", dropout=0.0,
+                                          normalization="unit"))
     model = TorchModel(ctx)
     w = model.model.head[-1].weight
     before = w.detach().clone()

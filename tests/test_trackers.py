@@ -116,6 +116,25 @@ class Hanging(Tracker):
         time.sleep(60)
 
 
+class Busy(Tracker):
+    """Works (uses the CPU) three times its budget, as MLflow's import or an SQLite store
+    does on a busy machine."""
+
+    def suite_start(self, suite):
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            pass
+        return {"token": 1}
+
+
+class Polling(Tracker):
+    """Waits for a server that never answers, looking every 20 ms."""
+
+    def suite_start(self, suite):
+        while True:
+            time.sleep(0.02)
+
+
 class Recording(Tracker):
     calls: ClassVar[list[str]] = []
 
@@ -138,6 +157,8 @@ class TestPlugin:
     def register_trackers(self, register):
         register(TrackerSpec("broken", "fails", create=lambda options: Broken()))
         register(TrackerSpec("hanging", "never answers", create=lambda options: Hanging()))
+        register(TrackerSpec("busy", "works slowly", create=lambda options: Busy()))
+        register(TrackerSpec("polling", "waits", create=lambda options: Polling()))
         register(TrackerSpec("recording", "remembers", create=lambda options: Recording()))
 
 
@@ -174,6 +195,27 @@ def test_a_hanging_tracker_costs_at_most_its_timeout():
     assert time.monotonic() - started < 2.0
     assert len([w for w in caught if w.category is tracking.TrackerWarning]) == 1
     assert trackers.off == ["hanging"]
+
+
+def test_a_tracker_slowed_by_a_busy_machine_is_waited_for():
+    """Time in which the tracker's thread runs is not charged: a busy machine never switches
+    off a tracker that works (and so never loses its record of a run); a polling wait is
+    still charged."""
+    registry_module = pytest.importorskip("harness.plugin.registry")
+    registry = registry_module.build_registry(extra_plugins=[TestPlugin()])
+    trackers = tracking.build(registry, [{"name": "busy", "timeout": 0.5},
+                                         {"name": "polling", "timeout": 1.0}])
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        states = trackers.suite_start(SuiteInfo("s", "s.yaml", Path(".")))
+    messages = [str(w.message) for w in caught if w.category is tracking.TrackerWarning]
+    assert states["busy"] == {"token": 1}
+    assert len(messages) == 1 and "'polling'" in messages[0]
+    assert trackers.off == ["polling"]
+    busy = trackers.lanes[0]
+    assert busy.waited < 0.5 and busy.budget > 0
+    assert time.monotonic() - started < 1.5 + 1.0 + 1.0
 
 
 def test_trackers_see_every_epoch_of_every_run_in_the_workers(make_suite, tmp_path):

@@ -170,6 +170,8 @@ def test_rerun_all_starts_fresh_records(make_suite, tmp_path, monkeypatch, run_h
         result = run_suite(suite, runs_root=runs, render=False, echo=lambda m: None,
                            show_progress=False, rerun=rerun)
         assert [o.state for o in result.outcomes] == ["done"] * 2
+        settings = store.read_json(runs / "again" / "trackers.json")["trackers"][0]
+        assert not settings["off"], settings.get("why")  # a busy machine switches none off
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name("again").experiment_id
     children = client.search_runs([exp], "tags.`harness.kind` = 'run'")

@@ -1,6 +1,6 @@
 """Weights as data: backbones declare their weight sources (``harness.WeightSource``), the core
 resolves ``training.weights`` against them once (``BackboneSpec.weights_for``), and
-``normalization: auto`` takes what the weights declare, without changing any run id."""
+``normalization`` (default ``auto``) takes what the weights declare."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from harness import RANDOM_WEIGHTS, BackboneSpec, HarnessError, WeightSource
 from harness.config.shipped import shipped_suites
@@ -142,8 +143,8 @@ def test_auto_with_a_weights_file_asks_for_the_normalization(registry, tmp_path)
     with pytest.raises(HarnessError) as err:
         suite_weights(suite, registry)
     assert str(err.value) == (
-        f"{path}: training.normalization: auto: weights 'runs/best.pt' (a weights file) "
-        "declare no normalization; set one of unit, imagenet, inception")
+        f"{path}: training.normalization: auto (the default) takes the weights' own, but "
+        "'runs/best.pt' (a weights file) declares none; set one of unit, imagenet, inception")
 
 
 def test_dry_run_refuses_an_unknown_weights_name_in_one_line(make_suite, run_harness):
@@ -225,3 +226,40 @@ def test_builders_receive_the_resolved_source():
     with pytest.raises(HarnessError, match=r"backbone 'tiny' has no weights 'keras-imagenet' "
                                            r"for the torch engine"):
         build_backbone(tiny, "torch", 16, "keras-imagenet", {"channels": [4, 4]})
+
+
+def test_the_default_normalization_follows_the_weights(registry, tmp_path):
+    """Unset, ``normalization`` is ``auto``: each run scales its inputs as its weights expect
+    (inception for timm's and Keras's Xception), random initialisation gets ``unit``, and a
+    weights file, which declares nothing, must be told."""
+    from harness.config.suite import Training
+
+    assert Training().normalization == "auto"
+    data = small_suite("d", matrix={"backbone": ["xception", "tiny"], "engine": ["torch", "keras"]},
+                       training={"weights": "imagenet"}, backbones={"tiny": {"weights": "none"}})
+    suite = parse_suite(data, str(tmp_path / "d.yaml"))
+    resolved = with_normalization(expand(suite), suite_weights(suite, registry))
+    assert {(r.backbone, r.engine, r.training.normalization) for r in resolved} == {
+        ("xception", "torch", "inception"), ("xception", "keras", "inception"),
+        ("tiny", "torch", "unit"), ("tiny", "keras", "unit")}
+    unset, _ = _suite(tmp_path, weights="runs/best.pt")
+    with pytest.raises(HarnessError, match="training.normalization: auto [(]the default[)]"):
+        suite_weights(unset, registry)
+    # The shipped suites write out what they scale by, so their ids stay as recorded.
+    for name, file in shipped_suites().items():
+        assert "normalization" in yaml.safe_load(Path(file).read_text())["training"], name
+
+
+
+def test_a_context_built_by_hand_must_say_its_scaling_and_describe_resolves_auto():
+    from harness.config.suite import Training
+    from harness.engine_api import EngineContext
+    from harness.plugin.weights import resolved_normalization
+
+    with pytest.raises(ValueError, match="normalization 'auto' is not resolved"):
+        EngineContext(backbone=NET, image_size=8, n_classes=3, training=Training())
+    assert resolved_normalization(Training(weights="imagenet"), NET, "keras").normalization \
+        == "inception"
+    assert resolved_normalization(Training(weights="imagenet"), NET, "torch").normalization \
+        == "imagenet"
+    assert resolved_normalization(Training(weights="none"), NET, "torch").normalization == "unit"

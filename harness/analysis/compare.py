@@ -46,6 +46,7 @@ from harness.analysis.significance import (
     network_verdict,
     verdict,
 )
+from harness.config.suite import ReportConfig
 
 #: Whole-table figures of the comparison (per-class ones are added per class).
 SUMMARY = (("macro_auroc", "macro AUROC"), ("balanced_accuracy", "balanced accuracy"),
@@ -240,10 +241,11 @@ def seed_noise(spread: dict[str, dict[str, Any]], strategy: str, reference: str,
 
 
 def compare_strategies(runs: Sequence[RunLike], classes: Sequence[str], level: float = 0.95,
-                       alpha: float = 0.05, correction: str = "holm",
-                       focus: str | None = None, bootstrap: int = 1000,
-                       family: str = "figure") -> dict[str, Any]:
-    """The comparison section as JSON-ready data (fractions; see module docstring)."""
+                       alpha: float = ReportConfig.alpha, correction: str = ReportConfig.correction,
+                       focus: str | None = None, bootstrap: int = ReportConfig.bootstrap,
+                       family: str = ReportConfig.family) -> dict[str, Any]:
+    """The comparison section as JSON-ready data (fractions; see module docstring); the
+    defaults are the suite's (``report:``)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     strategies = ordered_strategies(runs)

@@ -9,15 +9,17 @@ broken run never hides the others and never stops the report.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.analysis.metrics import Predictions, compute_metrics
-from harness.config.suite import training_from_json
-from harness.config.validate import SuiteError
+from harness.config.suite import ReportConfig
 from harness.errors import HarnessError
-from harness.rundir.folder import DamagedFile, RunFolder, SuiteRuns
+from harness.plugin.registry import Registry, build_registry
+from harness.plugin.resolved import ResolvedRun
+from harness.rundir.folder import DamagedFile, RunConfig, RunFolder, SuiteRuns
 
 #: The state of a run whose files are damaged (the report names the file and the problem).
 DAMAGED = "damaged"
@@ -26,8 +28,6 @@ DAMAGED = "damaged"
 def references_of(runs) -> list[str]:
     """The strategies shown first and compared against: the suite's ``report.references``
     as recorded in its runs' ``config.json`` (older folders: the suite's default)."""
-    from harness.config.suite import ReportConfig
-
     for run in runs:
         config = getattr(run, "config", None) or {}
         refs = (config.get("suite") or {}).get("report", {}).get("references")
@@ -68,6 +68,9 @@ class RunResult:
     def run(self) -> dict[str, Any]:
         return self.config.get("run", {})
 
+    #: ``config.json`` read back typed (``read_resolved``); ``None`` when it could not be.
+    resolved: ResolvedRun | None = None
+
     backbone = property(lambda self: str(self.run.get("backbone", "?")))
     sampler = property(lambda self: str(self.run.get("sampler", "?")))
     engine = property(lambda self: str(self.run.get("engine", "?")))
@@ -101,7 +104,7 @@ class Combination:
         return f"{self.backbone}-{self.sampler}-{self.engine}"
 
 
-def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
+def load_run(path: Path, bootstrap: int = ReportConfig.bootstrap) -> RunResult:
     """Read one run folder; a problem becomes a failed or damaged run with its reason."""
     from harness.analysis.budget import exposure, images_seen
 
@@ -116,6 +119,12 @@ def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
         return RunResult(config.run_id, path, config.to_json(), DAMAGED, str(damage))
     status = folder.status()
     result = RunResult(config.run_id, path, config.to_json(), status.state, status.error)
+    try:  # the run's typed settings, as its worker read them
+        result.resolved = read_resolved(config, folder)
+    except DamagedFile as exc:
+        if result.state == "done":
+            result.state, result.error = DAMAGED, str(exc)
+        return result
     if result.state != "done":
         return result
     try:
@@ -131,12 +140,7 @@ def load_run(path: Path, bootstrap: int = 1000) -> RunResult:
     result.metrics = (run.metrics if run.metrics is not None
                       else compute_metrics(run.predictions, bootstrap=bootstrap))
     plan = {"budget": run.plan.budget, "plan": run.plan.plan}  # what budget.py reads
-    try:  # the run's typed settings, as its worker read them
-        training = training_from_json(result.run.get("training"), str(folder.config_path),
-                                      "run.training")
-    except SuiteError as exc:
-        result.state, result.error = DAMAGED, str(exc)
-        return result
+    training = result.resolved.training
     result.budget = images_seen(plan, training)
     result.n_train, result.n_test = len(run.plan.train.uids), len(run.plan.test.uids)
     test = run.plan.test
@@ -153,7 +157,7 @@ def current_run_ids(runs_dir: Path) -> set[str] | None:
     return SuiteRuns(runs_dir).run_ids()
 
 
-def load_runs(runs_dir: str | Path, bootstrap: int = 1000) -> list[RunResult]:
+def load_runs(runs_dir: str | Path, bootstrap: int = ReportConfig.bootstrap) -> list[RunResult]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise HarnessError(f"{runs_dir}: no such runs folder; give runs/<suite> as written by "
@@ -181,13 +185,31 @@ def group(runs: list[RunResult]) -> list[Combination]:
                                                   order.get(c.sampler, len(order)), c.sampler))
 
 
-def suite_config(runs_dir: Path) -> dict[str, Any]:
-    """The suite section of the first readable run config (all runs of a suite share it)."""
+@functools.lru_cache(maxsize=8)
+def _registry(plugins: tuple[str, ...]) -> Registry:
+    """The plugins a suite names, else (they are not installed here) the built-in ones."""
+    try:
+        return build_registry(plugins)
+    except HarnessError:
+        return build_registry()
+
+
+def read_resolved(config: RunConfig, folder: RunFolder) -> ResolvedRun:
+    """A run folder's ``config.json`` (``config``, read from ``folder``) as the run's
+    ``ResolvedRun``: the one typed reader the worker uses too. A plugin not installed here
+    keeps its recorded options (a frozen mapping), so a folder from another machine still
+    renders; a damaged file raises ``DamagedFile``."""
+    plugins = config.suite.get("plugins") or ()
+    registry = _registry(tuple(str(p) for p in plugins) if isinstance(plugins, list) else ())
+    return ResolvedRun.read(config, registry, folder.config_path, keep_unknown=True)
+
+
+def suite_run(runs_dir: Path) -> ResolvedRun | None:
+    """The first readable run of ``runs_dir``, typed (all runs of a suite share the suite
+    settings: classes, report, split); ``None`` when none is."""
     for folder in SuiteRuns(runs_dir).folders():
         try:
-            suite = folder.config().suite
+            return read_resolved(folder.config(), folder)
         except DamagedFile:
             continue
-        if suite:
-            return suite
-    return {}
+    return None

@@ -38,13 +38,15 @@ from harness.analysis.loading import (  # noqa: F401  (re-exported: the report's
     group,
     load_run,
     load_runs,
-    suite_config,
+    suite_run,
 )
 from harness.analysis.metrics import TABLE4_FIGURES, fmt, pct, signed
 from harness.analysis.optimism import optimism_section
 from harness.analysis.results import write_results
 from harness.analysis.sources import source_block
 from harness.analysis.tables import OTHER_FIGURES, combination_tables, pooled_metrics
+from harness.config.frozen import thaw
+from harness.config.suite import ReportConfig
 
 
 def _environment() -> Environment:
@@ -59,14 +61,14 @@ def _environment() -> Environment:
     return env
 
 
-def combination_block(combo: Combination, classes: list[str], report_cfg: dict[str, Any],
+def combination_block(combo: Combination, classes: list[str], report_cfg: ReportConfig,
                       n_boot: int) -> dict[str, Any]:
     """Everything the page shows of one backbone / sampler / engine."""
     return {
         "combo": combo, **combination_tables(combo, classes),
         "pooled": pooled_metrics(combo, classes, n_boot),
         "confusion": figures.confusion_grid(
-            combo, classes, list(report_cfg.get("confusion_folds") or [])),
+            combo, classes, list(report_cfg.confusion_folds)),
         "paper_selection": any(r.selection == "paper" for r in combo.runs),
         "training": combo.runs[0].run.get("training", {}),
         "budget": combo.runs[0].budget,
@@ -112,22 +114,20 @@ def best_means(data: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def comparison_sections(combos: list[Combination], classes: list[str],
-                        report_cfg: dict[str, Any], n_boot: int) -> list[dict[str, Any]]:
+                        report_cfg: ReportConfig, n_boot: int) -> list[dict[str, Any]]:
     """One strategy comparison per backbone / engine that has more than one sampler."""
-    from harness.config.suite import HEADLINE
-
     out = []
-    focus = report_cfg.get("focus_class") or None
-    alpha = float(report_cfg.get("alpha", 0.05))
-    headline = list(report_cfg.get("headline") or HEADLINE)
+    focus = report_cfg.focus_class or None
+    alpha = report_cfg.alpha
+    headline = list(report_cfg.headline)
     for (backbone, engine) in dict.fromkeys((c.backbone, c.engine) for c in combos):
         done = [r for c in combos if (c.backbone, c.engine) == (backbone, engine) for r in c.runs]
         if len({r.sampler for r in done}) > 1:
             figs = figures.comparison_figures(done, classes, focus)
             data = compare.compare_strategies(
                 done, classes, alpha=alpha,
-                correction=str(report_cfg.get("correction", "holm")), focus=focus,
-                bootstrap=n_boot, family=str(report_cfg.get("family", "figure")))
+                correction=report_cfg.correction, focus=focus,
+                bootstrap=n_boot, family=report_cfg.family)
             answer = answer_section(done, data, headline, alpha)
             data_columns = columns(data, [m["key"] for m in answer["metrics"]])
             figs["forest"] = figures.forest_figure(answer)
@@ -143,9 +143,10 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
                   bootstrap: int | None = None, title: str | None = None) -> Path:
     """Render ``index.html`` and the exports; returns the path of ``index.html``."""
     runs_dir = Path(runs_dir)
-    suite = suite_config(runs_dir)
-    report_cfg = suite.get("report") or {}
-    n_boot = bootstrap if bootstrap is not None else int(report_cfg.get("bootstrap", 1000))
+    first = suite_run(runs_dir)
+    suite = thaw(first.suite_section()) if first is not None else {}
+    report_cfg = first.report if first is not None else ReportConfig()
+    n_boot = bootstrap if bootstrap is not None else report_cfg.bootstrap
     runs = load_runs(runs_dir, bootstrap=n_boot)
     # The loaded runs live until the page is written: leave them out of the garbage
     # collector's full passes, which otherwise walk them again and again while the
@@ -157,7 +158,7 @@ def render_report(runs_dir: str | Path, out_dir: str | Path | None = None, *,
         gc.unfreeze()
 
 
-def _render(runs_dir: Path, out_dir, suite: dict[str, Any], report_cfg: dict[str, Any],
+def _render(runs_dir: Path, out_dir, suite: dict[str, Any], report_cfg: ReportConfig,
             n_boot: int, runs: list[RunResult], title: str | None) -> Path:
     suite = suite or next((r.config["suite"] for r in runs if r.config.get("suite")), {})
     suite_name = suite.get("name") or runs_dir.name
@@ -172,7 +173,7 @@ def _render(runs_dir: Path, out_dir, suite: dict[str, Any], report_cfg: dict[str
     comparisons = comparison_sections(combos, classes, report_cfg, n_boot)
     not_done = [r for r in runs if r.state != "done"]
     context = {
-        "title": title or report_cfg.get("title") or f"cxr-harness report: {suite_name}",
+        "title": title or report_cfg.title or f"cxr-harness report: {suite_name}",
         "suite_name": suite_name, "classes": classes, "blocks": blocks,
         "comparisons": comparisons, "not_done": not_done,
         "paper_selection": any(b["paper_selection"] for b in blocks),
@@ -183,7 +184,7 @@ def _render(runs_dir: Path, out_dir, suite: dict[str, Any], report_cfg: dict[str
         "figures4": TABLE4_FIGURES, "other_figures": OTHER_FIGURES,
         "runs_dir": str(runs_dir),
         "data": data_section(runs),
-        "optimism": optimism_section(runs_dir, str(report_cfg.get("optimism_against") or "")),
+        "optimism": optimism_section(runs_dir, report_cfg.optimism_against),
         "dropped": dropped_images(r.config for r in runs),
         "cost": suite_cost(runs),
     }

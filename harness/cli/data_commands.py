@@ -111,12 +111,12 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def near_duplicates(suite, records, registry):
+def near_duplicates(suite, records, registry, checked):
     """Records with near-duplicate patients merged, or None when the cache is not filled."""
     from harness.data.duplicates import merge_near_duplicates, searched_datasets
     from harness.data.prepare import filled_cache
 
-    found = filled_cache(suite, records, registry)
+    found = filled_cache(suite, records, registry, checked)
     if found is None:
         return None
     cache, unreadable = found
@@ -144,16 +144,18 @@ def summary_command(suite_file, dataset, root, mapping, verify, as_json):
     if suite_file:
         from harness.config.suite import load_suite
         from harness.data.prepare import load_records, make_folds
+        from harness.plugin.check import check_data_options
 
         suite = load_suite(suite_file)
         registry = build_registry(suite.plugins)
-        records = load_records(suite, registry)
-        near = near_duplicates(suite, records, registry)
+        checked = check_data_options(suite, registry)
+        records = load_records(suite, registry, checked)
+        near = near_duplicates(suite, records, registry, checked)
         if near is not None:
             records = near
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            folds = make_folds(suite, records, registry)
+            folds = make_folds(suite, records, registry, checked)
         notes = [str(w.message) for w in caught]
         result = summarize(records, suite.classes, records.attrs.get("exclusions", {}), folds,
                            notes)
@@ -189,14 +191,16 @@ def prepare_command(suite_file, quiet):
     """Decode every image of a suite into the cache (parallel, resumable)."""
     from harness.config.suite import load_suite
     from harness.data.prepare import load_records, prepare_cache
+    from harness.plugin.check import check_data_options
     from harness.plugin.registry import build_registry
 
     suite = load_suite(suite_file)
     registry = build_registry(suite.plugins)
-    records = load_records(suite, registry)
+    checked = check_data_options(suite, registry)
+    records = load_records(suite, registry, checked)
     started, wall_ns = time.perf_counter(), time.time_ns()
     try:
-        cache, kept = prepare_cache(suite, records, registry, show_progress=not quiet)
+        cache, kept = prepare_cache(suite, records, registry, checked, show_progress=not quiet)
     except KeyboardInterrupt as exc:
         click.secho("interrupted: every image decoded so far is kept in the cache; run the "
                     "same command to decode the rest", fg="yellow", err=True)

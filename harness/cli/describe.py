@@ -58,6 +58,8 @@ def build_model(engine: str, backbone: str, image_size: int, head: str = "paper"
     """An engine's model through its ``build`` primitive, as the loop builds it."""
     from harness.config.suite import Training
     from harness.plugin.engine import EngineContext
+    from harness.plugin.specs import UnknownWeights
+    from harness.plugin.weights import resolved_normalization
 
     registry = build_registry(list(plugins))
     spec = registry.get("backbones", backbone)
@@ -68,6 +70,11 @@ def build_model(engine: str, backbone: str, image_size: int, head: str = "paper"
     # figure should; TensorFlow also has no deterministic XLA gradient for max pooling.
     training = Training(batch_size=batch_size, weights=weights, head=head, device=device,
                         precision=precision, compile=compile, deterministic=False)
+    try:
+        training = resolved_normalization(training, spec,
+                                          registry.get("engines", engine).builder)
+    except (ValueError, UnknownWeights) as exc:
+        raise HarnessError(f"--weights: {exc}") from None
     ctx = EngineContext(backbone=spec, image_size=image_size, n_classes=n_classes,
                         training=training, backbone_options=_options(spec, options),
                         threads=threads)

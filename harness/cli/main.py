@@ -308,6 +308,7 @@ def run_command(ctx, suite, overrides, dry_run, print_config, only, fail_fast, o
             click.echo(json.dumps({"suite": result.suite.name, "source": result.suite.source,
                                    "overrides": list(overrides), "runs_dir": str(runs_at),
                                    "report": None if no_report else str(report_at),
+                                   "cache": result.cache.to_json() if result.cache else None,
                                    "runs": [{**row, "stale": row["run_id"] in stale}
                                             for row in rows]}, indent=2))
             return
@@ -315,6 +316,8 @@ def run_command(ctx, suite, overrides, dry_run, print_config, only, fail_fast, o
         click.echo(f"  file:   {result.suite.source}")
         click.echo(f"  runs:   {runs_at}")
         click.echo(f"  report: {report_at if not no_report else '(none: --no-report)'}")
+        if result.cache is not None:
+            click.echo(f"  cache:  {result.cache.path}: {result.cache.line()}")
         for row in rows:
             state = f"{row['state']} (stale)" if row["run_id"] in stale else row["state"]
             click.echo(f"  {row['run_id']:<48} {state}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from harness.analysis.metrics import compute_metrics, format_text
+from harness.config.suite import ReportConfig
 from harness.rundir.predictions import read_predictions
 
 
@@ -17,7 +18,7 @@ from harness.rundir.predictions import read_predictions
 @click.option("--classes", default=None,
               help="Class names in probability-column order, comma-separated "
                    "(default: from the p_<class> columns).")
-@click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=0),
+@click.option("--bootstrap", default=ReportConfig.bootstrap, show_default=True, type=click.IntRange(min=0),
               help="Bootstrap resamples for the 95% intervals (0: none).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the bootstrap.")
 def metrics_command(predictions: Path, as_json: bool, classes: str | None, bootstrap: int,

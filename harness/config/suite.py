@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from harness.config.frozen import freeze, thaw
 from harness.config.overrides import apply_overrides, blame_override
 from harness.config.shipped import find_suite, shipped_suites
 from harness.config.validate import SuiteError, between, to_dataclass
@@ -45,13 +46,23 @@ MAX_IMAGE_SIZE = 4096
 MAX_BUDGET = 10**12
 
 
-@dataclass
+def _freeze_fields(obj: Any, *names: str) -> None:
+    """Freeze the container fields of a frozen dataclass (``harness.config.frozen``): the
+    settings a resolved run holds cannot change, not even inside."""
+    for name in names:
+        object.__setattr__(obj, name, freeze(getattr(obj, name)))
+
+
+@dataclass(frozen=True)
 class DatasetRef:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _freeze_fields(self, "options")
 
-@dataclass
+
+@dataclass(frozen=True)
 class SplitConfig:
     kind: str = "grouped-kfold"
     folds: int = field(default=5, metadata=between(2, MAX_FOLDS))
@@ -59,6 +70,9 @@ class SplitConfig:
     #: Fraction of the training patients held out for model selection (``holdout``).
     select_fraction: float = 0.15
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _freeze_fields(self, "options")
 
     def check(self):
         if not 0.0 < self.select_fraction < 1.0:
@@ -140,10 +154,10 @@ class Training:
     #: Per-channel scaling of the [0, 1] input: ``unit`` none, ``imagenet`` ImageNet mean/std,
     #: ``inception`` to [-1, 1] (what Keras's Xception/ResNet50V2 and timm's Inception-style
     #: weights expect); ``auto``: what the run's weights declare (``WeightSource``), resolved
-    #: when the run is planned and recorded in its ``config.json``. The default stays
-    #: ``unit``: the run id hashes this setting as written, so a new default would change the
-    #: id (and the inputs) of every suite that relies on it.
-    normalization: Literal["unit", "imagenet", "inception", "auto"] = "unit"
+    #: when the run is planned and recorded in its ``config.json`` (the default: no weights
+    #: and random initialisation give ``unit``; a weights file declares nothing, so a suite
+    #: loading one states it). The run id hashes the setting as written (``auto``).
+    normalization: Literal["unit", "imagenet", "inception", "auto"] = "auto"
     augmentation: Augmentation = field(default_factory=Augmentation)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -154,6 +168,9 @@ class Training:
         1, None, note="or null for no cap"))
     #: Options for the backbone's builder (e.g. ``members`` of ``concat``).
     backbone_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _freeze_fields(self, "backbone_options")
 
 
 
@@ -178,7 +195,7 @@ class TrackerRef:
         return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReportConfig:
     title: str = ""
     bootstrap: int = field(default=1000, metadata=between(0, 100_000))
@@ -210,6 +227,9 @@ class ReportConfig:
     #: ``macro_f1``, ``mcc`` or ``FIGURE:CLASS`` with FIGURE one of sensitivity, specificity,
     #: precision and CLASS a class or ``focus`` (``focus_class``).
     headline: list[str] = field(default_factory=lambda: list(HEADLINE))
+
+    def __post_init__(self) -> None:
+        _freeze_fields(self, "confusion_folds", "references", "headline")
 
 
 #: The report's default headline figures (``report.headline``).
@@ -310,6 +330,9 @@ class RunSpec:
     sampler_options: dict[str, Any]
     run_id: str
 
+    def __post_init__(self) -> None:
+        _freeze_fields(self, "sampler_options")
+
     def key(self) -> dict[str, Any]:
         return {"backbone": self.backbone, "sampler": self.sampler, "engine": self.engine,
                 "fold": self.fold, "seed": self.seed}
@@ -388,8 +411,8 @@ def _parse_suite(data: Any, source: str) -> Suite:
 def suite_yaml(suite: Suite, overrides: Iterable[str] = ()) -> str:
     """The resolved suite as YAML (every default filled in), as ``--print-config`` shows it:
     a file that loads back to the same suite."""
-    data = (suite.model_dump(mode="json") if hasattr(suite, "model_dump")
-            else dataclasses.asdict(suite))
+    data = thaw(suite.model_dump(mode="json") if hasattr(suite, "model_dump")
+                else dataclasses.asdict(suite))
     source = data.pop("source", "")
     head = f"# suite {suite.name!r} from {source or '(a mapping)'}"
     overrides = list(overrides)

@@ -178,6 +178,51 @@ def open_cache(path: str | Path, rows_of: list[str] | None = None) -> CacheView:
     return view
 
 
+@dataclass(frozen=True)
+class CacheState:
+    """What the next fill will do with a suite's cache (``harness run --dry-run``).
+
+    ``state``: ``ready`` (every image decoded and intact: nothing to do), ``partial`` (a fill
+    stopped: ``decoded`` of ``images`` are kept, the rest will be decoded), ``missing`` (it
+    will be built) or ``damaged`` (``why``; it will be rebuilt).
+    """
+
+    path: Path
+    state: str
+    images: int
+    size: int
+    decoded: int = 0
+    why: str = ""
+
+    def line(self) -> str:
+        what = f"{self.images} images of {self.size} px"
+        return {
+            "ready": f"ready ({what})",
+            "partial": f"will be completed ({self.decoded} of {what} decoded)",
+            "missing": f"will be built ({what}, {_gb(self.images * self.size ** 2)})",
+            "damaged": f"will be rebuilt ({self.why})",
+        }[self.state]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "state": self.state, "images": self.images,
+                "size": self.size, "decoded": self.decoded, "why": self.why}
+
+
+def cache_state(root: Path, fingerprints: list[str], uids: list[str], size: int) -> CacheState:
+    """Look at the cache a fill of ``uids`` would use, without writing or locking anything:
+    the same checks as the fill's own (:func:`_remove_if_damaged`), all blocks hashed."""
+    path = Path(root) / cache_key(fingerprints, uids, size)
+    n = len(uids)
+    if not (path / INDEX).exists() and not (path / IMAGES).exists():
+        return CacheState(path, "missing", n, size)
+    try:
+        filled, errors = _check_files(path, n, size)
+    except (CacheDamaged, OSError, ValueError) as exc:
+        return CacheState(path, "damaged", n, size, why=_problem(exc))
+    decoded = sum(1 for i in range(n) if filled[i] or uids[i] in errors)
+    return CacheState(path, "ready" if decoded == n else "partial", n, size, decoded)
+
+
 class FillInterrupted(Interrupted):
     """SIGINT or SIGTERM arrived while the cache filled; ``signum`` says which."""
 
@@ -321,6 +366,27 @@ def _make_folder(path: Path) -> None:
                            ) from None
 
 
+def _check_files(path: Path, n: int, size: int) -> tuple[np.ndarray, dict[str, str]]:
+    """``(filled, errors)`` of a cache whose files agree with each other, with ``n`` images
+    of ``size`` px and with their digests; raises ``CacheDamaged``, ``OSError`` or
+    ``ValueError`` otherwise."""
+    found_n, found_size, _ = _structure(path)
+    if (found_n, found_size) != (n, size):
+        raise CacheDamaged(f"{path / INDEX} describes {found_n} images of {found_size} px "
+                           f"where the suite has {n} of {size} px")
+    filled = np.load(path / FILLED)
+    if filled.shape != (n,):
+        raise CacheDamaged(f"{path / FILLED} marks {filled.size} images where the index has {n}")
+    errors = store.read_json(path / ERRORS)
+    images = np.memmap(path / IMAGES, dtype=np.uint8, mode="r", shape=(max(n, 1), size, size))
+    verify_images(path, images)
+    return filled, errors
+
+
+def _problem(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, CacheDamaged) else f"{type(exc).__name__}: {exc}"
+
+
 def _remove_if_damaged(path: Path, n: int, size: int) -> None:
     """A cache whose files disagree (or whose images differ from their digests) is removed,
     with one warning line, so the fill that follows rebuilds it."""
@@ -331,19 +397,10 @@ def _remove_if_damaged(path: Path, n: int, size: int) -> None:
     if not (path / INDEX).exists() and not (path / IMAGES).exists():
         return
     try:
-        found_n, found_size, _ = _structure(path)
-        if (found_n, found_size) != (n, size):
-            raise CacheDamaged(f"{path / INDEX} describes {found_n} images of {found_size} px "
-                               f"where the suite has {n} of {size} px")
-        np.load(path / FILLED)
-        store.read_json(path / ERRORS)
-        images = np.memmap(path / IMAGES, dtype=np.uint8, mode="r",
-                           shape=(max(n, 1), size, size))
-        verify_images(path, images)
+        _check_files(path, n, size)
     except (CacheDamaged, OSError, ValueError) as exc:
-        problem = str(exc) if isinstance(exc, CacheDamaged) else f"{type(exc).__name__}: {exc}"
-        warnings.warn(HarnessWarning(f"the image cache is damaged ({problem}); rebuilding it"),
-                      stacklevel=2)
+        warnings.warn(HarnessWarning(f"the image cache is damaged ({_problem(exc)}); "
+                                     "rebuilding it"), stacklevel=2)
         for name in CACHE_FILES:
             (path / name).unlink(missing_ok=True)
 

@@ -1,7 +1,9 @@
 """From a suite to data ready for training: records, the filled image cache, and folds.
 
 Used by ``harness run`` and ``harness data``; each step is a function so commands can stop
-after any of them (``data summary`` needs no images, ``data prepare`` no folds).
+after any of them (``data summary`` needs no images, ``data prepare`` no folds). Each takes
+the options ``harness.plugin.check`` validated (``CheckedSuite``): nothing here validates
+them again.
 """
 
 from __future__ import annotations
@@ -21,21 +23,17 @@ from harness.data.cache import (
     ERRORS,
     FILLED,
     CacheDamaged,
+    CacheState,
     CacheView,
     cache_key,
+    cache_state,
     default_cache_root,
     fill_cache,
     open_cache,
 )
 from harness.errors import HarnessError
 from harness.plugin import guard
-from harness.plugin.check import (
-    dataset_context,
-    dataset_options,
-    split_options,
-    splitter_context,
-    suite_dir,
-)
+from harness.plugin.check import CheckedSuite, dataset_context, splitter_context, suite_dir
 from harness.plugin.registry import Registry
 from harness.plugin.specs import RECORD_COLUMNS, DatasetContext, Fold
 
@@ -55,13 +53,13 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def load_records(suite: Suite, registry: Registry) -> pd.DataFrame:
+def load_records(suite: Suite, registry: Registry, checked: CheckedSuite) -> pd.DataFrame:
     """Concatenate every dataset's records; check labels and uids."""
     frames, exclusions = [], {}
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
         plugin = guard.who(registry, "datasets", ref.name)
-        frame = guard.call(plugin, "records", spec.records, dataset_options(suite, registry, i),
+        frame = guard.call(plugin, "records", spec.records, checked.datasets[i],
                            dataset_context(suite, i))
         if not isinstance(frame, pd.DataFrame):
             raise guard.broken(plugin, "records", f"returned {type(frame).__name__}, expected "
@@ -110,17 +108,33 @@ def cache_root(suite: Suite) -> Path:
     return default_cache_root()
 
 
-def filled_cache(suite, records: pd.DataFrame, registry):
-    """The suite's cache when every image is already decoded (``data prepare`` or a run),
-    else None: ``data summary`` decodes nothing itself."""
+def cache_fingerprints(suite: Suite, registry: Registry, checked: CheckedSuite) -> list[str]:
+    """``dataset:fingerprint`` of every dataset: with the uids and size, the cache's key."""
     fingerprints = []
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        fp = (spec.fingerprint(dataset_options(suite, registry, i), dataset_context(suite, i))
-              if spec.fingerprint else "")
-        fingerprints.append(f"{ref.name}:{fp}")
-    path = cache_root(suite) / cache_key(fingerprints, [str(u) for u in records["uid"]],
-                                         suite.image_size)
+        fingerprint = (guard.call(guard.who(registry, "datasets", ref.name), "fingerprint",
+                                  spec.fingerprint, checked.datasets[i],
+                                  dataset_context(suite, i))
+                       if spec.fingerprint else "")
+        fingerprints.append(f"{ref.name}:{fingerprint}")
+    return fingerprints
+
+
+def cache_status(suite: Suite, registry: Registry, checked: CheckedSuite) -> CacheState:
+    """What ``harness run`` will do with the suite's image cache (reads records, decodes
+    nothing, writes nothing)."""
+    records = load_records(suite, registry, checked)
+    return cache_state(cache_root(suite), cache_fingerprints(suite, registry, checked),
+                       [str(u) for u in records["uid"]], suite.image_size)
+
+
+def filled_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
+                 checked: CheckedSuite):
+    """The suite's cache when every image is already decoded (``data prepare`` or a run),
+    else None: ``data summary`` decodes nothing itself."""
+    path = cache_root(suite) / cache_key(cache_fingerprints(suite, registry, checked),
+                                         [str(u) for u in records["uid"]], suite.image_size)
     if not (path / FILLED).exists():
         return None
     try:  # a damaged cache is as good as none here: the next fill rebuilds it
@@ -136,20 +150,16 @@ def filled_cache(suite, records: pd.DataFrame, registry):
 
 
 def prepare_cache(suite: Suite, records: pd.DataFrame, registry: Registry,
-                  show_progress: bool = True) -> tuple[CacheView, pd.DataFrame]:
+                  checked: CheckedSuite, show_progress: bool = True) -> tuple[CacheView, pd.DataFrame]:
     """Fill the cache; drop (and count) unreadable images unless ``on_bad_image: fail``."""
-    readers, options, fingerprints = {}, {}, []
+    readers, options = {}, {}
     for i, ref in enumerate(suite.datasets):
         spec = registry.get("datasets", ref.name)
-        context = dataset_context(suite, i)
-        readers[ref.name] = BoundReader(spec.read_image, context)
-        options[ref.name] = dataset_options(suite, registry, i)
-        fingerprint = (guard.call(guard.who(registry, "datasets", ref.name), "fingerprint",
-                                  spec.fingerprint, options[ref.name], context)
-                       if spec.fingerprint else "")
-        fingerprints.append(f"{ref.name}:{fingerprint}")
-    cache, errors = fill_cache(cache_root(suite), records, readers, options, fingerprints,
-                               suite.image_size, show_progress=show_progress)
+        readers[ref.name] = BoundReader(spec.read_image, dataset_context(suite, i))
+        options[ref.name] = checked.datasets[i]
+    cache, errors = fill_cache(cache_root(suite), records, readers, options,
+                               cache_fingerprints(suite, registry, checked), suite.image_size,
+                               show_progress=show_progress)
     if errors:
         if suite.on_bad_image == "fail":
             first = next(iter(errors.values()))
@@ -191,10 +201,11 @@ def dropped_lines(dropped: list[dict[str, str]], shown: int = 5) -> list[str]:
     return lines
 
 
-def make_folds(suite: Suite, records: pd.DataFrame, registry: Registry) -> list[Fold]:
+def make_folds(suite: Suite, records: pd.DataFrame, registry: Registry,
+               checked: CheckedSuite) -> list[Fold]:
     spec = registry.get("splitters", suite.split.kind)
     plugin = guard.who(registry, "splitters", suite.split.kind)
-    folds = guard.call(plugin, "split", spec.split, records, split_options(suite, registry),
+    folds = guard.call(plugin, "split", spec.split, records, checked.split,
                        splitter_context(suite))
     if not isinstance(folds, (list, tuple)) or not all(isinstance(f, Fold) for f in folds):
         raise guard.broken(plugin, "split", f"returned {type(folds).__name__}, expected a "
@@ -224,20 +235,21 @@ def check_folds(folds: list[Fold], records: pd.DataFrame, kind: str) -> None:
                 seen[p] = part
 
 
-def prepare(suite: Suite, registry: Registry, show_progress: bool = True) -> Prepared:
-    records = load_records(suite, registry)
-    cache, records = prepare_cache(suite, records, registry, show_progress)
+def prepare(suite: Suite, registry: Registry, checked: CheckedSuite,
+            show_progress: bool = True) -> Prepared:
+    records = load_records(suite, registry, checked)
+    cache, records = prepare_cache(suite, records, registry, checked, show_progress)
     from harness.data.duplicates import merge_near_duplicates, searched_datasets
 
     records = merge_near_duplicates(records, cache, searched_datasets(suite, registry))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        folds = make_folds(suite, records, registry)
+        folds = make_folds(suite, records, registry, checked)
     for w in caught:  # shown to the user as before, and kept for every run's config.json
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     from harness.data.provenance import data_provenance
 
     return Prepared(records, cache, folds, records.attrs.get("exclusions", {}),
                     records.attrs.get("dropped", []),
-                    provenance=data_provenance(suite, records, registry),
+                    provenance=data_provenance(suite, records, registry, checked.datasets),
                     notes=list(dict.fromkeys(str(w.message) for w in caught)))

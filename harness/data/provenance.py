@@ -7,21 +7,24 @@ hash of its metadata and image list; see ``DatasetSpec.version``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from harness.config.suite import Suite
-from harness.plugin.check import dataset_context, dataset_options
+from harness.plugin.check import dataset_context
+from harness.plugin.options import Options
 from harness.plugin.registry import Registry
 
 
-def dataset_version(suite: Suite, registry: Registry, i: int) -> dict[str, Any]:
-    """The version of the suite's ``i``-th dataset: ``DatasetSpec.version``, else its
-    ``fingerprint``, else nothing."""
+def dataset_version(suite: Suite, registry: Registry, i: int,
+                    options: Options) -> dict[str, Any]:
+    """The version of the suite's ``i``-th dataset (whose validated options are
+    ``options``): ``DatasetSpec.version``, else its ``fingerprint``, else nothing."""
     ref = suite.datasets[i]
     spec = registry.get("datasets", ref.name)
-    options, context = dataset_options(suite, registry, i), dataset_context(suite, i)
+    context = dataset_context(suite, i)
     if spec.version is not None:
         return dict(spec.version(options, context))
     if spec.fingerprint is not None:
@@ -29,16 +32,18 @@ def dataset_version(suite: Suite, registry: Registry, i: int) -> dict[str, Any]:
     return {}
 
 
-def data_provenance(suite: Suite, records: pd.DataFrame, registry: Registry) -> dict[str, Any]:
+def data_provenance(suite: Suite, records: pd.DataFrame, registry: Registry,
+                    options: Sequence[Options]) -> dict[str, Any]:
     """``{dataset: {"version": {...}, "options": {...}, "counts": {class: n}, "images": n}}``.
 
     ``counts`` are the images the suite uses (after every exclusion); a dataset without a
-    ``version`` callable is identified by its ``fingerprint`` when it has one.
+    ``version`` callable is identified by its ``fingerprint`` when it has one. ``options``
+    are the datasets' validated options (``CheckedSuite.datasets``).
     """
     out: dict[str, Any] = {}
     by_dataset = records.groupby("_dataset")["label"] if "_dataset" in records else None
     for i, ref in enumerate(suite.datasets):
-        version = dataset_version(suite, registry, i)
+        version = dataset_version(suite, registry, i, options[i])
         labels = (by_dataset.get_group(ref.name) if by_dataset is not None
                   and ref.name in by_dataset.groups else pd.Series([], dtype=str))
         found = labels.value_counts().to_dict()

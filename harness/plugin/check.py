@@ -1,12 +1,14 @@
 """Check a suite against the plugins it names, before anything runs (``--dry-run`` too).
 
-Four checks, each failing with one line that names the suite file and the key path:
-every name is registered; every plugin option block validates against the plugin's
+Five checks, each failing with one line that names the suite file and the key path:
+every name is registered; every engine has the primitives its samplers' plans call;
+every plugin option block validates against the plugin's
 :class:`~harness.plugin.options.Options` model, with the suite's classes, datasets and
 folds as its validation context (:class:`~harness.plugin.specs.OptionsContext`);
 ``training.weights`` names a source each backbone declares (``harness.plugin.weights``);
-every backbone, built once per engine in a
-child process, meets the engine's backbone contract (``EngineSpec.check_backbone``).
+every backbone, built once per engine in a child process, meets the engine's backbone
+contract (``EngineSpec.check_backbone``). The options are validated here only: what
+follows (data, plans, run folders) takes them from the ``CheckedSuite``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,12 +130,10 @@ def split_options(suite: Suite, registry: Registry) -> Options:
                             options_context(suite))
 
 
-def sampler_options(suite: Suite, registry: Registry, name: str,
-                    raw: Mapping[str, Any] | None = None) -> Options:
+def sampler_options(suite: Suite, registry: Registry, name: str) -> Options:
     spec = registry.get("samplers", name)
-    raw = suite.samplers.get(name, {}) if raw is None else raw
-    return validate_options(spec.options, raw, f"samplers.{name}", _source(suite),
-                            options_context(suite))
+    return validate_options(spec.options, suite.samplers.get(name, {}), f"samplers.{name}",
+                            _source(suite), options_context(suite))
 
 
 def backbone_options(suite: Suite, registry: Registry, name: str) -> Options:
@@ -152,11 +152,17 @@ def executor_options(suite: Suite, registry: Registry) -> Options:
                             _source(suite), options_context(suite))
 
 
+def check_data_options(suite: Suite, registry: Registry) -> CheckedSuite:
+    """The datasets' and the splitter's options, validated: all ``harness data`` needs (the
+    data functions take them from here and validate nothing themselves)."""
+    return CheckedSuite(
+        datasets=[dataset_options(suite, registry, i) for i in range(len(suite.datasets))],
+        split=split_options(suite, registry))
+
+
 def check_options(suite: Suite, registry: Registry) -> CheckedSuite:
     """Every plugin option block of the suite, validated (the first mistake raises)."""
-    checked = CheckedSuite()
-    checked.datasets = [dataset_options(suite, registry, i) for i in range(len(suite.datasets))]
-    checked.split = split_options(suite, registry)
+    checked = check_data_options(suite, registry)
     reference = [suite.budget_reference] if suite.budget == "equal" else []
     for name in dict.fromkeys([*suite.samplers, *suite.matrix.sampler, *reference]):
         checked.samplers[name] = sampler_options(suite, registry, name)
@@ -225,32 +231,35 @@ def check_data(suite: Suite, registry: Registry, checked: CheckedSuite) -> None:
 # ------------------------------------------------------------------ backbone contract
 
 
-def contract_checks(suite: Suite, registry: Registry,
-                    checked: CheckedSuite | None = None) -> list[dict[str, Any]]:
-    """The (backbone, engine) pairs of the suite whose engine checks a contract, with the
-    backbones' options (``checked``'s when given)."""
+def contract_checks(suite: Suite, registry: Registry, checked: CheckedSuite,
+                    pairs: Iterable[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """The (backbone, engine) pairs of the suite (or of ``pairs``) whose engine checks a
+    contract, with the backbones' validated options."""
+    wanted = None if pairs is None else set(pairs)
     checks = []
     for engine in suite.matrix.engine:
         if registry.get("engines", engine).check_backbone is None:
             continue
         for backbone in suite.matrix.backbone:
+            if wanted is not None and (backbone, engine) not in wanted:
+                continue
             checks.append({
                 "backbone": backbone, "engine": engine, "image_size": suite.image_size,
-                "options": (checked.backbones[backbone] if checked is not None
-                            else backbone_options(suite, registry, backbone)
-                            ).model_dump(mode="json"),
+                "options": checked.backbones[backbone].model_dump(mode="json"),
             })
     return checks
 
 
-def check_backbones(suite: Suite, registry: Registry,
-                    checked: CheckedSuite | None = None) -> None:
-    """Build each backbone once per engine in a child process and check its contract.
+def check_backbones(suite: Suite, registry: Registry, checked: CheckedSuite,
+                    pairs: Iterable[tuple[str, str]] | None = None) -> None:
+    """Build each backbone once per engine (of ``pairs`` when given) in a child process and
+    check its contract.
 
     A child process, because building imports the engine's framework and two frameworks
-    never share a process (nor does the framework-free runner load one).
+    never share a process (nor does the framework-free runner load one). It starts the
+    framework (TensorFlow: seconds), so ``harness run`` asks only for the pairs it trains.
     """
-    checks = contract_checks(suite, registry, checked)
+    checks = contract_checks(suite, registry, checked, pairs)
     if not checks:
         return
     payload = json.dumps({"plugins": list(suite.plugins), "checks": checks})

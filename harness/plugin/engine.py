@@ -9,14 +9,15 @@ Engine authors import all of it, and the framework-free helpers, from ``harness.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from harness.config.suite import Training
+from harness.config.suite import NORMALIZATIONS, Training
 from harness.errors import HarnessError
+from harness.plugin.backbone import BackboneSpec, WeightSource
 from harness.plugin.options import Options, validate_options
 
 #: The primitives every engine's model has (the loop calls them in every run).
@@ -85,17 +86,6 @@ class LossSpec:
     alpha: list[float] | None = None
 
 
-class Backbone(Protocol):
-    """What an engine reads of its backbone: ``harness.BackboneSpec`` (written here as a
-    protocol because ``plugin/specs.py`` names this module's ``EngineContext``)."""
-
-    name: str
-    #: Engine builder key (``torch``, ``keras``) -> function building the network.
-    builders: Mapping[str, Callable[..., Any]]
-    #: The model of its options (``harness.Options`` when it takes none).
-    options: type[Options] | None
-
-
 @dataclass
 class EngineContext:
     """Everything an engine needs to build a model: no run folder, no cache, no plan.
@@ -105,7 +95,7 @@ class EngineContext:
     ``BackboneSpec`` and ``backbone_options`` the backbone's validated options.
     """
 
-    backbone: Backbone
+    backbone: BackboneSpec
     image_size: int
     n_classes: int
     training: Training
@@ -114,6 +104,12 @@ class EngineContext:
     backbone_options: Options = field(default_factory=Options)
     #: Threads the engine may use on the CPU (0: the framework's default).
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.training.normalization not in NORMALIZATIONS:
+            raise ValueError(f"EngineContext: training.normalization "
+                             f"{self.training.normalization!r} is not resolved; expected one "
+                             f"of {', '.join(NORMALIZATIONS)}, as a planned run's settings are")
 
     def build_backbone(self, builder: str) -> Any:
         """The backbone from its ``builders[builder]`` with the run's weights and options."""
@@ -184,7 +180,8 @@ def missing_primitives(model: Any, needed: Iterable[str] = ()) -> list[str]:
     return [name for name in wanted if not callable(getattr(model, name, None))]
 
 
-def build_backbone(spec: Any, engine: str, image_size: int, weights: Any,
+def build_backbone(spec: BackboneSpec, engine: str, image_size: int,
+                   weights: str | WeightSource | None,
                    options: Mapping[str, Any] | Options | None, where: str = "") -> Any:
     """Build ``spec``'s model for ``engine`` with validated options (what engines call).
 

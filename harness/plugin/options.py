@@ -17,21 +17,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from typing_extensions import Self
 
+from harness.config.frozen import freeze
 from harness.config.validate import SuiteError, suggest
 
 O = TypeVar("O", bound="Options")
 
 
 class Options(BaseModel):
-    """Base of every plugin's options: unknown keys are an error, never silently ignored.
+    """Base of every plugin's options: unknown keys are an error, never silently ignored;
+    frozen, the dicts and lists inside too.
 
     A plugin without options uses this class itself (it accepts only an empty mapping).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="after")
+    def _frozen_inside(self) -> Self:
+        """The model is frozen; so are the dicts and lists it holds (``config.frozen``)."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            frozen = freeze(value)
+            if frozen is not value:
+                object.__setattr__(self, name, frozen)
+        return self
 
     @classmethod
     def of(cls, value: Mapping[str, Any] | Options | None = None) -> Self:

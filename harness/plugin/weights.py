@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 
-from harness.config.suite import NORMALIZATIONS, RunSpec, Suite, training_for
+from harness.config.suite import NORMALIZATIONS, RunSpec, Suite, Training, training_for
 from harness.errors import HarnessError
 from harness.plugin.registry import Registry
-from harness.plugin.specs import UnknownWeights, WeightSource
+from harness.plugin.specs import BackboneSpec, UnknownWeights, WeightSource
 
 #: ``training.normalization`` that takes the weights' own.
 AUTO = "auto"
@@ -37,9 +38,20 @@ def normalization_for(setting: str, source: WeightSource) -> str:
         return setting
     if source.normalization is None:
         what = "a weights file" if source.kind == "file" else source.description
-        raise ValueError(f"auto: weights {source.name!r} ({what}) declare no normalization; "
-                         f"set one of {', '.join(NORMALIZATIONS)}")
+        raise ValueError(f"auto (the default) takes the weights' own, but {source.name!r} "
+                         f"({what}) declares none; set one of {', '.join(NORMALIZATIONS)}")
     return source.normalization
+
+
+def resolved_normalization(training: Training, backbone: BackboneSpec,
+                           builder: str) -> Training:
+    """``training`` with ``normalization: auto`` the weights' own, for a model built outside
+    a suite (``harness describe``/``bench``, a job built by hand); a suite's runs are
+    resolved when planned (:func:`with_normalization`). Raises ``ValueError``."""
+    if training.normalization != AUTO:
+        return training
+    source = backbone.weights_for(builder, training.weights)
+    return dataclasses.replace(training, normalization=normalization_for(AUTO, source))
 
 
 def suite_weights(suite: Suite, registry: Registry) -> dict[tuple[str, str], WeightSource]:
@@ -83,3 +95,40 @@ def with_normalization(runs: Iterable[RunSpec],
                 run.training, normalization=resolved))
         out.append(run)
     return out
+
+
+def local_files(source: WeightSource) -> list[Path]:
+    """The files a source is read from, where it names them: a ``file`` source's path, or a
+    named source whose ``location`` is one or more local paths (``/...`` or ``~/...``,
+    separated by ``, ``). A location in words (a library's cache) names none."""
+    if source.kind == "file":
+        return [source.path]
+    if source.kind != "named":
+        return []
+    parts = [p.strip() for p in source.location.split(", ")]
+    if not parts or not all(p.startswith(("/", "~")) for p in parts):
+        return []
+    return [Path(p).expanduser() for p in parts]
+
+
+def check_weight_files(suite: Suite, sources: dict[tuple[str, str], WeightSource],
+                       pairs: Iterable[tuple[str, str]]) -> None:
+    """Refuse, before any image is decoded, weights whose file is not on disk: the builder
+    would fail on it only once the run starts. One line: file, key, the missing path."""
+    source_file = suite.source or suite.name
+    for backbone, engine in dict.fromkeys(pairs):
+        source = sources.get((backbone, engine))
+        if source is None:
+            continue
+        missing = [p for p in local_files(source) if not p.is_file()]
+        if not missing:
+            continue
+        key = _key(suite, backbone, "weights")
+        if source.kind == "file":
+            raise HarnessError(f"{source_file}: {key}: weights file {missing[0].absolute()} "
+                               f"does not exist (backbone {backbone!r}, engine {engine!r}); "
+                               "give an existing file, a declared name, or 'none'")
+        raise HarnessError(f"{source_file}: {key}: weights {source.name!r} of backbone "
+                           f"{backbone!r} ({engine} engine) are read from {missing[0]}, which "
+                           "does not exist; put the file there (the harness never downloads "
+                           "weights) or set weights: none")

@@ -304,10 +304,6 @@ class RunConfig:
         """Images left out because they could not be read: ``file`` and ``reason`` each."""
         return list(self.extra.get("dropped_images") or [])
 
-    @property
-    def bootstrap(self) -> int:
-        return int((self.suite.get("report") or {}).get("bootstrap", 1000))
-
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         if out["data"] is None:
@@ -369,14 +365,19 @@ class FinishedRun:
     history: list[dict[str, str]] | None
 
 
-class RunFolder:
-    """Typed access to one run folder; reads raise ``DamagedFile`` naming the file."""
+class Folder:
+    """A typed view of one folder of ``runs/``: it holds the path only, so one is cheap to
+    make wherever a path is known, and every read goes to disk."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     def __repr__(self) -> str:
-        return f"RunFolder({str(self.path)!r})"
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class RunFolder(Folder):
+    """Typed access to one run folder; reads raise ``DamagedFile`` naming the file."""
 
     @property
     def name(self) -> str:
@@ -758,14 +759,8 @@ class RunLock:
             self._lock.release()
 
 
-class SuiteRuns:
+class SuiteRuns(Folder):
     """``runs/<suite>/``: its run folders, ``manifest.json`` and ``trackers.json``."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def __repr__(self) -> str:
-        return f"SuiteRuns({str(self.path)!r})"
 
     @classmethod
     def of(cls, run_dir: str | Path) -> SuiteRuns:

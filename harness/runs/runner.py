@@ -26,15 +26,16 @@ import numpy as np
 from harness import store
 from harness.config.overrides import blame_override
 from harness.config.suite import RunSpec, Suite, expand, filter_runs, load_suite
-from harness.data.prepare import Prepared, dropped_lines, prepare
+from harness.data.cache import CacheState
+from harness.data.prepare import Prepared, cache_status, dropped_lines, prepare
 from harness.errors import HarnessError
 from harness.plugin import guard
-from harness.plugin.check import CheckedSuite, check_data, check_suite
+from harness.plugin.check import CheckedSuite, check_backbones, check_data, check_suite
 from harness.plugin.options import Options
 from harness.plugin.registry import Registry, build_registry
 from harness.plugin.resolved import PlanRules, ResolvedRun, resolve
 from harness.plugin.specs import Fold, Phase, Plan, SamplerContext
-from harness.plugin.weights import with_normalization
+from harness.plugin.weights import check_weight_files
 from harness.rundir.folder import (
     DamagedFile,
     PlanFile,
@@ -73,6 +74,8 @@ class SuiteResult:
     stale_why: list[str] = field(default_factory=list)
     #: run id -> where a scheduler holds it (``slurm job 1234``), for ``--detach``.
     jobs: dict[str, str] = field(default_factory=dict)
+    #: ``--dry-run``: what the run will do with the image cache.
+    cache: CacheState | None = None
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
@@ -258,7 +261,9 @@ def resolve_runs(suite: Suite, checked: CheckedSuite, runs: list[RunSpec],
 def current_fingerprints(suite: Suite, registry: Registry,
                          runs: list[ResolvedRun]) -> dict[str, dict[str, str]]:
     """What each run's ``config.json`` fingerprint would be if it were planned now."""
-    data = staleness.current_data_versions(suite, registry)
+    if not runs:
+        return {}
+    data = staleness.current_data_versions(suite, registry, runs[0].dataset_options)
     return {r.run_id: staleness.fingerprint(r.run.to_json(), r.suite_section(),
                                             staleness.code_versions(suite, registry, r.run),
                                             data)
@@ -576,10 +581,12 @@ def run_suite(
     suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path, overrides)
     registry = build_registry(suite.plugins)
     try:  # plugin options and folds are checked here: name the override that set them
-        checked = check_suite(suite, registry)
-        # normalization: auto becomes what each run's weights declare (ids unchanged)
-        runs = with_normalization(filter_runs(expand(suite), list(only)), checked.weights)
-        resolved = resolve_runs(suite, checked, runs, overrides)
+        # the backbone contract starts each framework: only for runs left to train (below)
+        checked = check_suite(suite, registry, backbones=False)
+        # resolved: threads counted, normalization: auto the weights' own (ids unchanged)
+        resolved = resolve_runs(suite, checked, filter_runs(expand(suite), list(only)),
+                                overrides)
+        runs = [r.run for r in resolved.values()]
     except HarnessError as exc:
         raise blame_override(exc, overrides, suite.source) from None
     if detach and not registry.get("executors", suite.executor.name).detach:
@@ -588,8 +595,9 @@ def run_suite(
                            f"{suite.executor.name!r} runs the jobs itself")
     runs_root = Path(runs_root)
     result = SuiteResult(suite, runs)
-    if dry_run:
-        check_data(suite, registry, checked)
+    if dry_run:  # everything a run would refuse, before it decodes an image
+        check_inputs(suite, registry, checked, runs, overrides)
+        result.cache = cache_status(suite, registry, checked)
     current = current_fingerprints(suite, registry, list(resolved.values()))
     if dry_run:
         result.stale = [r.run_id for r in runs if RunFolder(run_dir_for(runs_root, r)).has_config()
@@ -611,12 +619,13 @@ def run_suite(
         echo(stale_line(len(result.stale)))
         for line in result.stale_why:
             echo(line)
+    if pending:  # what a run would refuse, before a tracker or the cache hears of it
+        check_inputs(suite, registry, checked, pending, overrides)
     suite_runs = store.child(runs_root, suite.name)
     trackers = start_trackers(suite, registry, suite_runs, pending, done, echo)
     try:
         if pending:
-            check_data(suite, registry, checked)
-            prepared = prepare(suite, registry, show_progress=show_progress)
+            prepared = prepare(suite, registry, checked, show_progress=show_progress)
             # Only now, with every input known good (records, cache, folds), may the runs
             # that start over lose what they produced: a data problem never erases a run.
             restart_runs(pending, sorted_runs.restart, runs_root, echo)
@@ -674,6 +683,21 @@ def run_suite(
                 result.report.parent if result.report else None))
             trackers.close()
     return result
+
+
+def check_inputs(suite: Suite, registry: Registry, checked: CheckedSuite,
+                 runs: list[RunSpec], overrides: list[str]) -> None:
+    """What ``runs`` need before they start: the backbone contract of their (backbone,
+    engine) pairs, the data on disk and their weights files. Only for runs left to train:
+    the contract starts each framework (TensorFlow alone takes seconds to import), which a
+    suite whose runs are all done never needs."""
+    pairs = [(r.backbone, r.engine) for r in runs]
+    try:
+        check_backbones(suite, registry, checked, pairs)
+    except HarnessError as exc:
+        raise blame_override(exc, overrides, suite.source) from None
+    check_data(suite, registry, checked)
+    check_weight_files(suite, checked.weights, pairs)
 
 
 def check_output_folders(paths: list[Path]) -> None:

@@ -15,11 +15,12 @@ import functools
 import hashlib
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from typing import Any
 
 from harness.config.suite import RunSpec, Suite
+from harness.plugin.options import Options
 from harness.plugin.registry import Registry
 from harness.rundir.folder import RunConfig
 from harness.version import __version__
@@ -112,8 +113,10 @@ def data_versions(provenance: dict[str, Any] | None) -> dict[str, Any] | None:
             for name, entry in sorted(provenance.items())}
 
 
-def current_data_versions(suite: Suite, registry: Registry) -> dict[str, Any] | None:
-    """Each dataset's version as it is now, as ``data_provenance`` records it.
+def current_data_versions(suite: Suite, registry: Registry,
+                          options: Sequence[Options]) -> dict[str, Any] | None:
+    """Each dataset's version as it is now, as ``data_provenance`` records it (``options``:
+    the datasets' validated options).
 
     ``None`` when a dataset cannot say (its root is missing, say): the data part is then
     left out of the comparison rather than failing a dry run.
@@ -123,7 +126,7 @@ def current_data_versions(suite: Suite, registry: Registry) -> dict[str, Any] | 
     out = {}
     for i, ref in enumerate(suite.datasets):
         try:
-            version = dataset_version(suite, registry, i)
+            version = dataset_version(suite, registry, i, options[i])
         except Exception:  # noqa: BLE001 - a dataset that cannot say now is compared later
             return None
         out[ref.name] = version

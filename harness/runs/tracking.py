@@ -3,8 +3,10 @@
 Each tracker gets its own daemon thread and a queue: the training thread only enqueues
 (``run_start``, ``epoch``, ``run_end`` never wait), and the calls that wait (``suite_start``
 for its result, ``recorded`` for the backfill, ``close`` to flush) draw on one budget of
-``timeout`` seconds per tracker and suite, charged while the tracker finishes no call (a
-long backfill that keeps answering is waited for): every process adds what it was charged
+``timeout`` seconds per tracker and suite, charged while the tracker finishes no call and
+its thread does not run (a long backfill that keeps answering, or an import or a local store
+slowed by a busy machine, is waited for; a server that does not answer costs the budget):
+every process adds what it was charged
 to ``trackers.json``, and the next process gets what is left. A tracker that raises or runs
 out of budget is switched off with one ``TrackerWarning``, marked ``off`` in
 ``trackers.json`` so that no later worker of the suite waits for it again, and the run goes
@@ -21,6 +23,7 @@ folder: a run on any node of a cluster reports to the same trackers with no extr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import queue
 import sys
@@ -46,6 +49,22 @@ class TrackerWarning(HarnessWarning):
 
 
 THREAD_PREFIX = "tracker-"
+
+#: Share of a waiting window a tracker's thread must have run (CPU time) for the window to
+#: count as work rather than waiting: a thread blocked on a server runs ~0 %, one that polls
+#: far below 1 %, a working one on a machine with 50 busy processes per core still ~2 %.
+WORKING = 0.01
+
+
+def cpu_clock(thread: threading.Thread) -> Callable[[], float] | None:
+    """The CPU seconds a running thread has used so far, where the system counts them per
+    thread (Linux and most Unixes); ``None`` elsewhere (every wait is then charged)."""
+    try:
+        clock = time.pthread_getcpuclockid(thread.ident)
+        time.clock_gettime(clock)
+    except (AttributeError, OSError, TypeError):
+        return None
+    return functools.partial(time.clock_gettime, clock)
 
 
 class TrackerStdout(io.TextIOBase):
@@ -105,6 +124,8 @@ class _Lane:
         self._thread = threading.Thread(target=self._loop, name=f"{THREAD_PREFIX}{name}",
                                         daemon=True)
         self._thread.start()
+        # Taken while the thread surely runs: it ends only after ``close``.
+        self._cpu = cpu_clock(self._thread)
 
     def _loop(self) -> None:
         while True:
@@ -135,14 +156,20 @@ class _Lane:
         """The call's result, waiting at most what is left of this tracker's budget."""
         if call is None:
             return None
-        # Only time in which no call finishes is charged: a slow backfill that goes on
-        # answering is waited for, a server that answers nothing costs the budget once.
+        # Only time in which no call finishes and the tracker's thread does not run is
+        # charged: a slow backfill that goes on answering, or work that a busy machine
+        # slows down (MLflow's import, an SQLite store), is waited for; a server that
+        # answers nothing costs the budget once. (Windows of at least 0.1 s, so that a
+        # working thread on a busy machine gets the CPU in every one.)
         while not call.done.is_set() and self.budget > 0 and self._error is None:
-            done_before = self.finished
+            done_before, ran_before = self.finished, self._ran()
             started = time.monotonic()
-            call.done.wait(min(self.budget, 1.0))
-            if self.finished == done_before and not call.done.is_set():
-                spent = time.monotonic() - started
+            call.done.wait(min(max(self.budget, 0.1), 1.0))
+            spent = time.monotonic() - started
+            ran_after = self._ran()
+            working = None not in (ran_before, ran_after) \
+                and ran_after - ran_before >= WORKING * spent
+            if self.finished == done_before and not call.done.is_set() and not working:
                 self.budget -= spent
                 self.waited += spent
         finished = call.done.is_set()
@@ -152,6 +179,13 @@ class _Lane:
                             "per suite); the runs go on without it")
             return None
         return call.result
+
+    def _ran(self) -> float | None:
+        """CPU seconds the tracker's thread has run, or ``None`` where they are not known."""
+        try:
+            return self._cpu() if self._cpu is not None else None
+        except OSError:
+            return None
 
     def check(self) -> None:
         if self._error is not None and not self.off:

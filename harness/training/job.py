@@ -18,6 +18,7 @@ from harness.errors import HarnessError
 from harness.plugin.options import Options, validate_options
 from harness.plugin.resolved import ResolvedRun
 from harness.plugin.specs import BackboneSpec, Plan
+from harness.plugin.weights import resolved_normalization
 from harness.rundir.folder import HistoryAppender, RunFolder
 
 #: The history schema of every engine: one row per epoch. ``seconds`` is the time in
@@ -54,16 +55,25 @@ class Job:
     #: The resolved run read from ``config.json`` (the worker's jobs; ``None`` for a job
     #: built by hand, whose ``training`` and ``backbone`` are all there is).
     resolved: ResolvedRun | None = None
+    #: The backbone's validated options: the resolved run's; a job built by hand has
+    #: ``training.backbone_options`` validated once, here.
+    backbone_options: Options | None = None
     #: ``history.csv`` open for appending while the run trains (``log_epoch``).
     _history_file: HistoryAppender | None = field(default=None, repr=False, compare=False)
 
-    @property
-    def backbone_options(self) -> Options:
-        """The backbone's validated options: the resolved run's, else ``training``'s."""
-        if self.resolved is not None:
-            return self.resolved.backbone_options
-        return validate_options(self.backbone.options, self.training.backbone_options,
-                                "training.backbone_options", str(self.folder.config_path))
+    def __post_init__(self) -> None:
+        if self.resolved is None:  # built by hand (the worker's jobs arrive resolved)
+            try:
+                self.training = resolved_normalization(self.training, self.backbone,
+                                                       self.run.engine)
+            except ValueError as exc:
+                raise HarnessError(f"training.normalization: {exc}") from None
+        if self.backbone_options is None:
+            self.backbone_options = (
+                self.resolved.backbone_options if self.resolved is not None
+                else validate_options(self.backbone.options, self.training.backbone_options,
+                                      "training.backbone_options",
+                                      str(self.folder.config_path)))
 
     @property
     def n_classes(self) -> int:

@@ -15,6 +15,7 @@ convert-keras``). All of them expect inputs in [-1, 1] (``inception``: Keras
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -54,9 +55,10 @@ KERAS_FILES = {
 TIMM_CHECKPOINTS = {"xception": "legacy_xception.tf_in1k",
                     "resnet50v2": "resnetv2_50.a1h_in1k",
                     "resnetv2_50_timm": "resnetv2_50.a1h_in1k"}
-#: Default folders of the files ($KERAS_HOME/models and $HARNESS_WEIGHTS_DIR move them).
-KERAS_DIR = "~/.keras/models"
-CONVERTED_DIR = "~/.cache/cxr-harness/weights"
+#: Folders of the files, by the rule the builders apply ($KERAS_HOME/models and
+#: $HARNESS_WEIGHTS_DIR move them): ``--dry-run`` checks the files there.
+KERAS_DIR = os.path.join(os.environ.get("KERAS_HOME") or "~/.keras", "models")
+CONVERTED_DIR = os.environ.get("HARNESS_WEIGHTS_DIR") or "~/.cache/cxr-harness/weights"
 
 
 def paper_sources(names: tuple[str, ...], keras: bool = True) -> tuple[WeightSource, ...]:
