@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.config.suite import ReportConfig
+
 #: Equal-width confidence bins of the ECE and the reliability diagram (Guo et al. 2017).
 N_BINS = 15
 
@@ -131,7 +133,7 @@ def macro_auroc_resampled(true: np.ndarray, proba: np.ndarray, counts: np.ndarra
     return _macro_auroc_ranked(_ranked(np.asarray(true), proba), counts)
 
 
-def macro_auroc_interval(true: np.ndarray, proba: np.ndarray, n_boot: int = 1000,
+def macro_auroc_interval(true: np.ndarray, proba: np.ndarray, n_boot: int = ReportConfig.bootstrap,
                          seed: int = 0, chunk: int = 250) -> tuple[float | None, float | None]:
     """95 % percentile bootstrap interval of the macro AUROC, resampling images within each
     class (so a rare class is never resampled away); ``chunk`` resamples are drawn at a
@@ -197,7 +199,7 @@ def reliability_figure(true: np.ndarray, proba: np.ndarray, title: str):
     return fig
 
 
-def calibration_block(combo, n_boot: int = 1000) -> dict[str, Any] | None:
+def calibration_block(combo, n_boot: int = ReportConfig.bootstrap) -> dict[str, Any] | None:
     """Per run and mean: ECE, Brier, macro AUROC [95 %]; reliability diagram (data URI, SVG:
     its ~17 points are a few hundred bytes of vector, where a PNG costs its pixels and the
     largest share of the report's time)."""

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.significance import corrected_ttest
+from harness.config.suite import ReportConfig
 
 
 def value_range(key: str) -> tuple[float, float]:
@@ -91,7 +92,7 @@ def cluster_sums(values: np.ndarray, clusters: Sequence[Any]) -> tuple[np.ndarra
     return sums, n_clusters
 
 
-def bootstrap_cluster_totals(values: np.ndarray, clusters: Sequence[Any], n: int = 1000,
+def bootstrap_cluster_totals(values: np.ndarray, clusters: Sequence[Any], n: int = ReportConfig.bootstrap,
                              seed: int = 0, chunk: int = 200) -> np.ndarray:
     """Totals of ``values`` (rows of any shape) over ``n`` cluster-bootstrap resamples.
 
@@ -119,7 +120,7 @@ def percentile(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
 
 
 def paired_difference(a_right: np.ndarray, b_right: np.ndarray, clusters: Sequence[Any],
-                      n: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+                      n: int = ReportConfig.bootstrap, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """Difference in the share of images right (a − b) with a patient-cluster interval."""
     a_right = np.asarray(a_right, float)
     b_right = np.asarray(b_right, float)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.config.suite import ReportConfig
 from harness.errors import HarnessError
 from harness.rundir.predictions import Predictions, confusion
 
@@ -60,7 +61,7 @@ def figures(cm: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def bootstrap_intervals(true: np.ndarray, pred: np.ndarray, n_classes: int, n: int = 1000,
+def bootstrap_intervals(true: np.ndarray, pred: np.ndarray, n_classes: int, n: int = ReportConfig.bootstrap,
                         seed: int = 0, level: float = 0.95, chunk: int = 200,
                         clusters: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
     """Percentile bootstrap intervals of every figure in ``figures``: arrays (2, ...).
@@ -116,7 +117,7 @@ def auroc_per_class(true: np.ndarray, proba: np.ndarray | None, n_classes: int) 
 
 
 def compute_metrics(table: Predictions, classes: Sequence[str] | None = None, *,
-                    bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
+                    bootstrap: int = ReportConfig.bootstrap, seed: int = 0, level: float = 0.95,
                     clusters: Sequence[Any] | None = None,
                     resampled: str = "images") -> dict[str, Any]:
     """All figures of one predictions table as a JSON-ready dict (fractions, None for n/a).
