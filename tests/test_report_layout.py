@@ -230,3 +230,15 @@ def test_figures_go_as_svg_unless_png_is_smaller():
     # Text stays text, escaped only where HTML or the URL would misread it.
     svg = svg_data_uri(few)
     assert "A %26amp; B: 50%25 %231</text>" in svg and '"' not in svg   # XML's &amp;
+
+
+def test_answer_does_not_claim_a_test_that_could_not_run(tmp_path):
+    """Two folds cannot reach α: the answer says no strategy could be tested, not that none differs."""
+    root = tmp_path / "runs" / "two"
+    for i, s in enumerate(["none", "phased", "balanced-batch"]):
+        for fold in (1, 2):
+            write_run(root, s, fold, skill=1.0 + 0.5 * i, n=60)
+    html = render_report(root, tmp_path / "out", bootstrap=0).read_text()
+    answer = html[html.index('<ul class="verdicts">'):html.index("</ul>", html.index('<ul class="verdicts">'))]
+    assert "no strategy could be tested against <code>none</code> (too few folds/seeds)" in answer
+    assert "no strategy differs" not in answer

@@ -52,6 +52,9 @@ def answer_section(runs: Sequence[RunLike], data: dict[str, Any], headline: Sequ
                         "forest": forest,
                         "better": [f["strategy"] for f in forest if f["verdict"] == "better"],
                         "worse": [f["strategy"] for f in forest if f["verdict"] == "worse"],
+                        # How many strategies the corrected test could judge: with none, "no
+                        # strategy differs" would claim a test that was never run.
+                        "tested": sum(f["verdict"] in ("better", "worse", "flat") for f in forest),
                         "ranks": mean_ranks(runs, data["strategies"], key, alpha)})
     return {"reference": reference, "metrics": metrics,
             "untested": sum(f["verdict"] == "untested" for m in metrics for f in m["forest"])}
