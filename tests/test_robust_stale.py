@@ -131,6 +131,7 @@ def test_rerun_failed_and_all(make_suite, tmp_path, rerun, retrained):
     run(suite, tmp_path)
     failed, ok = folders(tmp_path, "again")
     failed.write_status("failed", error="boom")
+    failed.file("checkpoints").mkdir(exist_ok=True)  # a done run dropped its own
     (failed.file("checkpoints") / "marker").write_text("from the failed attempt")
     before = mtimes(tmp_path, "again")
     result = run(suite, tmp_path, rerun=rerun)
