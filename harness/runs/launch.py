@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 #: Set in a worker's environment: the pid whose death ends the worker (Linux).
@@ -41,19 +40,24 @@ def run_worker(run_dir: str | Path, env: dict[str, str] | None = None,
                 return proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 continue
-    except BaseException:
-        stop(proc, grace)
+    except BaseException as exc:
+        stop(proc, grace, at_once=getattr(exc, "signum", signal.SIGINT) != signal.SIGINT)
         raise
 
 
-def stop(proc: subprocess.Popen, grace: float) -> None:
-    """SIGINT at once (the worker records ``interrupted``), then SIGKILL after ``grace``
-    seconds.
+def stop(proc: subprocess.Popen, grace: float, at_once: bool = False) -> None:
+    """SIGINT (the worker records ``interrupted``), then SIGKILL after ``grace`` seconds.
 
-    At once, whatever stopped the caller: waiting to see whether a terminal's Ctrl-C reached
-    the worker already lets a fast run train several more epochs. The worker takes the
-    second SIGINT such a Ctrl-C brings as the same stop (:func:`worker_signals`).
+    After a Ctrl-C the worker is given half a second first (the terminal sent it the
+    signal too); ``at_once`` (a SIGTERM, which ``kill PID`` sends to this process alone)
+    passes it on without that wait: a fast run would otherwise train several more epochs.
     """
+    try:
+        if not at_once:
+            proc.wait(timeout=0.5)  # a Ctrl-C on the terminal reached the worker already
+            return
+    except subprocess.TimeoutExpired:
+        pass
     try:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=grace)
@@ -77,36 +81,15 @@ def worker_signals() -> None:
     (TensorFlow takes seconds) left its run ``running``, with no record of the stop.
     """
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    handler = _FirstStop()
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
     die_with_parent()
 
 
-#: Seconds in which a second SIGINT/SIGTERM is the same stop as the first (as in the loop,
-#: ``harness.training.loop.StopSignal``).
-REPEAT = 2.0
+def _terminated(signum, frame) -> None:
+    from harness.interrupts import Interrupted
 
-
-class _FirstStop:
-    """SIGINT raises ``KeyboardInterrupt``, SIGTERM ``Interrupted``; a signal within
-    :data:`REPEAT` seconds of the one before is the same stop and is ignored. One Ctrl-C
-    arrives twice: from the terminal to the whole process group, and from the launcher
-    that passes it on at once; the second must not cut short the record of the first."""
-
-    def __init__(self):
-        self.at: float | None = None
-
-    def __call__(self, signum, frame) -> None:
-        now = time.monotonic()
-        if self.at is not None and now - self.at < REPEAT:
-            return
-        self.at = now
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        from harness.interrupts import Interrupted
-
-        raise Interrupted(signum)
+    raise Interrupted(signum)
 
 
 def die_with_parent() -> None:

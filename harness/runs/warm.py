@@ -157,20 +157,21 @@ class Host:
             raise
 
     def _stop_child(self, pid: int | None, grace: float) -> None:
-        """As ``launch.stop``: SIGINT at once (the run records ``interrupted``), SIGKILL
-        after ``grace`` seconds without the child's exit code."""
+        """As ``launch.stop``: SIGINT (the run records ``interrupted``), SIGKILL after
+        ``grace`` seconds."""
         if pid is None:
             return
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            return
-        if self._read(grace) is None:
+        if self._read(0.5) is None:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGINT)
             except ProcessLookupError:
-                pass
-            self._read(5)
+                return
+            if self._read(grace) is None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._read(5)
 
     def close(self) -> None:
         try:
