@@ -87,7 +87,8 @@ def test_folder_constants_are_the_files_a_run_writes(tmp_path):
     run.path.mkdir()
     run.write_status("done")
     run.write_metrics({"n": 1})
-    run.append_history({"epoch": 1}, ["epoch"])
+    with run.history_appender(["epoch"]) as history:
+        history.append({"epoch": 1})
     run.write_predictions("uid,true,pred\n")
     suite = folder.SuiteRuns(tmp_path)
     suite.write_manifest("s", "s.yaml", ["r"])
@@ -103,8 +104,9 @@ def test_history_rows_and_their_damage(tmp_path):
 
     run = folder.RunFolder(write_run(tmp_path / "s", "none", 1, n=30))
     assert run.history() is None and run.verified() is None   # no history: still complete
-    run.append_history({"epoch": 1, "loss": 0.5}, ["epoch", "loss"])
-    run.append_history({"epoch": 2, "loss": 0.25}, ["epoch", "loss"])
+    with run.history_appender(["epoch", "loss"]) as history:
+        history.append({"epoch": 1, "loss": 0.5})
+        history.append({"epoch": 2, "loss": 0.25})
     assert run.history() == [{"epoch": "1", "loss": "0.5"}, {"epoch": "2", "loss": "0.25"}]
     assert run.finished().history == run.history()
     text = run.history_path.read_text()

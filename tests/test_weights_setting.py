@@ -127,7 +127,7 @@ def test_auto_takes_the_weights_normalization_and_keeps_the_run_ids(registry, tm
     assert sources[("xception", "torch")].description.startswith("timm legacy_xception")
     assert sources[("xception", "keras")].description.startswith("Keras's ImageNet")
     runs = expand(suite)
-    resolved = with_normalization(runs, sources)
+    resolved = [with_normalization(r, sources) for r in runs]
     assert [r.run_id for r in resolved] == [r.run_id for r in runs]
     assert {(r.backbone, r.training.normalization) for r in resolved} == {
         ("xception", "inception"), ("tiny", "unit")}
@@ -238,7 +238,8 @@ def test_the_default_normalization_follows_the_weights(registry, tmp_path):
     data = small_suite("d", matrix={"backbone": ["xception", "tiny"], "engine": ["torch", "keras"]},
                        training={"weights": "imagenet"}, backbones={"tiny": {"weights": "none"}})
     suite = parse_suite(data, str(tmp_path / "d.yaml"))
-    resolved = with_normalization(expand(suite), suite_weights(suite, registry))
+    sources = suite_weights(suite, registry)
+    resolved = [with_normalization(r, sources) for r in expand(suite)]
     assert {(r.backbone, r.engine, r.training.normalization) for r in resolved} == {
         ("xception", "torch", "inception"), ("xception", "keras", "inception"),
         ("tiny", "torch", "unit"), ("tiny", "keras", "unit")}

@@ -253,7 +253,7 @@ def _typed_options(typed: Callable[[str, str, Any, str], Options | Mapping[str, 
 def resolve(suite: Suite, checked: CheckedSuite, run: RunSpec) -> ResolvedRun:
     """The resolved run of one cell of ``suite``'s matrix (``expand``), with the options
     ``check_suite`` validated and ``normalization: auto`` the weights' own."""
-    (run,) = with_normalization([run], checked.weights)
+    run = with_normalization(run, checked.weights)
     return ResolvedRun(
         run=run, classes=tuple(suite.classes), image_size=suite.image_size, split=suite.split,
         datasets=tuple(suite.datasets), report=suite.report, plugins=tuple(suite.plugins),

@@ -84,18 +84,13 @@ def suite_weights(suite: Suite, registry: Registry) -> dict[tuple[str, str], Wei
     return found
 
 
-def with_normalization(runs: Iterable[RunSpec],
-                       sources: dict[tuple[str, str], WeightSource]) -> list[RunSpec]:
-    """``runs`` with ``normalization: auto`` replaced by their weights' (ids unchanged)."""
-    out = []
-    for run in runs:
-        if run.training.normalization == AUTO:
-            resolved = normalization_for(AUTO, sources[(run.backbone, run.engine)])
-            run = dataclasses.replace(run, training=dataclasses.replace(
-                run.training, normalization=resolved))
-        out.append(run)
-    return out
-
+def with_normalization(run: RunSpec, sources: dict[tuple[str, str], WeightSource]) -> RunSpec:
+    """``run`` with ``normalization: auto`` replaced by its weights' (its id unchanged)."""
+    if run.training.normalization != AUTO:
+        return run
+    resolved = normalization_for(AUTO, sources[(run.backbone, run.engine)])
+    return dataclasses.replace(run, training=dataclasses.replace(
+        run.training, normalization=resolved))
 
 def local_files(source: WeightSource) -> list[Path]:
     """The files a source is read from, where it names them: a ``file`` source's path, or a

@@ -568,14 +568,9 @@ class RunFolder(Folder):
         self.write_status("done", predictions_sha256=predictions_sha256,
                           metrics_sha256=self.sha256(METRICS), **status)
 
-    def append_history(self, row: Mapping[str, Any], columns: Sequence[str]) -> None:
-        """One epoch's row, appended (after the header in a new file): a crash loses one row.
-        (The training loop appends through ``HistoryAppender``, which keeps the file open.)"""
-        appender = HistoryAppender(self.history_path, columns)
-        try:
-            appender.append(row)
-        finally:
-            appender.close()
+    def history_appender(self, columns: Sequence[str]) -> HistoryAppender:
+        """``history.csv`` open for one row per epoch (after the header in a new file)."""
+        return HistoryAppender(self.history_path, columns)
 
     def write_history(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
         """``history.csv`` replaced by ``rows`` (a resumed run's rows from its checkpoint)."""
@@ -848,3 +843,9 @@ class HistoryAppender:
 
     def close(self) -> None:
         self.fh.close()
+
+    def __enter__(self) -> HistoryAppender:  # noqa: PYI034 (final class)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

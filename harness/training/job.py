@@ -137,7 +137,7 @@ class Job:
         row = {k: row.get(k, "") for k in HISTORY_COLUMNS}
         self.history.append(row)
         if self._history_file is None:
-            self._history_file = HistoryAppender(self.folder.history_path, HISTORY_COLUMNS)
+            self._history_file = self.folder.history_appender(HISTORY_COLUMNS)
         self._history_file.append(row)
         if self.tracker is not None:
             self.tracker.epoch(row, len(self.history))
